@@ -1,0 +1,268 @@
+"""The one signing pipeline every certificate goes through.
+
+request -> provisioner authorization (a :class:`~engine.policy.SignPolicy`)
+-> validators -> template -> template modifiers -> validity -> certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID
+
+from .csr import CSRInfo
+from .errors import BadRequest, Forbidden
+from .extensions import ProvisionerRef
+from .names import SAN
+from .policy import SignPolicy
+from .ports import Clock, Random
+from .signer import Signer
+from .template import CertificateTemplate, leaf_template_from_csr
+
+SERIAL_BYTES = 20  # 159 bits of entropy once the sign bit is cleared
+
+
+@attrs.frozen
+class Issuer:
+    """An intermediate CA that signs leaves: its certificate, signer and chain to the root."""
+
+    name: str
+    certificate: x509.Certificate
+    signer: Signer
+    # Certificates above this issuer's, up to but excluding the root.
+    parents: tuple[x509.Certificate, ...] = ()
+    authority_key_identifier: x509.AuthorityKeyIdentifier = attrs.field(init=False)
+
+    @authority_key_identifier.default
+    def _aki(self) -> x509.AuthorityKeyIdentifier:
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.signer.public_key  # type: ignore[arg-type]
+            )
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The issuer's own certificate followed by its parents (root excluded)."""
+        return (self.certificate, *self.parents)
+
+
+@attrs.frozen
+class SignRequest:
+    csr: CSRInfo
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+
+
+@attrs.frozen
+class IssuedCertificate:
+    """A freshly signed certificate and the facts the store records about it."""
+
+    certificate: x509.Certificate
+    der: bytes
+    issuer: Issuer
+    provisioner: ProvisionerRef
+    evidence: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def serial(self) -> int:
+        return self.certificate.serial_number
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.certificate.serial_number, "x")
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        return (self.certificate, *self.issuer.chain)
+
+    @property
+    def sans(self) -> tuple[SAN, ...]:
+        try:
+            ext = self.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return ()
+        out = []
+        for name in ext.value:
+            try:
+                out.append(SAN.from_general_name(name))
+            except BadRequest:
+                continue
+        return tuple(out)
+
+
+def random_serial(random: Random) -> int:
+    """A positive serial with 159 random bits (CA/B Forum asks for at least 64)."""
+    raw = bytearray(random.bytes(SERIAL_BYTES))
+    raw[0] &= 0x7F
+    serial = int.from_bytes(raw, "big")
+    return serial or 1
+
+
+def resolve_validity(
+    policy: SignPolicy, request: SignRequest, now: datetime, issuer: Issuer
+) -> tuple[datetime, datetime]:
+    """Apply requested bounds, backdating and the policy's duration limits."""
+    limits = policy.durations
+    if request.not_before is not None:
+        not_before = request.not_before
+        start = not_before
+    else:
+        start = now
+        not_before = now - policy.backdate
+    not_after = request.not_after if request.not_after is not None else start + limits.default
+    if policy.not_after_limit is not None and not_after > policy.not_after_limit:
+        if request.not_after is not None:
+            raise Forbidden("requested notAfter is later than the credential allows")
+        not_after = policy.not_after_limit
+    if not_after <= not_before:
+        raise BadRequest("notAfter must be later than notBefore")
+    if not_after <= now:
+        raise BadRequest("notAfter is in the past")
+    duration = not_after - start
+    if duration < limits.minimum and request.not_after is not None:
+        raise Forbidden(
+            f"requested duration {duration} is shorter than the minimum {limits.minimum}"
+        )
+    if duration > limits.maximum:
+        raise Forbidden(
+            f"requested duration {duration} is longer than the maximum {limits.maximum}"
+        )
+    if not_after > issuer.certificate.not_valid_after_utc:
+        raise Forbidden("requested notAfter is later than the issuing CA's own expiry")
+    if not_before < issuer.certificate.not_valid_before_utc:
+        not_before = issuer.certificate.not_valid_before_utc
+    return not_before, not_after
+
+
+def build_certificate(
+    template: CertificateTemplate,
+    public_key: Any,
+    issuer: Issuer,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    provisioner: ProvisionerRef,
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(template.key_usage_extension(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(issuer.authority_key_identifier, critical=False)
+    )
+    if template.extended_key_usage:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(list(template.extended_key_usage)), critical=False
+        )
+    names = template.general_names()
+    if names:
+        # RFC 5280 4.2.1.6: critical when the subject is empty.
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(names), critical=len(template.subject) == 0
+        )
+    elif len(template.subject) == 0:
+        raise Forbidden("certificate would have neither a subject nor a subject alternative name")
+    builder = builder.add_extension(provisioner.to_extension(), critical=False)
+    for ext in template.extra_extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    signer = issuer.signer
+    return builder.sign(signer.private_key, signer.hash_algorithm)  # type: ignore[arg-type]
+
+
+def issue_certificate(
+    request: SignRequest,
+    policy: SignPolicy,
+    issuer: Issuer,
+    clock: Clock,
+    random: Random,
+) -> IssuedCertificate:
+    """Apply *policy* to *request* and sign the result with *issuer*."""
+    if issuer.name != policy.issuer:
+        raise Forbidden(f"policy names issuer {policy.issuer!r}, not {issuer.name!r}")
+    for validator in policy.validators:
+        validator.validate(request.csr)
+    template = leaf_template_from_csr(request.csr)
+    for modifier in policy.modifiers:
+        template = modifier.modify(template)
+    not_before, not_after = resolve_validity(policy, request, clock.now(), issuer)
+    certificate = build_certificate(
+        template,
+        request.csr.public_key,
+        issuer,
+        random_serial(random),
+        not_before,
+        not_after,
+        policy.provisioner,
+    )
+    return IssuedCertificate(
+        certificate=certificate,
+        der=certificate.public_bytes(Encoding.DER),
+        issuer=issuer,
+        provisioner=policy.provisioner,
+        evidence=policy.evidence,
+    )
+
+
+_RECOMPUTED = {
+    ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+}
+
+
+def renew_certificate(
+    current: x509.Certificate,
+    issuer: Issuer,
+    clock: Clock,
+    random: Random,
+    *,
+    backdate: timedelta = timedelta(minutes=1),
+) -> IssuedCertificate:
+    """A new certificate with the same names, key, extensions and lifetime as *current*."""
+    provisioner = ProvisionerRef.from_certificate(current)
+    if provisioner is None:
+        raise Forbidden("certificate was not issued by a devid provisioner")
+    if current.issuer != issuer.certificate.subject:
+        raise Forbidden("certificate was not issued by this CA")
+    lifetime = current.not_valid_after_utc - current.not_valid_before_utc
+    now = clock.now()
+    not_before = max(now - backdate, issuer.certificate.not_valid_before_utc)
+    not_after = not_before + lifetime
+    if not_after > issuer.certificate.not_valid_after_utc:
+        raise Forbidden("renewed certificate would outlive the issuing CA")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(current.subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(current.public_key())
+        .serial_number(random_serial(random))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(current.public_key()), False)
+        .add_extension(issuer.authority_key_identifier, critical=False)
+    )
+    for ext in current.extensions:
+        if ext.oid not in _RECOMPUTED:
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    signer = issuer.signer
+    certificate = builder.sign(signer.private_key, signer.hash_algorithm)  # type: ignore[arg-type]
+    return IssuedCertificate(
+        certificate=certificate,
+        der=certificate.public_bytes(Encoding.DER),
+        issuer=issuer,
+        provisioner=provisioner,
+        evidence={"renewed_from": format(current.serial_number, "x")},
+    )

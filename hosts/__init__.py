@@ -1,0 +1,1 @@
+"""Servers and the command line that drive the engine; nothing imports this package."""

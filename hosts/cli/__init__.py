@@ -1,0 +1,68 @@
+"""The ``devid`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from engine.errors import ConfigurationError, DevidError
+
+from . import ca_commands, server_commands
+
+DESCRIPTION = """\
+devid: a device-identity PKI. Devices proven by their TPM get short-lived
+certificates for Wi-Fi, VPN and internal services.
+
+Server side (on the CA host; --data DIR defaults to $DEVID_DATA or the
+per-user data directory):
+  devid init        create a CA: root, Attestation/Agent/Account CAs, config, database
+  devid serve       run the CA (HTTPS, HTTP/1.1 and HTTP/2)
+  devid token       mint a one-time token from a JWK provisioner
+  devid plugins     list loaded plugins, provisioner types and attestation formats
+
+Client side (against a running CA):
+  devid ca root         download the root certificate, checked by fingerprint
+  devid ca certificate  create a key and get a certificate with a token
+  devid ca renew        renew a certificate (mTLS with the current one)
+  devid ca revoke       revoke by token or with the certificate's own key
+  devid ca crl          download the CRL
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="devid",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    server_commands.register(sub)
+    ca_commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except ConfigurationError as exc:
+        print(f"devid: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ca_commands.CAClientError as exc:
+        print(f"devid: {exc}", file=sys.stderr)
+        return 1
+    except DevidError as exc:
+        print(f"devid: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Client commands an operator runs against a CA: ``devid ca ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from agent.caclient import (
+    CAClient,
+    CAClientError,
+    ca_url_from_token,
+    describe,
+    make_csr,
+    token_claims,
+    write_chain,
+    write_private_key,
+)
+from engine.keys import KeyType
+from plugins.keygen import generate_key
+
+__all__ = ["CAClientError", "register"]
+
+
+def _add_ca(parser: argparse.ArgumentParser, *, url_required: bool = False) -> None:
+    parser.add_argument(
+        "--ca-url",
+        default=os.environ.get("DEVID_CA_URL"),
+        help="the CA's URL, e.g. https://localhost:8443 (default $DEVID_CA_URL"
+        + ("" if url_required else ", or the token's audience")
+        + ")",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
+        help="the root certificate to trust (default $DEVID_ROOT)",
+    )
+
+
+def register(sub: Any) -> None:
+    ca = sub.add_parser("ca", help="talk to a running CA (root, certificate, renew, revoke, crl)")
+    ca_sub = ca.add_subparsers(dest="ca_command", metavar="COMMAND")
+
+    p = ca_sub.add_parser("root", help="download the root certificate, checked by fingerprint")
+    p.add_argument("file", type=Path, help="where to write the root certificate (PEM)")
+    p.add_argument("--fingerprint", required=True, help="the root's SHA-256 fingerprint (hex)")
+    p.add_argument("--ca-url", default=os.environ.get("DEVID_CA_URL"), required=False)
+    p.set_defaults(func=cmd_root)
+
+    p = ca_sub.add_parser("certificate", help="make a key and get a certificate with a token")
+    p.add_argument("subject", help="the certificate's subject (must match the token)")
+    p.add_argument("crt", type=Path, help="where to write the certificate chain (PEM)")
+    p.add_argument("key", type=Path, help="where to write the new private key (PEM, mode 0600)")
+    p.add_argument("--token", required=True, help="a one-time token from `devid token`")
+    p.add_argument("--san", action="append", default=None, help="SANs (default: the token's)")
+    p.add_argument("--key-type", default="P-256", choices=[k.value for k in KeyType])
+    p.add_argument("--not-after", default=None, help="requested lifetime or time, e.g. 8h")
+    _add_ca(p)
+    p.set_defaults(func=cmd_certificate)
+
+    p = ca_sub.add_parser("renew", help="renew a certificate over mTLS with the current one")
+    p.add_argument("crt", type=Path, help="the current certificate chain; replaced in place")
+    p.add_argument("key", type=Path, help="its private key")
+    p.add_argument("--out", type=Path, default=None, help="write here instead of replacing CRT")
+    _add_ca(p, url_required=True)
+    p.set_defaults(func=cmd_renew)
+
+    p = ca_sub.add_parser(
+        "revoke", help="revoke a certificate by token or with the certificate and key"
+    )
+    p.add_argument("serial", help="the serial number (decimal)")
+    p.add_argument("--token", default=None, help="a revocation token (`devid token --revoke`)")
+    p.add_argument("--cert", type=Path, default=None, help="the certificate (mTLS)")
+    p.add_argument("--key", type=Path, default=None, help="its private key (mTLS)")
+    p.add_argument("--reason", default="", help="free text stored with the revocation")
+    p.add_argument("--reason-code", type=int, default=0, help="RFC 5280 CRLReason code")
+    _add_ca(p)
+    p.set_defaults(func=cmd_revoke)
+
+    p = ca_sub.add_parser("crl", help="download the Agent CA's CRL")
+    p.add_argument("file", type=Path, help="where to write the CRL (DER)")
+    _add_ca(p, url_required=True)
+    p.set_defaults(func=cmd_crl)
+
+
+def _need_url(args: argparse.Namespace) -> str:
+    if not args.ca_url:
+        raise CAClientError("pass --ca-url URL (or set $DEVID_CA_URL)")
+    return str(args.ca_url)
+
+
+def cmd_root(args: argparse.Namespace) -> int:
+    with CAClient(_need_url(args), None, insecure_root_fetch=True) as client:
+        pem = client.root(args.fingerprint)
+    args.file.parent.mkdir(parents=True, exist_ok=True)
+    args.file.write_text(pem)
+    print(f"The root certificate has been saved in {args.file}.")
+    return 0
+
+
+def cmd_certificate(args: argparse.Namespace) -> int:
+    claims = token_claims(args.token)
+    ca_url = args.ca_url or ca_url_from_token(claims)
+    sans = args.san if args.san is not None else list(claims.get("sans") or [args.subject])
+    key = generate_key(KeyType.parse(args.key_type))
+    csr = make_csr(key, args.subject, sans)
+    with CAClient(ca_url, args.root) as client:
+        response = client.sign(csr, args.token, args.not_after)
+    cert = write_chain(args.crt, response)
+    write_private_key(args.key, key)
+    print(f"Your certificate has been saved in {args.crt}.")
+    print(f"Your private key has been saved in {args.key}.")
+    print(describe(cert))
+    return 0
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    with CAClient(_need_url(args), args.root, client_cert=(args.crt, args.key)) as client:
+        response = client.renew()
+    out = args.out or args.crt
+    cert = write_chain(out, response)
+    print(f"Your certificate has been renewed and saved in {out}.")
+    print(describe(cert))
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    client_cert = None
+    if args.token:
+        ca_url = args.ca_url or ca_url_from_token(token_claims(args.token))
+    else:
+        if not (args.cert and args.key):
+            raise CAClientError("pass --token, or --cert and --key of the certificate to revoke")
+        ca_url = _need_url(args)
+        client_cert = (args.cert, args.key)
+    with CAClient(ca_url, args.root, client_cert=client_cert) as client:
+        client.revoke(
+            args.serial, token=args.token, reason=args.reason, reason_code=args.reason_code
+        )
+    print(f"Certificate with serial number {args.serial} has been revoked.")
+    return 0
+
+
+def cmd_crl(args: argparse.Namespace) -> int:
+    with CAClient(_need_url(args), args.root) as client:
+        der = client.crl()
+    crl = x509.load_der_x509_crl(der)
+    args.file.write_bytes(der)
+    print(f"The CRL has been saved in {args.file} ({len(list(crl))} revoked).")
+    print(crl.public_bytes(serialization.Encoding.PEM).decode().splitlines()[0])
+    return 0

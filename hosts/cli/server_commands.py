@@ -1,0 +1,230 @@
+"""Server-side commands: init, serve, token, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.durations import parse_duration
+from engine.errors import BadRequest, ConfigurationError
+from engine.keys import KeyType
+from hosts.core.config import DEFAULT_LISTEN, load_config, parse_listen
+from hosts.core.init import DEFAULT_PROVISIONER, InitResult, init_data_dir, is_initialised
+from hosts.core.secrets import require_password, resolve_password
+
+from .common import add_data_options, data_dir
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("init", help="create a new CA in the data directory")
+    add_data_options(p)
+    p.add_argument("--name", default="devid", help="organisation name in CA subjects")
+    p.add_argument(
+        "--key-type",
+        default="P-256",
+        choices=[k.value for k in KeyType],
+        help="key type of the root and intermediate CAs (default P-256)",
+    )
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="address `devid serve` listens on")
+    p.add_argument(
+        "--dns",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a name clients use to reach the CA (repeatable; default localhost and 127.0.0.1)",
+    )
+    p.add_argument(
+        "--provisioner", default=DEFAULT_PROVISIONER, help="name of the default JWK provisioner"
+    )
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the CA server",
+        description="Run the CA over HTTPS. Initialises the data directory first if it is empty.",
+    )
+    add_data_options(p)
+    p.add_argument("--listen", default=None, metavar="HOST:PORT", help="default from devid.toml")
+    p.add_argument("--host", default="quart", choices=["quart"], help="server implementation")
+    p.add_argument("--log-format", default="json", choices=["json", "text"])
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "token",
+        help="mint a one-time token for `devid ca certificate` or `devid ca revoke`",
+    )
+    add_data_options(p)
+    p.add_argument("--provisioner", default=None, help="JWK provisioner (default: the first)")
+    p.add_argument("--subject", help="certificate subject (common name)")
+    p.add_argument("--san", action="append", default=[], help="a SAN (repeatable; default SUBJECT)")
+    p.add_argument("--revoke", metavar="SERIAL", help="mint a revocation token for SERIAL")
+    p.add_argument("--ca-url", help="the CA URL clients use (default from devid.toml)")
+    p.add_argument("--lifetime", default="5m", help="token lifetime (default 5m)")
+    p.add_argument("--csr", type=Path, help="bind the token to this CSR (PEM or DER)")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("plugins", help="list loaded plugins and what they register")
+    add_data_options(p)
+    p.set_defaults(func=cmd_plugins)
+
+
+def _print_init(result: InitResult) -> None:
+    print(f"Initialised a devid CA in {result.data_dir}")
+    print(f"  root certificate: {result.root_path}")
+    print(f"  root fingerprint: {result.root_fingerprint}")
+    print(f"  JWK provisioner:  {result.provisioner}")
+    if result.generated_password:
+        print(
+            f"  The CA keys are encrypted with a generated password in {result.generated_password}"
+            " (mode 0600); keep a copy somewhere safe."
+        )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    directory = data_dir(args)
+    password = resolve_password(directory, args.password_file)
+    if password is not None and password.source.startswith("file " + str(directory)):
+        password = None  # a leftover generated file is not an operator's choice
+    result = init_data_dir(
+        directory,
+        password,
+        name=args.name,
+        key_type=KeyType.parse(args.key_type),
+        listen=args.listen,
+        dns_names=tuple(args.dns or ("localhost", "127.0.0.1")),
+        provisioner=args.provisioner,
+    )
+    _print_init(result)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from hosts.core.authority import Authority
+    from hosts.core.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    directory = data_dir(args)
+    if not is_initialised(directory):
+        result = init_data_dir(directory, resolve_password(directory, args.password_file))
+        _print_init(result)
+    password = require_password(directory, args.password_file)
+    authority = Authority.load(directory, password.value)
+    listen = args.listen or authority.config.server.listen
+    parse_listen(listen)
+    from hosts.quart import serve
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(serve, authority, listen)
+            print(f"devid CA ready; root fingerprint {authority.root_fingerprint}", flush=True)
+            for url in urls:
+                print(f"  {url}", flush=True)
+
+    try:
+        trio.run(run)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    finally:
+        authority.close()
+    return 0
+
+
+def _jwk_provisioner(directory: Path, name: str | None) -> Any:
+    from hosts.core.authority import load_provisioners
+    from plugins.jwk import JWKProvisioner
+    from plugins.manager import PluginManager
+
+    config = load_config(directory)
+    plugins = PluginManager(disabled=config.plugins_disabled)
+    provisioners = load_provisioners(config, plugins, None)
+    jwks = {n: p for n, p in provisioners.items() if isinstance(p, JWKProvisioner)}
+    if not jwks:
+        raise ConfigurationError("no JWK provisioner is configured")
+    if name is None:
+        return config, next(iter(jwks.values()))
+    if name not in jwks:
+        raise ConfigurationError(
+            f"no JWK provisioner named {name!r} (configured: {', '.join(jwks)})"
+        )
+    return config, jwks[name]
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from hosts.core.ports import SystemClock
+    from plugins.jwk import mint_token
+
+    directory = data_dir(args)
+    config, provisioner = _jwk_provisioner(directory, args.provisioner)
+    password = require_password(directory, args.password_file)
+    key = provisioner.load_private_key(password.value)
+    if args.ca_url:
+        ca_url = args.ca_url.rstrip("/")
+    else:
+        _, port = parse_listen(config.server.listen)
+        host = config.server.dns_names[0] if config.server.dns_names else "localhost"
+        ca_url = f"https://{host}:{port}"
+    try:
+        lifetime = parse_duration(args.lifetime)
+    except BadRequest as exc:
+        raise ConfigurationError(exc.detail) from None
+    if lifetime > provisioner.max_token_lifetime or lifetime <= timedelta(0):
+        raise ConfigurationError(
+            f"--lifetime must be positive and at most the provisioner's"
+            f" max_token_lifetime ({provisioner.max_token_lifetime})"
+        )
+    csr_der = None
+    if args.csr is not None:
+        from engine.csr import parse_csr
+
+        csr_der = parse_csr(args.csr.read_bytes()).der
+    if args.revoke:
+        subject, audience, sans = args.revoke, f"{ca_url}/1.0/revoke", [args.revoke]
+    else:
+        if not args.subject:
+            raise ConfigurationError("--subject is required (or --revoke SERIAL)")
+        subject, audience, sans = args.subject, f"{ca_url}/1.0/sign", args.san
+    token = mint_token(
+        key,
+        provisioner=provisioner.name,
+        subject=subject,
+        audience=audience,
+        now=SystemClock().now(),
+        jti=uuid.uuid4().hex,
+        sans=sans,
+        lifetime=lifetime,
+        csr_der=csr_der,
+    )
+    print(token)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from plugins.manager import PluginManager
+
+    directory = data_dir(args)
+    disabled: tuple[str, ...] = ()
+    with contextlib.suppress(ConfigurationError):
+        disabled = load_config(directory).plugins_disabled
+    manager = PluginManager(disabled=disabled)
+    infos = manager.plugins()
+    if not infos:
+        print("no plugins loaded")
+    for info in infos:
+        origin = f" ({info.distribution})" if info.distribution else ""
+        print(f"{info.name}: {info.module}{origin}")
+        if info.provisioner_types:
+            print(f"  provisioner types:   {', '.join(info.provisioner_types)}")
+        if info.attestation_formats:
+            print(f"  attestation formats: {', '.join(info.attestation_formats)}")
+    for name in sorted(disabled):
+        print(f"{name}: disabled in devid.toml")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,1 @@
+"""What every host shares: configuration, the CA on disk, the store and the executor."""

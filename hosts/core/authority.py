@@ -1,0 +1,360 @@
+"""The CA at run time: engine + plugins + store, as operations hosts call.
+
+Each public operation is synchronous and is meant to run in a worker thread
+(signing and SQLite commits block). Errors are ``ProtocolError``s that the
+host turns into responses in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from engine.crl import build_crl
+from engine.csr import parse_csr
+from engine.durations import parse_time_or_duration
+from engine.errors import BadRequest, ConfigurationError, Conflict, NotFound, Unauthorized
+from engine.jose import parse_compact
+from engine.pipeline import (
+    IssuedCertificate,
+    Issuer,
+    SignRequest,
+    issue_certificate,
+    renew_certificate,
+)
+from engine.ports import Clock, Random
+from plugins.manager import PluginManager
+from plugins.provisioner import (
+    Authorization,
+    AuthorizeContext,
+    Provisioner,
+    ProvisionerEnvironment,
+    TokenUse,
+)
+
+from .config import Config, load_config
+from .pki import fingerprint, load_issuers
+from .ports import SystemClock, SystemRandom
+from .sqlite_store import SQLiteStore
+from .store import CertificateRecord, Revocation, Store
+
+log = logging.getLogger("devid.ca")
+
+MAX_REASON_LENGTH = 512
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(Encoding.PEM).decode()
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def _string_field(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"field {name!r} is required")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"field {name!r} must be a string")
+    return value
+
+
+def parse_serial(value: Any) -> int:
+    """A serial as clients send it: decimal (step's form) or 0x-prefixed hex."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise BadRequest("field 'serial' must be a decimal string")
+    try:
+        number = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
+    except ValueError:
+        raise BadRequest(f"serial {value!r} is not a number") from None
+    if number <= 0:
+        raise BadRequest("serial must be positive")
+    return number
+
+
+def _load_peer(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise Unauthorized("the TLS client certificate cannot be parsed") from None
+
+
+def load_provisioners(
+    config: Config, plugins: PluginManager, password: bytes | None
+) -> dict[str, Provisioner]:
+    env = ProvisionerEnvironment(
+        data_dir=config.data_dir, issuers=frozenset(config.issuers), password=password
+    )
+    found: dict[str, Provisioner] = {}
+    for table in config.provisioners:
+        name = table.get("name")
+        type_name = table.get("type")
+        if not isinstance(name, str) or not name or not isinstance(type_name, str):
+            raise ConfigurationError("every [[provisioners]] table needs a string name and type")
+        if name in found:
+            raise ConfigurationError(f"two provisioners are named {name!r}")
+        cls = plugins.provisioner_type(type_name)
+        found[name] = cls.from_config(name, table, env)
+    return found
+
+
+class Authority:
+    """A loaded CA: issuers, provisioners, store and the operations on them."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        root: x509.Certificate,
+        issuers: dict[str, Issuer],
+        provisioners: dict[str, Provisioner],
+        plugins: PluginManager,
+        store: Store,
+        clock: Clock,
+        random: Random,
+    ) -> None:
+        self.config = config
+        self.root = root
+        self.root_pem = pem(root)
+        self.root_fingerprint = fingerprint(root)
+        self.issuers = issuers
+        self.provisioners = provisioners
+        self.plugins = plugins
+        self.store = store
+        self.clock = clock
+        self.random = random
+        self.base_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def load(
+        cls,
+        data_dir: Path,
+        password: bytes,
+        *,
+        plugins: PluginManager | None = None,
+        clock: Clock | None = None,
+        random: Random | None = None,
+        store: Store | None = None,
+    ) -> Authority:
+        config = load_config(data_dir)
+        plugins = plugins or PluginManager(disabled=config.plugins_disabled)
+        root, issuers = load_issuers(config, password)
+        provisioners = load_provisioners(config, plugins, password)
+        return cls(
+            config=config,
+            root=root,
+            issuers=issuers,
+            provisioners=provisioners,
+            plugins=plugins,
+            store=store or SQLiteStore(config.store.path, synchronous=config.store.synchronous),
+            clock=clock or SystemClock(),
+            random=random or SystemRandom(),
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- endpoint identity -------------------------------------------------
+
+    def set_base_urls(self, urls: list[str]) -> None:
+        """The URLs clients reach this CA by; token audiences are built from them."""
+        self.base_urls = tuple(u.rstrip("/") for u in urls)
+
+    def audiences(self, path: str) -> frozenset[str]:
+        return frozenset(f"{base}{path}" for base in self.base_urls)
+
+    def context(self, path: str) -> AuthorizeContext:
+        return AuthorizeContext(now=self.clock.now(), audiences=self.audiences(path))
+
+    # --- read-only views -----------------------------------------------------
+
+    def provisioners_view(self) -> list[dict[str, Any]]:
+        return [p.public_view() for p in self.provisioners.values()]
+
+    def chain_pem(self, issued: IssuedCertificate) -> dict[str, Any]:
+        leaf = pem(issued.certificate)
+        issuer_chain = [pem(c) for c in issued.issuer.chain]
+        return {"crt": leaf, "ca": issuer_chain[0], "certChain": [leaf, *issuer_chain]}
+
+    # --- operations ------------------------------------------------------------
+
+    def _use_token(self, token: TokenUse | None) -> None:
+        if token is None:
+            return
+        if not self.store.use_token(
+            token.provisioner, token.token_id, token.expires_at, self.clock.now()
+        ):
+            raise Unauthorized("token has already been used")
+
+    def record_issued(self, issued: IssuedCertificate) -> None:
+        cert = issued.certificate
+        self.store.record_certificate(
+            CertificateRecord(
+                serial=issued.serial_hex,
+                issuer=issued.issuer.name,
+                subject=cert.subject.rfc4514_string(),
+                sans=tuple(str(s) for s in issued.sans),
+                provisioner_type=issued.provisioner.type,
+                provisioner_name=issued.provisioner.name,
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                der=issued.der,
+                evidence=dict(issued.evidence),
+                created_at=self.clock.now(),
+            )
+        )
+        fields = {
+            "serial": issued.serial_hex,
+            "subject": cert.subject.rfc4514_string(),
+            "sans": [str(s) for s in issued.sans],
+            "provisioner": issued.provisioner.name,
+            "issuer": issued.issuer.name,
+            "not_after": cert.not_valid_after_utc.isoformat(),
+        }
+        log.info("certificate issued", extra=fields)
+        self.plugins.audit("certificate.issued", fields)
+
+    def _token_provisioner(self, token: str) -> Provisioner:
+        """Find the provisioner a token names (its ``iss``); the signature is checked later."""
+        claims = parse_compact(token).claims()
+        name = claims.get("iss")
+        provisioner = self.provisioners.get(name) if isinstance(name, str) else None
+        if provisioner is None or not getattr(provisioner, "accepts_sign_tokens", True):
+            raise Unauthorized(f"token issuer {name!r} is not a provisioner that signs tokens here")
+        return provisioner
+
+    def sign(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /1.0/sign``: {csr, ott, notBefore?, notAfter?} -> {crt, ca, certChain}."""
+        csr_text = _string_field(body, "csr")
+        token = _string_field(body, "ott")
+        assert csr_text is not None and token is not None
+        now = self.clock.now()
+        not_before = parse_time_or_duration(body.get("notBefore"), now)
+        not_after = parse_time_or_duration(body.get("notAfter"), now)
+        csr = parse_csr(csr_text)
+        provisioner = self._token_provisioner(token)
+        authorization: Authorization = provisioner.authorize_sign(
+            token, csr, self.context("/1.0/sign")
+        )
+        policy = authorization.policy
+        assert policy is not None
+        self.plugins.check_sign(provisioner, csr, policy)
+        self._use_token(authorization.token)
+        issued = issue_certificate(
+            SignRequest(csr=csr, not_before=not_before, not_after=not_after),
+            policy,
+            self.issuers[policy.issuer],
+            self.clock,
+            self.random,
+        )
+        self.record_issued(issued)
+        return self.chain_pem(issued)
+
+    def _known_certificate(self, cert: x509.Certificate) -> tuple[CertificateRecord, Issuer]:
+        """A certificate we issued, still active and unexpired, verified against its issuer."""
+        issuer = next(
+            (i for i in self.issuers.values() if i.certificate.subject == cert.issuer), None
+        )
+        if issuer is None:
+            raise Unauthorized("certificate was not issued by this CA")
+        try:
+            cert.verify_directly_issued_by(issuer.certificate)
+        except Exception:
+            raise Unauthorized("certificate signature does not verify") from None
+        record = self.store.get_certificate(serial_hex(cert.serial_number))
+        if record is None:
+            raise Unauthorized("certificate is unknown to this CA")
+        if record.status != "active":
+            raise Unauthorized(f"certificate is {record.status}")
+        now = self.clock.now()
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise Unauthorized("certificate is not currently valid")
+        return record, issuer
+
+    def renew(self, peer_der: bytes | None) -> dict[str, Any]:
+        """``POST /1.0/renew``: the client proves the current certificate over mTLS."""
+        if peer_der is None:
+            raise Unauthorized(
+                "renewal needs the current certificate as the TLS client certificate"
+            )
+        cert = _load_peer(peer_der)
+        _, issuer = self._known_certificate(cert)
+        issued = renew_certificate(cert, issuer, self.clock, self.random)
+        self.record_issued(issued)
+        return self.chain_pem(issued)
+
+    def revoke(self, body: Mapping[str, Any], peer_der: bytes | None) -> dict[str, Any]:
+        """``POST /1.0/revoke``: by the issuing provisioner's token or the certificate's own key."""
+        serial = parse_serial(body.get("serial"))
+        token = _string_field(body, "ott", required=False)
+        reason = _string_field(body, "reason", required=False) or ""
+        if len(reason) > MAX_REASON_LENGTH:
+            raise BadRequest("reason is too long")
+        reason_code = body.get("reasonCode", 0)
+        if (
+            isinstance(reason_code, bool)
+            or not isinstance(reason_code, int)
+            or not (0 <= reason_code <= 10 and reason_code not in (2, 7, 8))
+        ):
+            raise BadRequest("reasonCode must be an RFC 5280 CRLReason other than CA-only codes")
+        record = self.store.get_certificate(serial_hex(serial))
+        if record is None:
+            raise NotFound(f"no certificate with serial {serial}")
+        if token is not None:
+            provisioner = self.provisioners.get(record.provisioner_name)
+            if provisioner is None:
+                raise Unauthorized("the provisioner that issued this certificate no longer exists")
+            authorization = provisioner.authorize_revoke(token, serial, self.context("/1.0/revoke"))
+            self._use_token(authorization.token)
+            revoked_by = f"provisioner:{provisioner.name}"
+        elif peer_der is not None:
+            cert = _load_peer(peer_der)
+            if cert.serial_number != serial:
+                raise Unauthorized("the TLS client certificate is not the one being revoked")
+            self._known_certificate(cert)
+            revoked_by = "certificate-key"
+        else:
+            raise Unauthorized(
+                "revocation needs a token from the issuing provisioner or the certificate over mTLS"
+            )
+        revocation = Revocation(
+            serial=record.serial,
+            issuer=record.issuer,
+            revoked_at=self.clock.now(),
+            reason_code=reason_code,
+            reason=reason,
+            revoked_by=revoked_by,
+        )
+        if not self.store.revoke(revocation):
+            raise Conflict("certificate is already revoked")
+        fields = {"serial": record.serial, "reason_code": reason_code, "by": revoked_by}
+        log.info("certificate revoked", extra=fields)
+        self.plugins.audit("certificate.revoked", fields)
+        return {"status": "ok"}
+
+    def crl(self, issuer_name: str = "agent") -> bytes:
+        issuer = self.issuers.get(issuer_name)
+        if issuer is None:
+            raise NotFound(f"no issuer named {issuer_name!r}")
+        now = self.clock.now()
+        return build_crl(
+            issuer,
+            self.store.revoked_entries(issuer_name, now),
+            now=now,
+            number=int(now.timestamp() * 1000),
+            lifetime=timedelta(hours=24),
+        )
+
+    def root_by_fingerprint(self, sha256: str) -> str:
+        if sha256.lower().replace(":", "") != self.root_fingerprint:
+            raise NotFound("no root with that fingerprint")
+        return self.root_pem

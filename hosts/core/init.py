@@ -1,0 +1,104 @@
+"""``devid init``: a new data directory with a CA hierarchy, config and database."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import attrs
+import tomli_w
+
+from engine.errors import ConfigurationError
+from engine.keys import KeyType
+from plugins.manager import PluginManager
+from plugins.provisioner import ProvisionerEnvironment
+
+from .config import CONFIG_NAME, DEFAULT_LISTEN, ISSUER_NAMES
+from .pki import create_hierarchy, fingerprint
+from .secrets import Password, generate_password
+from .sqlite_store import SQLiteStore
+
+DEFAULT_PROVISIONER = "admin"
+
+
+@attrs.frozen
+class InitResult:
+    data_dir: Path
+    root_fingerprint: str
+    root_path: Path
+    generated_password: Path | None
+    provisioner: str
+
+
+def is_initialised(data_dir: Path) -> bool:
+    return (data_dir / CONFIG_NAME).exists()
+
+
+def init_data_dir(
+    data_dir: Path,
+    password: Password | None,
+    *,
+    name: str = "devid",
+    key_type: KeyType = KeyType.P256,
+    listen: str = DEFAULT_LISTEN,
+    dns_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    provisioner: str = DEFAULT_PROVISIONER,
+    plugins: PluginManager | None = None,
+) -> InitResult:
+    """Create everything under *data_dir*; refuses to touch an initialised one."""
+    if is_initialised(data_dir):
+        raise ConfigurationError(f"{data_dir} is already initialised ({CONFIG_NAME} exists)")
+    for sub in ("certs", "secrets", "db"):
+        if (data_dir / sub).exists() and any((data_dir / sub).iterdir()):
+            raise ConfigurationError(
+                f"{data_dir / sub} is not empty; refusing to overwrite an existing CA"
+            )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    generated: Path | None = None
+    if password is None:
+        password = generate_password(data_dir)
+        generated = data_dir / "secrets" / "password"
+    (data_dir / "secrets").mkdir(exist_ok=True)
+    os.chmod(data_dir / "secrets", stat.S_IRWXU)
+    hierarchy = create_hierarchy(data_dir, name, password.value, key_type)
+    plugins = plugins or PluginManager()
+    jwk_type = plugins.provisioner_type("JWK")
+    env = ProvisionerEnvironment(
+        data_dir=data_dir, issuers=frozenset(ISSUER_NAMES), password=password.value
+    )
+    provisioners: list[dict[str, Any]] = [jwk_type.default_config(provisioner, env)]
+
+    def rel(path: Path) -> str:
+        return str(path.relative_to(data_dir))
+
+    config: dict[str, Any] = {
+        "ca": {
+            "name": name,
+            "key_type": key_type.value,
+            "root": {
+                "certificate": rel(hierarchy.files.certificate),
+                "key": rel(hierarchy.files.key),
+            },
+            "intermediates": {
+                issuer: {"certificate": rel(files.certificate), "key": rel(files.key)}
+                for issuer, files in hierarchy.issuers.items()
+            },
+        },
+        "server": {"listen": listen, "dns_names": list(dns_names)},
+        "store": {"path": "db/devid.sqlite", "synchronous": "full"},
+        "plugins": {"disabled": []},
+        "provisioners": provisioners,
+    }
+    SQLiteStore(data_dir / "db" / "devid.sqlite").close()
+    (data_dir / CONFIG_NAME).write_text(
+        "# devid configuration; see README.md and `devid --help`.\n" + tomli_w.dumps(config)
+    )
+    return InitResult(
+        data_dir=data_dir,
+        root_fingerprint=fingerprint(hierarchy.root),
+        root_path=hierarchy.files.certificate,
+        generated_password=generated,
+        provisioner=provisioner,
+    )

@@ -1,0 +1,98 @@
+"""The HTTPS certificate a host presents, issued by the devid CA itself."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import ssl
+from datetime import timedelta
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from engine.extensions import ProvisionerRef
+from engine.names import SAN
+from engine.pipeline import IssuedCertificate, build_certificate, random_serial
+from engine.template import CertificateTemplate, subject_with_common_name
+
+from .authority import Authority
+from .pki import write_private
+
+SERVER_CERT_LIFETIME = timedelta(days=7)
+SERVER_PROVISIONER = ProvisionerRef(type="internal", name="tls-server")
+
+
+class ServerTLS:
+    """Owns the host's TLS context and can rotate its certificate in place.
+
+    Clients are asked for a certificate (optional) and it is checked against
+    the devid root, so ``/1.0/renew`` and ``/1.0/revoke`` can use mTLS.
+    """
+
+    def __init__(self, authority: Authority, names: list[str]) -> None:
+        self.authority = authority
+        self.names = sorted(set(names))
+        self.directory = authority.config.data_dir / "tls"
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_alpn_protocols(["h2", "http/1.1"])
+        self.context.verify_mode = ssl.CERT_OPTIONAL
+        self.context.load_verify_locations(cadata=authority.root_pem)
+        self.certfile = self.directory / "server.crt"
+        self.keyfile = self.directory / "server.key"
+        self.rotate()
+
+    def issue(self) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:
+        authority = self.authority
+        issuer = authority.issuers["agent"]
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans = [SAN.parse(name) for name in self.names]
+        template = CertificateTemplate(
+            subject=subject_with_common_name(self.names[0] if self.names else "devid"),
+            sans=tuple(sans),
+            extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
+        )
+        now = authority.clock.now()
+        not_after = min(now + SERVER_CERT_LIFETIME, issuer.certificate.not_valid_after_utc)
+        cert = build_certificate(
+            template,
+            key.public_key(),
+            issuer,
+            random_serial(authority.random),
+            now - timedelta(minutes=1),
+            not_after,
+            SERVER_PROVISIONER,
+        )
+        return (
+            IssuedCertificate(
+                certificate=cert,
+                der=cert.public_bytes(serialization.Encoding.DER),
+                issuer=issuer,
+                provisioner=SERVER_PROVISIONER,
+            ),
+            key,
+        )
+
+    def rotate(self) -> None:
+        """Issue a fresh server certificate and load it; new handshakes use it."""
+        issued, key = self.issue()
+        password = secrets.token_bytes(32)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in issued.chain)
+        self.certfile.write_bytes(chain)
+        write_private(
+            self.keyfile,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(password),
+            ),
+        )
+        self.context.load_cert_chain(self.certfile, self.keyfile, password=password)
+        self.authority.record_issued(issued)  # the server certificate is an issued one too
+
+    @property
+    def rotate_every(self) -> timedelta:
+        return SERVER_CERT_LIFETIME / 2

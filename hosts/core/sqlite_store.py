@@ -1,0 +1,228 @@
+"""The embedded default store: SQLite in WAL mode.
+
+One connection shared by worker threads behind a lock. WAL with
+``synchronous=FULL`` makes every commit durable before the call returns,
+against process death and power loss alike.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.crl import RevokedEntry
+from engine.errors import ConfigurationError
+
+from .store import CertificateRecord, Revocation
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sans TEXT NOT NULL,
+    provisioner_type TEXT NOT NULL,
+    provisioner_name TEXT NOT NULL,
+    not_before REAL NOT NULL,
+    not_after REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    der BLOB NOT NULL,
+    evidence TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certificates_by_provisioner ON certificates(provisioner_name);
+CREATE TABLE IF NOT EXISTS used_tokens (
+    provisioner TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (provisioner, token_id)
+);
+CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens(expires_at);
+CREATE TABLE IF NOT EXISTS revocations (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    issuer TEXT NOT NULL,
+    revoked_at REAL NOT NULL,
+    reason_code INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_by TEXT NOT NULL
+);
+"""
+
+PRUNE_EVERY = 1000
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise ConfigurationError(f"{path} was written by a newer devid (schema {version})")
+        except sqlite3.DatabaseError as exc:
+            raise ConfigurationError(f"cannot open the database {path}: {exc}") from None
+        self._lock = threading.Lock()
+        self._writes_since_prune = 0
+        self.path = path
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- certificates --------------------------------------------------------
+
+    def record_certificate(self, record: CertificateRecord) -> None:
+        created = record.created_at or datetime.now(UTC)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
+                " provisioner_name, not_before, not_after, status, der, evidence, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.serial,
+                    record.issuer,
+                    record.subject,
+                    json.dumps(list(record.sans)),
+                    record.provisioner_type,
+                    record.provisioner_name,
+                    _ts(record.not_before),
+                    _ts(record.not_after),
+                    record.status,
+                    record.der,
+                    json.dumps(record.evidence, default=str),
+                    _ts(created),
+                ),
+            )
+
+    def _row(self, row: tuple[object, ...]) -> CertificateRecord:
+        (serial, issuer, subject, sans, ptype, pname, nb, na, status, der, evidence, created) = row
+        return CertificateRecord(
+            serial=str(serial),
+            issuer=str(issuer),
+            subject=str(subject),
+            sans=tuple(json.loads(str(sans))),
+            provisioner_type=str(ptype),
+            provisioner_name=str(pname),
+            not_before=_dt(float(nb)),  # type: ignore[arg-type]
+            not_after=_dt(float(na)),  # type: ignore[arg-type]
+            status=str(status),
+            der=bytes(der),  # type: ignore[call-overload]
+            evidence=json.loads(str(evidence)),
+            created_at=_dt(float(created)),  # type: ignore[arg-type]
+        )
+
+    _COLUMNS = (
+        "serial, issuer, subject, sans, provisioner_type, provisioner_name,"
+        " not_before, not_after, status, der, evidence, created_at"
+    )
+
+    def get_certificate(self, serial: str) -> CertificateRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM certificates WHERE serial = ?", (serial,)
+            ).fetchone()
+        return self._row(row) if row else None
+
+    def list_certificates(
+        self, *, limit: int = 100, offset: int = 0
+    ) -> Sequence[CertificateRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM certificates ORDER BY created_at, serial"
+                " LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def count_certificates(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0])
+
+    # --- one-time tokens ---------------------------------------------------
+
+    def use_token(
+        self, provisioner: str, token_id: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        with self._lock:
+            self._writes_since_prune += 1
+            if self._writes_since_prune >= PRUNE_EVERY:
+                self._writes_since_prune = 0
+                self._db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (_ts(now),))
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO used_tokens (provisioner, token_id, expires_at)"
+                " VALUES (?, ?, ?)",
+                (provisioner, token_id, _ts(expires_at)),
+            )
+            return cursor.rowcount == 1
+
+    def prune_tokens(self, now: datetime) -> int:
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (_ts(now),))
+            return cursor.rowcount
+
+    def count_used_tokens(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM used_tokens").fetchone()[0])
+
+    # --- revocation ----------------------------------------------------------
+
+    def revoke(self, revocation: Revocation) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    "UPDATE certificates SET status = 'revoked'"
+                    " WHERE serial = ? AND status != 'revoked'",
+                    (revocation.serial,),
+                )
+                if cursor.rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._db.execute(
+                    "INSERT INTO revocations (serial, issuer, revoked_at, reason_code, reason,"
+                    " revoked_by) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        revocation.serial,
+                        revocation.issuer,
+                        _ts(revocation.revoked_at),
+                        revocation.reason_code,
+                        revocation.reason,
+                        revocation.revoked_by,
+                    ),
+                )
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.serial, r.revoked_at, r.reason_code FROM revocations r"
+                " JOIN certificates c ON c.serial = r.serial"
+                " WHERE r.issuer = ? AND c.not_after > ? ORDER BY r.revoked_at",
+                (issuer, _ts(now)),
+            ).fetchall()
+        return [RevokedEntry(int(s, 16), _dt(t), int(code)) for s, t, code in rows]

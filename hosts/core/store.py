@@ -1,0 +1,76 @@
+"""The store interface and its records.
+
+Hosts call a store from worker threads (never on the event loop). Each write
+is committed before the call returns, so a record the caller has seen written
+survives the process being killed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import attrs
+
+from engine.crl import RevokedEntry
+
+
+@attrs.frozen
+class CertificateRecord:
+    serial: str  # lowercase hex, no leading zeros
+    issuer: str
+    subject: str
+    sans: tuple[str, ...]
+    provisioner_type: str
+    provisioner_name: str
+    not_before: datetime
+    not_after: datetime
+    der: bytes
+    evidence: dict[str, Any] = attrs.field(factory=dict)
+    status: str = "active"
+    created_at: datetime | None = None
+
+
+@attrs.frozen
+class Revocation:
+    serial: str
+    issuer: str
+    revoked_at: datetime
+    reason_code: int
+    reason: str
+    revoked_by: str
+
+
+class Store(Protocol):
+    def record_certificate(self, record: CertificateRecord) -> None:
+        """Persist a newly issued certificate (committed on return)."""
+        ...
+
+    def get_certificate(self, serial: str) -> CertificateRecord | None: ...
+
+    def list_certificates(
+        self, *, limit: int = 100, offset: int = 0
+    ) -> Sequence[CertificateRecord]: ...
+
+    def count_certificates(self) -> int: ...
+
+    def use_token(
+        self, provisioner: str, token_id: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Record a one-time token as used; False if it was used before."""
+        ...
+
+    def prune_tokens(self, now: datetime) -> int:
+        """Forget used tokens that have expired anyway; return how many."""
+        ...
+
+    def revoke(self, revocation: Revocation) -> bool:
+        """Mark a certificate revoked; False if it already was."""
+        ...
+
+    def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
+        """Revocations of still-unexpired certificates of *issuer*, for its CRL."""
+        ...
+
+    def close(self) -> None: ...

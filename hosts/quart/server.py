@@ -1,0 +1,99 @@
+"""Running the quart host: TLS, addresses, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from hosts.core.authority import Authority
+from hosts.core.config import parse_listen
+from hosts.core.servercert import ServerTLS
+
+from . import peercert
+from .app import create_app
+
+log = logging.getLogger("devid.server")
+
+
+class _TLSConfig(HypercornConfig):
+    """hypercorn config that serves with our own (rotatable) SSL context."""
+
+    def __init__(self, tls: ServerTLS) -> None:
+        super().__init__()
+        self._tls = tls
+        self.certfile = str(tls.certfile)
+        self.keyfile = str(tls.keyfile)
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self._tls.context
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            return
+
+
+async def serve(
+    authority: Authority,
+    listen: str,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until *shutdown_trigger* returns (default: SIGINT or SIGTERM).
+
+    ``task_status.started`` receives the base URLs, so a test can start the
+    server on port 0 inside its nursery and learn where it listens.
+    """
+    host, port = parse_listen(listen)
+    peercert.install()
+    names = [*authority.config.server.dns_names]
+    if host not in ("0.0.0.0", "::") and host not in names:
+        names.append(host)
+    tls = ServerTLS(authority, names)
+    config = _TLSConfig(tls)
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    config.worker_class = "trio"
+    app = create_app(authority)
+
+    async def rotate_certificate() -> None:
+        while True:
+            await trio.sleep(tls.rotate_every.total_seconds())
+            await trio.to_thread.run_sync(tls.rotate)
+            log.info("server certificate rotated")
+
+    async with trio.open_nursery() as nursery:
+
+        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn_serve(
+                app,
+                config,
+                shutdown_trigger=shutdown_trigger or wait_for_signal,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()
+
+        binds: list[str] = await nursery.start(run_server)
+        bound_port = int(binds[0].rsplit(":", 1)[1])
+        urls = [
+            f"https://[{n}]:{bound_port}" if ":" in n else f"https://{n}:{bound_port}"
+            for n in names
+        ]
+        authority.set_base_urls(urls)
+        nursery.start_soon(rotate_certificate)
+        log.info(
+            "devid CA listening",
+            extra={"urls": urls, "root_fingerprint": authority.root_fingerprint},
+        )
+        task_status.started(urls)

@@ -1,0 +1,71 @@
+"""Every hook a devid plugin can implement.
+
+Plugins are modules or objects whose functions carry ``@hookimpl`` and match
+these names. Register a plugin by adding it to the ``devid`` entry-point group
+of your distribution::
+
+    [project.entry-points.devid]
+    myplugin = "my_package.devid_plugin"
+
+Nothing outside :mod:`plugins.manager` calls ``pm.hook``; the typed facade
+there is the only caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from engine.csr import CSRInfo
+from engine.policy import SignPolicy
+
+from .provisioner import Provisioner, ProvisionerType
+
+PROJECT = "devid"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def devid_provisioner_types() -> Sequence[type[ProvisionerType]]:
+    """Return the provisioner types (classes) this plugin provides.
+
+    Each class has a unique ``type_name`` (for example ``"JWK"``) that
+    ``[[provisioners]]`` tables name in their ``type`` key. Every plugin's
+    answer is collected; two plugins registering the same type name is a
+    configuration error.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def devid_attestation_formats() -> Sequence[Any]:
+    """Return the attestation-statement formats this plugin verifies.
+
+    Each object has a ``format_name`` (``"tpm"``, ``"apple"``, ``"step"``)
+    used by device-attest-01. Every plugin's answer is collected.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def devid_check_sign(provisioner: Provisioner, csr: CSRInfo, policy: SignPolicy) -> None:
+    """Veto a signing request on organisation-wide grounds.
+
+    Called after the provisioner authorized the request and before anything
+    is signed. Raise :class:`engine.errors.Forbidden` (or another
+    ``ProtocolError``) to refuse; return None to allow. Every plugin is asked.
+    """
+
+
+@hookspec
+def devid_audit(event: str, fields: Mapping[str, Any]) -> None:
+    """Observe an auditable event (``certificate.issued``, ``certificate.revoked``, ...).
+
+    *fields* is a read-only mapping of JSON-compatible values. Exceptions
+    raised here are logged and otherwise ignored, so an audit sink cannot
+    stop the CA.
+    """
