@@ -1,0 +1,37 @@
+# devid: `make serve` runs the CA on the embedded default (SQLite), `make test` runs every test.
+# Both create or refresh .venv and install what they need, Debian packages included.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.devid-installed
+DATA   ?= data
+LISTEN ?= 127.0.0.1:8443
+
+.PHONY: serve test lint bench deps clean
+
+$(STAMP): pyproject.toml scripts/install-system-deps
+	./scripts/install-system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/devid serve --data $(DATA) --listen $(LISTEN) --log-format text
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
