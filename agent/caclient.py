@@ -37,6 +37,16 @@ def make_csr(
     return builder.sign(key, signature_hash_for(key))  # type: ignore[arg-type]
 
 
+def decimal_serial(text: str) -> str:
+    """A serial as the API wants it (decimal), from decimal or 0x-prefixed hex input."""
+    value = text.strip()
+    try:
+        number = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
+    except ValueError:
+        raise CAClientError(f"serial {text!r} is not a decimal or 0x-hex number") from None
+    return str(number)
+
+
 def token_claims(token: str) -> dict[str, Any]:
     """The token's claims, unverified: the client only reads sub, sans and aud."""
     try:

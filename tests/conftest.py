@@ -101,9 +101,7 @@ def jwk_key(authority: Authority, ca: CA) -> PrivateKey:
 TokenFactory = Callable[..., str]
 
 
-def make_token_factory(
-    key: PrivateKey, base_url: str, now: Callable[[], datetime]
-) -> TokenFactory:
+def make_token_factory(key: PrivateKey, base_url: str, now: Callable[[], datetime]) -> TokenFactory:
     def factory(
         subject: str = "svc.example.com",
         sans: list[str] | None = None,

@@ -14,6 +14,7 @@ from agent.caclient import (
     CAClient,
     CAClientError,
     ca_url_from_token,
+    decimal_serial,
     describe,
     make_csr,
     token_claims,
@@ -73,7 +74,7 @@ def register(sub: Any) -> None:
     p = ca_sub.add_parser(
         "revoke", help="revoke a certificate by token or with the certificate and key"
     )
-    p.add_argument("serial", help="the serial number (decimal)")
+    p.add_argument("serial", help="the serial number (decimal, or hex with a 0x prefix)")
     p.add_argument("--token", default=None, help="a revocation token (`devid token --revoke`)")
     p.add_argument("--cert", type=Path, default=None, help="the certificate (mTLS)")
     p.add_argument("--key", type=Path, default=None, help="its private key (mTLS)")
@@ -131,6 +132,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     client_cert = None
+    serial = decimal_serial(args.serial)
     if args.token:
         ca_url = args.ca_url or ca_url_from_token(token_claims(args.token))
     else:
@@ -139,10 +141,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         ca_url = _need_url(args)
         client_cert = (args.cert, args.key)
     with CAClient(ca_url, args.root, client_cert=client_cert) as client:
-        client.revoke(
-            args.serial, token=args.token, reason=args.reason, reason_code=args.reason_code
-        )
-    print(f"Certificate with serial number {args.serial} has been revoked.")
+        client.revoke(serial, token=args.token, reason=args.reason, reason_code=args.reason_code)
+    print(f"Certificate with serial number {serial} has been revoked.")
     return 0
 
 

@@ -63,7 +63,9 @@ def register(sub: Any) -> None:
     p.add_argument("--provisioner", default=None, help="JWK provisioner (default: the first)")
     p.add_argument("--subject", help="certificate subject (common name)")
     p.add_argument("--san", action="append", default=[], help="a SAN (repeatable; default SUBJECT)")
-    p.add_argument("--revoke", metavar="SERIAL", help="mint a revocation token for SERIAL")
+    p.add_argument(
+        "--revoke", metavar="SERIAL", help="mint a revocation token for SERIAL (decimal or 0x-hex)"
+    )
     p.add_argument("--ca-url", help="the CA URL clients use (default from devid.toml)")
     p.add_argument("--lifetime", default="5m", help="token lifetime (default 5m)")
     p.add_argument("--csr", type=Path, help="bind the token to this CSR (PEM or DER)")
@@ -186,7 +188,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
         csr_der = parse_csr(args.csr.read_bytes()).der
     if args.revoke:
-        subject, audience, sans = args.revoke, f"{ca_url}/1.0/revoke", [args.revoke]
+        from agent.caclient import decimal_serial
+
+        serial = decimal_serial(args.revoke)
+        subject, audience, sans = serial, f"{ca_url}/1.0/revoke", [serial]
     else:
         if not args.subject:
             raise ConfigurationError("--subject is required (or --revoke SERIAL)")

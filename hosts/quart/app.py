@@ -59,14 +59,9 @@ def create_app(authority: Authority) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        return _json(
-            {
-                "status": status,
-                "error": (exc.name or "error").replace(" ", ""),
-                "message": exc.description,
-            },
-            status,
-        )
+        words = (exc.name or "error").split()
+        code = words[0].lower() + "".join(w.capitalize() for w in words[1:])
+        return _json({"status": status, "error": code, "message": exc.description}, status)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
