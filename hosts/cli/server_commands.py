@@ -81,6 +81,7 @@ def _print_init(result: InitResult) -> None:
     print(f"  root certificate: {result.root_path}")
     print(f"  root fingerprint: {result.root_fingerprint}")
     print(f"  JWK provisioner:  {result.provisioner}")
+    print(f"  admin API token:  {result.admin_token} (mode 0600)")
     if result.generated_password:
         print(
             f"  The CA keys are encrypted with a generated password in {result.generated_password}"

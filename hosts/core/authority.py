@@ -7,6 +7,8 @@ host turns into responses in one place.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -19,7 +21,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.crl import build_crl
 from engine.csr import parse_csr
 from engine.durations import parse_time_or_duration
-from engine.errors import BadRequest, ConfigurationError, Conflict, NotFound, Unauthorized
+from engine.errors import (
+    BadRequest,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
 from engine.jose import parse_compact
 from engine.pipeline import (
     IssuedCertificate,
@@ -39,6 +48,7 @@ from plugins.provisioner import (
 )
 
 from .config import Config, load_config
+from .inventory import Inventory
 from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
 from .sqlite_store import SQLiteStore
@@ -133,6 +143,7 @@ class Authority:
         self.clock = clock
         self.random = random
         self.base_urls: tuple[str, ...] = ()
+        self.inventory = Inventory(store, clock)
 
     @classmethod
     def load(
@@ -352,6 +363,30 @@ class Authority:
             now=now,
             number=int(now.timestamp() * 1000),
             lifetime=timedelta(hours=24),
+        )
+
+    # --- admin ---------------------------------------------------------------
+
+    def check_admin(self, bearer: str | None, peer_der: bytes | None) -> str:
+        """Authenticate an admin API caller; returns who it is, or raises Unauthorized."""
+        admin = self.config.admin
+        if not admin.token_sha256 and not admin.client_subjects:
+            raise Unauthorized("the admin API is disabled: no admin credential is configured")
+        if bearer:
+            digest = hashlib.sha256(bearer.encode()).hexdigest()
+            if any(hmac.compare_digest(digest, known) for known in admin.token_sha256):
+                return "admin-token"
+            raise Unauthorized("the admin token is not valid")
+        if peer_der is not None and admin.client_subjects:
+            cert = _load_peer(peer_der)
+            self._known_certificate(cert)
+            subject = cert.subject.rfc4514_string()
+            if subject in admin.client_subjects:
+                return f"admin-certificate:{subject}"
+            raise Forbidden(f"certificate {subject} is not an admin")
+        raise Unauthorized(
+            "the admin API needs 'Authorization: Bearer <admin token>'"
+            " or an admin client certificate"
         )
 
     def root_by_fingerprint(self, sha256: str) -> str:

@@ -40,6 +40,14 @@ class ServerConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """Who may use the admin API: bearer tokens (by SHA-256) or client certificates."""
+
+    token_sha256: tuple[str, ...] = ()
+    client_subjects: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class StoreConfig:
     path: Path
     synchronous: str = "full"
@@ -55,6 +63,8 @@ class Config:
     store: StoreConfig
     plugins_disabled: tuple[str, ...]
     provisioners: tuple[Mapping[str, Any], ...]
+    admin: AdminConfig = AdminConfig()
+    attestation: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -122,6 +132,13 @@ def load_config(data_dir: Path) -> Config:
     disabled = plugins.get("disabled", [])
     if not isinstance(disabled, list):
         raise ConfigurationError(f"{where}: plugins.disabled must be a list")
+    admin = _table(raw, "admin", where)
+    tokens = admin.get("token_sha256", [])
+    subjects = admin.get("client_subjects", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and len(t) == 64 for t in tokens):
+        raise ConfigurationError(f"{where}: admin.token_sha256 must be a list of hex SHA-256s")
+    if not isinstance(subjects, list) or not all(isinstance(t, str) for t in subjects):
+        raise ConfigurationError(f"{where}: admin.client_subjects must be a list of strings")
     provisioners = raw.get("provisioners", [])
     if not isinstance(provisioners, list) or not all(isinstance(p, Mapping) for p in provisioners):
         raise ConfigurationError(f"{where}: [[provisioners]] must be tables")
@@ -143,4 +160,6 @@ def load_config(data_dir: Path) -> Config:
         ),
         plugins_disabled=tuple(str(d) for d in disabled),
         provisioners=tuple(provisioners),
+        admin=AdminConfig(tuple(t.lower() for t in tokens), tuple(subjects)),
+        attestation=_table(raw, "attestation", where),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import stat
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from plugins.manager import PluginManager
 from plugins.provisioner import ProvisionerEnvironment
 
 from .config import CONFIG_NAME, DEFAULT_LISTEN, ISSUER_NAMES
-from .pki import create_hierarchy, fingerprint
+from .pki import create_hierarchy, fingerprint, write_private
 from .secrets import Password, generate_password
 from .sqlite_store import SQLiteStore
 
@@ -30,6 +32,7 @@ class InitResult:
     root_path: Path
     generated_password: Path | None
     provisioner: str
+    admin_token: Path
 
 
 def is_initialised(data_dir: Path) -> bool:
@@ -69,6 +72,9 @@ def init_data_dir(
         data_dir=data_dir, issuers=frozenset(ISSUER_NAMES), password=password.value
     )
     provisioners: list[dict[str, Any]] = [jwk_type.default_config(provisioner, env)]
+    admin_token = secrets.token_urlsafe(32)
+    admin_token_path = data_dir / "secrets" / "admin-token"
+    write_private(admin_token_path, (admin_token + "\n").encode())
 
     def rel(path: Path) -> str:
         return str(path.relative_to(data_dir))
@@ -89,6 +95,10 @@ def init_data_dir(
         "server": {"listen": listen, "dns_names": list(dns_names)},
         "store": {"path": "db/devid.sqlite", "synchronous": "full"},
         "plugins": {"disabled": []},
+        "admin": {
+            "token_sha256": [hashlib.sha256(admin_token.encode()).hexdigest()],
+            "client_subjects": [],
+        },
         "provisioners": provisioners,
     }
     SQLiteStore(data_dir / "db" / "devid.sqlite").close()
@@ -101,4 +111,5 @@ def init_data_dir(
         root_path=hierarchy.files.certificate,
         generated_password=generated,
         provisioner=provisioner,
+        admin_token=admin_token_path,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.crl import RevokedEntry
 from engine.errors import ConfigurationError
+from engine.inventory import Device, DeviceFilter, DeviceStatus
 
 from .store import CertificateRecord, Revocation
 
@@ -43,6 +44,18 @@ CREATE TABLE IF NOT EXISTS used_tokens (
     PRIMARY KEY (provisioner, token_id)
 );
 CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens(expires_at);
+CREATE TABLE IF NOT EXISTS devices (
+    ek_urn TEXT PRIMARY KEY,
+    ek_certificate BLOB,
+    serial TEXT,
+    name TEXT,
+    owner TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_by_owner ON devices(owner);
 CREATE TABLE IF NOT EXISTS revocations (
     serial TEXT PRIMARY KEY REFERENCES certificates(serial),
     issuer TEXT NOT NULL,
@@ -226,3 +239,106 @@ class SQLiteStore:
                 (issuer, _ts(now)),
             ).fetchall()
         return [RevokedEntry(int(s, 16), _dt(t), int(code)) for s, t, code in rows]
+
+    # --- device inventory ------------------------------------------------------
+
+    _DEVICE_COLUMNS = (
+        "ek_urn, ek_certificate, serial, name, owner, tags, status, created_at, updated_at"
+    )
+
+    @staticmethod
+    def _device(row: tuple[object, ...]) -> Device:
+        urn, cert, serial, name, owner, tags, status, created, updated = row
+        return Device(
+            ek_urn=str(urn),
+            ek_certificate=bytes(cert) if cert is not None else None,  # type: ignore[call-overload]
+            serial=None if serial is None else str(serial),
+            name=None if name is None else str(name),
+            owner=None if owner is None else str(owner),
+            tags=tuple(json.loads(str(tags))),
+            status=DeviceStatus(str(status)),
+            created_at=_dt(float(created)),  # type: ignore[arg-type]
+            updated_at=_dt(float(updated)),  # type: ignore[arg-type]
+        )
+
+    def _device_values(self, device: Device) -> tuple[object, ...]:
+        created = device.created_at or datetime.now(UTC)
+        updated = device.updated_at or created
+        return (
+            device.ek_urn,
+            device.ek_certificate,
+            device.serial,
+            device.name,
+            device.owner,
+            json.dumps(list(device.tags)),
+            device.status.value,
+            _ts(created),
+            _ts(updated),
+        )
+
+    def add_device(self, device: Device) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                f"INSERT OR IGNORE INTO devices ({self._DEVICE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._device_values(device),
+            )
+            return cursor.rowcount == 1
+
+    def put_device(self, device: Device) -> None:
+        """Insert or replace, keeping the original creation time."""
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO devices ({self._DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(ek_urn) DO UPDATE SET ek_certificate = excluded.ek_certificate,"
+                " serial = excluded.serial, name = excluded.name, owner = excluded.owner,"
+                " tags = excluded.tags, status = excluded.status,"
+                " updated_at = excluded.updated_at",
+                self._device_values(device),
+            )
+
+    def get_device(self, ek_urn: str) -> Device | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE ek_urn = ?", (ek_urn,)
+            ).fetchone()
+        return self._device(row) if row else None
+
+    def list_devices(
+        self, filter: DeviceFilter, *, limit: int = 100, offset: int = 0
+    ) -> tuple[Sequence[Device], int]:
+        where: list[str] = []
+        params: list[object] = []
+        if filter.status is not None:
+            where.append("status = ?")
+            params.append(filter.status.value)
+        if filter.owner is not None:
+            where.append("owner = ?")
+            params.append(filter.owner)
+        if filter.tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE value = ?)")
+            params.append(filter.tag)
+        if filter.text:
+            where.append("(name LIKE ? ESCAPE '\\' OR serial LIKE ? ESCAPE '\\' OR ek_urn = ?)")
+            pattern = (
+                "%"
+                + filter.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
+            params.extend([pattern, pattern, filter.text])
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        with self._lock:
+            total = int(
+                self._db.execute(f"SELECT COUNT(*) FROM devices{clause}", params).fetchone()[0]
+            )
+            rows = self._db.execute(
+                f"SELECT {self._DEVICE_COLUMNS} FROM devices{clause}"
+                " ORDER BY created_at, ek_urn LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [self._device(r) for r in rows], total
+
+    def delete_device(self, ek_urn: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM devices WHERE ek_urn = ?", (ek_urn,))
+            return cursor.rowcount == 1

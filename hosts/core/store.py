@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from engine.crl import RevokedEntry
+from engine.inventory import Device, DeviceFilter
 
 
 @attrs.frozen
@@ -72,5 +73,23 @@ class Store(Protocol):
     def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
         """Revocations of still-unexpired certificates of *issuer*, for its CRL."""
         ...
+
+    def add_device(self, device: Device) -> bool:
+        """Register a device; False if its EK is already registered."""
+        ...
+
+    def put_device(self, device: Device) -> None:
+        """Insert or update a device (imports, inventory sync, edits)."""
+        ...
+
+    def get_device(self, ek_urn: str) -> Device | None: ...
+
+    def list_devices(
+        self, filter: DeviceFilter, *, limit: int = 100, offset: int = 0
+    ) -> tuple[Sequence[Device], int]:
+        """A page of devices matching *filter*, and how many match in all."""
+        ...
+
+    def delete_device(self, ek_urn: str) -> bool: ...
 
     def close(self) -> None: ...

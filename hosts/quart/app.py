@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import BadRequest, PayloadTooLarge, ProtocolError, UnsupportedMediaType
 from hosts.core.authority import Authority
 
+from .admin import register_admin_api
 from .peercert import peer_certificate
 
 log = logging.getLogger("devid.http")
@@ -41,6 +42,8 @@ async def _json_body(max_bytes: int) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:  # e.g. 60 000 nested "[" fit in the size limit
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -112,4 +115,5 @@ def create_app(authority: Authority) -> QuartTrio:
             return Response(text, content_type="application/x-pem-file")
         return Response(der, content_type="application/pkix-crl")
 
+    register_admin_api(app, authority, _json, lambda: _json_body(max_body))
     return app

@@ -1,0 +1,197 @@
+"""Device inventory operations shared by the REST API, the CLI and inventory-source plugins."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from engine.errors import BadRequest, Conflict, NotFound, ProtocolError
+from engine.inventory import (
+    Device,
+    DeviceFilter,
+    DeviceStatus,
+    check_tags,
+    check_text,
+    device_from_input,
+    normalize_ek_urn,
+)
+from engine.ports import Clock
+
+from .store import Store
+
+log = logging.getLogger("devid.inventory")
+
+MAX_PAGE = 500
+
+
+@attrs.frozen
+class RowResult:
+    row: int
+    ek: str | None
+    outcome: str  # "added", "updated", "unchanged", "error"
+    message: str = ""
+
+
+@attrs.frozen
+class ImportReport:
+    rows: tuple[RowResult, ...]
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for r in self.rows if r.outcome == outcome)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": self.count("added"),
+            "updated": self.count("updated"),
+            "unchanged": self.count("unchanged"),
+            "errors": self.count("error"),
+            "rows": [attrs.asdict(r) for r in self.rows],
+        }
+
+
+def parse_import(text: str, fmt: str) -> list[dict[str, Any]]:
+    """Rows of a CSV (header: ek, ekCertificate, serial, name, owner, tags) or JSON list."""
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise BadRequest(f"import file is not JSON: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("devices"), list):
+            data = data["devices"]
+        if not isinstance(data, list):
+            raise BadRequest("a JSON import is a list of device objects")
+        return data
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        rows: list[dict[str, Any]] = []
+        for raw in reader:
+            row: dict[str, Any] = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
+            if "tags" in row:
+                row["tags"] = [t for t in row["tags"].replace(";", ",").split(",") if t.strip()]
+                row["tags"] = [t.strip() for t in row["tags"]]
+            rows.append({k: v for k, v in row.items() if v not in ("", [])})
+        return rows
+    raise BadRequest(f"unknown import format {fmt!r}; use csv or json")
+
+
+class Inventory:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def add(self, data: Any) -> Device:
+        device = device_from_input(data, now=self.clock.now())
+        if not self.store.add_device(device):
+            raise Conflict(f"device {device.ek_urn} is already registered")
+        log.info("device added", extra={"ek": device.ek_urn, "device_name": device.name})
+        return device
+
+    def get(self, ek: str) -> Device:
+        urn = normalize_ek_urn(ek)
+        device = self.store.get_device(urn)
+        if device is None:
+            raise NotFound(f"no device {urn}")
+        return device
+
+    def list(self, query: Mapping[str, str]) -> dict[str, Any]:
+        status = query.get("status")
+        try:
+            status_value = DeviceStatus(status) if status else None
+        except ValueError:
+            raise BadRequest("status must be 'active' or 'disabled'") from None
+        try:
+            limit = int(query.get("limit", "100"))
+            offset = int(query.get("offset", "0"))
+        except ValueError:
+            raise BadRequest("limit and offset must be integers") from None
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise BadRequest(f"limit must be 1..{MAX_PAGE} and offset >= 0")
+        filt = DeviceFilter(
+            status=status_value,
+            owner=check_text(query.get("owner"), "owner"),
+            tag=query.get("tag") or None,
+            text=check_text(query.get("q"), "q"),
+        )
+        devices, total = self.store.list_devices(filt, limit=limit, offset=offset)
+        next_offset = offset + limit if offset + limit < total else None
+        return {
+            "devices": [d.to_json() for d in devices],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "nextOffset": next_offset,
+        }
+
+    def update(self, ek: str, changes: Any) -> Device:
+        if not isinstance(changes, dict):
+            raise BadRequest("changes must be a JSON object")
+        allowed = {"serial", "name", "owner", "tags", "status"}
+        unknown = set(changes) - allowed
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise BadRequest(f"cannot change {names}; changeable: {', '.join(sorted(allowed))}")
+        device = self.get(ek)
+        updates: dict[str, Any] = {"updated_at": self.clock.now()}
+        for field in ("serial", "name", "owner"):
+            if field in changes:
+                updates[field] = check_text(changes[field], field)
+        if "tags" in changes:
+            updates["tags"] = check_tags(changes["tags"])
+        if "status" in changes:
+            try:
+                updates["status"] = DeviceStatus(changes["status"])
+            except ValueError:
+                raise BadRequest("status must be 'active' or 'disabled'") from None
+        updated = attrs.evolve(device, **updates)
+        self.store.put_device(updated)
+        log.info("device updated", extra={"ek": updated.ek_urn, "fields": sorted(changes)})
+        return updated
+
+    def disable(self, ek: str) -> Device:
+        return self.update(ek, {"status": "disabled"})
+
+    def remove(self, ek: str) -> None:
+        urn = normalize_ek_urn(ek)
+        if not self.store.delete_device(urn):
+            raise NotFound(f"no device {urn}")
+        log.info("device removed", extra={"ek": urn})
+
+    def upsert_many(
+        self,
+        rows: Iterable[Any],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Add or update each row; one bad row is reported, not fatal."""
+        results: list[RowResult] = []
+        for index, row in enumerate(rows, start=1):
+            ek = row.get("ek") if isinstance(row, dict) else None
+            try:
+                device = device_from_input(row, now=self.clock.now())
+                existing = self.store.get_device(device.ek_urn)
+                if existing is None:
+                    self.store.put_device(device)
+                    outcome = "added"
+                else:
+                    merged = attrs.evolve(
+                        device, created_at=existing.created_at, updated_at=existing.updated_at
+                    )
+                    if merged == existing:
+                        outcome = "unchanged"
+                    else:
+                        self.store.put_device(attrs.evolve(device, created_at=existing.created_at))
+                        outcome = "updated"
+                results.append(RowResult(index, device.ek_urn, outcome))
+            except ProtocolError as exc:
+                results.append(
+                    RowResult(index, ek if isinstance(ek, str) else None, "error", exc.detail)
+                )
+            if progress is not None:
+                progress(index)
+        return ImportReport(tuple(results))
