@@ -57,3 +57,19 @@ def read_utf8_sequence(data: bytes) -> list[str]:
             raise BadRequest("expected UTF8String")
         out.append(value.decode("utf-8"))
     return out
+
+
+def object_identifier(dotted: str) -> bytes:
+    """DER OBJECT IDENTIFIER for a dotted string such as "1.3.6.1.5.5.7.8.3"."""
+    arcs = [int(part) for part in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2:
+        raise ValueError(f"invalid OID {dotted!r}")
+    body = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return tlv(0x06, bytes(body))

@@ -7,6 +7,7 @@ host turns into responses in one place.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -18,6 +19,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from engine.attestation import (
+    AttestationSession,
+    AttestRequest,
+    ak_certificate_template,
+    answer_challenge,
+    begin_attestation,
+    session_id_for_secret,
+)
+from engine.attestation.session import parse_answer
 from engine.crl import build_crl
 from engine.csr import parse_csr
 from engine.durations import parse_time_or_duration
@@ -27,17 +37,23 @@ from engine.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    ProtocolError,
     Unauthorized,
 )
+from engine.extensions import ProvisionerRef
+from engine.inventory import ek_urn
 from engine.jose import parse_compact
 from engine.pipeline import (
     IssuedCertificate,
     Issuer,
     SignRequest,
+    build_certificate,
     issue_certificate,
+    random_serial,
     renew_certificate,
 )
 from engine.ports import Clock, Random
+from engine.tpm import TPMTPublic, public_key_from_tpmt
 from plugins.manager import PluginManager
 from plugins.provisioner import (
     Authorization,
@@ -47,6 +63,7 @@ from plugins.provisioner import (
     TokenUse,
 )
 
+from .attestation import load_attestation_policy
 from .config import Config, load_config
 from .inventory import Inventory
 from .pki import fingerprint, load_issuers
@@ -55,6 +72,8 @@ from .sqlite_store import SQLiteStore
 from .store import CertificateRecord, Revocation, Store
 
 log = logging.getLogger("devid.ca")
+
+ATTESTATION_PROVISIONER = ProvisionerRef(type="attestation", name="tpm")
 
 MAX_REASON_LENGTH = 512
 
@@ -144,6 +163,7 @@ class Authority:
         self.random = random
         self.base_urls: tuple[str, ...] = ()
         self.inventory = Inventory(store, clock)
+        self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
 
     @classmethod
     def load(
@@ -364,6 +384,80 @@ class Authority:
             number=int(now.timestamp() * 1000),
             lifetime=timedelta(hours=24),
         )
+
+    # --- Attestation CA ---------------------------------------------------------
+
+    def attest(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /attest``: check device, EK and AK; answer with the credential challenge."""
+        request = AttestRequest.parse(body)
+        device = self.store.get_device(ek_urn(request.ek_public))
+        now = self.clock.now()
+        try:
+            session, challenge = begin_attestation(
+                request, device, self.attestation_policy, now, self.random
+            )
+        except ProtocolError as exc:
+            log.info(
+                "attestation refused",
+                extra={"ek": ek_urn(request.ek_public), "reason": exc.detail},
+            )
+            raise
+        self.store.put_session(
+            session.id, session.ek_urn, session.to_json(), session.expires_at, now
+        )
+        log.info(
+            "attestation challenged",
+            extra={
+                "ek": session.ek_urn,
+                "ek_certificate_verified": session.ek_certificate_verified,
+            },
+        )
+        return challenge.to_json()
+
+    def activate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /secret``: the TPM's answer; a correct one earns the AK certificate."""
+        secret = parse_answer(body)
+        stored = self.store.take_session(session_id_for_secret(secret))
+        session = answer_challenge(
+            AttestationSession.from_json(stored) if stored is not None else None,
+            secret,
+            self.clock.now(),
+        )
+        device = self.store.get_device(session.ek_urn)
+        if device is None or not device.active:
+            raise Forbidden(f"the device {session.ek_urn} was disabled or removed meanwhile")
+        issued = self.issue_ak_certificate(session)
+        return {
+            "chain": [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in issued.chain]
+        }
+
+    def issue_ak_certificate(self, session: AttestationSession) -> IssuedCertificate:
+        issuer = self.issuers["attestation"]
+        ak_key = public_key_from_tpmt(TPMTPublic.from_bytes(session.ak_public))
+        now = self.clock.now()
+        not_before = max(now - timedelta(minutes=1), issuer.certificate.not_valid_before_utc)
+        not_after = min(
+            now + self.attestation_policy.ak_certificate_lifetime,
+            issuer.certificate.not_valid_after_utc,
+        )
+        cert = build_certificate(
+            ak_certificate_template(session.tpm, session.ek_digest),
+            ak_key,
+            issuer,
+            random_serial(self.random),
+            not_before,
+            not_after,
+            ATTESTATION_PROVISIONER,
+        )
+        issued = IssuedCertificate(
+            certificate=cert,
+            der=cert.public_bytes(Encoding.DER),
+            issuer=issuer,
+            provisioner=ATTESTATION_PROVISIONER,
+            evidence=session.evidence(),
+        )
+        self.record_issued(issued)
+        return issued
 
     # --- admin ---------------------------------------------------------------
 

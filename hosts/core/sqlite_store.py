@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.crl import RevokedEntry
 from engine.errors import ConfigurationError
@@ -56,6 +57,13 @@ CREATE TABLE IF NOT EXISTS devices (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS devices_by_owner ON devices(owner);
+CREATE TABLE IF NOT EXISTS attestation_sessions (
+    id TEXT PRIMARY KEY,
+    ek_urn TEXT NOT NULL,
+    session TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attestation_sessions_by_expiry ON attestation_sessions(expires_at);
 CREATE TABLE IF NOT EXISTS revocations (
     serial TEXT PRIMARY KEY REFERENCES certificates(serial),
     issuer TEXT NOT NULL,
@@ -342,3 +350,37 @@ class SQLiteStore:
         with self._lock:
             cursor = self._db.execute("DELETE FROM devices WHERE ek_urn = ?", (ek_urn,))
             return cursor.rowcount == 1
+
+    # --- attestation sessions ----------------------------------------------
+
+    def put_session(
+        self,
+        session_id: str,
+        ek_urn: str,
+        session: dict[str, Any],
+        expires_at: datetime,
+        now: datetime,
+    ) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM attestation_sessions WHERE expires_at < ?", (_ts(now),))
+            self._db.execute(
+                "INSERT INTO attestation_sessions (id, ek_urn, session, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (session_id, ek_urn, json.dumps(session), _ts(expires_at)),
+            )
+
+    def take_session(self, session_id: str) -> dict[str, Any] | None:
+        """Remove and return a session: each one can be answered once."""
+        with self._lock:
+            row = self._db.execute(
+                "DELETE FROM attestation_sessions WHERE id = ? RETURNING session", (session_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        value = json.loads(str(row[0]))
+        assert isinstance(value, dict)
+        return value
+
+    def count_sessions(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM attestation_sessions").fetchone()[0])

@@ -92,4 +92,19 @@ class Store(Protocol):
 
     def delete_device(self, ek_urn: str) -> bool: ...
 
+    def put_session(
+        self,
+        session_id: str,
+        ek_urn: str,
+        session: dict[str, Any],
+        expires_at: datetime,
+        now: datetime,
+    ) -> None:
+        """Keep a pending attestation session (and drop expired ones)."""
+        ...
+
+    def take_session(self, session_id: str) -> dict[str, Any] | None:
+        """Remove and return a pending attestation session; None if there is none."""
+        ...
+
     def close(self) -> None: ...

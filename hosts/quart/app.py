@@ -103,6 +103,16 @@ def create_app(authority: Authority) -> QuartTrio:
         peer = peer_certificate(request.scope)  # type: ignore[arg-type]
         return _json(await trio.to_thread.run_sync(authority.revoke, body, peer))
 
+    @app.post("/attest")
+    async def attest() -> Response:
+        body = await _json_body(max_body)
+        return _json(await trio.to_thread.run_sync(authority.attest, body))
+
+    @app.post("/secret")
+    async def secret() -> Response:
+        body = await _json_body(max_body)
+        return _json(await trio.to_thread.run_sync(authority.activate, body))
+
     @app.get("/crl")
     @app.get("/crl/<issuer>")
     async def crl(issuer: str = "agent") -> Response:

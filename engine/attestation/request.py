@@ -1,0 +1,121 @@
+"""The ``POST /attest`` body, decoded and bounded before anything trusts it.
+
+Field names and encodings follow Smallstep's attestation client: binary values
+are standard base64; TPM structures are raw TPM marshalling without an outer
+size; ``ek`` is the EK's PKIX SubjectPublicKeyInfo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from ..errors import BadRequest
+
+MAX_STRUCTURE = 4096
+MAX_CERTIFICATE = 8192
+MAX_EK_CERTS = 4
+
+
+def _b64(value: Any, field: str, limit: int, *, required: bool = True) -> bytes | None:
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"field {field} is required")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"field {field} must be a base64 string")
+    if len(value) > (limit * 4) // 3 + 4:
+        raise BadRequest(f"field {field} is too large")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"field {field} is not valid base64") from None
+
+
+def _short_text(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or len(value) > 128 or any(ord(c) < 32 for c in value):
+        raise BadRequest(f"field tpmInfo.{field} must be a short printable string")
+    return value
+
+
+@attrs.frozen
+class AttestRequest:
+    manufacturer: str
+    model: str
+    firmware_version: str
+    ek_public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    ek_certificates: tuple[x509.Certificate, ...]
+    ak_public: bytes
+    create_data: bytes
+    create_attestation: bytes
+    create_signature: bytes
+
+    @classmethod
+    def parse(cls, body: Any) -> AttestRequest:
+        if not isinstance(body, dict):
+            raise BadRequest("the attestation request must be a JSON object")
+        info = body.get("tpmInfo") or {}
+        if not isinstance(info, dict):
+            raise BadRequest("tpmInfo must be an object")
+        version = info.get("version", 2)
+        if version not in (2, "2", "2.0"):
+            raise BadRequest("only TPM 2.0 is supported")
+        params = body.get("params")
+        if not isinstance(params, dict):
+            raise BadRequest("field params is required")
+        if params.get("useTCSDActivationFormat"):
+            raise BadRequest("the TPM 1.2 (TCSD) activation format is not supported")
+        raw_certs = body.get("ekCerts") or []
+        if not isinstance(raw_certs, list) or len(raw_certs) > MAX_EK_CERTS:
+            raise BadRequest(f"ekCerts must be a list of at most {MAX_EK_CERTS} certificates")
+        certs: list[x509.Certificate] = []
+        for index, raw in enumerate(raw_certs):
+            der = _b64(raw, f"ekCerts[{index}]", MAX_CERTIFICATE)
+            assert der is not None
+            try:
+                certs.append(x509.load_der_x509_certificate(der))
+            except ValueError:
+                raise BadRequest(f"ekCerts[{index}] is not a DER certificate") from None
+        ek_der = _b64(body.get("ek"), "ek", MAX_CERTIFICATE, required=False)
+        ek_public: Any
+        if ek_der is not None:
+            try:
+                ek_public = load_der_public_key(ek_der)
+            except (ValueError, TypeError):
+                raise BadRequest("field ek is not a PKIX public key") from None
+        elif certs:
+            try:
+                ek_public = certs[0].public_key()
+            except ValueError:
+                raise BadRequest("the EK certificate's key cannot be read") from None
+        else:
+            raise BadRequest("the request needs ek or ekCerts")
+        if not isinstance(ek_public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise BadRequest("the EK must be an RSA or ECC key")
+
+        def structure(name: str) -> bytes:
+            data = _b64(params.get(name), f"params.{name}", MAX_STRUCTURE)
+            assert data is not None
+            return data
+
+        return cls(
+            manufacturer=_short_text(info.get("manufacturer"), "manufacturer"),
+            model=_short_text(info.get("model"), "model"),
+            firmware_version=_short_text(info.get("firmwareVersion"), "firmwareVersion"),
+            ek_public=ek_public,
+            ek_certificates=tuple(certs),
+            ak_public=structure("public"),
+            create_data=structure("createData"),
+            create_attestation=structure("createAttestation"),
+            create_signature=structure("createSignature"),
+        )

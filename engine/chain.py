@@ -1,0 +1,120 @@
+"""Certificate path checks for the credentials devid verifies itself.
+
+EK certificates, AK certificates and X5C chains follow profiles that
+general-purpose web-PKI verifiers reject (empty subjects, critical
+directoryName SANs, TCG key purposes), so devid builds and checks these paths
+itself: signatures, validity at a given instant, CA constraints, and a path
+length limit. Nothing here looks at host names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from .errors import Unauthorized
+
+MAX_DEPTH = 6
+
+
+class ChainError(Unauthorized):
+    """The certificate does not chain to a trusted root."""
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        # X.509 v1 roots carry no extensions; only trusted roots may be v1.
+        return cert.version is x509.Version.v1
+    except ValueError:
+        return False
+    return bc.ca
+
+
+def _can_sign_certificates(cert: x509.Certificate) -> bool:
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    except ValueError:
+        return False
+    return ku.key_cert_sign
+
+
+def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    if child.issuer != parent.subject:
+        return False
+    try:
+        child.verify_directly_issued_by(parent)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Iterable[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    now: datetime,
+    *,
+    what: str = "certificate",
+) -> list[x509.Certificate]:
+    """Return a path [leaf, ..., root] to one of *roots*, or raise ChainError.
+
+    Every certificate on the path must be valid at *now*; every issuer must be
+    a CA allowed to sign certificates, within its path length constraint.
+    """
+    if not roots:
+        raise ChainError(f"no trusted roots are configured for the {what}")
+    if not _valid_at(leaf, now):
+        raise ChainError(f"the {what} is expired or not yet valid")
+    pool = [c for c in intermediates if _der(c) != _der(leaf)]
+    root_ders = {_der(r) for r in roots}
+    path = [leaf]
+    current = leaf
+    for _ in range(MAX_DEPTH):
+        for root in roots:
+            if _signed_by(current, root):
+                if not _valid_at(root, now):
+                    raise ChainError(f"the root of the {what} is expired or not yet valid")
+                _check_path_lengths([*path[1:], root])
+                return [*path, root]
+        if _der(current) in root_ders:
+            return path
+        parent = next(
+            (c for c in pool if _signed_by(current, c) and _is_ca(c) and _can_sign_certificates(c)),
+            None,
+        )
+        if parent is None:
+            raise ChainError(f"the {what} does not chain to a trusted root")
+        if not _valid_at(parent, now):
+            raise ChainError(f"an intermediate of the {what} is expired or not yet valid")
+        pool.remove(parent)
+        path.append(parent)
+        current = parent
+    raise ChainError(f"the {what}'s chain is longer than {MAX_DEPTH}")
+
+
+def _check_path_lengths(issuers: list[x509.Certificate]) -> None:
+    """issuers[0] signed the leaf; each may have at most path_length CAs below it."""
+    for index, issuer in enumerate(issuers):
+        try:
+            bc = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except (x509.ExtensionNotFound, ValueError):
+            continue
+        below = index  # intermediate CAs between this issuer and the leaf
+        if bc.path_length is not None and below > bc.path_length:
+            raise ChainError("a CA's path length constraint is exceeded")
