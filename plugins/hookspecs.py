@@ -13,7 +13,7 @@ there is the only caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -59,6 +59,22 @@ def devid_check_sign(provisioner: Provisioner, csr: CSRInfo, policy: SignPolicy)
     is signed. Raise :class:`engine.errors.Forbidden` (or another
     ``ProtocolError``) to refuse; return None to allow. Every plugin is asked.
     """
+
+
+@hookspec
+def devid_inventory_devices(source_config: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    """Return the devices an external inventory (an MDM, an asset system) knows.
+
+    Each item is a device record as the admin API accepts it: ``ek``
+    (``urn:ek:sha256:...``) or ``ekCertificate`` (PEM or base64 DER), and
+    optionally ``serial``, ``name``, ``owner``, ``tags`` and ``status``
+    (``active``/``disabled``). *source_config* is the ``[inventory]`` table
+    of devid.toml. ``devid device sync`` (and the server, when
+    ``[inventory] sync_interval`` is set) calls every plugin and adds or
+    updates each device; a bad record is reported and skipped. Fetching from
+    the network is fine here: this hook runs on the host, never in the engine.
+    """
+    raise NotImplementedError
 
 
 @hookspec

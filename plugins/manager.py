@@ -98,6 +98,13 @@ class PluginManager:
     def check_sign(self, provisioner: Provisioner, csr: CSRInfo, policy: SignPolicy) -> None:
         self._pm.hook.devid_check_sign(provisioner=provisioner, csr=csr, policy=policy)
 
+    def inventory_devices(self, source_config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Every device record that inventory-source plugins report, in plugin order."""
+        records: list[Mapping[str, Any]] = []
+        for batch in self._pm.hook.devid_inventory_devices(source_config=dict(source_config)):
+            records.extend(batch)
+        return records
+
     def audit(self, event: str, fields: Mapping[str, Any]) -> None:
         try:
             self._pm.hook.devid_audit(event=event, fields=dict(fields))

@@ -18,6 +18,11 @@ class TokenTimes:
     not_before: datetime
     expires_at: datetime
 
+    @property
+    def replay_until(self) -> datetime:
+        """How long a used token must be remembered: it still verifies until exp + LEEWAY."""
+        return self.expires_at + LEEWAY
+
 
 def _numeric_date(claims: dict[str, Any], name: str, required: bool) -> datetime | None:
     value = claims.get(name)

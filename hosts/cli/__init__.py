@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigurationError, DevidError
 
-from . import ca_commands, server_commands
+from . import ca_commands, device_commands, server_commands
 
 DESCRIPTION = """\
 devid: a device-identity PKI. Devices proven by their TPM get short-lived
@@ -20,6 +20,7 @@ per-user data directory):
   devid serve       run the CA (HTTPS, HTTP/1.1 and HTTP/2)
   devid token       mint a one-time token from a JWK provisioner
   devid plugins     list loaded plugins, provisioner types and attestation formats
+  devid device      the device inventory: add, list, show, disable, remove, import, sync
 
 Client side (against a running CA):
   devid ca root         download the root certificate, checked by fingerprint
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     server_commands.register(sub)
+    device_commands.register(sub)
     ca_commands.register(sub)
     return parser
 

@@ -65,6 +65,7 @@ class Config:
     provisioners: tuple[Mapping[str, Any], ...]
     admin: AdminConfig = AdminConfig()
     attestation: Mapping[str, Any] = attrs.field(factory=dict)
+    inventory: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -162,4 +163,5 @@ def load_config(data_dir: Path) -> Config:
         provisioners=tuple(provisioners),
         admin=AdminConfig(tuple(t.lower() for t in tokens), tuple(subjects)),
         attestation=_table(raw, "attestation", where),
+        inventory=_table(raw, "inventory", where),
     )

@@ -63,6 +63,9 @@ async def serve(
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.alpn_protocols = ["h2", "http/1.1"]
     config.accesslog = None
+    # hypercorn's default errorlog "-" adds its own plain-text stderr handler, which
+    # breaks --log-format json; hand it our logger so records go through the root handler.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     config.worker_class = "trio"
     app = create_app(authority)

@@ -196,7 +196,7 @@ class JWKProvisioner:
             max_lifetime=self.max_token_lifetime,
         )
         use = TokenUse(
-            provisioner=self.name, token_id=str(claims["jti"]), expires_at=times.expires_at
+            provisioner=self.name, token_id=str(claims["jti"]), expires_at=times.replay_until
         )
         return claims, use
 
