@@ -65,7 +65,7 @@ from plugins.provisioner import (
 
 from .attestation import load_attestation_policy
 from .config import Config, load_config
-from .inventory import Inventory
+from .inventory import ImportReport, Inventory
 from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
 from .sqlite_store import SQLiteStore
@@ -458,6 +458,11 @@ class Authority:
         )
         self.record_issued(issued)
         return issued
+
+    def sync_inventory(self) -> ImportReport:
+        """Pull devices from inventory-source plugins into the inventory."""
+        rows = self.plugins.inventory_devices(self.config.inventory)
+        return self.inventory.upsert_many(rows)
 
     # --- admin ---------------------------------------------------------------
 

@@ -6,11 +6,14 @@ import logging
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from engine.durations import parse_duration
+from engine.errors import BadRequest, ConfigurationError
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.servercert import ServerTLS
@@ -32,6 +35,19 @@ class _TLSConfig(HypercornConfig):
 
     def create_ssl_context(self) -> ssl.SSLContext:
         return self._tls.context
+
+
+def inventory_sync_interval(authority: Authority) -> timedelta | None:
+    value = authority.config.inventory.get("sync_interval")
+    if value in (None, "", "0", "0s"):
+        return None
+    try:
+        interval = parse_duration(str(value))
+    except BadRequest as exc:
+        raise ConfigurationError(f"[inventory] sync_interval: {exc.detail}") from None
+    if interval < timedelta(seconds=10):
+        raise ConfigurationError("[inventory] sync_interval must be at least 10s")
+    return interval
 
 
 async def wait_for_signal() -> None:
@@ -76,6 +92,25 @@ async def serve(
             await trio.to_thread.run_sync(tls.rotate)
             log.info("server certificate rotated")
 
+    sync_every = inventory_sync_interval(authority)
+
+    async def sync_inventory() -> None:
+        assert sync_every is not None
+        while True:
+            try:
+                report = await trio.to_thread.run_sync(authority.sync_inventory)
+                log.info(
+                    "inventory synced",
+                    extra={
+                        "added": report.count("added"),
+                        "updated": report.count("updated"),
+                        "failed": report.count("error"),
+                    },
+                )
+            except Exception:
+                log.exception("inventory sync failed; will retry")
+            await trio.sleep(sync_every.total_seconds())
+
     async with trio.open_nursery() as nursery:
 
         async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
@@ -95,6 +130,8 @@ async def serve(
         ]
         authority.set_base_urls(urls)
         nursery.start_soon(rotate_certificate)
+        if sync_every is not None:
+            nursery.start_soon(sync_inventory)
         log.info(
             "devid CA listening",
             extra={"urls": urls, "root_fingerprint": authority.root_fingerprint},
