@@ -19,6 +19,7 @@ REASONS = {
     5: x509.ReasonFlags.cessation_of_operation,
     6: x509.ReasonFlags.certificate_hold,
     9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
 }
 
 

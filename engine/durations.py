@@ -30,7 +30,10 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if pos != len(s):
         raise BadRequest(f"invalid duration {text!r}; use forms like '24h', '90m', '1h30m', '7d'")
-    return timedelta(seconds=-seconds if negative else seconds)
+    try:
+        return timedelta(seconds=-seconds if negative else seconds)
+    except OverflowError:
+        raise BadRequest(f"duration {text!r} is out of range") from None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -63,4 +66,7 @@ def parse_time_or_duration(value: object, now: datetime) -> datetime | None:
         raise BadRequest("notBefore/notAfter must be strings")
     if value[:1].isdigit() and ("T" in value or "-" in value[1:]):
         return parse_time(value)
-    return now + parse_duration(value)
+    try:
+        return now + parse_duration(value)
+    except OverflowError:
+        raise BadRequest(f"{value!r} is beyond the calendar") from None

@@ -28,6 +28,9 @@ class SAN:
         """Classify a name the way a token's ``sans`` claim writes it."""
         if not isinstance(text, str) or not text or len(text) > 1024:
             raise BadRequest(f"invalid subject alternative name {text!r}")
+        if not text.isascii():
+            # X.509 encodes these as IA5String: IDNs must arrive as A-labels (xn--...).
+            raise BadRequest(f"subject alternative name {text!r} must be ASCII (use A-labels)")
         try:
             return cls(SANKind.IP, str(ipaddress.ip_address(text)))
         except ValueError:

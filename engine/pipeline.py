@@ -142,6 +142,11 @@ def resolve_validity(
     return not_before, not_after
 
 
+def require_identity(template: CertificateTemplate) -> None:
+    if len(template.subject) == 0 and not template.general_names():
+        raise Forbidden("certificate would have neither a subject nor a subject alternative name")
+
+
 def build_certificate(
     template: CertificateTemplate,
     public_key: Any,
@@ -174,13 +179,66 @@ def build_certificate(
         builder = builder.add_extension(
             x509.SubjectAlternativeName(names), critical=len(template.subject) == 0
         )
-    elif len(template.subject) == 0:
-        raise Forbidden("certificate would have neither a subject nor a subject alternative name")
+    else:
+        require_identity(template)
     builder = builder.add_extension(provisioner.to_extension(), critical=False)
     for ext in template.extra_extensions:
         builder = builder.add_extension(ext.value, critical=ext.critical)
     signer = issuer.signer
     return builder.sign(signer.private_key, signer.hash_algorithm)  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class PreparedCertificate:
+    """A request that passed every policy check; signing it can no longer be refused."""
+
+    template: CertificateTemplate
+    public_key: Any
+    issuer: Issuer
+    not_before: datetime
+    not_after: datetime
+    policy: SignPolicy
+
+    def sign(self, random: Random) -> IssuedCertificate:
+        certificate = build_certificate(
+            self.template,
+            self.public_key,
+            self.issuer,
+            random_serial(random),
+            self.not_before,
+            self.not_after,
+            self.policy.provisioner,
+        )
+        return IssuedCertificate(
+            certificate=certificate,
+            der=certificate.public_bytes(Encoding.DER),
+            issuer=self.issuer,
+            provisioner=self.policy.provisioner,
+            evidence=self.policy.evidence,
+        )
+
+
+def prepare_certificate(
+    request: SignRequest, policy: SignPolicy, issuer: Issuer, clock: Clock
+) -> PreparedCertificate:
+    """Apply *policy* to *request*: validators, template, modifiers, validity."""
+    if issuer.name != policy.issuer:
+        raise Forbidden(f"policy names issuer {policy.issuer!r}, not {issuer.name!r}")
+    for validator in policy.validators:
+        validator.validate(request.csr)
+    template = leaf_template_from_csr(request.csr)
+    for modifier in policy.modifiers:
+        template = modifier.modify(template)
+    require_identity(template)
+    not_before, not_after = resolve_validity(policy, request, clock.now(), issuer)
+    return PreparedCertificate(
+        template=template,
+        public_key=request.csr.public_key,
+        issuer=issuer,
+        not_before=not_before,
+        not_after=not_after,
+        policy=policy,
+    )
 
 
 def issue_certificate(
@@ -191,30 +249,7 @@ def issue_certificate(
     random: Random,
 ) -> IssuedCertificate:
     """Apply *policy* to *request* and sign the result with *issuer*."""
-    if issuer.name != policy.issuer:
-        raise Forbidden(f"policy names issuer {policy.issuer!r}, not {issuer.name!r}")
-    for validator in policy.validators:
-        validator.validate(request.csr)
-    template = leaf_template_from_csr(request.csr)
-    for modifier in policy.modifiers:
-        template = modifier.modify(template)
-    not_before, not_after = resolve_validity(policy, request, clock.now(), issuer)
-    certificate = build_certificate(
-        template,
-        request.csr.public_key,
-        issuer,
-        random_serial(random),
-        not_before,
-        not_after,
-        policy.provisioner,
-    )
-    return IssuedCertificate(
-        certificate=certificate,
-        der=certificate.public_bytes(Encoding.DER),
-        issuer=issuer,
-        provisioner=policy.provisioner,
-        evidence=policy.evidence,
-    )
+    return prepare_certificate(request, policy, issuer, clock).sign(random)
 
 
 _RECOMPUTED = {

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .csr import CSRInfo
+from .errors import BadRequest
 from .keys import KeyType
 from .names import SAN
 
@@ -65,7 +66,11 @@ class CertificateTemplate:
 def subject_with_common_name(common_name: str | None) -> x509.Name:
     if not common_name:
         return x509.Name([])
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    try:
+        attribute = x509.NameAttribute(NameOID.COMMON_NAME, common_name)
+    except ValueError:  # X.520 ub-common-name: 64 characters
+        raise BadRequest("the common name must be at most 64 characters") from None
+    return x509.Name([attribute])
 
 
 def leaf_template_from_csr(csr: CSRInfo) -> CertificateTemplate:

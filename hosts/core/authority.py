@@ -48,7 +48,7 @@ from engine.pipeline import (
     Issuer,
     SignRequest,
     build_certificate,
-    issue_certificate,
+    prepare_certificate,
     random_serial,
     renew_certificate,
 )
@@ -279,14 +279,15 @@ class Authority:
         policy = authorization.policy
         assert policy is not None
         self.plugins.check_sign(provisioner, csr, policy)
-        self._use_token(authorization.token)
-        issued = issue_certificate(
+        prepared = prepare_certificate(
             SignRequest(csr=csr, not_before=not_before, not_after=not_after),
             policy,
             self.issuers[policy.issuer],
             self.clock,
-            self.random,
         )
+        # Only a request that will be signed uses up its one-time token.
+        self._use_token(authorization.token)
+        issued = prepared.sign(self.random)
         self.record_issued(issued)
         return self.chain_pem(issued)
 
