@@ -158,7 +158,10 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     members = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
     if kty not in members:
         raise BadRequest(f"unsupported JWK key type {kty!r}")
-    canonical = {name: jwk[name] for name in members[kty] if name in jwk}
+    missing = [name for name in members[kty] if not isinstance(jwk.get(name), str)]
+    if missing:
+        raise BadRequest(f"JWK lacks required member(s) {', '.join(missing)}")
+    canonical = {name: jwk[name] for name in members[kty]}
     data = json.dumps(canonical, separators=(",", ":"), sort_keys=True).encode()
     return b64url_encode(hashlib.sha256(data).digest())
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 
 import attrs
 from cryptography import x509
 
 from .errors import BadRequest
+
+# Letters, digits, hyphens (not at the ends) and underscores (service labels), or "*".
+_DNS_LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
 
 
 class SANKind(enum.Enum):
@@ -41,8 +45,10 @@ class SAN:
             return cls(SANKind.EMAIL, text.lower())
         name = text.lower().rstrip(".")
         labels = name.split(".")
-        if not all(labels) or any(len(label) > 63 for label in labels) or " " in name:
+        if len(name) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
             raise BadRequest(f"invalid DNS name {text!r}")
+        if "*" in name and (labels[0] != "*" or len(labels) < 3):
+            raise BadRequest(f"invalid wildcard {text!r}: only a leftmost '*.' label is allowed")
         return cls(SANKind.DNS, name)
 
     @classmethod

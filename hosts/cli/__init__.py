@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigurationError, DevidError
 
-from . import ca_commands, device_commands, server_commands
+from . import agent_commands, ca_commands, device_commands, server_commands
 
 DESCRIPTION = """\
 devid: a device-identity PKI. Devices proven by their TPM get short-lived
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_commands.register(sub)
     device_commands.register(sub)
     ca_commands.register(sub)
+    agent_commands.register(sub)
     return parser
 
 

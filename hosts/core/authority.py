@@ -279,10 +279,14 @@ class Authority:
         policy = authorization.policy
         assert policy is not None
         self.plugins.check_sign(provisioner, csr, policy)
+        issuer = self.issuers.get(policy.issuer)
+        if issuer is None:
+            log.error("provisioner %s names unknown issuer %r", provisioner.name, policy.issuer)
+            raise Forbidden(f"provisioner {provisioner.name!r} names an unknown issuer")
         prepared = prepare_certificate(
             SignRequest(csr=csr, not_before=not_before, not_after=not_after),
             policy,
-            self.issuers[policy.issuer],
+            issuer,
             self.clock,
         )
         # Only a request that will be signed uses up its one-time token.
