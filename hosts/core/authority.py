@@ -69,7 +69,7 @@ from .inventory import ImportReport, Inventory
 from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
 from .sqlite_store import SQLiteStore
-from .store import CertificateRecord, Revocation, Store
+from .store import CertificateRecord, Revocation, Store, UsedToken
 
 log = logging.getLogger("devid.ca")
 
@@ -226,27 +226,39 @@ class Authority:
         ):
             raise Unauthorized("token has already been used")
 
-    def record_issued(self, issued: IssuedCertificate) -> None:
+    def record_issued(self, issued: IssuedCertificate, token: TokenUse | None = None) -> None:
+        """Store *issued* (and mark *token* used in the same commit), then log and audit it.
+
+        Raises Unauthorized, storing nothing, if *token* was used before.
+        """
         cert = issued.certificate
-        self.store.record_certificate(
+        subject = cert.subject.rfc4514_string()
+        sans = [str(s) for s in issued.sans]
+        now = self.clock.now()
+        recorded = self.store.record_certificate(
             CertificateRecord(
                 serial=issued.serial_hex,
                 issuer=issued.issuer.name,
-                subject=cert.subject.rfc4514_string(),
-                sans=tuple(str(s) for s in issued.sans),
+                subject=subject,
+                sans=tuple(sans),
                 provisioner_type=issued.provisioner.type,
                 provisioner_name=issued.provisioner.name,
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
                 der=issued.der,
                 evidence=dict(issued.evidence),
-                created_at=self.clock.now(),
-            )
+                created_at=now,
+            ),
+            used_token=None
+            if token is None
+            else UsedToken(token.provisioner, token.token_id, token.expires_at, now),
         )
+        if not recorded:
+            raise Unauthorized("token has already been used")
         fields = {
             "serial": issued.serial_hex,
-            "subject": cert.subject.rfc4514_string(),
-            "sans": [str(s) for s in issued.sans],
+            "subject": subject,
+            "sans": sans,
             "provisioner": issued.provisioner.name,
             "issuer": issued.issuer.name,
             "not_after": cert.not_valid_after_utc.isoformat(),
@@ -289,10 +301,10 @@ class Authority:
             issuer,
             self.clock,
         )
-        # Only a request that will be signed uses up its one-time token.
-        self._use_token(authorization.token)
+        # The token is marked used in the same commit that stores the certificate, and
+        # only a request that passed every check gets that far.
         issued = prepared.sign(self.random)
-        self.record_issued(issued)
+        self.record_issued(issued, authorization.token)
         return self.chain_pem(issued)
 
     def _known_certificate(self, cert: x509.Certificate) -> tuple[CertificateRecord, Issuer]:

@@ -171,6 +171,8 @@ class Inventory:
         """Add or update each row; one bad row is reported, not fatal."""
         results: list[RowResult] = []
         for index, row in enumerate(rows, start=1):
+            if isinstance(row, Mapping) and not isinstance(row, dict):
+                row = dict(row)  # inventory-source plugins may return any Mapping
             ek = row.get("ek") if isinstance(row, dict) else None
             try:
                 device = device_from_input(row, now=self.clock.now())

@@ -19,7 +19,7 @@ from engine.crl import RevokedEntry
 from engine.errors import ConfigurationError
 from engine.inventory import Device, DeviceFilter, DeviceStatus
 
-from .store import CertificateRecord, Revocation
+from .store import CertificateRecord, Revocation, UsedToken
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -113,28 +113,40 @@ class SQLiteStore:
 
     # --- certificates --------------------------------------------------------
 
-    def record_certificate(self, record: CertificateRecord) -> None:
+    def record_certificate(
+        self, record: CertificateRecord, used_token: UsedToken | None = None
+    ) -> bool:
         created = record.created_at or datetime.now(UTC)
         with self._lock:
-            self._db.execute(
-                "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
-                " provisioner_name, not_before, not_after, status, der, evidence, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.serial,
-                    record.issuer,
-                    record.subject,
-                    json.dumps(list(record.sans)),
-                    record.provisioner_type,
-                    record.provisioner_name,
-                    _ts(record.not_before),
-                    _ts(record.not_after),
-                    record.status,
-                    record.der,
-                    json.dumps(record.evidence, default=str),
-                    _ts(created),
-                ),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if used_token is not None and not self._claim_token(used_token):
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._db.execute(
+                    "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
+                    " provisioner_name, not_before, not_after, status, der, evidence,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.serial,
+                        record.issuer,
+                        record.subject,
+                        json.dumps(list(record.sans)),
+                        record.provisioner_type,
+                        record.provisioner_name,
+                        _ts(record.not_before),
+                        _ts(record.not_after),
+                        record.status,
+                        record.der,
+                        json.dumps(record.evidence, default=str),
+                        _ts(created),
+                    ),
+                )
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def _row(self, row: tuple[object, ...]) -> CertificateRecord:
         (serial, issuer, subject, sans, ptype, pname, nb, na, status, der, evidence, created) = row
@@ -182,20 +194,24 @@ class SQLiteStore:
 
     # --- one-time tokens ---------------------------------------------------
 
+    def _claim_token(self, token: UsedToken) -> bool:
+        """Insert a used token inside the caller's transaction; False if it is known."""
+        self._writes_since_prune += 1
+        if self._writes_since_prune >= PRUNE_EVERY:
+            self._writes_since_prune = 0
+            self._db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (_ts(token.now),))
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO used_tokens (provisioner, token_id, expires_at)"
+            " VALUES (?, ?, ?)",
+            (token.provisioner, token.token_id, _ts(token.expires_at)),
+        )
+        return cursor.rowcount == 1
+
     def use_token(
         self, provisioner: str, token_id: str, expires_at: datetime, now: datetime
     ) -> bool:
         with self._lock:
-            self._writes_since_prune += 1
-            if self._writes_since_prune >= PRUNE_EVERY:
-                self._writes_since_prune = 0
-                self._db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (_ts(now),))
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO used_tokens (provisioner, token_id, expires_at)"
-                " VALUES (?, ?, ?)",
-                (provisioner, token_id, _ts(expires_at)),
-            )
-            return cursor.rowcount == 1
+            return self._claim_token(UsedToken(provisioner, token_id, expires_at, now))
 
     def prune_tokens(self, now: datetime) -> int:
         with self._lock:

@@ -34,6 +34,16 @@ class CertificateRecord:
 
 
 @attrs.frozen
+class UsedToken:
+    """A one-time token to mark used together with the certificate it authorized."""
+
+    provisioner: str
+    token_id: str
+    expires_at: datetime
+    now: datetime
+
+
+@attrs.frozen
 class Revocation:
     serial: str
     issuer: str
@@ -44,8 +54,14 @@ class Revocation:
 
 
 class Store(Protocol):
-    def record_certificate(self, record: CertificateRecord) -> None:
-        """Persist a newly issued certificate (committed on return)."""
+    def record_certificate(
+        self, record: CertificateRecord, used_token: UsedToken | None = None
+    ) -> bool:
+        """Persist a newly issued certificate, committed on return.
+
+        With *used_token*, the token is marked used in the same transaction; if it
+        was used before, nothing is stored and the result is False.
+        """
         ...
 
     def get_certificate(self, serial: str) -> CertificateRecord | None: ...

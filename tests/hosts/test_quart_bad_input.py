@@ -85,7 +85,6 @@ async def chunks(total: int) -> AsyncIterator[bytes]:
     yield b'"}'
 
 
-
 CASES = {
     # --- the body itself ---------------------------------------------------------
     "malformed-json": raw_sign(400, b'{"csr": '),

@@ -1,0 +1,399 @@
+"""``python -m benchmarks``: run the suite, print the tables, write JSON and markdown."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.keys import KeyType
+
+from . import SCHEMA
+from .common import BenchmarkError, Progress, machine_info, rounded
+from .http import HttpParams, run_http
+from .inprocess import InprocessParams, run_breakdown, run_inprocess, run_profile
+from .report import render_text, write_outputs
+
+SECTIONS = ("inprocess", "breakdown", "http", "profile")
+DEFAULT_SECTIONS = ("inprocess", "breakdown", "http")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_KEY_TYPES = (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.RSA2048)
+DEFAULT_CONCURRENCY = (1, 8, 32)
+
+# Per-mode sizes; every one can be overridden on the command line.
+MODES: dict[str, dict[str, Any]] = {
+    "full": {
+        "n": 500,
+        "repetitions": 7,
+        "warmup": 20,
+        "breakdown_n": 300,
+        "profile_n": 1000,
+        "rounds": 3,
+        "requests": {1: 200, 8: 600, 32: 800},
+    },
+    "quick": {
+        "n": 100,
+        "repetitions": 3,
+        "warmup": 10,
+        "breakdown_n": 100,
+        "profile_n": 200,
+        "rounds": 2,
+        "requests": {1: 40, 8: 100, 32: 150},
+    },
+}
+
+DESCRIPTION = """\
+devid benchmarks: the certificate signing path in process and through a host.
+
+Sections (all but `profile` run by default; pick with --only):
+  inprocess  Authority.sign per issuer key type (P-256, P-384, Ed25519, RSA-2048),
+             SQLite store at synchronous=full and at synchronous=normal, next to the
+             crypto-only limit measured in the same run.
+  breakdown  Authority.sign for P-256 split into its stages, timed step by step.
+  http       `devid serve` as a subprocess on 127.0.0.1 (P-256 CA, default store),
+             loaded by a trio + httpx client at concurrency 1, 8 and 32.
+  profile    cProfile of Authority.sign (P-256, sync=full); also with --profile.
+             Writes OUT/profile-STAMP.pstats and .txt.
+
+A full run takes 1 to 2 minutes on 2 cores; --quick about 10 seconds.
+"""
+
+FIGURES = """\
+figures (per section; the JSON holds them all, plus min/max per repetition):
+  inprocess
+    sync=full/s, sync=normal/s
+                 certificates issued per second by Authority.sign({csr, ott}) in one
+                 thread: token verify, CSR parse + signature check, policy, build, issuer
+                 signature, two SQLite commits (used token, certificate). Requests are
+                 prepared before timing; the figure is the median of the repetitions.
+                 full = the default (every commit fsynced); normal = WAL fsync only at
+                 checkpoints (durable against a crash of devid, not of the machine).
+    crypto limit/s
+                 1 / (token verify + CSR verify + issuer sign), each timed alone in a
+                 tight loop with the same keys: the ES256 token signature via
+                 engine.jose.verify_signature, the client CSR's self-signature
+                 (is_signature_valid on a freshly loaded CSR), and one raw signature by
+                 the issuer key over a message the size of a real TBS certificate
+                 (engine.signer.SoftwareSigner.sign). No issuance can beat it on one core.
+    full÷limit, normal÷limit
+                 issuances/s ÷ crypto limit/s: the share of an issuance spent in
+                 unavoidable public-key work. 1.0 would mean zero overhead; it is
+                 comparable across machines where absolute rates are not.
+    p50 ms, p99 ms
+                 per-issuance latency percentiles (sync=full), all repetitions pooled.
+    non-crypto µs
+                 1e6 / (sync=full rate) - crypto sum: what the Python, X.509 encoding
+                 and the store cost per issuance beyond the three public-key operations.
+    token verify, CSR verify, issuer sign, sum (µs)
+                 the three parts of the crypto-only limit, median per operation.
+  breakdown
+    µs, share    mean µs per issuance spent in each function Authority.sign calls
+                 (parse_csr, the provisioner's authorize_sign, the policy hooks,
+                 prepare_certificate, the token-use and certificate store writes, the
+                 certificate signature, the PEM response), measured by wrapping each
+                 with a perf_counter timer; └ rows are nested calls (the SQLite commit,
+                 the ES256 check, cryptography's builder). share is against the whole
+                 call timed unwrapped in the same repetitions; unaccounted = whole - sum
+                 of the top-level rows (a few µs negative is the timers' own cost).
+  http
+    issuances/s  201 responses with a certificate per second over the timed requests,
+                 with at most `concurrency` requests in flight on as many keep-alive
+                 connections (TLS handshakes happen in the untimed warm-up); median of
+                 the rounds, which are interleaved across levels.
+    p50 ms, p99 ms
+                 client-side latency of POST /1.0/sign (request sent to body read),
+                 all rounds pooled.
+    server CPU ms/iss, client CPU ms/iss
+                 CPU time (user + system) per issuance of the server process (from
+                 /proc/PID/stat) and of this load-generator process.
+    server cores CPU seconds of the server per wall-clock second: near 1.0 means the
+                 server is bound by one core (the GIL); server cores + client cores
+                 (both in the JSON) near the CPU count means the machine, not the
+                 server, is the limit.
+    host÷in-process
+                 host issuances/s ÷ the in-process P-256 sync=full rate of the same run:
+                 what the HTTP stack, TLS, JSON and the thread hand-off cost.
+    server peak RSS
+                 VmHWM of the server process (/proc/PID/status) at the end of the run;
+                 idle = VmRSS once /health first answered.
+  ~ after a rate
+                 its repetitions (or rounds) spread by more than 25% of the median
+                 (max - min): the machine was busy or fsync latency varied; rerun.
+  machine        CPU count and model, Python, cryptography/OpenSSL, SQLite, platform,
+                 git revision, and the filesystem of the temp directory (fsync cost!).
+
+output: OUT/bench-STAMP.json (STAMP = UTC start time), OUT/latest.json (same
+content) and OUT/latest.md (the tables in markdown, for the README). The exit
+status is 1 if any section failed (the others are still written).
+"""
+
+
+def _key_type(text: str) -> KeyType:
+    try:
+        return KeyType.parse(text)
+    except Exception as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,8,32") from None
+    if not levels or any(level < 1 for level in levels):
+        raise argparse.ArgumentTypeError("concurrency levels must be positive")
+    return levels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=DESCRIPTION,
+        epilog=FIGURES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run (smaller counts, fewer repetitions)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="where to write the JSON and markdown (default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="NAME",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also run the profile section (cProfile, P-256)"
+    )
+    parser.add_argument(
+        "--key-type",
+        action="append",
+        type=_key_type,
+        metavar="TYPE",
+        help="in-process issuer key type (repeatable; default P-256, P-384, Ed25519, RSA-2048)",
+    )
+    parser.add_argument(
+        "--client-key-type",
+        type=_key_type,
+        default=KeyType.P256,
+        metavar="TYPE",
+        help="key type of the device keys in the CSRs (default P-256, as a TPM would use)",
+    )
+    parser.add_argument(
+        "-n",
+        "--issuances",
+        type=_positive,
+        metavar="N",
+        help="in-process issuances per repetition (default 500; quick 100)",
+    )
+    parser.add_argument(
+        "--repetitions",
+        type=_positive,
+        metavar="R",
+        help="in-process repetitions; the median is reported (default 7; quick 3)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_levels,
+        default=DEFAULT_CONCURRENCY,
+        metavar="LIST",
+        help="http concurrency levels, comma-separated (default 1,8,32)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=_positive,
+        metavar="N",
+        help="timed http requests per level and round"
+        " (default 200/600/800 for 1/8/32; quick 40/100/150)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        metavar="N",
+        help="http rounds per level, interleaved across levels; the median round is"
+        " reported (default 3; quick 2)",
+    )
+    parser.add_argument(
+        "--host",
+        default="quart",
+        metavar="NAME",
+        help="the server implementation the http section starts (`devid serve --host NAME`;"
+        " default quart)",
+    )
+    parser.add_argument(
+        "--tmp",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="parent of the temporary CA directories (default: the system temp dir);"
+        " the SQLite fsync cost depends on this filesystem",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def _requests_for(mode: dict[str, Any], levels: Sequence[int], override: int | None) -> list[int]:
+    if override is not None:
+        return [override for _ in levels]
+    table: dict[int, int] = mode["requests"]
+    return [table.get(level, max(table.values())) for level in levels]
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """Run the selected sections; return the results and the run's UTC stamp."""
+    mode_name = "quick" if args.quick else "full"
+    mode = MODES[mode_name]
+    sections = list(args.only or DEFAULT_SECTIONS)
+    if args.profile and "profile" not in sections:
+        sections.append("profile")
+    sections = [s for s in SECTIONS if s in sections]
+    n = args.issuances or mode["n"]
+    reps = args.repetitions or mode["repetitions"]
+    warmup = min(mode["warmup"], n)
+    progress = Progress(enabled=not args.quiet)
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    inprocess_params = InprocessParams(
+        key_types=tuple(args.key_type or DEFAULT_KEY_TYPES),
+        n=n,
+        repetitions=reps,
+        warmup=warmup,
+        client_key_type=args.client_key_type,
+    )
+    http_params = HttpParams(
+        concurrency=tuple(args.concurrency),
+        requests=tuple(_requests_for(mode, args.concurrency, args.requests)),
+        rounds=args.rounds or mode["rounds"],
+        host=args.host,
+        client_key_type=args.client_key_type,
+    )
+    custom = (
+        any(
+            value is not None
+            for value in (
+                args.issuances,
+                args.repetitions,
+                args.requests,
+                args.rounds,
+                args.key_type,
+            )
+        )
+        or tuple(args.concurrency) != DEFAULT_CONCURRENCY
+    )
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "mode": mode_name,
+        "custom_sizes": custom,
+        "sections": sections,
+        "started_at": started.isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+    }
+    errors: dict[str, str] = {}
+    clock = time.perf_counter()
+    out_dir: Path = args.out
+    profile_stem = out_dir / f"profile-{stamp}"
+    if args.tmp is not None:
+        args.tmp.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="devid-bench-", dir=args.tmp) as tmp:
+        work = Path(tmp)
+        results["machine"] = machine_info(work)
+        for section in sections:
+            section_dir = work / section
+            section_dir.mkdir()
+            try:
+                if section == "inprocess":
+                    results["inprocess"] = run_inprocess(inprocess_params, section_dir, progress)
+                elif section == "breakdown":
+                    results["breakdown"] = run_breakdown(
+                        section_dir,
+                        progress,
+                        n=args.issuances or mode["breakdown_n"],
+                        repetitions=reps,
+                        warmup=warmup,
+                    )
+                elif section == "profile":
+                    results["profile"] = run_profile(
+                        section_dir, progress, profile_stem, n=args.issuances or mode["profile_n"]
+                    )
+                elif section == "http":
+                    reference, source = _inprocess_reference(
+                        results, inprocess_params, section_dir, progress
+                    )
+                    results["http"] = run_http(
+                        http_params,
+                        section_dir,
+                        progress,
+                        inprocess_reference_per_s=reference,
+                        reference_source=source,
+                    )
+            except Exception as exc:
+                errors[section] = f"{type(exc).__name__}: {exc}"
+                progress(f"{section}: FAILED: {errors[section]}")
+                if not isinstance(exc, BenchmarkError):
+                    traceback.print_exc(file=sys.stderr)
+    results["errors"] = errors
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["duration_s"] = rounded(time.perf_counter() - clock, 1)
+    return results, stamp
+
+
+def _inprocess_reference(
+    results: dict[str, Any], params: InprocessParams, work: Path, progress: Progress
+) -> tuple[float | None, str]:
+    """The in-process P-256 sync=full rate: from this run's inprocess section, else measured."""
+    try:
+        rate = results["inprocess"]["key_types"][KeyType.P256.value]["sync_full"]
+        return float(rate["issuances_per_s"]), "inprocess section, same run"
+    except (KeyError, TypeError):
+        pass
+    progress("http: measuring the in-process P-256 sync=full reference first")
+    reference = InprocessParams(
+        key_types=(KeyType.P256,),
+        n=params.n,
+        repetitions=params.repetitions,
+        warmup=params.warmup,
+        client_key_type=params.client_key_type,
+        sync_modes=("full",),
+    )
+    measured = run_inprocess(reference, work / "reference", progress)
+    rate = measured["key_types"][KeyType.P256.value]["sync_full"]["issuances_per_s"]
+    return float(rate), "reference run (P-256, sync=full), same run"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results, stamp = run(args)
+    if argv is not None:
+        results["argv"] = list(argv)
+    paths = write_outputs(args.out, results, stamp)
+    sys.stdout.write("\n" + render_text(results))
+    sys.stdout.write(f"\nwrote {paths['json']}, {paths['latest_json'].name}, latest.md\n")
+    sys.stdout.flush()
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
