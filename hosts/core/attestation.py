@@ -13,6 +13,7 @@ from engine.errors import ConfigurationError
 from plugins.options import Options
 
 BUNDLED_EK_ROOTS = Path(__file__).with_name("ek_roots")
+DEFAULT_EK_ROOTS_DIR = "ek-roots"
 
 
 def _load_pems(path: Path) -> list[x509.Certificate]:
@@ -55,6 +56,13 @@ def load_attestation_policy(table: Mapping[str, Any], data_dir: Path) -> Attesta
     for name in extra:
         path = Path(name)
         roots.extend(_load_pems(path if path.is_absolute() else data_dir / path))
+    # Every PEM file dropped into this directory is trusted as well (operators add
+    # their fleet's EK CAs without editing devid.toml).
+    roots_dir = Path(opts.string("ek_roots_dir", DEFAULT_EK_ROOTS_DIR))
+    roots_dir = roots_dir if roots_dir.is_absolute() else data_dir / roots_dir
+    if roots_dir.is_dir():
+        for path in sorted(roots_dir.glob("*.pem")):
+            roots.extend(_load_pems(path))
     try:
         unverifiable = EKCertificatePolicy(opts.string("unverifiable_ek_certificate", "refuse"))
     except ValueError:

@@ -17,6 +17,7 @@ from engine.keys import KeyType
 from plugins.manager import PluginManager
 from plugins.provisioner import ProvisionerEnvironment
 
+from .attestation import DEFAULT_EK_ROOTS_DIR
 from .config import CONFIG_NAME, DEFAULT_LISTEN, ISSUER_NAMES
 from .pki import create_hierarchy, fingerprint, write_private
 from .secrets import Password, generate_password
@@ -101,6 +102,7 @@ def init_data_dir(
         },
         "provisioners": provisioners,
     }
+    (data_dir / DEFAULT_EK_ROOTS_DIR).mkdir(exist_ok=True)
     SQLiteStore(data_dir / "db" / "devid.sqlite").close()
     (data_dir / CONFIG_NAME).write_text(
         "# devid configuration; see README.md and `devid --help`.\n" + tomli_w.dumps(config)
