@@ -96,9 +96,9 @@ def test_breakdown_and_profile(run: tuple[int, Path, dict[str, Any]]) -> None:
     _, _, data = run
     breakdown = data["breakdown"]
     stages = {stage["name"]: stage for stage in breakdown["stages"]}
-    for name in ("parse_csr", "JWKProvisioner.authorize_sign", "store.use_token"):
+    for name in ("parse_csr", "JWKProvisioner.authorize_sign", "store.record_certificate"):
         assert name in stages, sorted(stages)
-    assert stages["store.use_token"]["parent"] == "Authority._use_token"
+    assert stages["store.record_certificate"]["parent"] == "Authority.record_issued"
     assert all(positive(stage["us"]) for stage in stages.values())
     assert positive(breakdown["authority_sign_us"])
     assert positive(breakdown["top_level_total_us"])
