@@ -1,4 +1,5 @@
-"""Device-side commands: ``devid agent info`` and ``devid agent attest``.
+"""Device-side commands: ``devid agent info``, ``devid agent attest`` and
+``devid agent swtpm start|stop|status`` (a software TPM standing in for a device's).
 
 The TPM library (tpm2-pytss, the ``agent`` extra) is imported only when one of
 these commands runs, so the rest of the CLI works where it is not installed.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.state import AgentError, AgentState
+from agent.swtpm import DEFAULT_PORT, RunningSwtpm, SwtpmDirectory
 
 if TYPE_CHECKING:
     from agent.tpm import TPM
@@ -88,6 +90,53 @@ def register(sub: Any) -> None:
         "--ak-type", choices=["ecc", "rsa"], default="ecc", help="AK key type (default ecc)"
     )
     p.set_defaults(func=cmd_attest)
+
+    _register_swtpm(agent_sub)
+
+
+def _register_swtpm(agent_sub: Any) -> None:
+    swtpm = agent_sub.add_parser(
+        "swtpm",
+        help="a software TPM (swtpm) standing in for a device's TPM: start, stop, status",
+        description="Run swtpm, with EK certificates from its own small CA, in the background"
+        " on 127.0.0.1. DIR keeps the TPM state and that CA, so the EK stays the same from"
+        " one start to the next.",
+    )
+    swtpm_sub = swtpm.add_subparsers(dest="swtpm_command", metavar="COMMAND")
+    swtpm.set_defaults(func=lambda _args: _help(swtpm))
+
+    p = swtpm_sub.add_parser(
+        "start",
+        help="set DIR up on first use, then start swtpm in the background",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the swtpm's directory")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port for TPM commands on 127.0.0.1; PORT+1 is the control port"
+        f" (default {DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--ek",
+        choices=["rsa", "ecc", "both"],
+        default=None,
+        help="the EK(s) a new TPM gets: RSA-2048, ECC P-384, or both (default rsa;"
+        " fixed once DIR is set up)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_swtpm_start)
+
+    p = swtpm_sub.add_parser("stop", help="stop the swtpm running on DIR")
+    p.add_argument("--dir", type=Path, required=True, help="the swtpm's directory")
+    p.set_defaults(func=cmd_swtpm_stop)
+
+    p = swtpm_sub.add_parser(
+        "status", help="whether the swtpm on DIR runs, and its TCTI (exit 3 if it does not)"
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the swtpm's directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_swtpm_status)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -207,4 +256,122 @@ def cmd_attest(args: argparse.Namespace) -> int:
     print(f"AK chain:        {state.chain_path}")
     print(f"Serial:          {chain[0].serial_number:x}")
     print(f"Valid until:     {chain[0].not_valid_after_utc.isoformat()}")
+    print()
+    print("Inspect it with:")
+    print(f"  openssl x509 -in {state.certificate_path} -noout -text")
     return 0
+
+
+# --- devid agent swtpm ----------------------------------------------------------------------
+
+#: `devid agent swtpm status` exits with this when no swtpm runs (as LSB init scripts do).
+NOT_RUNNING = 3
+
+
+def _swtpm_record(directory: SwtpmDirectory, running: RunningSwtpm | None) -> dict[str, Any]:
+    return {
+        "directory": str(directory.directory),
+        "running": running is not None,
+        "pid": running.pid if running else None,
+        "port": running.port if running else None,
+        "tcti": running.tcti if running else None,
+        "ekType": directory.ek_type(),
+        "ekCaBundle": str(directory.bundle) if directory.is_set_up() else None,
+    }
+
+
+def _swtpm_lines(directory: SwtpmDirectory, running: RunningSwtpm) -> list[str]:
+    return [
+        f"TCTI:          {running.tcti}",
+        f"EK:            {directory.ek_type()}",
+        f"EK CA bundle:  {directory.bundle}  (root + intermediate that issued the EK certificate)",
+    ]
+
+
+def _next_steps(directory: SwtpmDirectory, running: RunningSwtpm) -> list[str]:
+    data = os.environ.get("DEVID_DATA") or "data"
+    ca = os.environ.get("DEVID_CA_URL") or "https://127.0.0.1:8443"
+    root = os.environ.get("DEVID_ROOT") or "root.crt"
+    return [
+        "Next:",
+        "  # On the CA host: trust this EK CA, then (re)start `devid serve`.",
+        f"  mkdir -p {data}/ek-roots && cp {directory.bundle} {data}/ek-roots/swtpm.pem",
+        "  # On the device (here): register its EK, then attest.",
+        f"  export DEVID_TCTI={running.tcti}",
+        "  devid agent info",
+        f"  devid device add --data {data} --ek URN --name NAME",
+        f"  devid agent attest --ca {ca} --root {root} --state agent-state",
+        f"  devid agent swtpm stop --dir {directory.directory}",
+    ]
+
+
+def cmd_swtpm_start(args: argparse.Namespace) -> int:
+    directory = SwtpmDirectory(args.dir)
+    created = False
+    try:
+        with directory.locked():
+            running = directory.running()
+            if running is None:
+                set_up_as = directory.ek_type()
+                if set_up_as is None:
+                    directory.set_up(args.ek or "rsa")
+                    created = True
+                elif args.ek is not None and args.ek != set_up_as:
+                    return _fail(
+                        f"{args.dir} was set up with --ek {set_up_as}; its EK cannot change"
+                        " (pass another --dir for a new TPM)"
+                    )
+                running = directory.start(args.port)
+                already = False
+            else:
+                already = True
+    except AgentError as exc:
+        return _fail(str(exc))
+    if args.json:
+        record = _swtpm_record(directory, running)
+        record.update(alreadyRunning=already, created=created)
+        print(json.dumps(record, indent=2))
+        return 0
+    if already:
+        print(f"swtpm is already running on {args.dir} (pid {running.pid})")
+    else:
+        if created:
+            print(f"Set up a new software TPM in {args.dir} (EK: {directory.ek_type()})")
+        print(f"Started swtpm (pid {running.pid}) on {args.dir}")
+    print("\n".join(["", *_swtpm_lines(directory, running), "", *_next_steps(directory, running)]))
+    return 0
+
+
+def cmd_swtpm_stop(args: argparse.Namespace) -> int:
+    directory = SwtpmDirectory(args.dir)
+    try:
+        with directory.locked():
+            pid = directory.stop()
+    except AgentError as exc:
+        return _fail(str(exc))
+    if pid is None:
+        print(f"swtpm is not running on {args.dir}")
+    else:
+        print(f"Stopped swtpm (pid {pid}) on {args.dir}")
+    return 0
+
+
+def cmd_swtpm_status(args: argparse.Namespace) -> int:
+    directory = SwtpmDirectory(args.dir)
+    try:
+        running = directory.running()
+        record = _swtpm_record(directory, running)
+    except AgentError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    elif running is not None:
+        print(f"swtpm is running on {args.dir} (pid {running.pid})")
+        print("\n".join(_swtpm_lines(directory, running)))
+    elif record["ekType"] is None:
+        print(f"no software TPM is set up in {args.dir}")
+        print(f"  create and start one with: devid agent swtpm start --dir {args.dir}")
+    else:
+        print(f"swtpm is not running on {args.dir} (EK: {record['ekType']})")
+        print(f"  start it with: devid agent swtpm start --dir {args.dir}")
+    return 0 if running is not None else NOT_RUNNING

@@ -1,0 +1,180 @@
+"""Framework-free HTTP for every host: requests, responses, a router, and the one
+place where errors become responses.
+
+The quart host and the raw trio/h11 host both translate their own request
+objects into :class:`HTTPRequest`, call :meth:`Router.dispatch`, and write the
+:class:`HTTPResponse` back, so both serve exactly the same API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+
+from engine.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("devid.http")
+
+JSON = "application/json"
+
+
+@attrs.frozen
+class HTTPRequest:
+    method: str
+    path: str
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    # Header names in lower case.
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    body: bytes = b""
+    # The TLS client certificate (DER), when the client presented one.
+    peer_certificate: bytes | None = None
+    # The URL the client used up to the path, e.g. "https://ca.example:8443".
+    base_url: str = ""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self, *, content_types: tuple[str, ...] = (JSON,)) -> Any:
+        """The body as JSON; 415 for another media type, 400 if it is not JSON."""
+        mimetype = (self.header("content-type") or "").split(";")[0].strip().lower()
+        if mimetype and mimetype not in content_types:
+            raise UnsupportedMediaType(f"send the request body as {' or '.join(content_types)}")
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("request body is not valid JSON") from None
+        except RecursionError:  # e.g. 60 000 nested "[" fit in the size limit
+            raise BadRequest("request body is nested too deeply") from None
+
+    def json_object(self) -> dict[str, Any]:
+        body = self.json()
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        return body
+
+
+@attrs.frozen
+class HTTPResponse:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(
+        cls,
+        data: Any,
+        status: int = 200,
+        *,
+        content_type: str = "application/json; charset=utf-8",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> HTTPResponse:
+        return cls(status, json.dumps(data).encode(), (("content-type", content_type), *headers))
+
+    @classmethod
+    def data(cls, body: bytes | str, content_type: str, status: int = 200) -> HTTPResponse:
+        raw = body.encode() if isinstance(body, str) else body
+        return cls(status, raw, (("content-type", content_type),))
+
+
+def error_response(exc: ProtocolError) -> HTTPResponse:
+    """The only translation of errors into responses (protocols add their own form here)."""
+    render = getattr(exc, "render", None)
+    if callable(render):
+        rendered = render()
+        assert isinstance(rendered, HTTPResponse)
+        return rendered
+    return HTTPResponse.json(exc.to_json(), exc.status)
+
+
+def internal_error() -> HTTPResponse:
+    return HTTPResponse.json({"status": 500, "error": "internal", "message": "internal error"}, 500)
+
+
+Handler = Callable[..., Awaitable[HTTPResponse]]
+_PARAM = re.compile(r"\{(\w+)(:path)?\}")
+
+
+@attrs.frozen
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+    regex: re.Pattern[str]
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    out = "^"
+    pos = 0
+    for match in _PARAM.finditer(pattern):
+        out += re.escape(pattern[pos : match.start()])
+        out += f"(?P<{match.group(1)}>.+?)" if match.group(2) else f"(?P<{match.group(1)}>[^/]+)"
+        pos = match.end()
+    return re.compile(out + re.escape(pattern[pos:]) + "$")
+
+
+class Router:
+    """Routes ``METHOD /path/{param}`` (``{param:path}`` may contain '/') to async handlers."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = max_body_bytes
+        self._routes: list[Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append(Route(method.upper(), pattern, handler, _compile(pattern)))
+
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            self.add(method, pattern, handler)
+            return handler
+
+        return decorate
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        allowed: set[str] = set()
+        for route in self._routes:
+            found = route.regex.match(path)
+            if found is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route.handler, found.groupdict()
+            allowed.add(route.method)
+        if allowed:
+            raise MethodNotAllowed(
+                f"{method} is not allowed here; use {', '.join(sorted(allowed))}"
+            )
+        raise NotFound(f"no such resource: {path}")
+
+    def allowed_methods(self, path: str) -> set[str]:
+        return {r.method for r in self._routes if r.regex.match(path)}
+
+    def check_length(self, length: int | None) -> None:
+        """Refuse an announced body over the limit before reading it."""
+        if length is not None and length > self.max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+
+    async def dispatch(self, request: HTTPRequest) -> HTTPResponse:
+        try:
+            if len(request.body) > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+            handler, params = self.match(request.method, request.path)
+            response = await handler(request, **params)
+        except ProtocolError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = internal_error()
+        if request.method == "HEAD":
+            response = attrs.evolve(response, body=b"")
+        return response
