@@ -24,10 +24,16 @@ class ProtocolError(DevidError):
 
     status: ClassVar[int] = 400
     code: ClassVar[str] = "badRequest"
+    content_type: ClassVar[str] = "application/json"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    @property
+    def http_status(self) -> int:
+        """The status to answer with (protocol errors may choose it per instance)."""
+        return self.status
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "error": self.code, "message": self.detail}

@@ -334,10 +334,11 @@ def cmd_swtpm_start(args: argparse.Namespace) -> int:
         return 0
     if already:
         print(f"swtpm is already running on {args.dir} (pid {running.pid})")
-    else:
-        if created:
-            print(f"Set up a new software TPM in {args.dir} (EK: {directory.ek_type()})")
-        print(f"Started swtpm (pid {running.pid}) on {args.dir}")
+        print("\n".join(_swtpm_lines(directory, running)))
+        return 0
+    if created:
+        print(f"Set up a new software TPM in {args.dir} (EK: {directory.ek_type()})")
+    print(f"Started swtpm (pid {running.pid}) on {args.dir}")
     print("\n".join(["", *_swtpm_lines(directory, running), "", *_next_steps(directory, running)]))
     return 0
 
@@ -345,7 +346,7 @@ def cmd_swtpm_start(args: argparse.Namespace) -> int:
 def cmd_swtpm_stop(args: argparse.Namespace) -> int:
     directory = SwtpmDirectory(args.dir)
     try:
-        with directory.locked():
+        with directory.locked(create=False):
             pid = directory.stop()
     except AgentError as exc:
         return _fail(str(exc))

@@ -88,14 +88,15 @@ class HTTPResponse:
         return cls(status, raw, (("content-type", content_type),))
 
 
-def error_response(exc: ProtocolError) -> HTTPResponse:
-    """The only translation of errors into responses (protocols add their own form here)."""
-    render = getattr(exc, "render", None)
-    if callable(render):
-        rendered = render()
-        assert isinstance(rendered, HTTPResponse)
-        return rendered
-    return HTTPResponse.json(exc.to_json(), exc.status)
+def error_response(exc: ProtocolError, headers: tuple[tuple[str, str], ...] = ()) -> HTTPResponse:
+    """The only translation of errors into responses: JSON, or the protocol's own form
+    (an ACME problem document is ``application/problem+json``)."""
+    content_type = exc.content_type
+    if content_type == "application/json":
+        content_type = "application/json; charset=utf-8"
+    return HTTPResponse.json(
+        exc.to_json(), exc.http_status, content_type=content_type, headers=headers
+    )
 
 
 def internal_error() -> HTTPResponse:
