@@ -186,6 +186,10 @@ def begin_attestation(
             raise Forbidden("the EK does not match the EK certificate registered for the device")
     ek_cert, verified = _check_ek_certificate(request, policy, now)
     try:
+        ek_area = ek_public_from_key(request.ek_public)
+    except TPMError as exc:
+        raise BadRequest(f"endorsement key rejected: {exc}") from None
+    try:
         ak = verify_ak_creation(
             request.ak_public,
             request.create_data,
@@ -193,11 +197,13 @@ def begin_attestation(
             request.create_signature,
             allow_sha1=policy.allow_sha1,
         )
-        ek_area = ek_public_from_key(request.ek_public)
+    except TPMError as exc:
+        raise BadRequest(f"attestation key rejected: {exc}") from None
+    try:
         secret = random.bytes(SECRET_BYTES)
         result = make_credential(ek_area, ak.name, secret, random)
     except TPMError as exc:
-        raise BadRequest(f"attestation key rejected: {exc}") from None
+        raise BadRequest(f"cannot make a credential for this EK: {exc}") from None
     tpm = (TPMInfo.from_ek_certificate(ek_cert) if ek_cert is not None and verified else None) or (
         TPMInfo.from_client(request.manufacturer, request.model, request.firmware_version)
     )

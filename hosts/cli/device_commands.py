@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ProtocolError
+from engine.errors import DevidError, ProtocolError
 from engine.inventory import Device
 from hosts.core.config import load_config
 from hosts.core.inventory import ImportReport, Inventory, parse_import
@@ -225,7 +225,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     config = load_config(data_dir(args))
     plugins = PluginManager(disabled=config.plugins_disabled)
-    rows = plugins.inventory_devices(config.inventory)
+    try:
+        rows = plugins.inventory_devices(config.inventory)
+    except DevidError:
+        raise
+    except Exception as exc:
+        raise DevidError(
+            f"an inventory-source plugin failed: {type(exc).__name__}: {exc}"
+        ) from None
     if not rows:
         print("no inventory-source plugin reported any device")
         return 0

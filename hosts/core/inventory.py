@@ -80,6 +80,29 @@ def parse_import(text: str, fmt: str) -> list[dict[str, Any]]:
     raise BadRequest(f"unknown import format {fmt!r}; use csv or json")
 
 
+# Row keys and the Device fields they set.
+_ROW_FIELDS = {
+    "ekCertificate": "ek_certificate",
+    "serial": "serial",
+    "name": "name",
+    "owner": "owner",
+    "tags": "tags",
+    "status": "status",
+}
+
+
+def _merge(existing: Device, incoming: Device, *, given: set[str]) -> Device:
+    """Apply only the fields a row actually carries.
+
+    A row that leaves out ``status`` never re-enables a device an operator
+    disabled, and absent names, owners or tags are kept, not wiped.
+    """
+    changes = {
+        field: getattr(incoming, field) for key, field in _ROW_FIELDS.items() if key in given
+    }
+    return attrs.evolve(existing, **changes)
+
+
 class Inventory:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
@@ -181,13 +204,11 @@ class Inventory:
                     self.store.put_device(device)
                     outcome = "added"
                 else:
-                    merged = attrs.evolve(
-                        device, created_at=existing.created_at, updated_at=existing.updated_at
-                    )
+                    merged = _merge(existing, device, given=set(row))
                     if merged == existing:
                         outcome = "unchanged"
                     else:
-                        self.store.put_device(attrs.evolve(device, created_at=existing.created_at))
+                        self.store.put_device(attrs.evolve(merged, updated_at=self.clock.now()))
                         outcome = "updated"
                 results.append(RowResult(index, device.ek_urn, outcome))
             except ProtocolError as exc:
