@@ -155,13 +155,27 @@ class RunningServer:
     root_path: Path
     authority: Authority
     token: TokenFactory
+    host: str = "quart"
 
 
-@pytest.fixture
-async def server(ca: CA, nursery: trio.Nursery) -> AsyncIterator[RunningServer]:
-    """The quart host on a free loopback port with real HTTPS."""
-    from hosts.quart import serve
+HOSTS = ("quart", "raw")
 
+
+def serve_function(host: str) -> Any:
+    """The ``serve`` coroutine of a host by name (both take the same arguments)."""
+    if host == "raw":
+        from hosts.raw import serve as raw_serve
+
+        return raw_serve
+    from hosts.quart import serve as quart_serve
+
+    return quart_serve
+
+
+async def start_server(
+    ca: CA, nursery: trio.Nursery, host: str
+) -> tuple[RunningServer, trio.Event]:
+    serve = serve_function(host)
     auth = Authority.load(ca.data_dir, ca.password)
     stop = trio.Event()
     urls: list[str] = await nursery.start(
@@ -171,15 +185,36 @@ async def server(ca: CA, nursery: trio.Nursery) -> AsyncIterator[RunningServer]:
     )
     url = next(u for u in urls if "127.0.0.1" in u)
     key = provisioner_of(auth).load_private_key(ca.password)
-    yield RunningServer(
+    running = RunningServer(
         url=url,
         urls=urls,
         root_path=ca.root_path,
         authority=auth,
         token=make_token_factory(key, url, lambda: datetime.now(UTC)),
+        host=host,
     )
+    return running, stop
+
+
+@pytest.fixture(params=HOSTS)
+async def server(
+    ca: CA, nursery: trio.Nursery, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningServer]:
+    """Each host in turn (quart, then raw) on a free loopback port with real HTTPS:
+    every test that uses it is part of the hosts' shared conformance suite."""
+    running, stop = await start_server(ca, nursery, request.param)
+    yield running
     stop.set()
-    auth.close()
+    running.authority.close()
+
+
+@pytest.fixture
+async def quart_server(ca: CA, nursery: trio.Nursery) -> AsyncIterator[RunningServer]:
+    """The quart host only (for what only it offers, such as HTTP/2)."""
+    running, stop = await start_server(ca, nursery, "quart")
+    yield running
+    stop.set()
+    running.authority.close()
 
 
 def json_of(response: Any) -> dict[str, Any]:

@@ -50,7 +50,20 @@ def register(sub: Any) -> None:
     )
     add_data_options(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT", help="default from devid.toml")
-    p.add_argument("--host", default="quart", choices=["quart"], help="server implementation")
+    p.add_argument(
+        "--host",
+        default="quart",
+        choices=["quart", "raw"],
+        help="server implementation: quart (quart-trio on hypercorn: HTTP/1.1 and HTTP/2, the"
+        " operator's server) or raw (trio + h11, HTTP/1.1, least overhead) (default quart)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (raw host only; default 1)",
+    )
     p.add_argument("--log-format", default="json", choices=["json", "text"])
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_serve)
@@ -122,16 +135,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     authority = Authority.load(directory, password.value)
     listen = args.listen or authority.config.server.listen
     parse_listen(listen)
-    from hosts.quart import serve
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if args.workers > 1 and args.host != "raw":
+        raise ConfigurationError("--workers needs --host raw (the quart host runs one process)")
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(serve, authority, listen)
-            print(f"devid CA ready; root fingerprint {authority.root_fingerprint}", flush=True)
-            for url in urls:
-                print(f"  {url}", flush=True)
+    def ready(urls: list[str]) -> None:
+        print(f"devid CA ready; root fingerprint {authority.root_fingerprint}", flush=True)
+        for url in urls:
+            print(f"  {url}", flush=True)
 
     try:
+        if args.workers > 1:
+            import os
+
+            from hosts.raw import serve_workers
+
+            authority.close()
+            os.environ.setdefault("DEVID_LOG_LEVEL", args.log_level)
+            os.environ.setdefault("DEVID_LOG_FORMAT", args.log_format)
+            return serve_workers(directory, password.value, listen, args.workers, on_ready=ready)
+        from hosts.quart import serve as quart_serve
+        from hosts.raw import serve as raw_serve
+
+        serve = raw_serve if args.host == "raw" else quart_serve
+
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                ready(await nursery.start(serve, authority, listen))
+
         trio.run(run)
     except OSError as exc:
         raise ConfigurationError(f"cannot listen on {listen}: {exc.strerror or exc}") from None

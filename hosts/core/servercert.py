@@ -30,17 +30,25 @@ class ServerTLS:
     the devid root, so ``/1.0/renew`` and ``/1.0/revoke`` can use mTLS.
     """
 
-    def __init__(self, authority: Authority, names: list[str]) -> None:
+    def __init__(
+        self,
+        authority: Authority,
+        names: list[str],
+        *,
+        alpn: tuple[str, ...] = ("h2", "http/1.1"),
+        instance: str = "server",
+    ) -> None:
         self.authority = authority
         self.names = sorted(set(names))
         self.directory = authority.config.data_dir / "tls"
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.set_alpn_protocols(["h2", "http/1.1"])
+        self.context.set_alpn_protocols(list(alpn))
         self.context.verify_mode = ssl.CERT_OPTIONAL
         self.context.load_verify_locations(cadata=authority.root_pem)
-        self.certfile = self.directory / "server.crt"
-        self.keyfile = self.directory / "server.key"
+        # Each server process keeps its own files, so worker processes never race.
+        self.certfile = self.directory / f"{instance}.crt"
+        self.keyfile = self.directory / f"{instance}.key"
         self.rotate()
 
     def issue(self) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
-import signal
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from engine.durations import parse_duration
-from engine.errors import BadRequest, ConfigurationError
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
+from hosts.core.runtime import (
+    base_urls,
+    inventory_sync_interval,
+    server_names,
+    start_background,
+    wait_for_signal,
+)
 from hosts.core.servercert import ServerTLS
 
 from . import peercert
@@ -37,26 +40,6 @@ class _TLSConfig(HypercornConfig):
         return self._tls.context
 
 
-def inventory_sync_interval(authority: Authority) -> timedelta | None:
-    value = authority.config.inventory.get("sync_interval")
-    if value in (None, "", "0", "0s"):
-        return None
-    try:
-        interval = parse_duration(str(value))
-    except BadRequest as exc:
-        raise ConfigurationError(f"[inventory] sync_interval: {exc.detail}") from None
-    if interval < timedelta(seconds=10):
-        raise ConfigurationError("[inventory] sync_interval must be at least 10s")
-    return interval
-
-
-async def wait_for_signal() -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-            return
-
-
 async def serve(
     authority: Authority,
     listen: str,
@@ -71,9 +54,8 @@ async def serve(
     """
     host, port = parse_listen(listen)
     peercert.install()
-    names = [*authority.config.server.dns_names]
-    if host not in ("0.0.0.0", "::") and host not in names:
-        names.append(host)
+    inventory_sync_interval(authority)  # a bad setting stops start-up, not a task later
+    names = server_names(authority, host)
     tls = ServerTLS(authority, names)
     config = _TLSConfig(tls)
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -85,31 +67,6 @@ async def serve(
     config.graceful_timeout = 5
     config.worker_class = "trio"
     app = create_app(authority)
-
-    async def rotate_certificate() -> None:
-        while True:
-            await trio.sleep(tls.rotate_every.total_seconds())
-            await trio.to_thread.run_sync(tls.rotate)
-            log.info("server certificate rotated")
-
-    sync_every = inventory_sync_interval(authority)
-
-    async def sync_inventory() -> None:
-        assert sync_every is not None
-        while True:
-            try:
-                report = await trio.to_thread.run_sync(authority.sync_inventory)
-                log.info(
-                    "inventory synced",
-                    extra={
-                        "added": report.count("added"),
-                        "updated": report.count("updated"),
-                        "failed": report.count("error"),
-                    },
-                )
-            except Exception:
-                log.exception("inventory sync failed; will retry")
-            await trio.sleep(sync_every.total_seconds())
 
     async with trio.open_nursery() as nursery:
 
@@ -123,15 +80,9 @@ async def serve(
             nursery.cancel_scope.cancel()
 
         binds: list[str] = await nursery.start(run_server)
-        bound_port = int(binds[0].rsplit(":", 1)[1])
-        urls = [
-            f"https://[{n}]:{bound_port}" if ":" in n else f"https://{n}:{bound_port}"
-            for n in names
-        ]
+        urls = base_urls(names, int(binds[0].rsplit(":", 1)[1]))
         authority.set_base_urls(urls)
-        nursery.start_soon(rotate_certificate)
-        if sync_every is not None:
-            nursery.start_soon(sync_inventory)
+        start_background(nursery, authority, tls)
         log.info(
             "devid CA listening",
             extra={"urls": urls, "root_fingerprint": authority.root_fingerprint},

@@ -82,7 +82,8 @@ async def test_health_answers_ok(server: RunningServer) -> None:
     assert r.json() == {"status": "ok"}
 
 
-async def test_http2_is_negotiated_and_serves_the_api(server: RunningServer) -> None:
+async def test_http2_is_negotiated_and_serves_the_api(quart_server: RunningServer) -> None:
+    server = quart_server
     _, _, csr_pem = new_csr("h2.example.com")
     async with client(server, http2=True) as http:
         health = await http.get("/health")

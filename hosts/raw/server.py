@@ -1,0 +1,175 @@
+"""Running the raw host: TLS listeners, graceful shutdown, several worker processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from hosts.core.api import build_router
+from hosts.core.authority import Authority
+from hosts.core.config import parse_listen
+from hosts.core.runtime import (
+    base_urls,
+    inventory_sync_interval,
+    server_names,
+    start_background,
+    wait_for_signal,
+)
+from hosts.core.servercert import ServerTLS
+
+from .connection import serve_connection
+
+log = logging.getLogger("devid.server")
+
+GRACEFUL_TIMEOUT = 5.0
+
+
+def listening_socket(listen: str) -> socket.socket:
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+async def serve(
+    authority: Authority,
+    listen: str,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    sock: socket.socket | None = None,
+    worker: int = 0,
+) -> None:
+    """Serve on *listen* (or an inherited *sock*) until *shutdown_trigger* returns.
+
+    ``task_status.started`` receives the base URLs, like the quart host's serve.
+    """
+    host, _ = parse_listen(listen)
+    inventory_sync_interval(authority)
+    names = server_names(authority, host)
+    tls = ServerTLS(authority, names, alpn=("http/1.1",), instance=f"raw-{os.getpid()}")
+    router = build_router(authority)
+    owned = sock is None
+    sock = sock if sock is not None else listening_socket(listen)
+    port = sock.getsockname()[1]
+    listener = trio.SSLListener(
+        trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
+        tls.context,
+        https_compatible=True,
+    )
+    urls = base_urls(names, port)
+    authority.set_base_urls(urls)
+    default_base = urls[0]
+
+    async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        await serve_connection(stream, router, default_base)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            start_background(nursery, authority, tls, primary=worker == 0)
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptor:
+                    acceptor.start_soon(
+                        partial(
+                            trio.serve_listeners, handler, [listener], handler_nursery=connections
+                        )
+                    )
+                    log.info(
+                        "devid CA listening",
+                        extra={
+                            "urls": urls,
+                            "host": "raw",
+                            "worker": worker,
+                            "root_fingerprint": authority.root_fingerprint,
+                        },
+                    )
+                    task_status.started(urls)
+                    await (shutdown_trigger or wait_for_signal)()
+                    # Stop accepting; requests in flight get GRACEFUL_TIMEOUT to finish.
+                    acceptor.cancel_scope.cancel()
+                connections.cancel_scope.deadline = trio.current_time() + GRACEFUL_TIMEOUT
+            nursery.cancel_scope.cancel()
+    finally:
+        if owned:
+            sock.close()
+        for path in (tls.certfile, tls.keyfile):
+            path.unlink(missing_ok=True)
+
+
+def _worker_main(
+    data_dir: Path, password: bytes, listen: str, sock: socket.socket, index: int
+) -> None:
+    from hosts.core.logs import configure_logging
+
+    configure_logging(
+        os.environ.get("DEVID_LOG_LEVEL", "info"), os.environ.get("DEVID_LOG_FORMAT", "json")
+    )
+    authority = Authority.load(data_dir, password)
+    try:
+        trio.run(lambda: serve(authority, listen, sock=sock, worker=index))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        authority.close()
+
+
+def serve_workers(
+    data_dir: Path,
+    password: bytes,
+    listen: str,
+    workers: int,
+    *,
+    on_ready: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Run *workers* processes sharing one listening socket; SIGINT/SIGTERM stops them all."""
+    sock = listening_socket(listen)
+    port = sock.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(data_dir, password, listen, sock, index),
+            name=f"devid-worker-{index}",
+            daemon=False,
+        )
+        for index in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    sock.close()
+    if on_ready is not None:
+        host, _ = parse_listen(listen)
+        on_ready([f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"])
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = 0
+        for process in processes:
+            process.join()
+            if process.exitcode not in (0, -signal.SIGTERM) and not stopping:
+                status = 1
+                stop(signal.SIGTERM, None)
+        return status
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
