@@ -12,7 +12,9 @@ Use the fixtures from any test module with::
 
 Fixtures: ``swtpm`` (parametrized over the RSA-EK and ECC-EK variants),
 ``swtpm_rsa``, ``swtpm_ecc``, ``swtpm_both``, ``swtpm_no_ek_cert`` (one running
-instance each), ``swtpm_factory`` (start more), and the session-wide
+instance each), ``swtpm_factory`` (start more), ``swtpm_cli`` (runs
+``devid agent swtpm ...`` by subprocess and stops every swtpm it started), and the
+session-wide
 ``swtpm_images`` / ``swtpm_ek_ca`` (the local CA that issued every EK
 certificate; a verifier needs its root *and* intermediate, e.g.
 ``swtpm_ek_ca.bundle``, because the TPM holds only the leaf).
@@ -23,281 +25,56 @@ platform certificate. One setup runs per test session (about 1-1.7 s); each
 variant copies that state and undefines the other EK certificate index(es).
 Each test then gets a fresh copy of the variant's state (a 6 kB file) and its
 own swtpm process on a free TCP port pair (P for commands, P+1 for control).
+
+The machinery (provisioning, the local CA, starting and stopping swtpm) is the
+library :mod:`agent.swtpm`; this module adds the per-session cache and the fixtures,
+and re-exports the helper classes so ``from tests.swtpm import LocalCA, Swtpm`` works.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
-EK_TYPES = ("rsa", "ecc", "both", "none")
-RSA_EK_CERT_INDEX = 0x01C00002
-ECC_EK_CERT_INDEX = 0x01C00016
-RSA_EK_PERSISTENT = 0x81010001
-ECC_EK_PERSISTENT = 0x81010016
-STATE_FILE = "tpm2-00.permall"
-START_TIMEOUT = 10.0
+from agent.swtpm import (
+    EK_TYPES,
+    STATE_FILE,
+    LocalCA,
+    Swtpm,
+    SwtpmError,
+    SwtpmImage,
+    free_port_pair,
+    make_image,
+    provision,
+    run_swtpm,
+    swtpm_available,
+)
 
-
-class SwtpmError(RuntimeError):
-    pass
-
-
-def swtpm_available() -> bool:
-    return all(shutil.which(tool) for tool in ("swtpm", "swtpm_setup", "swtpm_localca"))
-
-
-@attrs.frozen
-class LocalCA:
-    """swtpm-localca's CA: a root and the intermediate that signs EK certificates."""
-
-    directory: Path
-
-    @property
-    def root(self) -> Path:
-        """The self-signed root, ``swtpm-localca-rootca-cert.pem``."""
-        return self.directory / "swtpm-localca-rootca-cert.pem"
-
-    @property
-    def intermediate(self) -> Path:
-        """The issuer of the EK certificates (CN=swtpm-localca), not stored in the TPM."""
-        return self.directory / "issuercert.pem"
-
-    @property
-    def bundle(self) -> Path:
-        """Root and intermediate in one PEM file: what a verifier must trust, because the
-        device sends only its EK certificate."""
-        path = self.directory / "ek-ca-bundle.pem"
-        if not path.exists():
-            path.write_bytes(self.root.read_bytes() + self.intermediate.read_bytes())
-        return path
-
-
-@attrs.frozen
-class SwtpmImage:
-    """A provisioned TPM state to copy for each test."""
-
-    ek_type: str
-    state_dir: Path
-    ca: LocalCA
-
-
-@attrs.define
-class Swtpm:
-    """A running swtpm (our child process), stopped by :meth:`stop` (the fixtures do it)."""
-
-    ek_type: str
-    port: int
-    state_dir: Path
-    process: subprocess.Popen[bytes] = attrs.field(repr=False, eq=False)
-    ca: LocalCA
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def ctrl_port(self) -> int:
-        return self.port + 1
-
-    @property
-    def tcti(self) -> str:
-        return f"swtpm:host=127.0.0.1,port={self.port}"
-
-    @property
-    def ek_root(self) -> Path:
-        return self.ca.root
-
-    def stop(self) -> None:
-        _stop(self.process)
-
-    def restart(self) -> None:
-        """Power-cycle: stop, then start again on the same state (on a new port pair)."""
-        self.stop()
-        fresh = run_swtpm(self.state_dir, ek_type=self.ek_type, ca=self.ca)
-        self.port, self.process = fresh.port, fresh.process
-
-
-# --- processes and ports --------------------------------------------------------------
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A port P with P and P+1 both free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port < 65535 and _port_free(port + 1):
-            return port
-    raise SwtpmError("no free port pair found")
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """Terminate swtpm and reap it (no zombies pile up over a test session)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SwtpmError(f"swtpm exited during start-up (status {process.returncode})")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.01)
-    raise SwtpmError(f"swtpm did not answer on port {port}")
-
-
-def run_swtpm(state_dir: Path, *, ek_type: str, ca: LocalCA) -> Swtpm:
-    """Start swtpm on *state_dir* and wait until it answers on its command port.
-
-    swtpm runs as our child rather than with ``--daemon``: a daemon is re-parented
-    and, where nothing reaps orphans (containers), each one stays a zombie. It
-    still writes ``swtpm.pid`` into the state directory.
-    """
-    last_error = ""
-    for _ in range(5):
-        port = free_port_pair()
-        command = [
-            "swtpm",
-            "socket",
-            "--tpm2",
-            "--tpmstate",
-            f"dir={state_dir}",
-            "--server",
-            f"type=tcp,port={port},bindaddr=127.0.0.1",
-            "--ctrl",
-            f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-            "--flags",
-            "not-need-init,startup-clear",
-            "--pid",
-            f"file={state_dir / 'swtpm.pid'}",
-            "--log",
-            f"file={state_dir / 'swtpm.log'}",
-        ]
-        errors = state_dir / "swtpm.err"
-        with errors.open("wb") as sink:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sink
-            )
-        try:
-            _wait_listening(port, process)
-        except SwtpmError as exc:
-            _stop(process)
-            last_error = f"{exc}: {errors.read_text(errors='replace').strip()}"
-            continue  # most likely a port taken meanwhile: try another pair
-        return Swtpm(ek_type, port, state_dir, process, ca)
-    raise SwtpmError(f"swtpm did not start: {last_error}")
-
-
-# --- provisioning -----------------------------------------------------------------------
-
-
-def provision(directory: Path) -> tuple[Path, LocalCA]:
-    """Run swtpm_setup once with a private swtpm-localca: a TPM state with RSA and ECC
-    EK certificates and a platform certificate. Returns (state dir, local CA)."""
-    ca = LocalCA(directory / "localca")
-    state = directory / "state"
-    ca.directory.mkdir(parents=True)
-    state.mkdir()
-    localca_conf = directory / "swtpm-localca.conf"
-    localca_conf.write_text(
-        f"statedir = {ca.directory}\n"
-        f"signingkey = {ca.directory / 'signkey.pem'}\n"
-        f"issuercert = {ca.intermediate}\n"
-        f"certserial = {ca.directory / 'certserial'}\n"
-    )
-    # Without these, swtpm_localca refuses to make the platform certificate.
-    options = directory / "swtpm-localca.options"
-    options.write_text(
-        "--platform-manufacturer devid\n--platform-version 2.1\n--platform-model devid-test\n"
-    )
-    setup_conf = directory / "swtpm_setup.conf"
-    setup_conf.write_text(
-        "create_certs_tool = /usr/bin/swtpm_localca\n"
-        f"create_certs_tool_config = {localca_conf}\n"
-        f"create_certs_tool_options = {options}\n"
-        "active_pcr_banks = sha256\n"
-    )
-    command = [
-        "swtpm_setup",
-        "--tpm2",
-        "--tpmstate",
-        str(state),
-        "--create-ek-cert",
-        "--create-platform-cert",
-        "--config",
-        str(setup_conf),
-        "--overwrite",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise SwtpmError(f"swtpm_setup failed: {(result.stderr or result.stdout).strip()}")
-    return state, ca
-
-
-#: What each variant removes: (EK certificate NV index, persistent EK handle) pairs.
-_REMOVED = {
-    "rsa": [(ECC_EK_CERT_INDEX, ECC_EK_PERSISTENT)],
-    "ecc": [(RSA_EK_CERT_INDEX, RSA_EK_PERSISTENT)],
-    "both": [],
-    "none": [(RSA_EK_CERT_INDEX, RSA_EK_PERSISTENT), (ECC_EK_CERT_INDEX, ECC_EK_PERSISTENT)],
-}
-
-
-def _remove_eks(tcti: str, removals: list[tuple[int, int]]) -> None:
-    """Undefine EK certificate indices (platform auth) and evict the persistent EKs."""
-    from tpm2_pytss import ESAPI
-    from tpm2_pytss.constants import ESYS_TR, TPM2_SU
-
-    with ESAPI(tcti) as esapi:
-        for nv_index, persistent in removals:
-            index = esapi.tr_from_tpmpublic(nv_index)
-            esapi.nv_undefine_space(index, ESYS_TR.PLATFORM)
-            key = esapi.tr_from_tpmpublic(persistent)
-            esapi.evict_control(ESYS_TR.OWNER, key, persistent)
-        esapi.shutdown(TPM2_SU.CLEAR)
-
-
-def make_image(base: Path, directory: Path, ek_type: str, ca: LocalCA) -> SwtpmImage:
-    """Derive the *ek_type* variant from the provisioned state in *base*."""
-    if ek_type not in EK_TYPES:
-        raise ValueError(f"ek_type must be one of {EK_TYPES}")
-    shutil.copytree(base, directory)
-    if _REMOVED[ek_type]:
-        running = run_swtpm(directory, ek_type=ek_type, ca=ca)
-        try:
-            _remove_eks(running.tcti, _REMOVED[ek_type])
-        finally:
-            running.stop()
-    for leftover in ("swtpm.pid", "swtpm.log", "swtpm.err", ".lock"):
-        (directory / leftover).unlink(missing_ok=True)
-    return SwtpmImage(ek_type, directory, ca)
+__all__ = [
+    "EK_TYPES",
+    "LocalCA",
+    "Swtpm",
+    "SwtpmCLI",
+    "SwtpmError",
+    "SwtpmFactory",
+    "SwtpmImage",
+    "SwtpmImages",
+    "free_port_pair",
+    "make_image",
+    "provision",
+    "run_swtpm",
+    "swtpm_available",
+]
 
 
 class SwtpmImages:
@@ -392,3 +169,110 @@ def swtpm_both(swtpm_factory: SwtpmFactory) -> Swtpm:
 def swtpm_no_ek_cert(swtpm_factory: SwtpmFactory) -> Swtpm:
     """A TPM without any EK certificate in NV (the EKs still exist: they are derived)."""
     return swtpm_factory("none")
+
+
+# --- `devid agent swtpm` by subprocess --------------------------------------------------
+
+DEVID = Path(sys.executable).parent / "devid"
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _set_subreaper(on: bool) -> bool:
+    """Adopt orphaned descendants (Linux): the detached swtpm a ``devid agent swtpm
+    start`` leaves behind becomes our child, so it can be reaped after it stops
+    instead of staying a zombie where init does not reap (containers)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def devid_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``devid`` subprocess, without the caller's DEVID_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVID_")}
+    env.update(extra)
+    return env
+
+
+@attrs.define
+class SwtpmCLI:
+    """Runs ``devid agent swtpm ...`` (and any other ``devid`` command) as an operator would;
+    remembers every directory it started a swtpm on, so teardown can stop them all."""
+
+    env: dict[str, str]
+    directories: list[Path] = attrs.field(factory=list)
+
+    def devid(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(DEVID), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+        )
+        if check:
+            assert result.returncode == 0, (result.args, result.stdout, result.stderr)
+        return result
+
+    def start(
+        self, directory: Path, port: int | None = None, *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``devid agent swtpm start --dir DIRECTORY --port PORT`` (a free port pair if None)."""
+        if directory not in self.directories:
+            self.directories.append(directory)
+        port = port if port is not None else free_port_pair()
+        result = self.devid(
+            "agent", "swtpm", "start", "--dir", directory, "--port", str(port), *extra, check=check
+        )
+        self.reap()  # swtpm_setup's own swtpm, on first use
+        return result
+
+    def stop(self, directory: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = self.devid("agent", "swtpm", "stop", "--dir", directory, check=check)
+        self.reap()
+        return result
+
+    def status(self, directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.devid("agent", "swtpm", "status", "--dir", directory, *extra, check=False)
+
+    def reap(self) -> None:
+        """Collect the stopped swtpm processes we adopted (see :func:`reap_swtpm_zombies`)."""
+        reap_swtpm_zombies()
+
+
+def reap_swtpm_zombies() -> None:
+    """Reap our zombie children named swtpm: the detached swtpm of a stopped ``devid agent
+    swtpm start``, and the swtpm that swtpm_setup leaves orphaned, both adopted by us as
+    subreaper."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.find("(") + 1 : text.rfind(")")]
+        fields = text[text.rfind(")") + 1 :].split()
+        if comm == "swtpm" and len(fields) > 1 and fields[0] == "Z" and fields[1] == me:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(stat.parent.name), os.WNOHANG)
+
+
+@pytest.fixture
+def swtpm_cli() -> Iterator[SwtpmCLI]:
+    """Run ``devid agent swtpm`` by subprocess; every swtpm started through it is stopped
+    at teardown (and reaped, where the platform lets us adopt it)."""
+    if not swtpm_available():
+        pytest.skip("swtpm, swtpm_setup and swtpm_localca are needed")
+    subreaper = _set_subreaper(True)
+    cli = SwtpmCLI(devid_env())
+    try:
+        yield cli
+    finally:
+        try:
+            for directory in cli.directories:
+                cli.stop(directory, check=False)
+        finally:
+            if subreaper:
+                reap_swtpm_zombies()
+                _set_subreaper(False)
