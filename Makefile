@@ -30,8 +30,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+# `make bench` installs the bench extra (matplotlib, for the plot) on top of the test extra,
+# once per pyproject.toml change. BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
+BENCH_STAMP := $(VENV)/.devid-bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -7,14 +7,21 @@ every figure. The modules:
   SQLite store at ``synchronous=full`` and ``normal``, against the crypto-only
   limit measured in the same run; plus a per-stage breakdown and an optional
   cProfile of the P-256 path.
-- :mod:`benchmarks.http`: ``devid serve`` in a subprocess, loaded by a trio +
-  httpx generator at several concurrency levels.
-- :mod:`benchmarks.report`: the terminal table, ``latest.md`` and the JSON files.
+- :mod:`benchmarks.http`: ``devid serve`` in subprocesses (quart and raw hosts,
+  raw with 1..N workers), loaded by a trio + httpx generator at several
+  concurrency levels (sections ``http`` and ``scaling``).
+- :mod:`benchmarks.attestation`: AK enrolments against swtpm, step by step.
+- :mod:`benchmarks.soak`: the server's RSS across many issuances.
+- :mod:`benchmarks.acme`: the ACME-vs-pebble section (skipped until devid's ACME
+  server exists).
+- :mod:`benchmarks.procs`: CPU, memory and children of processes, from /proc.
+- :mod:`benchmarks.plot`: ``throughput.png`` (matplotlib, the ``bench`` extra).
+- :mod:`benchmarks.report`: the terminal tables, ``latest.md`` and the JSON files.
 """
 
 from __future__ import annotations
 
 #: Bumped when the JSON layout changes incompatibly.
-SCHEMA = "devid-bench/1"
+SCHEMA = "devid-bench/2"
 
 __all__ = ["SCHEMA"]

@@ -15,13 +15,21 @@ from typing import Any
 from engine.keys import KeyType
 
 from . import SCHEMA
-from .common import BenchmarkError, Progress, machine_info, rounded
-from .http import HttpParams, run_http
+from .acme import AcmeParams, run_acme
+from .attestation import AttestationParams, run_attestation
+from .common import BenchmarkError, Progress, SectionSkipped, machine_info, rounded
+from .http import HttpParams, ScalingParams, run_http, run_scaling
 from .inprocess import InprocessParams, run_breakdown, run_inprocess, run_profile
+from .plot import missing as plot_missing
+from .plot import write_plot
+from .procs import usable_cpus
 from .report import render_text, write_outputs
+from .soak import SoakParams, run_soak
 
-SECTIONS = ("inprocess", "breakdown", "http", "profile")
-DEFAULT_SECTIONS = ("inprocess", "breakdown", "http")
+SECTIONS = ("inprocess", "breakdown", "http", "scaling", "attestation", "soak", "acme", "profile")
+DEFAULT_SECTIONS = ("inprocess", "breakdown", "http", "scaling", "attestation", "soak", "acme")
+DEFAULT_HOSTS = ("quart", "raw")
+PLOT_NAME = "throughput.png"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_KEY_TYPES = (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.RSA2048)
 DEFAULT_CONCURRENCY = (1, 8, 32)
@@ -36,6 +44,10 @@ MODES: dict[str, dict[str, Any]] = {
         "profile_n": 1000,
         "rounds": 3,
         "requests": {1: 200, 8: 600, 32: 800},
+        "scaling_requests": 800,
+        "soak": 20_000,
+        "soak_every": 2_000,
+        "attest": 100,
     },
     "quick": {
         "n": 100,
@@ -45,27 +57,52 @@ MODES: dict[str, dict[str, Any]] = {
         "profile_n": 200,
         "rounds": 2,
         "requests": {1: 40, 8: 100, 32: 150},
+        "scaling_requests": 150,
+        "soak": 1_000,
+        "soak_every": 250,
+        "attest": 10,
     },
 }
 
 DESCRIPTION = """\
-devid benchmarks: the certificate signing path in process and through a host.
+devid benchmarks: the certificate signing path in process, through each host, with
+worker processes, for TPM attestation, and across a long soak.
 
 Sections (all but `profile` run by default; pick with --only):
-  inprocess  Authority.sign per issuer key type (P-256, P-384, Ed25519, RSA-2048),
-             SQLite store at synchronous=full and at synchronous=normal, next to the
-             crypto-only limit measured in the same run.
-  breakdown  Authority.sign for P-256 split into its stages, timed step by step.
-  http       `devid serve` as a subprocess on 127.0.0.1 (P-256 CA, default store),
-             loaded by a trio + httpx client at concurrency 1, 8 and 32.
-  profile    cProfile of Authority.sign (P-256, sync=full); also with --profile.
-             Writes OUT/profile-STAMP.pstats and .txt.
+  inprocess    Authority.sign per issuer key type (P-256, P-384, Ed25519, RSA-2048),
+               SQLite store at synchronous=full and at synchronous=normal, next to the
+               crypto-only limit measured in the same run.
+  breakdown    Authority.sign for P-256 split into its stages, timed step by step.
+  http         `devid serve --host quart` and `--host raw` as subprocesses on 127.0.0.1
+               (P-256 CA, default store), loaded by a trio + httpx client at concurrency
+               1, 8 and 32; hosts and levels interleaved round by round; servers pinned
+               to one CPU and the client to another when there are two (--no-pin).
+  scaling      `devid serve --host raw --workers N` for N = 1 .. max(2, CPUs), unpinned,
+               at one concurrency level (--scaling-concurrency).
+  attestation  complete AK enrolments against swtpm through a running devid serve:
+               open TPM + read EK, create AK, POST /attest, ActivateCredential,
+               POST /secret, check the chain; each step timed; once with an RSA EK,
+               once with an ECC one (--attest-ek).
+  soak         N issuances (--soak; 20,000 in a full run) through the raw host with the
+               server's RSS read every --soak-every issuances.
+  acme         devid's ACME server against pebble, complete orders/s: skipped, with
+               the reasons printed, until devid's ACME server and its order driver exist.
+  profile      cProfile of Authority.sign (P-256, sync=full); also with --profile.
+               Writes OUT/profile-STAMP.pstats and .txt.
 
-A full run takes 1 to 2 minutes on 2 cores; --quick about 10 seconds.
+A full run takes about 3 minutes on 2 cores; --quick about 30 seconds. Progress
+goes to stderr, one line per step with the seconds since the start (on a terminal a
+live line shows the requests done inside a step); -q silences it.
 """
 
 FIGURES = """\
 figures (per section; the JSON holds them all, plus min/max per repetition):
+  headline ratios
+                 every figure issue 6 sets a target for, with its ratio: in-process ÷
+                 crypto limit, raw ÷ in-process, quart ÷ in-process, 2 workers ÷ 1
+                 worker, p99 ÷ p50 at 32 connections, soak RSS growth, attestation
+                 enrolments/s, ACME devid ÷ pebble. "meets" compares with the target on
+                 this machine; nothing fails on it.
   inprocess
     sync=full/s, sync=normal/s
                  certificates issued per second by Authority.sign({csr, ott}) in one
@@ -101,27 +138,65 @@ figures (per section; the JSON holds them all, plus min/max per repetition):
                  the ES256 check, cryptography's builder). share is against the whole
                  call timed unwrapped in the same repetitions; unaccounted = whole - sum
                  of the top-level rows (a few µs negative is the timers' own cost).
-  http
+  http (one row per host and concurrency level)
     issuances/s  201 responses with a certificate per second over the timed requests,
                  with at most `concurrency` requests in flight on as many keep-alive
                  connections (TLS handshakes happen in the untimed warm-up); median of
-                 the rounds, which are interleaved across levels.
-    p50 ms, p99 ms
+                 the rounds, which are interleaved across hosts and levels.
+    p50 ms, p99 ms, p99÷p50
                  client-side latency of POST /1.0/sign (request sent to body read),
-                 all rounds pooled.
+                 all rounds pooled; p99÷p50 is the tail (the issue's target: <= 4 at 32).
     server CPU ms/iss, client CPU ms/iss
                  CPU time (user + system) per issuance of the server process (from
-                 /proc/PID/stat) and of this load-generator process.
+                 /proc/PID/stat; summed over worker processes) and of this load-generator
+                 process.
     server cores CPU seconds of the server per wall-clock second: near 1.0 means the
                  server is bound by one core (the GIL); server cores + client cores
                  (both in the JSON) near the CPU count means the machine, not the
                  server, is the limit.
     host÷in-process
                  host issuances/s ÷ the in-process P-256 sync=full rate of the same run:
-                 what the HTTP stack, TLS, JSON and the thread hand-off cost.
+                 what the HTTP stack, TLS, JSON and the thread hand-off cost. The
+                 headline uses each host's best level.
     server peak RSS
                  VmHWM of the server process (/proc/PID/status) at the end of the run;
                  idle = VmRSS once /health first answered.
+  scaling (one row per worker count)
+    issuances/s, ÷ 1 worker
+                 as in http, for `--workers N`; ÷ 1 worker is the scaling ratio (the
+                 issue's target: 2 workers >= 1.8 x 1 worker where cores allow).
+    server cores, client cores
+                 CPU seconds per second of the server (all workers) and of the load
+                 generator; on 2 CPUs they compete, so read them before the ratio.
+    worker CPU shares
+                 how the server CPU split over the worker processes (1.00 / 0.00 would
+                 mean one worker took every connection).
+    peak RSS     the sum of the workers' VmHWM (the supervisor's own is in the JSON).
+  attestation (a table per EK type, one row per step of an enrolment)
+    mean/p50/p99 ms, share
+                 wall time of each step, and its share of the whole enrolment; "work
+                 of" says whose work the step is (tpm, server = HTTP round trip
+                 including the server, client).
+    enrolments/s complete enrolments per second, one at a time on one swtpm. With
+                 an RSA EK most of it is swtpm re-creating the EK (a prime search whose
+                 cost depends on the endorsement seed: it varies between swtpms).
+    CPU ms per enrolment
+                 of swtpm, of the devid server and of this (agent-side) process, from
+                 /proc: how the cost splits whatever the wall-time overlap.
+  soak (one row per reading)
+    RSS MiB, since start, HWM MiB
+                 the server's VmRSS after the warm-up (start) and every --soak-every
+                 issuances, its change since the start, and VmHWM.
+    growth       end - start, end ÷ start, and the second half (middle -> end) per
+                 10,000 issuances: the leak signal (stores and caches fill early).
+    chunk issuances/s, store MiB
+                 the rate of each chunk (new connections each) and the SQLite files'
+                 size, which grows with every certificate kept.
+  acme
+    orders/s, p50/p99 ms, server CPU ms/order, devid ÷ pebble
+                 complete orders against devid and pebble, same client and responder
+                 (measured once devid's ACME server exists; until then "not measured"
+                 with the reasons).
   ~ after a rate
                  its repetitions (or rounds) spread by more than 25% of the median
                  (max - min): the machine was busy or fsync latency varied; rerun.
@@ -129,8 +204,17 @@ figures (per section; the JSON holds them all, plus min/max per repetition):
                  git revision, and the filesystem of the temp directory (fsync cost!).
 
 output: OUT/bench-STAMP.json (STAMP = UTC start time), OUT/latest.json (same
-content) and OUT/latest.md (the tables in markdown, for the README). The exit
-status is 1 if any section failed (the others are still written).
+content), OUT/latest.md (the tables in markdown, for the README) and OUT/throughput.png
+(the plot; needs matplotlib, the bench extra). The exit status is 1 if any section
+failed (the others are still written); a skipped section (a tool missing) is not a
+failure.
+
+examples:
+  python -m benchmarks --quick
+  python -m benchmarks --only http --host raw --concurrency 1,4,16,64 --rounds 5
+  python -m benchmarks --only scaling --workers 1,2,4 --scaling-concurrency 64
+  python -m benchmarks --only soak --soak 100000           # about 5 minutes on 2 cores
+  python -m benchmarks --only attestation --attest-n 300 --attest-ek ecc
 """
 
 
@@ -159,6 +243,13 @@ def _levels(text: str) -> tuple[int, ...]:
     if not levels or any(level < 1 for level in levels):
         raise argparse.ArgumentTypeError("concurrency levels must be positive")
     return levels
+
+
+def _ek_types(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not kinds or any(kind not in ("rsa", "ecc") for kind in kinds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of rsa and ecc")
+    return kinds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,11 +329,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--host",
-        default="quart",
+        action="append",
+        choices=DEFAULT_HOSTS,
         metavar="NAME",
-        help="the server implementation the http section starts (`devid serve --host NAME`;"
-        " default quart)",
+        help="a host the http section starts, `devid serve --host NAME` (repeatable;"
+        " default quart and raw)",
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="http and soak: do not pin the server to one CPU and the load generator to another",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_levels,
+        metavar="LIST",
+        help="scaling: worker counts, comma-separated (default 1..max(2, usable CPUs))",
+    )
+    parser.add_argument(
+        "--scaling-concurrency",
+        type=_positive,
+        default=32,
+        metavar="N",
+        help="scaling: connections (concurrent requests) for every worker count (default 32)",
+    )
+    parser.add_argument(
+        "--scaling-requests",
+        type=_positive,
+        metavar="N",
+        help="scaling: timed requests per worker count and round (default 800; quick 150)",
+    )
+    parser.add_argument(
+        "--attest-n",
+        type=_positive,
+        metavar="N",
+        help="attestation: timed enrolments (default 100; quick 10)",
+    )
+    parser.add_argument(
+        "--attest-ek",
+        type=_ek_types,
+        default=("rsa", "ecc"),
+        metavar="LIST",
+        help="attestation: the swtpm EK types, each measured with its own swtpm: rsa"
+        " (RSA-2048), ecc (P-384) (default rsa,ecc)",
+    )
+    parser.add_argument(
+        "--attest-host",
+        choices=DEFAULT_HOSTS,
+        default="quart",
+        help="attestation: the host devid serve runs (default quart, the operator's server)",
+    )
+    parser.add_argument(
+        "--soak",
+        type=_positive,
+        metavar="N",
+        help="soak: issuances through the raw host (default 20000; quick 1000;"
+        " 100000 takes about 5 minutes on 2 cores)",
+    )
+    parser.add_argument(
+        "--soak-every",
+        type=_positive,
+        metavar="N",
+        help="soak: read the server's RSS every N issuances (default 2000; quick 250)",
+    )
+    parser.add_argument(
+        "--soak-concurrency",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="soak: concurrent requests (default 8)",
+    )
+    parser.add_argument("--no-plot", action="store_true", help="do not draw OUT/throughput.png")
     parser.add_argument(
         "--tmp",
         type=Path,
@@ -262,6 +419,11 @@ def _requests_for(mode: dict[str, Any], levels: Sequence[int], override: int | N
     return [table.get(level, max(table.values())) for level in levels]
 
 
+def default_workers() -> tuple[int, ...]:
+    """1 .. max(2, usable CPUs): the scaling section's worker counts."""
+    return tuple(range(1, max(2, len(usable_cpus())) + 1))
+
+
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run the selected sections; return the results and the run's UTC stamp."""
     mode_name = "quick" if args.quick else "full"
@@ -273,6 +435,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     n = args.issuances or mode["n"]
     reps = args.repetitions or mode["repetitions"]
     warmup = min(mode["warmup"], n)
+    rounds = args.rounds or mode["rounds"]
     progress = Progress(enabled=not args.quiet)
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -286,10 +449,34 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     http_params = HttpParams(
         concurrency=tuple(args.concurrency),
         requests=tuple(_requests_for(mode, args.concurrency, args.requests)),
-        rounds=args.rounds or mode["rounds"],
-        host=args.host,
+        rounds=rounds,
+        hosts=tuple(dict.fromkeys(args.host or DEFAULT_HOSTS)),
+        client_key_type=args.client_key_type,
+        pin=not args.no_pin,
+    )
+    scaling_params = ScalingParams(
+        concurrency=(args.scaling_concurrency,),
+        requests=(args.scaling_requests or mode["scaling_requests"],),
+        rounds=rounds,
+        workers=tuple(args.workers or default_workers()),
         client_key_type=args.client_key_type,
     )
+    soak_n = args.soak or mode["soak"]
+    soak_params = SoakParams(
+        issuances=soak_n,
+        warmup=min(200, soak_n),
+        every=args.soak_every or mode["soak_every"],
+        concurrency=args.soak_concurrency,
+        pin=not args.no_pin,
+        client_key_type=args.client_key_type,
+    )
+    attestation_params = AttestationParams(
+        enrolments=args.attest_n or mode["attest"],
+        ek_types=tuple(args.attest_ek),
+        host=args.attest_host,
+        warmup=1 if args.quick else 3,
+    )
+    acme_params = AcmeParams()
     custom = (
         any(
             value is not None
@@ -299,6 +486,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
                 args.requests,
                 args.rounds,
                 args.key_type,
+                args.workers,
+                args.scaling_requests,
+                args.attest_n,
+                args.soak,
+                args.soak_every,
             )
         )
         or tuple(args.concurrency) != DEFAULT_CONCURRENCY
@@ -312,17 +504,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         "argv": sys.argv[1:],
     }
     errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     clock = time.perf_counter()
     out_dir: Path = args.out
     profile_stem = out_dir / f"profile-{stamp}"
     if args.tmp is not None:
         args.tmp.mkdir(parents=True, exist_ok=True)
+    reference: tuple[float | None, str] | None = None
     with tempfile.TemporaryDirectory(prefix="devid-bench-", dir=args.tmp) as tmp:
         work = Path(tmp)
         results["machine"] = machine_info(work)
-        for section in sections:
+        for index, section in enumerate(sections, 1):
             section_dir = work / section
             section_dir.mkdir()
+            progress(f"section {index}/{len(sections)}: {section}")
+            section_clock = time.perf_counter()
             try:
                 if section == "inprocess":
                     results["inprocess"] = run_inprocess(inprocess_params, section_dir, progress)
@@ -338,26 +534,69 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
                     results["profile"] = run_profile(
                         section_dir, progress, profile_stem, n=args.issuances or mode["profile_n"]
                     )
-                elif section == "http":
-                    reference, source = _inprocess_reference(
-                        results, inprocess_params, section_dir, progress
+                elif section in ("http", "scaling"):
+                    if reference is None:
+                        reference = _inprocess_reference(
+                            results, inprocess_params, section_dir, progress
+                        )
+                    if section == "http":
+                        results["http"] = run_http(
+                            http_params,
+                            section_dir,
+                            progress,
+                            inprocess_reference_per_s=reference[0],
+                            reference_source=reference[1],
+                        )
+                    else:
+                        results["scaling"] = run_scaling(
+                            scaling_params,
+                            section_dir,
+                            progress,
+                            inprocess_reference_per_s=reference[0],
+                        )
+                elif section == "attestation":
+                    results["attestation"] = run_attestation(
+                        attestation_params, section_dir, progress
                     )
-                    results["http"] = run_http(
-                        http_params,
-                        section_dir,
-                        progress,
-                        inprocess_reference_per_s=reference,
-                        reference_source=source,
-                    )
+                elif section == "soak":
+                    results["soak"] = run_soak(soak_params, section_dir, progress)
+                elif section == "acme":
+                    results["acme"] = run_acme(acme_params, section_dir, progress)
+            except SectionSkipped as exc:
+                skipped[section] = str(exc)
+                progress(f"{section}: not measured: {exc}")
             except Exception as exc:
                 errors[section] = f"{type(exc).__name__}: {exc}"
                 progress(f"{section}: FAILED: {errors[section]}")
                 if not isinstance(exc, BenchmarkError):
                     traceback.print_exc(file=sys.stderr)
+            progress(f"section {section} took {time.perf_counter() - section_clock:.1f} s")
+    results["skipped"] = skipped
     results["errors"] = errors
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["duration_s"] = rounded(time.perf_counter() - clock, 1)
+    if not args.no_plot:
+        results["plot"] = _plot(results, out_dir, progress)
+    progress.done()
     return results, stamp
+
+
+def _plot(results: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:
+    """OUT/throughput.png, or why there is none (a failure to draw is an error)."""
+    reason = plot_missing()
+    if reason is not None:
+        progress(f"plot: skipped: {reason}")
+        return {"skipped": reason}
+    try:
+        path = write_plot(results, out_dir / PLOT_NAME)
+    except ValueError as exc:  # nothing to draw
+        return {"skipped": str(exc)}
+    except Exception as exc:
+        results["errors"]["plot"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc(file=sys.stderr)
+        return {"skipped": results["errors"]["plot"]}
+    progress(f"plot: wrote {path}")
+    return {"file": path.name}
 
 
 def _inprocess_reference(
@@ -390,7 +629,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["argv"] = list(argv)
     paths = write_outputs(args.out, results, stamp)
     sys.stdout.write("\n" + render_text(results))
-    sys.stdout.write(f"\nwrote {paths['json']}, {paths['latest_json'].name}, latest.md\n")
+    plot = (results.get("plot") or {}).get("file")
+    sys.stdout.write(
+        f"\nwrote {paths['json']}, {paths['latest_json'].name}, latest.md"
+        + (f", {plot}" if plot else "")
+        + "\n"
+    )
     sys.stdout.flush()
     return 1 if results["errors"] else 0
 

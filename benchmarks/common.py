@@ -6,6 +6,7 @@ import importlib.metadata
 import math
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -41,18 +42,70 @@ class BenchmarkError(Exception):
     """A benchmark could not run (server did not start, requests failed, ...)."""
 
 
-class Progress:
-    """One line per step on stderr, prefixed with the seconds since the run began."""
+class SectionSkipped(Exception):
+    """A section cannot run here (a tool or a part of devid is missing): the reason is
+    recorded under ``skipped`` in the JSON and printed, and the exit status stays 0."""
 
-    def __init__(self, enabled: bool = True, stream: TextIO | None = None) -> None:
+
+class Progress:
+    """Progress on stderr: one line per step, prefixed with the seconds since the run began.
+
+    :meth:`__call__` prints a step (always a line of its own, so a log or a CI
+    transcript keeps every step). :meth:`status` shows what is going on inside a
+    long step (requests done, current rate, RSS) on one live line that is
+    rewritten in place, only when the stream is a terminal, at most
+    ``LIVE_INTERVAL`` times a second; elsewhere it prints nothing.
+    """
+
+    LIVE_INTERVAL = 0.2
+
+    def __init__(
+        self, enabled: bool = True, stream: TextIO | None = None, live: bool | None = None
+    ) -> None:
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.perf_counter()
+        if live is None:
+            isatty = getattr(self.stream, "isatty", None)
+            live = bool(isatty()) if callable(isatty) else False
+        self.live = enabled and live
+        self._shown = 0  # length of the live line on screen
+        self._last_status = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r" + " " * self._shown + "\r")
+            self._shown = 0
 
     def __call__(self, message: str) -> None:
         if self.enabled:
-            elapsed = time.perf_counter() - self.started
-            print(f"[{elapsed:6.1f}s] {message}", file=self.stream, flush=True)
+            self._clear()
+            print(f"[{self.elapsed():6.1f}s] {message}", file=self.stream, flush=True)
+
+    def status(self, message: str, *, force: bool = False) -> None:
+        """Rewrite the live line (terminals only; throttled unless *force*)."""
+        if not self.live:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last_status < self.LIVE_INTERVAL:
+            return
+        self._last_status = now
+        text = f"[{self.elapsed():6.1f}s] {message}"
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        text = text[:width]
+        pad = max(0, self._shown - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._shown = len(text)
+
+    def done(self) -> None:
+        """Remove the live line (before the tables are printed)."""
+        if self.live:
+            self._clear()
+            self.stream.flush()
 
 
 # --- statistics ----------------------------------------------------------------
@@ -256,6 +309,15 @@ def make_client_requests(
             )
         )
     return out
+
+
+def write_password_file(path: Path) -> Path:
+    """The CA passphrase in a new file of mode 0600 (for ``devid serve --password-file``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(PASSWORD + b"\n")
+    return path
 
 
 def mint_tokens(

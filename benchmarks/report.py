@@ -39,6 +39,10 @@ NOISY_NOTE = (
 )
 
 
+#: Client cores above this: the load generator, pinned to one CPU, may be the bottleneck.
+CLIENT_SATURATED = 0.85
+
+
 def _mib(kib: Any) -> str:
     return f"{kib / 1024:.1f} MiB" if isinstance(kib, int | float) else "-"
 
@@ -60,6 +64,9 @@ def summary_line(results: dict[str, Any]) -> str:
 
 def build_tables(results: dict[str, Any]) -> list[Table]:
     tables: list[Table] = []
+    headline = headline_table(results)
+    if headline.rows:
+        tables.append(headline)
     inprocess = results.get("inprocess")
     if inprocess and "key_types" in inprocess:
         p = inprocess["parameters"]
@@ -147,55 +154,368 @@ def build_tables(results: dict[str, Any]) -> list[Table]:
             pr.rows.append([group["function"], _num(group["cumulative_us_per_issuance"])])
         pr.notes.append(f"full listing: {Path(profile['text']).name} next to this file")
         tables.append(pr)
+    tables.extend(_host_tables(results))
+    return tables
+
+
+def _get(data: Any, *keys: Any) -> Any:
+    """data[k1][k2]... or None when any step is missing."""
+    for key in keys:
+        in_dict = isinstance(data, dict) and key in data
+        in_list = isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data)
+        if not (in_dict or in_list):
+            return None
+        data = data[key]
+    return data
+
+
+def _meets(value: Any, target: float, at_least: bool) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return "yes" if (value >= target if at_least else value <= target) else "no"
+
+
+def _level(host: dict[str, Any] | None, concurrency: int) -> dict[str, Any] | None:
+    for level in (host or {}).get("levels", []):
+        if level.get("concurrency") == concurrency:
+            return dict(level)
+    return None
+
+
+def headline_table(results: dict[str, Any]) -> Table:
+    """Every figure the issue names, with its ratio and the issue's target."""
+    t = Table(
+        "Headline ratios (issue 6 targets; measured on this machine, not enforced)",
+        ["figure", "value", "measured as", "target", "meets"],
+    )
+    p256 = _get(results, "inprocess", "key_types", "P-256")
+    if p256:
+        full = p256.get("sync_full", {})
+        value = full.get("ratio_to_crypto_limit")
+        t.rows.append(
+            [
+                "in-process ÷ crypto limit (P-256, sync=full)",
+                _num(value, 3),
+                f"{_num(full.get('issuances_per_s'))}/s of {_num(p256['crypto']['limit_per_s'])}/s",
+                "≥ 0.70",
+                _meets(value, 0.70, True),
+            ]
+        )
+    hosts = _get(results, "http", "hosts") or {}
+    pinned = _get(results, "http", "parameters", "pinning")
+    for name, target in (("raw", 0.60), ("quart", 0.25)):
+        best = _get(hosts, name, "best")
+        if best:
+            value = best.get("ratio_to_inprocess")
+            t.rows.append(
+                [
+                    f"{name} host ÷ in-process (best level)",
+                    _num(value, 3),
+                    f"{_num(best['issuances_per_s'])}/s at c={best['concurrency']}"
+                    + (", server and client pinned apart" if pinned else ""),
+                    f"≥ {target:.2f}",
+                    _meets(value, target, True),
+                ]
+            )
+    scaling = results.get("scaling") or {}
+    two = _get(scaling, "ratios", "2_over_1")
+    if two is not None:
+        rows = {row["workers"]: row for row in scaling.get("workers", [])}
+        client = _get(rows, 2, "levels", 0, "client_cpu_cores")
+        t.rows.append(
+            [
+                "raw 2 workers ÷ 1 worker",
+                _num(two, 3),
+                f"{_num(_get(rows, 2, 'best', 'issuances_per_s'))}/s vs"
+                f" {_num(_get(rows, 1, 'best', 'issuances_per_s'))}/s on"
+                f" {scaling.get('cpus_usable', '?')} CPUs, load generator using"
+                f" {_num(client, 2)} of them",
+                "≥ 1.8 where cores allow",
+                _meets(two, 1.8, True),
+            ]
+        )
+    for name in hosts:
+        level = _level(hosts[name], 32)
+        if level and level.get("p99_over_p50") is not None:
+            lat = level.get("latency_ms", {})
+            t.rows.append(
+                [
+                    f"p99 ÷ p50 at 32 connections ({name})",
+                    _num(level["p99_over_p50"], 2),
+                    f"{_num(lat.get('p99'), 1)} ms ÷ {_num(lat.get('p50'), 1)} ms",
+                    "≤ 4",
+                    _meets(level["p99_over_p50"], 4.0, False),
+                ]
+            )
+    soak = results.get("soak") or {}
+    if soak.get("checkpoints"):
+        t.rows.append(
+            [
+                "soak: RSS growth, 2nd half, per 10,000 issuances",
+                f"{_num((soak.get('second_half_growth_kib_per_10k') or 0) / 1024, 2)} MiB",
+                f"RSS {_mib(_get(soak, 'start', 'rss_kib'))}"
+                f" → {_mib(_get(soak, 'middle', 'rss_kib'))}"
+                f" → {_mib(_get(soak, 'end', 'rss_kib'))} over {soak.get('issued')} issuances"
+                f" (end ÷ start {_num(soak.get('growth_ratio'), 3)})",
+                "flat (at 100,000)",
+                "-",
+            ]
+        )
+    for ek, run in (_get(results, "attestation", "ek_types") or {}).items():
+        share = run.get("wall_share", {})
+        t.rows.append(
+            [
+                f"attestation: AK enrolments/s ({ek} EK, one swtpm)",
+                _num(run.get("enrolments_per_s"), 2),
+                f"wall time TPM {100 * share.get('tpm', 0):.0f}%,"
+                f" HTTP+server {100 * share.get('server', 0):.0f}%",
+                "-",
+                "-",
+            ]
+        )
+    acme_ratio = _get(results, "acme", "ratio_devid_to_pebble")
+    skipped = (results.get("skipped") or {}).get("acme")
+    if acme_ratio is not None or skipped:
+        t.rows.append(
+            [
+                "ACME orders/s devid ÷ pebble",
+                _num(acme_ratio, 2) if acme_ratio is not None else "not measured",
+                "same client, same http-01 responder" if acme_ratio is not None else "see below",
+                "≥ 2",
+                _meets(acme_ratio, 2.0, True),
+            ]
+        )
+    return t
+
+
+def _host_tables(results: dict[str, Any]) -> list[Table]:
+    tables: list[Table] = []
     http = results.get("http")
-    if http and "levels" in http:
-        server = http["server"]
+    if http and http.get("hosts"):
         ref = http["inprocess_reference"]
         h = Table(
-            f"Through the {http['parameters']['host']} host: devid serve subprocess,"
-            " HTTPS HTTP/1.1 keep-alive, P-256 issuer, sync=full",
+            "Through each host: devid serve subprocess, HTTPS HTTP/1.1 keep-alive, P-256 issuer,"
+            " sync=full",
             [
+                "host",
                 "concurrency",
                 "requests",
                 "issuances/s",
                 "p50 ms",
                 "p99 ms",
+                "p99÷p50",
                 "server CPU ms/iss",
                 "server cores",
                 "client CPU ms/iss",
+                "client cores",
                 "host÷in-process",
             ],
         )
-        for level in http["levels"]:
-            lat = level.get("latency_ms", {})
-            errors = f" ({level['errors']} errors)" if level["errors"] else ""
-            h.rows.append(
-                [
-                    str(level["concurrency"]),
-                    f"{level['ok']}{errors}",
-                    _rate(level, "per_round"),
-                    _num(lat.get("p50"), 2),
-                    _num(lat.get("p99"), 2),
-                    _num(level.get("server_cpu_ms_per_issuance"), 2),
-                    _num(level.get("server_cpu_cores"), 2),
-                    _num(level.get("client_cpu_ms_per_issuance"), 2),
-                    _num(level.get("ratio_to_inprocess"), 3),
-                ]
+        memory_notes = []
+        saturated = []
+        for name, host in http["hosts"].items():
+            for level in host["levels"]:
+                lat = level.get("latency_ms", {})
+                errors = f" ({level['errors']} errors)" if level["errors"] else ""
+                h.rows.append(
+                    [
+                        name,
+                        str(level["concurrency"]),
+                        f"{level['ok']}{errors}",
+                        _rate(level, "per_round"),
+                        _num(lat.get("p50"), 2),
+                        _num(lat.get("p99"), 2),
+                        _num(level.get("p99_over_p50"), 2),
+                        _num(level.get("server_cpu_ms_per_issuance"), 2),
+                        _num(level.get("server_cpu_cores"), 2),
+                        _num(level.get("client_cpu_ms_per_issuance"), 2),
+                        _num(level.get("client_cpu_cores"), 2),
+                        _num(level.get("ratio_to_inprocess"), 3),
+                    ]
+                )
+                if (level.get("client_cpu_cores") or 0) > CLIENT_SATURATED:
+                    saturated.append(f"{name} c={level['concurrency']}")
+            server = host["server"]
+            memory_notes.append(
+                f"{name} {_mib(server.get('peak_rss_kib'))}"
+                f" (idle after start {_mib(server.get('idle_rss_kib'))})"
             )
         params = http["parameters"]
         h.notes.append(
-            f"median of {params['rounds']} rounds per level (interleaved); requests = timed"
-            " requests over all rounds"
+            f"median of {params['rounds']} rounds per host and level (interleaved); requests ="
+            " timed requests over all rounds"
         )
+        pinning = params.get("pinning")
         h.notes.append(
-            f"server peak RSS (VmHWM) {_mib(server.get('peak_rss_kib'))},"
-            f" idle after start {_mib(server.get('idle_rss_kib'))};"
+            f"server peak RSS (VmHWM): {', '.join(memory_notes)};"
             f" in-process P-256 reference {_num(ref.get('issuances_per_s'))}/s"
             f" ({ref.get('source')})"
         )
-        if any("~" in row[2] for row in h.rows):
+        h.notes.append(
+            f"servers pinned to CPU {pinning['server_cpus']}, load generator to CPU"
+            f" {pinning['client_cpus']}"
+            if pinning
+            else "not pinned: server and load generator share every CPU"
+        )
+        if saturated:
+            h.notes.append(
+                f"the load generator used more than {CLIENT_SATURATED:.0%} of a CPU at"
+                f" {', '.join(saturated)}: there it may be the limit, not the server"
+            )
+        ratio = _get(http, "ratios", "raw_over_quart")
+        if ratio is not None:
+            h.notes.append(f"raw ÷ quart (best levels): {_num(ratio, 3)}")
+        if any("~" in row[3] for row in h.rows):
             h.notes.append(NOISY_NOTE)
         tables.append(h)
+    scaling = results.get("scaling")
+    if scaling and scaling.get("workers"):
+        params = scaling["parameters"]
+        s = Table(
+            f"Raw host worker processes: devid serve --host raw --workers N,"
+            f" {params['concurrency'][0]} connections, not pinned",
+            [
+                "workers",
+                "issuances/s",
+                "÷ 1 worker",
+                "p50 ms",
+                "p99 ms",
+                "server cores",
+                "client cores",
+                "worker CPU shares",
+                "peak RSS",
+                "host÷in-process",
+            ],
+        )
+        for row in scaling["workers"]:
+            level = row["levels"][0]
+            lat = level.get("latency_ms", {})
+            ratio = (
+                1.0 if row["workers"] == 1 else _get(scaling, "ratios", f"{row['workers']}_over_1")
+            )
+            shares = level.get("worker_cpu_shares")
+            s.rows.append(
+                [
+                    str(row["workers"]),
+                    _rate(level, "per_round"),
+                    _num(ratio, 3),
+                    _num(lat.get("p50"), 2),
+                    _num(lat.get("p99"), 2),
+                    _num(level.get("server_cpu_cores"), 2),
+                    _num(level.get("client_cpu_cores"), 2),
+                    " / ".join(f"{x:.2f}" for x in shares) if shares else "-",
+                    _mib(row["server"].get("peak_rss_kib")),
+                    _num(level.get("ratio_to_inprocess"), 3),
+                ]
+            )
+        s.notes.append(
+            f"{scaling.get('cpus_usable', '?')} usable CPUs shared by the workers and the load"
+            " generator (client cores): with as many workers as CPUs, the client's share is taken"
+            " from the server"
+        )
+        s.notes.append(
+            "peak RSS with workers: the sum of the workers' VmHWM (shared copy-on-write pages"
+            " counted in each); the supervisor's own is in the JSON"
+        )
+        if any("~" in row[1] for row in s.rows):
+            s.notes.append(NOISY_NOTE)
+        tables.append(s)
+    attestation = results.get("attestation") or {}
+    for ek, run in (attestation.get("ek_types") or {}).items():
+        params = attestation["parameters"]
+        a = Table(
+            f"Attestation: AK enrolments against swtpm ({ek} EK, {params['ak_algorithm']} AK)"
+            f" through the {params['host']} host, ms per enrolment",
+            ["step", "work of", "mean ms", "p50 ms", "p99 ms", "share"],
+        )
+        for step in run["steps"]:
+            a.rows.append(
+                [
+                    step["step"],
+                    step["work_of"],
+                    _num(step["mean_ms"], 2),
+                    _num(step["p50_ms"], 2),
+                    _num(step["p99_ms"], 2),
+                    f"{100 * float(step['share']):.0f}%",
+                ]
+            )
+        lat = run["latency_ms"]
+        a.rows.append(["whole enrolment", "", "", _num(lat["p50"], 2), _num(lat["p99"], 2), "100%"])
+        cpu = run.get("cpu_ms_per_enrolment", {})
+        a.notes.append(
+            f"{_num(run['enrolments_per_s'], 2)} enrolments/s"
+            f" ({run['enrolments']} in {_num(run['elapsed_s'])} s, one at a time)"
+        )
+        a.notes.append(
+            f"CPU ms per enrolment: swtpm {_num(cpu.get('swtpm'))}, devid server"
+            f" {_num(cpu.get('server'))}, agent side (this process) {_num(cpu.get('client'))}"
+            + (
+                f"; the server alone could do about {1000 / float(cpu['server']):.0f}"
+                " enrolments per CPU-second"
+                if isinstance(cpu.get("server"), int | float) and cpu["server"]
+                else ""
+            )
+        )
+        a.notes.append("POST rows include the client's TLS handshake and JSON work")
+        if ek == "rsa":
+            a.notes.append(
+                "the agent re-creates the RSA EK from its template in both TPM rows that read"
+                " it: a prime search in swtpm whose cost depends on the endorsement seed, so"
+                " this figure varies from one provisioned swtpm to the next"
+            )
+        tables.append(a)
+    soak = results.get("soak")
+    if soak and soak.get("checkpoints"):
+        params = soak["parameters"]
+        k = Table(
+            f"Soak: server RSS across {soak['issued']:,} issuances ({params['host']} host,"
+            f" {params['concurrency']} connections, new connections every"
+            f" {params['reading_every']:,})",
+            ["issued", "RSS MiB", "since start", "HWM MiB", "chunk issuances/s", "store MiB"],
+        )
+        first = soak["checkpoints"][0]["rss_kib"] or 0
+        for point in soak["checkpoints"]:
+            rss = point["rss_kib"] or 0
+            k.rows.append(
+                [
+                    f"{point['issued']:,}",
+                    _num(rss / 1024, 1),
+                    f"{(rss - first) / 1024:+.1f}",
+                    _num((point["hwm_kib"] or 0) / 1024, 1),
+                    _num(point["chunk_issuances_per_s"]),
+                    _num(point["db_bytes"] / 1048576, 1),
+                ]
+            )
+        k.notes.append(
+            f"start {_mib(_get(soak, 'start', 'rss_kib'))}, middle"
+            f" {_mib(_get(soak, 'middle', 'rss_kib'))}, end {_mib(_get(soak, 'end', 'rss_kib'))};"
+            f" growth {_num((soak.get('growth_kib') or 0) / 1024, 2)} MiB"
+            f" (end ÷ start {_num(soak.get('growth_ratio'), 3)}), second half"
+            f" {_num((soak.get('second_half_growth_kib') or 0) / 1024, 2)} MiB ="
+            f" {_num((soak.get('second_half_growth_kib_per_10k') or 0) / 1024, 2)} MiB per 10,000"
+        )
+        if soak.get("stopped_early"):
+            k.notes.append(f"stopped early: {soak['stopped_early']}")
+        tables.append(k)
+    acme = results.get("acme")
+    if acme and acme.get("servers"):
+        c = Table(
+            "ACME: complete orders (account, order, http-01, finalize, download)",
+            ["server", "orders/s", "p50 ms", "p99 ms", "server CPU ms/order", "peak RSS"],
+        )
+        for server in acme["servers"]:
+            c.rows.append(
+                [
+                    server["server"],
+                    _num(server["orders_per_s"]),
+                    _num(server["p50_ms"], 1),
+                    _num(server["p99_ms"], 1),
+                    _num(server.get("server_cpu_ms_per_order"), 2),
+                    _mib(server.get("peak_rss_kib")),
+                ]
+            )
+        c.notes.append(f"devid ÷ pebble: {_num(acme.get('ratio_devid_to_pebble'), 3)}")
+        tables.append(c)
     return tables
 
 
@@ -222,6 +542,9 @@ def render_text(results: dict[str, Any]) -> str:
         lines.append(fmt(table.headers))
         lines.extend(fmt(row) for row in table.rows)
         lines.extend(f"  {note}" for note in table.notes)
+    for section, message in results.get("skipped", {}).items():
+        lines.append("")
+        lines.append(f"{section}: not measured: {message}")
     for section, message in results.get("errors", {}).items():
         lines.append("")
         lines.append(f"{section}: FAILED: {message.splitlines()[0] if message else ''}")
@@ -240,6 +563,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         if table.notes:
             lines.append("")
             lines.extend(f"_{note}_" for note in table.notes)
+    plot = results.get("plot") or {}
+    if plot.get("file"):
+        lines.append("")
+        lines.append(f"![throughput against concurrency]({plot['file']})")
+    for section, message in results.get("skipped", {}).items():
+        lines.append("")
+        lines.append(f"**{section} not measured:** {message}")
     for section, message in results.get("errors", {}).items():
         lines.append("")
         lines.append(f"**{section} failed:** `{message.splitlines()[0] if message else ''}`")

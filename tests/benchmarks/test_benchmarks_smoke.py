@@ -1,20 +1,27 @@
 """The benchmark suite runs end to end with tiny counts and writes well-formed results.
 
-No timing thresholds: only structure, positive figures, and ratios in (0, 1.5).
+No timing thresholds: only structure, positive figures, ratios in a sane range,
+and that every process the suite started (servers, their workers, swtpm) is gone.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.__main__ import build_parser, main
-from benchmarks.common import BenchmarkError, create_ca, percentile
+from benchmarks.common import BenchmarkError, Progress, create_ca, percentile, write_password_file
 from benchmarks.http import ServerProcess
+from benchmarks.procs import children, descendants, tree_memory
 from engine.keys import KeyType
 
 ARGS = [
@@ -33,41 +40,93 @@ ARGS = [
     "10",
     "--rounds",
     "2",
+    "--workers",
+    "1,2",
+    "--scaling-concurrency",
+    "4",
+    "--scaling-requests",
+    "10",
+    "--attest-n",
+    "3",
+    "--soak",
+    "60",
+    "--soak-every",
+    "20",
+    "--soak-concurrency",
+    "2",
 ]
+
+Run = tuple[int, Path, dict[str, Any]]
+
+
+def swtpm_usable() -> bool:
+    from benchmarks.attestation import prerequisites
+
+    return not prerequisites()
+
+
+def matplotlib_usable() -> bool:
+    from benchmarks.plot import missing
+
+    return missing() is None
 
 
 def positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-def sane_ratio(value: Any) -> bool:
-    return positive(value) and value < 1.5
+def sane_ratio(value: Any, high: float = 1.5) -> bool:
+    return positive(value) and value < high
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie still answers kill(0); it has exited all the same.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, dict[str, Any]]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("bench-out")
     status = main([*ARGS, "--out", str(out), "--tmp", str(tmp_path_factory.mktemp("bench-tmp"))])
     return status, out, json.loads((out / "latest.json").read_text())
 
 
-def test_run_succeeds_and_writes_files(run: tuple[int, Path, dict[str, Any]]) -> None:
+def test_run_succeeds_and_writes_files(run: Run) -> None:
     status, out, data = run
     assert status == 0, data.get("errors")
     assert data["errors"] == {}
+    allowed = {"acme"} | (set() if swtpm_usable() else {"attestation"})
+    assert set(data["skipped"]) <= allowed, data["skipped"]
     stamped = list(out.glob("bench-*.json"))
     assert len(stamped) == 1
     assert json.loads(stamped[0].read_text()) == data
     markdown = (out / "latest.md").read_text()
-    assert "| issuer |" in markdown and "| concurrency |" in markdown
+    for header in ("| figure |", "| issuer |", "| host |", "| workers |", "| issued |"):
+        assert header in markdown, header
     assert list(out.glob("profile-*.pstats")) and list(out.glob("profile-*.txt"))
 
 
-def test_top_level_and_machine(run: tuple[int, Path, dict[str, Any]]) -> None:
+def test_top_level_and_machine(run: Run) -> None:
     _, _, data = run
-    assert data["schema"] == "devid-bench/1"
+    assert data["schema"] == "devid-bench/2"
     assert data["mode"] == "quick"
-    assert data["sections"] == ["inprocess", "breakdown", "http", "profile"]
+    assert data["sections"] == [
+        "inprocess",
+        "breakdown",
+        "http",
+        "scaling",
+        "attestation",
+        "soak",
+        "acme",
+        "profile",
+    ]
     assert positive(data["duration_s"])
     machine = data["machine"]
     assert positive(machine["cpu_count"])
@@ -75,7 +134,7 @@ def test_top_level_and_machine(run: tuple[int, Path, dict[str, Any]]) -> None:
         assert isinstance(machine[key], str) and machine[key]
 
 
-def test_inprocess_figures(run: tuple[int, Path, dict[str, Any]]) -> None:
+def test_inprocess_figures(run: Run) -> None:
     _, _, data = run
     section = data["inprocess"]
     assert section["parameters"]["issuances_per_repetition"] == 20
@@ -92,7 +151,7 @@ def test_inprocess_figures(run: tuple[int, Path, dict[str, Any]]) -> None:
         assert sane_ratio(figures["ratio_to_crypto_limit"])
 
 
-def test_breakdown_and_profile(run: tuple[int, Path, dict[str, Any]]) -> None:
+def test_breakdown_and_profile(run: Run) -> None:
     _, _, data = run
     breakdown = data["breakdown"]
     stages = {stage["name"]: stage for stage in breakdown["stages"]}
@@ -106,22 +165,127 @@ def test_breakdown_and_profile(run: tuple[int, Path, dict[str, Any]]) -> None:
     assert positive(groups["Authority.sign (total)"])
 
 
-def test_http_figures(run: tuple[int, Path, dict[str, Any]]) -> None:
+def test_http_figures_for_each_host(run: Run) -> None:
     _, _, data = run
     http = data["http"]
     assert positive(http["inprocess_reference"]["issuances_per_s"])
-    (level,) = http["levels"]
-    assert level["concurrency"] == 2
-    assert level["rounds"] == 2 and level["requests"] == 20
-    assert level["ok"] == 20 and level["errors"] == 0 and not level["timed_out"]
-    assert positive(level["issuances_per_s"])
-    assert positive(level["latency_ms"]["p50"]) and positive(level["latency_ms"]["p99"])
-    assert sane_ratio(level["ratio_to_inprocess"])
-    server = http["server"]
-    assert positive(server["peak_rss_kib"])
-    assert server["exit_status"] is not None
-    with pytest.raises(ProcessLookupError):
-        os.kill(server["pid"], 0)  # the server was stopped and reaped
+    assert set(http["hosts"]) == {"quart", "raw"}
+    for name, host in http["hosts"].items():
+        assert host["host"] == name and host["workers"] == 1
+        (level,) = host["levels"]
+        assert level["concurrency"] == 2
+        assert level["rounds"] == 2 and level["requests"] == 20
+        assert level["ok"] == 20 and level["errors"] == 0 and not level["timed_out"]
+        assert positive(level["issuances_per_s"])
+        assert positive(level["latency_ms"]["p50"]) and positive(level["latency_ms"]["p99"])
+        assert level["p99_over_p50"] >= 1
+        assert sane_ratio(level["ratio_to_inprocess"])
+        assert positive(level["client_cpu_ms_per_issuance"])
+        assert host["best"]["concurrency"] == 2
+        server = host["server"]
+        assert positive(server["peak_rss_kib"]) and positive(server["idle_rss_kib"])
+        assert server["exit_status"] is not None
+        assert all(gone(pid) for pid in server["pids"])  # stopped and reaped
+    assert positive(http["ratios"]["raw_over_quart"])
+    pinning = http["parameters"]["pinning"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert pinning["server_cpus"] != pinning["client_cpus"]
+    else:
+        assert pinning is None
+
+
+def test_scaling_figures_and_workers_stopped(run: Run) -> None:
+    _, _, data = run
+    scaling = data["scaling"]
+    rows = {row["workers"]: row for row in scaling["workers"]}
+    assert set(rows) == {1, 2}
+    for workers, row in rows.items():
+        (level,) = row["levels"]
+        assert level["concurrency"] == 4 and level["ok"] == 20 and level["errors"] == 0
+        assert positive(level["issuances_per_s"])
+        server = row["server"]
+        # one process; or the supervisor and its workers
+        assert server["processes"] == (1 if workers == 1 else workers + 1)
+        assert positive(server["peak_rss_kib"]) and positive(server["tree_peak_rss_kib"])
+        assert all(gone(pid) for pid in server["pids"])
+    assert rows[2]["server"]["supervisor_peak_rss_kib"] is not None
+    assert len(rows[2]["levels"][0]["worker_cpu_shares"]) == 2
+    assert sane_ratio(scaling["ratios"]["2_over_1"], 3.0)
+
+
+def test_attestation_figures_per_ek_type(run: Run) -> None:
+    if not swtpm_usable():
+        pytest.skip("swtpm or tpm2-pytss missing: the section is skipped, as checked above")
+    _, out, data = run
+    attestation = data["attestation"]
+    assert attestation["parameters"]["ek_types"] == ["rsa", "ecc"]
+    assert set(attestation["ek_types"]) == {"rsa", "ecc"}
+    for ek, result in attestation["ek_types"].items():
+        assert result["ek_type"] == ek
+        assert result["enrolments"] == 3
+        assert positive(result["enrolments_per_s"])
+        steps = {step["step"]: step for step in result["steps"]}
+        assert list(steps) == [
+            "open TPM + read EK",
+            "create AK",
+            "POST /attest",
+            "ActivateCredential",
+            "POST /secret",
+            "check chain",
+        ]
+        assert all(positive(step["mean_ms"]) for step in steps.values())
+        assert sum(result["wall_share"].values()) == pytest.approx(1.0, abs=0.01)
+        for party in ("swtpm", "server", "client"):
+            assert positive(result["cpu_ms_per_enrolment"][party]), party
+        assert gone(result["swtpm"]["pid"]) and gone(result["server"]["pid"])
+    markdown = (out / "latest.md").read_text()
+    assert "(rsa EK, ecc AK)" in markdown and "(ecc EK, ecc AK)" in markdown
+
+
+def test_soak_figures(run: Run) -> None:
+    _, _, data = run
+    soak = data["soak"]
+    assert soak["completed"] and soak["issued"] == 60 and soak["errors"] == 0
+    assert [p["issued"] for p in soak["checkpoints"]] == [0, 20, 40, 60]
+    assert all(positive(p["rss_kib"]) for p in soak["checkpoints"])
+    assert soak["middle"]["issued"] in (20, 40)
+    for key in ("growth_kib", "second_half_growth_kib", "second_half_growth_kib_per_10k"):
+        assert isinstance(soak[key], int | float), key
+    assert positive(soak["growth_ratio"])
+    assert gone(soak["server"]["pid"])
+
+
+def test_acme_is_a_hook_that_claims_nothing(run: Run) -> None:
+    _, out, data = run
+    assert "acme" not in data  # no figures
+    reason = data["skipped"]["acme"]
+    assert "order driver" in reason or "pebble" in reason or "ACME" in reason
+    assert "acme not measured" in (out / "latest.md").read_text()
+
+
+def test_headline_names_every_ratio(run: Run) -> None:
+    _, out, _ = run
+    markdown = (out / "latest.md").read_text()
+    for figure in (
+        "in-process ÷ crypto limit",
+        "raw host ÷ in-process",
+        "quart host ÷ in-process",
+        "raw 2 workers ÷ 1 worker",
+        "soak: RSS growth",
+        "ACME orders/s devid ÷ pebble",
+    ):
+        assert figure in markdown, figure
+
+
+def test_plot(run: Run) -> None:
+    _, out, data = run
+    if not matplotlib_usable():
+        assert "matplotlib" in data["plot"]["skipped"]
+        return
+    assert data["plot"] == {"file": "throughput.png"}
+    png = (out / "throughput.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    assert "![throughput against concurrency](throughput.png)" in (out / "latest.md").read_text()
 
 
 def test_server_that_cannot_start_is_reported_and_reaped(tmp_path: Path) -> None:
@@ -137,22 +301,107 @@ def test_server_that_cannot_start_is_reported_and_reaped(tmp_path: Path) -> None
     assert server.process.returncode is not None
 
 
+def test_workers_left_by_a_killed_supervisor_are_stopped(tmp_path: Path) -> None:
+    init = create_ca(tmp_path / "ca", KeyType.P256)
+    password = write_password_file(tmp_path / "password")
+    server = ServerProcess(tmp_path / "ca", password, tmp_path, "raw", workers=2)
+    try:
+        server.wait_ready(init.root_path, timeout=30)
+        workers = children(server.pid)
+        assert len(workers) == 2
+        assert tree_memory(server.pid).workers("VmHWM")
+        os.kill(server.pid, signal.SIGKILL)  # the supervisor dies without stopping them
+        server.process.wait(timeout=10)
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(gone(pid) for pid in workers)
+
+
+def test_descendants_are_found_through_proc() -> None:
+    code = "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+    code += "'import time; time.sleep(30)']); time.sleep(30)"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        while not children(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (child,) = children(parent.pid)
+        assert descendants(parent.pid) == [child]
+        memory = tree_memory(parent.pid)
+        assert set(memory.per_process) == {parent.pid, child}
+        assert memory.total("VmRSS") == sum(m["VmRSS"] for m in memory.per_process.values())
+    finally:
+        for pid in descendants(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+
+
+class FakeTerminal(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_live_line_only_on_a_terminal() -> None:
+    terminal = FakeTerminal(tty=True)
+    progress = Progress(stream=terminal)
+    progress.status("requests 1/10", force=True)
+    progress("a step")
+    progress.status("requests 2/10", force=True)
+    progress.done()
+    text = terminal.getvalue()
+    assert "\rrequests" not in text  # every live line starts with its elapsed time
+    assert "] requests 1/10" in text and "] requests 2/10" in text
+    assert "] a step\n" in text
+    assert text.endswith("\r")  # the live line was cleared at the end
+
+    log = FakeTerminal(tty=False)
+    quiet = Progress(stream=log)
+    quiet.status("requests 1/10", force=True)
+    quiet("a step")
+    assert log.getvalue().count("\n") == 1 and "requests" not in log.getvalue()
+
+
 def test_help_explains_every_figure() -> None:
     text = build_parser().format_help()
     for figure in (
+        "headline ratios",
         "sync=full/s",
         "crypto limit/s",
         "full÷limit",
         "non-crypto µs",
         "p99 ms",
+        "p99÷p50",
         "server CPU ms/iss",
         "server cores",
         "host÷in-process",
         "server peak RSS",
+        "÷ 1 worker",
+        "worker CPU shares",
+        "enrolments/s",
+        "CPU ms per enrolment",
+        "growth",
+        "orders/s",
         "~ after a rate",
+        "throughput.png",
         "--quick",
         "--out",
         "--only",
+        "--host",
+        "--no-pin",
+        "--workers",
+        "--scaling-concurrency",
+        "--attest-n",
+        "--soak",
+        "--soak-every",
+        "--no-plot",
     ):
         assert figure in text, figure
 

@@ -1,0 +1,355 @@
+"""AK enrolments against swtpm: the device's side of the Attestation CA, end to end.
+
+A swtpm is provisioned (``agent.swtpm.provision``: EK certificates from a
+private local CA, the EK variant kept as in ``devid agent swtpm``), a P-256
+devid CA is created that trusts that local CA (``DATA/ek-roots/swtpm.pem``),
+the TPM's EK is registered with ``devid device add``, and ``devid serve``
+runs as a subprocess. One enrolment through ``agent.attestation.attest``
+proves the whole path works (untimed). Then each timed enrolment does what
+``attest`` does, with a timer around every step:
+
+1. ``TPM(tcti)``, ``info()``, ``endorsement_key()``: open the TPM, read the EK
+   certificate from NV and recreate the EK (TPM);
+2. ``create_ak()``: a new restricted signing key and its TPM2_CertifyCreation
+   (TPM);
+3. ``POST /attest`` on a new TLS connection (server: device and EK checks,
+   credential made for the AK's Name);
+4. ``ActivateCredential`` (TPM);
+5. ``POST /secret`` (server: the AK certificate is issued and stored);
+6. checking the returned chain (client).
+
+Only writing the agent's state files is left out. The shares of wall time
+(TPM steps, HTTP steps, the rest) come from those timers; CPU time of swtpm,
+of the server and of this client process come from /proc, so the server's own
+cost per enrolment is separate from the HTTP client's.
+
+This runs once per EK type, each with a swtpm, a CA and a server of its own:
+``rsa`` (RSA-2048, ``devid agent swtpm``'s default) and ``ecc`` (P-384). They
+differ a lot: the agent re-creates the EK from its template twice per
+enrolment (``endorsement_key`` and ``ActivateCredential``), which for RSA is a
+prime search in swtpm whose cost depends on the TPM's endorsement seed, so an
+RSA figure also varies from one provisioned swtpm to the next.
+
+Everything listens on 127.0.0.1; the swtpm and the server are always stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine.keys import KeyType
+
+from .common import (
+    BenchmarkError,
+    Progress,
+    SectionSkipped,
+    create_ca,
+    median,
+    percentile,
+    rounded,
+    write_password_file,
+)
+from .http import ServerProcess, devid_command
+from .procs import proc_cpu_seconds
+
+#: The steps of one enrolment, in order, and whose work each one is.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("open TPM + read EK", "tpm"),
+    ("create AK", "tpm"),
+    ("POST /attest", "server"),
+    ("ActivateCredential", "tpm"),
+    ("POST /secret", "server"),
+    ("check chain", "client"),
+)
+
+
+@dataclass(frozen=True)
+class AttestationParams:
+    enrolments: int = 100
+    #: The EK kept in each TPM, one swtpm (and one run) per entry: "rsa" (RSA-2048, what
+    #: `devid agent swtpm` makes by default) and "ecc" (P-384).
+    ek_types: tuple[str, ...] = ("rsa", "ecc")
+    #: The AK algorithm (an agent.tpm.KeyAlgorithm value: "ecc" for P-256, or "rsa").
+    ak_algorithm: str = "ecc"
+    host: str = "quart"
+    warmup: int = 2
+    max_duration_s: float = 120.0
+    startup_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.ek_types or any(ek not in ("rsa", "ecc") for ek in self.ek_types):
+            raise ValueError("the EK types must be rsa or ecc")
+        if self.enrolments < 1 or self.warmup < 0:
+            raise ValueError("the number of enrolments must be positive")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "enrolments": self.enrolments,
+            "ek_types": list(self.ek_types),
+            "ak_algorithm": self.ak_algorithm,
+            "host": self.host,
+            "warmup": self.warmup,
+            "max_duration_s": self.max_duration_s,
+            "connections": "a new TLS connection per enrolment (as the agent does)",
+            "sequential": "one TPM, one enrolment at a time (a TPM executes one command at once)",
+        }
+
+
+def prerequisites() -> list[str]:
+    """Why this section cannot run here (empty when it can)."""
+    from agent.swtpm import missing_tools
+
+    missing = missing_tools()
+    reasons = []
+    if missing:
+        reasons.append(
+            f"swtpm is not installed ({', '.join(missing)}): scripts/install-system-deps"
+            " installs it (Debian packages swtpm, swtpm-tools)"
+        )
+    os.environ.setdefault("TSS2_LOG", "all+none")  # no ESYS warnings on stderr
+    try:
+        import tpm2_pytss  # noqa: F401
+    except ImportError as exc:
+        reasons.append(f"tpm2-pytss is not importable ({exc}): pip install -e '.[test,bench]'")
+    return reasons
+
+
+@dataclass
+class Enrolment:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def _enrol(
+    tcti: str,
+    url: str,
+    context: ssl.SSLContext,
+    roots: list[Any],
+    ak_algorithm: Any,
+    ek_type: str,
+) -> Enrolment:
+    """One enrolment, step by step (what agent.attestation.attest does, timed)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from agent.attestation import attest_request, check_chain
+    from agent.tpm import TPM, public_of
+    from engine.tpm import public_key_from_tpmt
+
+    clock = time.perf_counter
+    result = Enrolment()
+    seconds = result.seconds
+
+    def post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = client.post(f"{url}{path}", json=body)
+        if response.status_code >= 400:
+            raise BenchmarkError(f"{path}: HTTP {response.status_code}: {response.text[:300]}")
+        data = response.json()
+        if not isinstance(data, dict):
+            raise BenchmarkError(f"{path}: the answer is not a JSON object")
+        return data
+
+    t = clock()
+    with TPM(tcti) as tpm:
+        info = tpm.info()
+        ek = tpm.endorsement_key(algorithm="ecc" if ek_type == "ecc" else "rsa")
+        seconds["open TPM + read EK"] = clock() - t
+        t = clock()
+        ak = tpm.create_ak(ak_algorithm)
+        seconds["create AK"] = clock() - t
+        with httpx.Client(verify=context, timeout=30.0) as client:
+            t = clock()
+            challenge = post(client, "/attest", attest_request(info, ek, ak.parameters))
+            seconds["POST /attest"] = clock() - t
+            t = clock()
+            secret = tpm.activate_credential(
+                ak.key,
+                ek,
+                base64.b64decode(challenge["credential"]),
+                base64.b64decode(challenge["secret"]),
+            )
+            seconds["ActivateCredential"] = clock() - t
+            t = clock()
+            answer = post(client, "/secret", {"secret": base64.b64encode(secret).decode("ascii")})
+            seconds["POST /secret"] = clock() - t
+    t = clock()
+    chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in answer["chain"]]
+    spki = public_key_from_tpmt(public_of(ak.key)).public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    )
+    check_chain(chain, spki, roots)
+    seconds["check chain"] = clock() - t
+    return result
+
+
+def _register(data_dir: Path, urn: str) -> None:
+    command = [
+        *devid_command(),
+        "device",
+        "add",
+        "--data",
+        str(data_dir),
+        "--ek",
+        urn,
+        "--name",
+        "bench-swtpm",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise BenchmarkError(f"devid device add failed: {done.stderr.strip()[:300]}")
+
+
+def _summary(
+    enrolments: list[Enrolment], elapsed: float, cpu: dict[str, float | None]
+) -> dict[str, Any]:
+    count = len(enrolments)
+    totals = [e.total for e in enrolments]
+    steps: list[dict[str, Any]] = []
+    whole = sum(totals)
+    share: dict[str, float] = {"tpm": 0.0, "server": 0.0, "client": 0.0}
+    for name, owner in STEPS:
+        values = [e.seconds[name] for e in enrolments]
+        share[owner] += sum(values)
+        steps.append(
+            {
+                "step": name,
+                "work_of": owner,
+                "mean_ms": rounded(sum(values) / count * 1e3),
+                "p50_ms": rounded(percentile(values, 0.5) * 1e3),
+                "p99_ms": rounded(percentile(values, 0.99) * 1e3),
+                "share": rounded(sum(values) / whole, 3),
+            }
+        )
+    out: dict[str, Any] = {
+        "enrolments": count,
+        "elapsed_s": rounded(elapsed),
+        "enrolments_per_s": rounded(count / elapsed, 2),
+        "latency_ms": {
+            "p50": rounded(percentile(totals, 0.5) * 1e3),
+            "p99": rounded(percentile(totals, 0.99) * 1e3),
+            "median": rounded(median(totals) * 1e3),
+        },
+        "steps": steps,
+        "wall_share": {k: rounded(v / whole, 3) for k, v in share.items()},
+        "cpu_ms_per_enrolment": {
+            k: (rounded(v / count * 1e3) if v is not None else None) for k, v in cpu.items()
+        },
+    }
+    return out
+
+
+def run_attestation(
+    params: AttestationParams, work_dir: Path, progress: Progress
+) -> dict[str, Any]:
+    """One swtpm, CA and server per EK type, one after the other."""
+    reasons = prerequisites()
+    if reasons:
+        raise SectionSkipped("; ".join(reasons))
+    runs = {ek: _run_one(params, ek, work_dir / ek, progress) for ek in params.ek_types}
+    return {"parameters": params.describe(), "ek_types": runs}
+
+
+def _run_one(
+    params: AttestationParams, ek_type: str, work_dir: Path, progress: Progress
+) -> dict[str, Any]:
+    from cryptography import x509
+
+    from agent.attestation import attest
+    from agent.swtpm import Swtpm, provision, restrict_eks, run_swtpm
+    from agent.tpm import TPM, KeyAlgorithm
+
+    ak_algorithm = KeyAlgorithm(params.ak_algorithm)
+    base = work_dir
+    base.mkdir(parents=True, exist_ok=True)
+    name = f"attestation {ek_type} EK"
+    progress(f"{name}: provisioning a swtpm with swtpm_setup")
+    state, local_ca = provision(base / "tpm")
+    restrict_eks(state, ek_type, local_ca)
+    data_dir = base / "ca"
+    init = create_ca(data_dir, KeyType.P256)
+    (data_dir / "ek-roots").mkdir(exist_ok=True)
+    local_ca.write_bundle(data_dir / "ek-roots" / "swtpm.pem")
+    password_file = write_password_file(base / "password")
+    swtpm: Swtpm | None = None
+    server: ServerProcess | None = None
+    try:
+        swtpm = run_swtpm(state, ek_type=ek_type, ca=local_ca)
+        with TPM(swtpm.tcti) as tpm:
+            urn = tpm.endorsement_key().urn
+        _register(data_dir, urn)
+        progress(f"{name}: swtpm pid {swtpm.pid} on {swtpm.tcti}; device {urn[:32]}...")
+        server = ServerProcess(data_dir, password_file, base, params.host, name="attest-server")
+        url = server.wait_ready(init.root_path, params.startup_timeout_s)
+        progress(f"{name}: devid serve --host {params.host} pid {server.pid} at {url}")
+        with TPM(swtpm.tcti) as tpm:  # the agent's own code, once, untimed
+            chain = attest(
+                url, init.root_path, tpm, base / "agent-state", ak_algorithm=ak_algorithm
+            )
+        if len(chain) < 2:
+            raise BenchmarkError("agent.attestation.attest returned no chain")
+        context = ssl.create_default_context(cafile=str(init.root_path))
+        roots = x509.load_pem_x509_certificates(init.root_path.read_bytes())
+        for _ in range(params.warmup):
+            _enrol(swtpm.tcti, url, context, roots, ak_algorithm, ek_type)
+        progress(f"{name}: timing {params.enrolments} enrolments")
+        enrolments: list[Enrolment] = []
+        swtpm_cpu = proc_cpu_seconds(swtpm.pid)
+        server_cpu = server.cpu_seconds()
+        client_cpu = time.process_time()
+        started = time.perf_counter()
+        deadline = started + params.max_duration_s
+        for index in range(params.enrolments):
+            if time.perf_counter() > deadline:
+                progress(f"{name}: deadline of {params.max_duration_s:.0f} s reached")
+                break
+            enrolments.append(_enrol(swtpm.tcti, url, context, roots, ak_algorithm, ek_type))
+            done = index + 1
+            progress.status(f"{name}: {done}/{params.enrolments} enrolments")
+            if done % max(1, params.enrolments // 4) == 0 and done < params.enrolments:
+                rate = done / (time.perf_counter() - started)
+                progress(f"{name}: {done}/{params.enrolments} enrolments, {rate:.1f}/s")
+        elapsed = time.perf_counter() - started
+        client_used = time.process_time() - client_cpu
+        swtpm_after = proc_cpu_seconds(swtpm.pid)
+        server_after = server.cpu_seconds()
+        if not enrolments:
+            raise BenchmarkError(f"{name}: no enrolment completed before the deadline")
+        cpu: dict[str, float | None] = {
+            "swtpm": swtpm_after - swtpm_cpu
+            if swtpm_after is not None and swtpm_cpu is not None
+            else None,
+            "server": server_after - server_cpu
+            if server_after is not None and server_cpu is not None
+            else None,
+            "client": client_used,
+        }
+        result = _summary(enrolments, elapsed, cpu)
+        result["server_peak_rss_kib"] = server.memory().total("VmHWM")
+        progress(
+            f"{name}: {result['enrolments_per_s']}/s; wall share TPM"
+            f" {result['wall_share']['tpm']:.0%}, server {result['wall_share']['server']:.0%}"
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        if swtpm is not None:
+            swtpm.stop()
+        progress(f"{name}: server and swtpm stopped")
+    return {
+        "ek_type": ek_type,
+        "swtpm": {"pid": swtpm.pid, "ek_urn": urn},
+        "server": {"pid": server.pid, "command": server.command},
+        **result,
+    }
