@@ -27,6 +27,9 @@ class CSRInfo:
     key_type: KeyType
     common_name: str | None
     sans: tuple[SAN, ...]
+    # otherName SANs (PermanentIdentifier, HardwareModuleName): kept apart, because only
+    # a policy that understands them (ACME device-attest-01) may accept them.
+    other_names: tuple[x509.OtherName, ...] = ()
 
     @property
     def sha256(self) -> bytes:
@@ -64,13 +67,19 @@ def parse_csr(data: str | bytes) -> CSRInfo:
         value = cns[0].value
         common_name = value if isinstance(value, str) else value.decode("utf-8", "replace")
     sans: tuple[SAN, ...] = ()
+    other_names: tuple[x509.OtherName, ...] = ()
     try:
         ext = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     except x509.ExtensionNotFound:
         pass
     else:
         assert isinstance(ext.value, x509.SubjectAlternativeName)
-        sans = tuple(SAN.from_general_name(name) for name in ext.value)
+        other_names = tuple(n for n in ext.value if isinstance(n, x509.OtherName))
+        sans = tuple(
+            SAN.from_general_name(name)
+            for name in ext.value
+            if not isinstance(name, x509.OtherName)
+        )
     return CSRInfo(
         csr=csr,
         der=csr.public_bytes(Encoding.DER),
@@ -78,4 +87,5 @@ def parse_csr(data: str | bytes) -> CSRInfo:
         key_type=key_type,
         common_name=common_name,
         sans=sans,
+        other_names=other_names,
     )

@@ -71,6 +71,8 @@ class SANsAre:
     sans: frozenset[SAN]
 
     def validate(self, csr: CSRInfo) -> None:
+        if csr.other_names:
+            raise Forbidden("CSR names an otherName SAN, which this credential does not authorize")
         requested = frozenset(csr.sans)
         if requested != self.sans:
             extra = sorted(str(s) for s in requested - self.sans)

@@ -100,3 +100,52 @@ def malformed(detail: str) -> ACMEProblem:
 
 def unauthorized(detail: str) -> ACMEProblem:
     return ACMEProblem("unauthorized", detail)
+
+
+def bad_nonce(detail: str) -> ACMEProblem:
+    return ACMEProblem("badNonce", detail)
+
+
+def not_found(detail: str) -> ACMEProblem:
+    """An unknown resource: RFC 8555 has no type for it, so ``malformed`` with 404."""
+    return ACMEProblem("malformed", detail, status=404)
+
+
+def from_json(data: Any) -> ACMEProblem:
+    """Rebuild a problem that was stored as JSON (a challenge's or an order's error)."""
+    if not isinstance(data, dict):
+        return ACMEProblem("serverInternal", "unknown error")
+    kind = str(data.get("type", ""))
+    short = kind[len(ACME_ERROR) :] if kind.startswith(ACME_ERROR) else "serverInternal"
+    if short not in STATUS:
+        short = "serverInternal"
+    subproblems = [
+        Subproblem(
+            type=str(s.get("type", ""))[len(ACME_ERROR) :] or "malformed",
+            detail=str(s.get("detail", "")),
+            identifier=s.get("identifier") if isinstance(s.get("identifier"), dict) else None,
+        )
+        for s in data.get("subproblems", ())
+        if isinstance(s, dict)
+    ]
+    return ACMEProblem(short, str(data.get("detail", "")), subproblems=subproblems)
+
+
+# How the engine's generic refusals read as ACME problems (RFC 8555 6.7).
+_GENERIC: dict[str, str] = {
+    "badRequest": "malformed",
+    "unauthorized": "unauthorized",
+    "forbidden": "unauthorized",
+    "notFound": "malformed",
+    "methodNotAllowed": "malformed",
+    "conflict": "malformed",
+    "payloadTooLarge": "malformed",
+    "unsupportedMediaType": "malformed",
+}
+
+
+def as_problem(exc: ProtocolError) -> ACMEProblem:
+    """Any protocol error as an ACME problem, keeping its HTTP status and message."""
+    if isinstance(exc, ACMEProblem):
+        return exc
+    return ACMEProblem(_GENERIC.get(exc.code, "malformed"), exc.detail, status=exc.http_status)

@@ -22,6 +22,12 @@ per-user data directory):
   devid plugins     list loaded plugins, provisioner types and attestation formats
   devid device      the device inventory: add, list, show, disable, remove, import, sync
 
+On the device (TPM through --tcti, default device:/dev/tpmrm0):
+  devid agent info      print the EK URN and what else registering the device needs
+  devid agent attest    prove the TPM to the Attestation CA and get the AK certificate
+  devid agent enroll    get the device certificate through ACME device-attest-01
+  devid agent swtpm     start/stop a software TPM for trying devid without hardware
+
 Client side (against a running CA):
   devid ca root         download the root certificate, checked by fingerprint
   devid ca certificate  create a key and get a certificate with a token

@@ -1,5 +1,6 @@
-"""Device-side commands: ``devid agent info``, ``devid agent attest`` and
-``devid agent swtpm start|stop|status`` (a software TPM standing in for a device's).
+"""Device-side commands: ``devid agent info``, ``devid agent attest``, ``devid agent
+enroll`` and ``devid agent swtpm start|stop|status`` (a software TPM standing in for a
+device's).
 
 The TPM library (tpm2-pytss, the ``agent`` extra) is imported only when one of
 these commands runs, so the rest of the CLI works where it is not installed.
@@ -13,6 +14,9 @@ import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from agent.state import AgentError, AgentState
 from agent.swtpm import DEFAULT_PORT, RunningSwtpm, SwtpmDirectory
@@ -91,7 +95,67 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_attest)
 
+    _register_enroll(agent_sub)
     _register_swtpm(agent_sub)
+
+
+def _register_enroll(agent_sub: Any) -> None:
+    p = agent_sub.add_parser(
+        "enroll",
+        help="get a device certificate from the Agent CA through ACME device-attest-01",
+        description="Order a certificate for this device's permanent identifier, prove it"
+        " with a new TPM key certified by the AK, and show the certificate. The certificate"
+        " is held in memory only and is gone when the command exits; `devid agent run`"
+        " keeps it and uses it.",
+    )
+    _add_tpm_options(p)
+    p.add_argument(
+        "--acme",
+        default=os.environ.get("DEVID_ACME_URL"),
+        metavar="DIRECTORY_URL",
+        help="the ACME directory, e.g. https://ca.example.com:8443/acme/devices/directory"
+        " (default $DEVID_ACME_URL)",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
+        metavar="FILE",
+        help="the CA's root certificate, PEM (default $DEVID_ROOT)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
+        metavar="DIR",
+        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
+    )
+    p.add_argument(
+        "--ca",
+        default=os.environ.get("DEVID_CA_URL"),
+        metavar="URL",
+        help="the CA's URL, to attest first when the state directory has no AK certificate"
+        " (default $DEVID_CA_URL)",
+    )
+    p.add_argument(
+        "--ak-type",
+        choices=["ecc", "rsa"],
+        default="ecc",
+        help="AK key type when attesting first (default ecc)",
+    )
+    p.add_argument(
+        "--contact",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="a contact for the ACME account, e.g. mailto:ops@example.com (repeatable)",
+    )
+    p.add_argument(
+        "--print-pem",
+        action="store_true",
+        help="also print the certificate chain as PEM on stdout (it is never written to a file)",
+    )
+    p.set_defaults(func=cmd_enroll)
 
 
 def _register_swtpm(agent_sub: Any) -> None:
@@ -259,6 +323,100 @@ def cmd_attest(args: argparse.Namespace) -> int:
     print()
     print("Inspect it with:")
     print(f"  openssl x509 -in {state.certificate_path} -noout -text")
+    return 0
+
+
+def _general_names(cert: x509.Certificate) -> list[str]:
+    """The SAN entries of a certificate, one readable string each."""
+    from engine.attestation.akcert import PERMANENT_IDENTIFIER_OID, identities_of_ak_certificate
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError:
+        return ["(unreadable)"]
+    out: list[str] = []
+    prefixes: dict[type[x509.GeneralName], str] = {
+        x509.DNSName: "DNS",
+        x509.UniformResourceIdentifier: "URI",
+        x509.RFC822Name: "email",
+        x509.IPAddress: "IP",
+    }
+    for name in san:
+        prefix = prefixes.get(type(name))
+        if prefix is not None:
+            out.append(f"{prefix}:{name.value}")
+        elif isinstance(name, x509.DirectoryName):
+            out.append(f"dirName:{_name(name.value)}")
+        elif not (isinstance(name, x509.OtherName) and name.type_id == PERMANENT_IDENTIFIER_OID):
+            out.append(f"{type(name).__name__}")
+    try:
+        permanent = identities_of_ak_certificate(cert).permanent_identifiers
+    except Exception:
+        permanent = ()
+    return [f"PermanentIdentifier:{value}" for value in permanent] + out
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def enrollment_lines(chain: list[x509.Certificate]) -> list[str]:
+    """What ``devid agent enroll`` shows about the chain (never the PEM unless asked)."""
+    leaf = chain[0]
+    sans = _general_names(leaf) or ["(none)"]
+    lines = [
+        "Device certificate (held in memory only; nothing was written to disk):",
+        f"  Subject:      {_name(leaf.subject) or '(empty)'}",
+        f"  SANs:         {sans[0]}",
+        *[f"                {more}" for more in sans[1:]],
+        f"  Serial:       {leaf.serial_number:x}",
+        f"  Not before:   {leaf.not_valid_before_utc.isoformat()}",
+        f"  Not after:    {leaf.not_valid_after_utc.isoformat()}",
+        f"  Issuer:       {_name(leaf.issuer)}",
+        "  Key:          ECC P-256, created in and never leaving the TPM",
+        "Chain (SHA-256 fingerprints):",
+    ]
+    for index, cert in enumerate(chain):
+        lines.append(f"  [{index}] {_name(cert.subject) or '(empty subject)'}")
+        lines.append(f"      {_fingerprint(cert)}")
+    return lines
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    if not args.acme:
+        return _fail(
+            "pass --acme DIRECTORY_URL (or set DEVID_ACME_URL), for example"
+            " https://ca.example.com:8443/acme/devices/directory"
+        )
+    if args.root is None:
+        return _fail("pass --root FILE (get it with `devid ca root`)")
+    try:
+        with _open_tpm(args.tcti) as tpm:
+            from agent.enroll import enroll
+            from agent.tpm import KeyAlgorithm
+
+            enrollment = enroll(
+                args.acme,
+                args.root,
+                tpm,
+                args.state,
+                ca_url=args.ca,
+                contact=args.contact,
+                ek_algorithm=args.ek,
+                ak_algorithm=KeyAlgorithm(args.ak_type),
+            )
+    except AgentError as exc:
+        return _fail(str(exc))
+    print("\n".join(enrollment_lines(enrollment.chain)))
+    print()
+    print("This command exits now and the certificate is gone with it (by design, it is")
+    print("never stored). `devid agent run` enrolls the same way, keeps the certificate in")
+    print("memory and uses it.")
+    if args.print_pem:
+        print()
+        print(enrollment.pem(), end="")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 import uuid
 from datetime import timedelta
@@ -46,7 +47,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="run the CA server",
-        description="Run the CA over HTTPS. Initialises the data directory first if it is empty.",
+        description="Run the CA over HTTPS (the REST API, the Attestation CA and an ACME server"
+        " per ACME provisioner at /acme/NAME/directory). Initialises the data directory first"
+        " if it is empty.",
     )
     add_data_options(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT", help="default from devid.toml")
@@ -63,6 +66,28 @@ def register(sub: Any) -> None:
         default=1,
         metavar="N",
         help="worker processes sharing the port (raw host only; default 1)",
+    )
+    p.add_argument(
+        "--acme-http01-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="port ACME http-01 validation connects to (default [acme] http01_port, else 80)",
+    )
+    p.add_argument(
+        "--acme-tlsalpn01-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="port ACME tls-alpn-01 validation connects to (default [acme] tlsalpn01_port,"
+        " else 443)",
+    )
+    p.add_argument(
+        "--acme-dns-resolver",
+        default=None,
+        metavar="HOST:PORT",
+        help="DNS server for every lookup ACME validation makes (default [acme] dns_resolver,"
+        " else the system's)",
     )
     p.add_argument("--log-format", default="json", choices=["json", "text"])
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -133,6 +158,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print_init(result)
     password = require_password(directory, args.password_file)
     authority = Authority.load(directory, password.value)
+    acme_overrides = functools.partial(
+        _configure_acme,
+        http01_port=args.acme_http01_port,
+        tlsalpn01_port=args.acme_tlsalpn01_port,
+        dns_resolver=args.acme_dns_resolver,
+    )
+    acme_overrides(authority)  # a bad flag stops start-up here
     listen = args.listen or authority.config.server.listen
     parse_listen(listen)
     if args.workers < 1:
@@ -154,7 +186,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             authority.close()
             os.environ.setdefault("DEVID_LOG_LEVEL", args.log_level)
             os.environ.setdefault("DEVID_LOG_FORMAT", args.log_format)
-            return serve_workers(directory, password.value, listen, args.workers, on_ready=ready)
+            return serve_workers(
+                directory,
+                password.value,
+                listen,
+                args.workers,
+                on_ready=ready,
+                prepare=acme_overrides,
+            )
         from hosts.quart import serve as quart_serve
         from hosts.raw import serve as raw_serve
 
@@ -170,6 +209,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         authority.close()
     return 0
+
+
+def _configure_acme(
+    authority: Any,
+    *,
+    http01_port: int | None,
+    tlsalpn01_port: int | None,
+    dns_resolver: str | None,
+) -> None:
+    """``devid serve --acme-*`` flags override ``[acme]`` in devid.toml."""
+    authority.acme.configure(
+        http01_port=http01_port, tlsalpn01_port=tlsalpn01_port, dns_resolver=dns_resolver
+    )
 
 
 def _jwk_provisioner(directory: Path, name: str | None) -> Any:

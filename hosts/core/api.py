@@ -116,4 +116,26 @@ def build_router(authority: Authority) -> Router:
         await _run(inventory.remove, ek)
         return HTTPResponse(204)
 
+    # --- ACME (RFC 8555), one server per ACME provisioner ----------------------------------
+    # Handlers never raise: errors are problem documents with a Replay-Nonce, and so are
+    # the router's own refusals under /acme/ (unknown path, wrong method, body too large).
+
+    acme = authority.acme
+    router.on_refusal("/acme/", acme.refuse)
+    base = "/acme/{provisioner}"
+    router.add("GET", f"{base}/directory", acme.directory)
+    router.add("GET", f"{base}/new-nonce", acme.new_nonce)
+    router.add("POST", f"{base}/new-account", acme.new_account)
+    router.add("POST", f"{base}/acct/{{account_id}}", acme.account)
+    router.add("POST", f"{base}/acct/{{account_id}}/orders", acme.account_orders)
+    router.add("POST", f"{base}/key-change", acme.key_change)
+    router.add("POST", f"{base}/new-order", acme.new_order)
+    router.add("POST", f"{base}/order/{{order_id}}", acme.order)
+    router.add("POST", f"{base}/order/{{order_id}}/finalize", acme.finalize)
+    router.add("POST", f"{base}/authz/{{authorization_id}}", acme.authorization)
+    router.add("POST", f"{base}/chall/{{challenge_id}}", acme.challenge)
+    router.add("POST", f"{base}/cert/{{serial}}", acme.certificate)
+    router.add("POST", f"{base}/revoke-cert", acme.revoke_cert)
+    router.add("GET", f"{base}/renewal-info/{{cert_id}}", acme.renewal_info)
+
     return router

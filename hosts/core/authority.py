@@ -63,6 +63,7 @@ from plugins.provisioner import (
     TokenUse,
 )
 
+from .acme_service import ACMEService
 from .attestation import load_attestation_policy
 from .config import Config, load_config
 from .inventory import ImportReport, Inventory
@@ -164,6 +165,7 @@ class Authority:
         self.base_urls: tuple[str, ...] = ()
         self.inventory = Inventory(store, clock)
         self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
+        self.acme = ACMEService(self)
 
     @classmethod
     def load(
@@ -231,34 +233,41 @@ class Authority:
 
         Raises Unauthorized, storing nothing, if *token* was used before.
         """
-        cert = issued.certificate
-        subject = cert.subject.rfc4514_string()
-        sans = [str(s) for s in issued.sans]
         now = self.clock.now()
         recorded = self.store.record_certificate(
-            CertificateRecord(
-                serial=issued.serial_hex,
-                issuer=issued.issuer.name,
-                subject=subject,
-                sans=tuple(sans),
-                provisioner_type=issued.provisioner.type,
-                provisioner_name=issued.provisioner.name,
-                not_before=cert.not_valid_before_utc,
-                not_after=cert.not_valid_after_utc,
-                der=issued.der,
-                evidence=dict(issued.evidence),
-                created_at=now,
-            ),
+            self.certificate_record(issued),
             used_token=None
             if token is None
             else UsedToken(token.provisioner, token.token_id, token.expires_at, now),
         )
         if not recorded:
             raise Unauthorized("token has already been used")
+        self.announce_issued(issued)
+
+    def certificate_record(self, issued: IssuedCertificate) -> CertificateRecord:
+        """What the store keeps about *issued* (ACME stores it with its order)."""
+        cert = issued.certificate
+        return CertificateRecord(
+            serial=issued.serial_hex,
+            issuer=issued.issuer.name,
+            subject=cert.subject.rfc4514_string(),
+            sans=tuple(str(s) for s in issued.sans),
+            provisioner_type=issued.provisioner.type,
+            provisioner_name=issued.provisioner.name,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            der=issued.der,
+            evidence=dict(issued.evidence),
+            created_at=self.clock.now(),
+        )
+
+    def announce_issued(self, issued: IssuedCertificate) -> None:
+        """Log and audit a certificate that was just stored."""
+        cert = issued.certificate
         fields = {
             "serial": issued.serial_hex,
-            "subject": subject,
-            "sans": sans,
+            "subject": cert.subject.rfc4514_string(),
+            "sans": [str(s) for s in issued.sans],
             "provisioner": issued.provisioner.name,
             "issuer": issued.issuer.name,
             "not_after": cert.not_valid_after_utc.isoformat(),

@@ -66,6 +66,8 @@ class Config:
     admin: AdminConfig = AdminConfig()
     attestation: Mapping[str, Any] = attrs.field(factory=dict)
     inventory: Mapping[str, Any] = attrs.field(factory=dict)
+    # [acme]: how ACME challenges are validated; see hosts/core/acme_settings.py
+    acme: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -164,4 +166,5 @@ def load_config(data_dir: Path) -> Config:
         admin=AdminConfig(tuple(t.lower() for t in tokens), tuple(subjects)),
         attestation=_table(raw, "attestation", where),
         inventory=_table(raw, "inventory", where),
+        acme=_table(raw, "acme", where),
     )

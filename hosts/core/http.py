@@ -104,6 +104,7 @@ def internal_error() -> HTTPResponse:
 
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
+Refuser = Callable[[HTTPRequest, ProtocolError], Awaitable[HTTPResponse]]
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
 
@@ -131,6 +132,7 @@ class Router:
     def __init__(self, max_body_bytes: int) -> None:
         self.max_body_bytes = max_body_bytes
         self._routes: list[Route] = []
+        self._refusers: list[tuple[str, Refuser]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append(Route(method.upper(), pattern, handler, _compile(pattern)))
@@ -141,6 +143,22 @@ class Router:
             return handler
 
         return decorate
+
+    def on_refusal(self, prefix: str, refuser: Refuser) -> None:
+        """Answer refusals under *prefix* (no such path, wrong method, body too large) with
+        *refuser* instead of the default JSON error: a protocol with its own error form
+        (ACME: problem documents with a Replay-Nonce) stays in that form."""
+        self._refusers.append((prefix, refuser))
+
+    async def refuse(self, request: HTTPRequest, exc: ProtocolError) -> HTTPResponse:
+        """The response to a request refused before (or instead of) its handler.
+
+        Hosts call this too, for what they refuse before building a request (an
+        announced body over the limit)."""
+        for prefix, refuser in self._refusers:
+            if request.path.startswith(prefix):
+                return await refuser(request, exc)
+        return error_response(exc)
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         allowed: set[str] = set()
@@ -170,12 +188,22 @@ class Router:
             if len(request.body) > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
             handler, params = self.match(request.method, request.path)
+        except ProtocolError as exc:
+            response = await self.refuse(request, exc)
+        else:
+            response = await self._handle(request, handler, params)
+        if request.method == "HEAD":
+            response = attrs.evolve(response, body=b"")
+        return response
+
+    async def _handle(
+        self, request: HTTPRequest, handler: Handler, params: dict[str, str]
+    ) -> HTTPResponse:
+        try:
             response = await handler(request, **params)
         except ProtocolError as exc:
             response = error_response(exc)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = internal_error()
-        if request.method == "HEAD":
-            response = attrs.evolve(response, body=b"")
         return response

@@ -24,6 +24,17 @@ from .secrets import Password, generate_password
 from .sqlite_store import SQLiteStore
 
 DEFAULT_PROVISIONER = "admin"
+# ACME: `acme` for servers (http-01, dns-01, tls-alpn-01), `devices` for TPM-attested devices.
+ACME_PROVISIONER = "acme"
+DEVICES_PROVISIONER = "devices"
+DEVICES_OPTIONS: dict[str, Any] = {
+    "issuer": "agent",
+    "challenges": ["device-attest-01"],
+    "attestation_formats": ["tpm", "apple", "step"],
+    "allowed_domains": [],
+    "require_inventory": True,
+    "template": {"ekus": ["clientAuth"]},
+}
 
 
 @attrs.frozen
@@ -73,6 +84,12 @@ def init_data_dir(
         data_dir=data_dir, issuers=frozenset(ISSUER_NAMES), password=password.value
     )
     provisioners: list[dict[str, Any]] = [jwk_type.default_config(provisioner, env)]
+    acme_type = plugins.provisioner_types().get("ACME")
+    if acme_type is not None:
+        provisioners.append(acme_type.default_config(ACME_PROVISIONER, env))
+        provisioners.append(
+            {**acme_type.default_config(DEVICES_PROVISIONER, env), **DEVICES_OPTIONS}
+        )
     admin_token = secrets.token_urlsafe(32)
     admin_token_path = data_dir / "secrets" / "admin-token"
     write_private(admin_token_path, (admin_token + "\n").encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import timedelta
+from functools import partial
 
 import trio
 
@@ -76,8 +77,10 @@ async def sync_inventory(authority: Authority, every: timedelta) -> None:
 def start_background(
     nursery: trio.Nursery, authority: Authority, tls: ServerTLS, *, primary: bool = True
 ) -> None:
-    """Start the host's background tasks; only the primary process syncs the inventory."""
+    """Start the host's background tasks; only the primary process syncs the inventory
+    (and resumes ACME validations a previous run left unfinished)."""
     nursery.start_soon(rotate_certificate, tls)
+    nursery.start_soon(partial(authority.acme.run, resume=primary))
     every = inventory_sync_interval(authority)
     if primary and every is not None:
         nursery.start_soon(sync_inventory, authority, every)

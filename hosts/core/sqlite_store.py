@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.acme.effects import Write
+from engine.acme.records import Account, Authorization, CertificateLink, Challenge, Order
 from engine.crl import RevokedEntry
 from engine.errors import ConfigurationError
 from engine.inventory import Device, DeviceFilter, DeviceStatus
@@ -72,9 +74,55 @@ CREATE TABLE IF NOT EXISTS revocations (
     reason TEXT NOT NULL,
     revoked_by TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS acme_nonces (
+    value TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acme_nonces_by_expiry ON acme_nonces(expires_at);
+CREATE TABLE IF NOT EXISTS acme_accounts (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    thumbprint TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    UNIQUE (provisioner, thumbprint)
+);
+CREATE TABLE IF NOT EXISTS acme_orders (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acme_orders_by_account ON acme_orders(account_id, created_at);
+CREATE TABLE IF NOT EXISTS acme_authorizations (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acme_challenges (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    authorization_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acme_challenges_by_status ON acme_challenges(status);
+CREATE TABLE IF NOT EXISTS acme_certificates (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    order_id TEXT NOT NULL
+);
 """
 
 PRUNE_EVERY = 1000
+_R = TypeVar("_R")
 
 
 def _ts(value: datetime) -> float:
@@ -105,6 +153,7 @@ class SQLiteStore:
             raise ConfigurationError(f"cannot open the database {path}: {exc}") from None
         self._lock = threading.Lock()
         self._writes_since_prune = 0
+        self._nonces_since_prune = 0
         self.path = path
 
     def close(self) -> None:
@@ -113,35 +162,38 @@ class SQLiteStore:
 
     # --- certificates --------------------------------------------------------
 
+    def _insert_certificate(self, record: CertificateRecord) -> None:
+        created = record.created_at or datetime.now(UTC)
+        self._db.execute(
+            "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
+            " provisioner_name, not_before, not_after, status, der, evidence,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.serial,
+                record.issuer,
+                record.subject,
+                json.dumps(list(record.sans)),
+                record.provisioner_type,
+                record.provisioner_name,
+                _ts(record.not_before),
+                _ts(record.not_after),
+                record.status,
+                record.der,
+                json.dumps(record.evidence, default=str),
+                _ts(created),
+            ),
+        )
+
     def record_certificate(
         self, record: CertificateRecord, used_token: UsedToken | None = None
     ) -> bool:
-        created = record.created_at or datetime.now(UTC)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if used_token is not None and not self._claim_token(used_token):
                     self._db.execute("ROLLBACK")
                     return False
-                self._db.execute(
-                    "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
-                    " provisioner_name, not_before, not_after, status, der, evidence,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.serial,
-                        record.issuer,
-                        record.subject,
-                        json.dumps(list(record.sans)),
-                        record.provisioner_type,
-                        record.provisioner_name,
-                        _ts(record.not_before),
-                        _ts(record.not_after),
-                        record.status,
-                        record.der,
-                        json.dumps(record.evidence, default=str),
-                        _ts(created),
-                    ),
-                )
+                self._insert_certificate(record)
                 self._db.execute("COMMIT")
                 return True
             except BaseException:
@@ -400,3 +452,233 @@ class SQLiteStore:
     def count_sessions(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM attestation_sessions").fetchone()[0])
+
+    # --- ACME ------------------------------------------------------------------------
+
+    def acme_add_nonce(self, value: str, expires_at: datetime, now: datetime) -> None:
+        with self._lock:
+            self._nonces_since_prune += 1
+            if self._nonces_since_prune >= PRUNE_EVERY:
+                self._nonces_since_prune = 0
+                self._db.execute("DELETE FROM acme_nonces WHERE expires_at < ?", (_ts(now),))
+            self._db.execute(
+                "INSERT OR REPLACE INTO acme_nonces (value, expires_at) VALUES (?, ?)",
+                (value, _ts(expires_at)),
+            )
+
+    def acme_take_nonce(self, value: str) -> datetime | None:
+        with self._lock:
+            row = self._db.execute(
+                "DELETE FROM acme_nonces WHERE value = ? RETURNING expires_at", (value,)
+            ).fetchone()
+        return None if row is None else _dt(float(row[0]))
+
+    def count_acme_nonces(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM acme_nonces").fetchone()[0])
+
+    @staticmethod
+    def _account(row: tuple[Any, ...]) -> Account:
+        id, provisioner, thumbprint, record, revision = row
+        return Account.from_store(id, provisioner, thumbprint, json.loads(record), int(revision))
+
+    def acme_account(self, provisioner: str, account_id: str) -> Account | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, provisioner, thumbprint, record, revision FROM acme_accounts"
+                " WHERE provisioner = ? AND id = ?",
+                (provisioner, account_id),
+            ).fetchone()
+        return None if row is None else self._account(row)
+
+    def acme_account_by_thumbprint(self, provisioner: str, thumbprint: str) -> Account | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, provisioner, thumbprint, record, revision FROM acme_accounts"
+                " WHERE provisioner = ? AND thumbprint = ?",
+                (provisioner, thumbprint),
+            ).fetchone()
+        return None if row is None else self._account(row)
+
+    @staticmethod
+    def _order(row: tuple[Any, ...]) -> Order:
+        id, provisioner, account_id, record, revision = row
+        return Order.from_store(id, provisioner, account_id, json.loads(record), int(revision))
+
+    def acme_order(self, provisioner: str, order_id: str) -> Order | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, provisioner, account_id, record, revision FROM acme_orders"
+                " WHERE provisioner = ? AND id = ?",
+                (provisioner, order_id),
+            ).fetchone()
+        return None if row is None else self._order(row)
+
+    def acme_orders_of(
+        self, provisioner: str, account_id: str, *, limit: int = 1000
+    ) -> Sequence[Order]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, provisioner, account_id, record, revision FROM acme_orders"
+                " WHERE provisioner = ? AND account_id = ? ORDER BY created_at DESC LIMIT ?",
+                (provisioner, account_id, limit),
+            ).fetchall()
+        return [self._order(r) for r in rows]
+
+    @staticmethod
+    def _authorization(row: tuple[Any, ...]) -> Authorization:
+        id, provisioner, account_id, order_id, record, revision = row
+        return Authorization.from_store(
+            id, provisioner, account_id, order_id, json.loads(record), int(revision)
+        )
+
+    _AUTHZ = (
+        "SELECT id, provisioner, account_id, order_id, record, revision FROM acme_authorizations"
+    )
+
+    def acme_authorization(self, provisioner: str, authorization_id: str) -> Authorization | None:
+        with self._lock:
+            row = self._db.execute(
+                f"{self._AUTHZ} WHERE provisioner = ? AND id = ?", (provisioner, authorization_id)
+            ).fetchone()
+        return None if row is None else self._authorization(row)
+
+    def acme_authorizations(self, provisioner: str, ids: Sequence[str]) -> Sequence[Authorization]:
+        found = {a.id: a for a in self._many(self._AUTHZ, provisioner, ids, self._authorization)}
+        return [found[i] for i in ids if i in found]
+
+    @staticmethod
+    def _challenge(row: tuple[Any, ...]) -> Challenge:
+        id, provisioner, authorization_id, record, revision = row
+        return Challenge.from_store(
+            id, provisioner, authorization_id, json.loads(record), int(revision)
+        )
+
+    _CHALLENGE = "SELECT id, provisioner, authorization_id, record, revision FROM acme_challenges"
+
+    def acme_challenge(self, provisioner: str, challenge_id: str) -> Challenge | None:
+        with self._lock:
+            row = self._db.execute(
+                f"{self._CHALLENGE} WHERE provisioner = ? AND id = ?", (provisioner, challenge_id)
+            ).fetchone()
+        return None if row is None else self._challenge(row)
+
+    def acme_challenges(self, provisioner: str, ids: Sequence[str]) -> Sequence[Challenge]:
+        found = {c.id: c for c in self._many(self._CHALLENGE, provisioner, ids, self._challenge)}
+        return [found[i] for i in ids if i in found]
+
+    def acme_processing_challenges(self) -> Sequence[Challenge]:
+        with self._lock:
+            rows = self._db.execute(f"{self._CHALLENGE} WHERE status = 'processing'").fetchall()
+        return [self._challenge(r) for r in rows]
+
+    def _many(
+        self,
+        select: str,
+        provisioner: str,
+        ids: Sequence[str],
+        make: Callable[[tuple[Any, ...]], _R],
+    ) -> list[_R]:
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        with self._lock:
+            rows = self._db.execute(
+                f"{select} WHERE provisioner = ? AND id IN ({marks})", (provisioner, *ids)
+            ).fetchall()
+        return [make(r) for r in rows]
+
+    def acme_certificate(self, serial: str) -> CertificateLink | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT serial, provisioner, account_id, order_id FROM acme_certificates"
+                " WHERE serial = ?",
+                (serial,),
+            ).fetchone()
+        return None if row is None else CertificateLink(*map(str, row))
+
+    def _put(
+        self,
+        table: str,
+        record_id: str,
+        revision: int,
+        columns: dict[str, Any],
+        record: dict[str, Any],
+    ) -> bool:
+        """Insert (revision 0) or replace at the expected revision; False on a conflict."""
+        data = json.dumps(record, default=str)
+        if revision == 0:
+            names = ["id", *columns, "record", "revision"]
+            values = [record_id, *columns.values(), data, 1]
+            marks = ", ".join("?" for _ in names)
+            try:
+                self._db.execute(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values
+                )
+            except sqlite3.IntegrityError:
+                return False
+            return True
+        assignments = "".join(f"{name} = ?, " for name in columns)
+        try:
+            cursor = self._db.execute(
+                f"UPDATE {table} SET {assignments}record = ?, revision = revision + 1"
+                " WHERE id = ? AND revision = ?",
+                (*columns.values(), data, record_id, revision),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return cursor.rowcount == 1
+
+    def acme_write(
+        self,
+        write: Write,
+        *,
+        certificate: CertificateRecord | None = None,
+        link: CertificateLink | None = None,
+    ) -> bool:
+        rows: list[tuple[str, str, int, dict[str, Any], dict[str, Any]]] = []
+        columns: dict[str, Any]
+        for a in write.accounts:
+            columns = {"provisioner": a.provisioner, "thumbprint": a.thumbprint}
+            rows.append(("acme_accounts", a.id, a.revision, columns, a.to_store()))
+        for o in write.orders:
+            columns = {
+                "provisioner": o.provisioner,
+                "account_id": o.account_id,
+                "created_at": _ts(o.created_at),
+            }
+            rows.append(("acme_orders", o.id, o.revision, columns, o.to_store()))
+        for z in write.authorizations:
+            columns = {
+                "provisioner": z.provisioner,
+                "account_id": z.account_id,
+                "order_id": z.order_id,
+            }
+            rows.append(("acme_authorizations", z.id, z.revision, columns, z.to_store()))
+        for c in write.challenges:
+            columns = {
+                "provisioner": c.provisioner,
+                "authorization_id": c.authorization_id,
+                "status": c.status.value,
+            }
+            rows.append(("acme_challenges", c.id, c.revision, columns, c.to_store()))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, record_id, revision, columns, record in rows:
+                    if not self._put(table, record_id, revision, columns, record):
+                        self._db.execute("ROLLBACK")
+                        return False
+                if certificate is not None:
+                    self._insert_certificate(certificate)
+                if link is not None:
+                    self._db.execute(
+                        "INSERT INTO acme_certificates (serial, provisioner, account_id, order_id)"
+                        " VALUES (?, ?, ?, ?)",
+                        (link.serial, link.provisioner, link.account_id, link.order_id),
+                    )
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise

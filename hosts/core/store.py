@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from engine.acme.effects import Write
+from engine.acme.records import Account, Authorization, CertificateLink, Challenge, Order
 from engine.crl import RevokedEntry
 from engine.inventory import Device, DeviceFilter
 
@@ -121,6 +123,65 @@ class Store(Protocol):
 
     def take_session(self, session_id: str) -> dict[str, Any] | None:
         """Remove and return a pending attestation session; None if there is none."""
+        ...
+
+    # --- ACME (records are the engine's; each carries the revision it was read at) ---
+
+    def acme_add_nonce(self, value: str, expires_at: datetime, now: datetime) -> None:
+        """Remember an issued nonce until *expires_at* (and prune expired ones now and then)."""
+        ...
+
+    def acme_take_nonce(self, value: str) -> datetime | None:
+        """Forget a nonce and return its expiry; None if it is unknown or was taken before."""
+        ...
+
+    def acme_account(self, provisioner: str, account_id: str) -> Account | None: ...
+
+    def acme_account_by_thumbprint(self, provisioner: str, thumbprint: str) -> Account | None: ...
+
+    def acme_order(self, provisioner: str, order_id: str) -> Order | None: ...
+
+    def acme_orders_of(
+        self, provisioner: str, account_id: str, *, limit: int = 1000
+    ) -> Sequence[Order]:
+        """An account's orders, newest first."""
+        ...
+
+    def acme_authorization(
+        self, provisioner: str, authorization_id: str
+    ) -> Authorization | None: ...
+
+    def acme_authorizations(self, provisioner: str, ids: Sequence[str]) -> Sequence[Authorization]:
+        """The authorizations with these ids that exist, in the order of *ids*."""
+        ...
+
+    def acme_challenge(self, provisioner: str, challenge_id: str) -> Challenge | None: ...
+
+    def acme_challenges(self, provisioner: str, ids: Sequence[str]) -> Sequence[Challenge]:
+        """The challenges with these ids that exist, in the order of *ids*."""
+        ...
+
+    def acme_processing_challenges(self) -> Sequence[Challenge]:
+        """Challenges whose validation was started and has not finished (to resume them)."""
+        ...
+
+    def acme_certificate(self, serial: str) -> CertificateLink | None:
+        """Which account and order an ACME certificate came from."""
+        ...
+
+    def acme_write(
+        self,
+        write: Write,
+        *,
+        certificate: CertificateRecord | None = None,
+        link: CertificateLink | None = None,
+    ) -> bool:
+        """Store ACME records (and an issued certificate with its link) in one transaction.
+
+        A record with revision 0 is inserted; any other replaces the stored one only if
+        that is still at the same revision. False, storing nothing, on any conflict (a
+        newer revision, or a key thumbprint another account of the provisioner uses).
+        """
         ...
 
     def close(self) -> None: ...

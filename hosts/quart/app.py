@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import PayloadTooLarge, ProtocolError
 from hosts.core.api import build_router
 from hosts.core.authority import Authority
-from hosts.core.http import HTTPRequest, HTTPResponse, error_response, internal_error
+from hosts.core.http import HTTPRequest, HTTPResponse, internal_error
 
 from .peercert import peer_certificate
 
@@ -23,7 +23,10 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def _to_quart(response: HTTPResponse) -> Response:
     out = Response(response.body, status=response.status)
     for name, value in response.headers:
-        out.headers[name] = value
+        if name.lower() == "content-type":
+            out.headers[name] = value
+        else:
+            out.headers.add(name, value)  # Link may appear several times
     return out
 
 
@@ -33,12 +36,23 @@ def create_app(authority: Authority) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = router.max_body_bytes
     app.config["BODY_TIMEOUT"] = 30
 
+    def _bare_request() -> HTTPRequest:
+        """The current request without its body (for refusing it before reading that)."""
+        return HTTPRequest(
+            method=request.method,
+            path=request.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            base_url=f"{request.scheme}://{request.host}",
+        )
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         # Raised by quart itself, e.g. a body over MAX_CONTENT_LENGTH.
         status = exc.code or 500
         if status == 413:
-            return _to_quart(error_response(PayloadTooLarge(str(exc.description))))
+            return _to_quart(
+                await router.refuse(_bare_request(), PayloadTooLarge(str(exc.description)))
+            )
         words = (exc.name or "error").split()
         code = words[0].lower() + "".join(w.capitalize() for w in words[1:])
         body = {"status": status, "error": code, "message": exc.description}
@@ -55,7 +69,7 @@ def create_app(authority: Authority) -> QuartTrio:
         try:
             router.check_length(request.content_length)
         except ProtocolError as exc:
-            return _to_quart(error_response(exc))
+            return _to_quart(await router.refuse(_bare_request(), exc))
         body = await request.get_data(as_text=False)
         assert isinstance(body, bytes)
         http_request = HTTPRequest(

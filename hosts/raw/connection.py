@@ -160,7 +160,13 @@ async def _handle(
         with trio.fail_after(REQUEST_TIMEOUT):
             body = await _read_body(conn, stream, router.max_body_bytes)
     except PayloadTooLarge as exc:
-        await _respond(conn, stream, error_response(exc), close=True)
+        refused = HTTPRequest(
+            method=request.method.decode("ascii", "replace").upper(),
+            path=unquote(path),
+            headers=headers,
+            base_url=f"https://{headers['host']}" if "host" in headers else base_url,
+        )
+        await _respond(conn, stream, await router.refuse(refused, exc), close=True)
         await _drain(stream)
         return
     except trio.TooSlowError:

@@ -108,7 +108,12 @@ async def serve(
 
 
 def _worker_main(
-    data_dir: Path, password: bytes, listen: str, sock: socket.socket, index: int
+    data_dir: Path,
+    password: bytes,
+    listen: str,
+    sock: socket.socket,
+    index: int,
+    prepare: Callable[[Authority], None] | None = None,
 ) -> None:
     from hosts.core.logs import configure_logging
 
@@ -116,6 +121,8 @@ def _worker_main(
         os.environ.get("DEVID_LOG_LEVEL", "info"), os.environ.get("DEVID_LOG_FORMAT", "json")
     )
     authority = Authority.load(data_dir, password)
+    if prepare is not None:
+        prepare(authority)
     try:
         trio.run(lambda: serve(authority, listen, sock=sock, worker=index))
     except KeyboardInterrupt:
@@ -131,15 +138,19 @@ def serve_workers(
     workers: int,
     *,
     on_ready: Callable[[list[str]], None] | None = None,
+    prepare: Callable[[Authority], None] | None = None,
 ) -> int:
-    """Run *workers* processes sharing one listening socket; SIGINT/SIGTERM stops them all."""
+    """Run *workers* processes sharing one listening socket; SIGINT/SIGTERM stops them all.
+
+    *prepare* runs in each worker on its freshly loaded authority (command-line overrides).
+    """
     sock = listening_socket(listen)
     port = sock.getsockname()[1]
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(
             target=_worker_main,
-            args=(data_dir, password, listen, sock, index),
+            args=(data_dir, password, listen, sock, index, prepare),
             name=f"devid-worker-{index}",
             daemon=False,
         )

@@ -139,13 +139,14 @@ async def test_provisioners_show_public_fields_only(server: RunningServer) -> No
         r = await http.get("/provisioners")
     assert r.status_code == 200
     listing = r.json()["provisioners"]
-    assert [p["name"] for p in listing] == ["admin"]
-    (admin,) = listing
+    assert [p["name"] for p in listing] == ["admin", "acme", "devices"]
+    admin = listing[0]
     assert admin["type"] == "JWK"
+    assert [p["type"] for p in listing[1:]] == ["ACME", "ACME"]
     assert admin["key"] == jwk_from_public_key(provisioner_of(server.authority).public_key)
     keys = _all_keys(listing)
     assert "d" not in keys, "a private JWK member leaked"
-    assert not keys & {"encrypted_key", "encryptedKey", "password"}
+    assert not keys & {"encrypted_key", "encryptedKey", "password", "eab_keys", "eabKeys"}
     assert "secrets/" not in r.text
     assert PASSWORD.decode() not in r.text
 

@@ -1,0 +1,99 @@
+"""device-attest-01 on the host: decode ``attObj``, run the format plugin, and (when the
+provisioner requires it) check the device inventory.
+
+Verification needs no network, so it runs while the client waits; the engine
+then applies the rule that the ordered identifier must be bound to the device
+(:func:`engine.acme.challenges.attestation_verified`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from engine.acme.device_attest import AttestedDevice, bad_statement, decode_attestation_object
+from engine.acme.problems import ACMEProblem, unauthorized
+from engine.errors import ProtocolError
+from engine.inventory import ek_urn_from_digest, normalize_ek_urn
+from engine.jose import b64url_decode
+from plugins.acme import ACMEProvisioner
+
+if TYPE_CHECKING:
+    from .authority import Authority
+
+log = logging.getLogger("devid.acme")
+
+
+def verify_device_attestation(
+    authority: Authority,
+    provisioner: ACMEProvisioner,
+    raw: bytes,
+    key_authorization: str,
+    now: datetime,
+) -> AttestedDevice:
+    """What the attestation proves; ``badAttestationStatement`` (or ``unauthorized``)
+    for anything wrong, never another exception."""
+    statement = decode_attestation_object(raw)
+    if not provisioner.accepts_format(statement.format):
+        accepted = ", ".join(provisioner.attestation_formats)
+        raise bad_statement(
+            f"attestation format {statement.format!r} is not accepted here (accepted: {accepted})"
+        )
+    fmt = authority.plugins.attestation_formats().get(statement.format)
+    if fmt is None:
+        raise bad_statement(f"no plugin verifies attestation format {statement.format!r}")
+    attestation_ca = authority.issuers.get("attestation")
+    context = provisioner.attestation_context(
+        statement.format,
+        now,
+        ca_roots=(authority.root,),
+        ca_intermediates=(attestation_ca.certificate,) if attestation_ca else (),
+    )
+    try:
+        result = fmt.verify(statement.statement, key_authorization, context)
+    except ACMEProblem:
+        raise
+    except ProtocolError as exc:
+        raise bad_statement(exc.detail) from None
+    except Exception:
+        log.exception("attestation format %s failed unexpectedly", statement.format)
+        raise bad_statement("the attestation statement could not be verified") from None
+    device = AttestedDevice.from_parts(
+        statement.format,
+        result.public_key,
+        permanent_identifiers=tuple(result.permanent_identifiers),
+        ek_urns=tuple(result.ek_urns),
+        serial_numbers=tuple(result.serial_numbers),
+        chain=tuple(result.chain),
+        evidence=result.evidence,
+    )
+    if provisioner.require_inventory:
+        require_registered(authority, device)
+    return device
+
+
+def require_registered(authority: Authority, device: AttestedDevice) -> None:
+    """A device attested through its EK (``tpm``) must be in the inventory and active
+    now: its AK certificate may be older than its disabling."""
+    urns: set[str] = set()
+    for urn in device.ek_urns:
+        try:
+            urns.add(normalize_ek_urn(urn))
+        except ProtocolError:
+            continue
+    for value in device.permanent_identifiers:
+        try:
+            digest = b64url_decode(value)
+        except ProtocolError:
+            continue
+        if len(digest) == 32:
+            urns.add(ek_urn_from_digest(digest))
+    if not urns:
+        return  # apple, step: no EK to look up; their vendor roots vouch for the device
+    store = authority.store
+    known = [d for d in (store.get_device(u) for u in sorted(urns)) if d is not None]
+    if not known:
+        raise unauthorized("the attested device is not in this CA's inventory")
+    if not any(d.active for d in known):
+        raise unauthorized("the attested device is disabled in this CA's inventory")

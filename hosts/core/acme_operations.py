@@ -1,0 +1,346 @@
+"""The ACME requests that need an account or a key: each authenticates the JWS, reads
+the records it needs, runs the engine operation and stores what it returns.
+
+Every function here is synchronous (it runs in a worker thread) and has the
+signature ``(authority, ctx, provisioner, request, **path params) -> Outcome``;
+:class:`hosts.core.acme_service.ACMEService` turns the outcome into the HTTP
+response and schedules the validations it names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from engine.acme import accounts, challenges, orders
+from engine.acme import jws as acme_jws
+from engine.acme.context import Context
+from engine.acme.device_attest import attestation_bytes
+from engine.acme.effects import Audit, Outcome, Respond, Write
+from engine.acme.finalize import FinalizeRequest
+from engine.acme.identifiers import DEVICE_ATTEST_01
+from engine.acme.nonces import check_nonce, well_formed
+from engine.acme.problems import ACMEProblem, malformed, not_found, unauthorized
+from engine.acme.records import Account, AccountStatus, CertificateLink
+from engine.acme.revocation import authorize_revocation, parse_revocation
+from engine.errors import ProtocolError
+from engine.jose import PublicKey
+from engine.pipeline import SignRequest, prepare_certificate
+from plugins.acme import ACMEProvisioner
+
+from .acme_device import verify_device_attestation
+from .http import HTTPRequest
+from .store import Revocation
+
+if TYPE_CHECKING:
+    from .authority import Authority
+
+log = logging.getLogger("devid.acme")
+
+
+@attrs.frozen
+class Authenticated:
+    """A request whose JWS verified: the account (kid) or the key (jwk) that signed it."""
+
+    request: acme_jws.SignedRequest
+    account: Account | None
+    key: PublicKey
+    jwk: dict[str, str]
+    thumbprint: str
+
+    @property
+    def owner(self) -> Account:
+        assert self.account is not None
+        return self.account
+
+
+def authenticate(
+    authority: Authority,
+    ctx: Context,
+    request: HTTPRequest,
+    *,
+    jwk: bool = False,
+    kid: bool = True,
+) -> Authenticated:
+    """RFC 8555 6.2-6.5: shape, url, key, signature, then the nonce, then the account."""
+    store = authority.store
+    signed = acme_jws.parse_request(request.body, request.header("content-type"))
+    acme_jws.check_url(signed, ctx.urls.base + request.path)
+    account: Account | None = None
+    if signed.kid is not None:
+        if not kid:
+            raise malformed("this resource needs the request signed with jwk, not kid")
+        account_id = ctx.urls.account_id(signed.kid)
+        if account_id is not None:
+            account = store.acme_account(ctx.profile.name, account_id)
+        if account is None:
+            raise ACMEProblem("accountDoesNotExist", "the kid names no account here")
+        key, canonical, thumbprint = acme_jws.key_from_jwk(account.jwk)
+    else:
+        if not jwk:
+            raise malformed("this resource needs the request signed with the account's kid")
+        key, canonical, thumbprint = acme_jws.key_from_jwk(signed.jwk)
+    acme_jws.verify(signed, key)
+    taken = store.acme_take_nonce(signed.nonce) if well_formed(signed.nonce) else None
+    check_nonce(signed.nonce, taken, ctx.now)
+    if account is not None and account.status is not AccountStatus.VALID:
+        raise unauthorized(f"the account is {account.status.value}")
+    return Authenticated(signed, account, key, canonical, thumbprint)
+
+
+def commit(authority: Authority, write: Write, **certificate: Any) -> None:
+    """Store *write* (with an issued certificate and its link); 409 if a record changed."""
+    if write.empty and not certificate:
+        return
+    if not authority.store.acme_write(write, **certificate):
+        raise ACMEProblem("malformed", "the resource changed meanwhile; retry", status=409)
+
+
+def _stored(record: Any) -> Any:
+    """A record as it is after a successful write (the store bumped its revision)."""
+    return attrs.evolve(record, revision=record.revision + 1)
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+def new_account(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
+) -> Outcome:
+    auth = authenticate(authority, ctx, request, jwk=True, kid=False)
+    existing = authority.store.acme_account_by_thumbprint(p.name, auth.thumbprint)
+    outcome = accounts.new_account(ctx, auth.request, auth.key, auth.jwk, auth.thumbprint, existing)
+    if not outcome.write.empty and not authority.store.acme_write(outcome.write):
+        # Another request created the account for this key meanwhile.
+        existing = authority.store.acme_account_by_thumbprint(p.name, auth.thumbprint)
+        if existing is None:
+            raise ACMEProblem("malformed", "the account could not be stored; retry", status=409)
+        return accounts.existing_account(ctx, existing)
+    return outcome
+
+
+def account(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, account_id: str
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    outcome = accounts.update_account(ctx, auth.owner, account_id, auth.request)
+    commit(authority, outcome.write)
+    return outcome
+
+
+def account_orders(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, account_id: str
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    accounts.require_owner(auth.owner, account_id)
+    found = authority.store.acme_orders_of(p.name, auth.owner.id, limit=orders.MAX_LISTED_ORDERS)
+    return orders.list_orders(ctx, auth.owner, account_id, found)
+
+
+def key_change(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    change = acme_jws.parse_key_change(auth.request)
+    holder = authority.store.acme_account_by_thumbprint(p.name, change.new_thumbprint)
+    outcome = accounts.change_key(ctx, auth.owner, change, holder)
+    if not outcome.write.empty and not authority.store.acme_write(outcome.write):
+        holder = authority.store.acme_account_by_thumbprint(p.name, change.new_thumbprint)
+        if holder is None:
+            raise ACMEProblem("malformed", "the account changed meanwhile; retry", status=409)
+        return accounts.change_key(ctx, auth.owner, change, holder)
+    return outcome
+
+
+# --- orders --------------------------------------------------------------------------
+
+
+def new_order(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    outcome = orders.new_order(ctx, auth.owner, auth.request)
+    commit(authority, outcome.write)
+    return outcome
+
+
+def _load_order(authority: Authority, p: ACMEProvisioner, order_id: str) -> tuple[Any, list[Any]]:
+    order = authority.store.acme_order(p.name, order_id)
+    if order is None:
+        raise not_found("no such order")
+    return order, list(authority.store.acme_authorizations(p.name, order.authorization_ids))
+
+
+def order(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, order_id: str
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    order, authorizations = _load_order(authority, p, order_id)
+    return orders.view_order(ctx, auth.owner, order, authorizations)
+
+
+def finalize(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, order_id: str
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    account = auth.owner
+    order, authorizations = _load_order(authority, p, order_id)
+    csr = orders.finalize_csr(ctx, account, auth.key, order, authorizations, auth.request)
+    try:
+        authorization = p.authorize_finalize(
+            FinalizeRequest(account, order, tuple(authorizations), csr)
+        )
+        policy = authorization.policy
+        assert policy is not None
+        try:
+            authority.plugins.check_sign(p, csr, policy)
+        except ACMEProblem:
+            raise
+        except ProtocolError as exc:  # an organisation-wide policy refused it
+            raise unauthorized(exc.detail) from None
+        issuer = authority.issuers.get(policy.issuer)
+        if issuer is None:
+            raise ACMEProblem(
+                "serverInternal", f"the provisioner names no issuer {policy.issuer!r}"
+            )
+        prepared = prepare_certificate(
+            SignRequest(csr=csr, not_before=order.not_before, not_after=order.not_after),
+            policy,
+            issuer,
+            authority.clock,
+        )
+    except ACMEProblem:
+        raise
+    except ProtocolError as exc:
+        raise ACMEProblem("badCSR", exc.detail) from None
+    processing = orders.begin_processing(order, authorizations, ctx.now)
+    if not authority.store.acme_write(Write(orders=(processing,))):
+        raise ACMEProblem("orderNotReady", "the order is being finalized already")
+    processing = _stored(processing)
+    try:
+        issued = prepared.sign(authority.random)
+    except Exception:
+        log.exception("signing failed for ACME order %s", order.id)
+        problem = ACMEProblem("serverInternal", "the certificate could not be signed")
+        authority.store.acme_write(Write(orders=(orders.failed(processing, problem),)))
+        raise problem from None
+    valid, respond = orders.issued(ctx, processing, issued.serial_hex)
+    link = CertificateLink(issued.serial_hex, p.name, account.id, order.id)
+    commit(
+        authority,
+        Write(orders=(valid,)),
+        certificate=authority.certificate_record(issued),
+        link=link,
+    )
+    authority.announce_issued(issued)
+    return Outcome(respond)
+
+
+def certificate(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, serial: str
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    link = authority.store.acme_certificate(serial)
+    if link is None or link.provisioner != p.name:
+        raise not_found("no such certificate")
+    accounts.require_owner(auth.owner, link.account_id)
+    record = authority.store.get_certificate(serial)
+    issuer = authority.issuers.get(record.issuer) if record is not None else None
+    if record is None or issuer is None:
+        raise not_found("no such certificate")
+    leaf = x509.load_der_x509_certificate(record.der)
+    pem = "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in (leaf, *issuer.chain))
+    return Outcome(Respond(200, text=pem, content_type="application/pem-certificate-chain"))
+
+
+def revoke_cert(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
+) -> Outcome:
+    auth = authenticate(authority, ctx, request, jwk=True, kid=True)
+    wanted = parse_revocation(auth.request.payload_object())
+    record = authority.store.get_certificate(wanted.serial)
+    if record is None:
+        raise not_found("this CA issued no certificate with that serial")
+    if record.status == "revoked":
+        raise ACMEProblem("alreadyRevoked", "the certificate is already revoked")
+    link = authority.store.acme_certificate(wanted.serial)
+    revoked_by = authorize_revocation(
+        wanted,
+        stored_der=record.der,
+        issued_here=record.provisioner_type == p.type_name and record.provisioner_name == p.name,
+        owner=link.account_id if link is not None else None,
+        account=auth.account,
+        signer_thumbprint=auth.thumbprint if auth.account is None else None,
+    )
+    revocation = Revocation(
+        serial=record.serial,
+        issuer=record.issuer,
+        revoked_at=ctx.now,
+        reason_code=wanted.reason,
+        reason="ACME revokeCert",
+        revoked_by=revoked_by,
+    )
+    if not authority.store.revoke(revocation):
+        raise ACMEProblem("alreadyRevoked", "the certificate is already revoked")
+    fields = {"serial": record.serial, "reason_code": wanted.reason, "by": revoked_by}
+    return Outcome(Respond(200), audit=(Audit("certificate.revoked", fields),))
+
+
+# --- authorizations and challenges ------------------------------------------------------
+
+
+def authorization(
+    authority: Authority,
+    ctx: Context,
+    p: ACMEProvisioner,
+    request: HTTPRequest,
+    authorization_id: str,
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    authorization = authority.store.acme_authorization(p.name, authorization_id)
+    if authorization is None:
+        raise not_found("no such authorization")
+    found = authority.store.acme_challenges(p.name, authorization.challenge_ids)
+    outcome = challenges.update_authorization(ctx, auth.owner, authorization, found, auth.request)
+    commit(authority, outcome.write)
+    return outcome
+
+
+def challenge(
+    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, challenge_id: str
+) -> Outcome:
+    auth = authenticate(authority, ctx, request)
+    challenge = authority.store.acme_challenge(p.name, challenge_id)
+    authorization = (
+        None
+        if challenge is None
+        else authority.store.acme_authorization(p.name, challenge.authorization_id)
+    )
+    if challenge is None or authorization is None:
+        raise not_found("no such challenge")
+    account = auth.owner
+    if challenge.type == DEVICE_ATTEST_01:
+        if not challenges.attestation_answerable(
+            ctx, account, authorization, challenge, auth.request
+        ):
+            return challenges.view_challenge(ctx, account, authorization, challenge)
+        raw = attestation_bytes(auth.request.payload_object())
+        key_authorization = challenges.key_authorization(challenge.token, account.thumbprint)
+        try:
+            device = verify_device_attestation(authority, p, raw, key_authorization, ctx.now)
+        except ACMEProblem as problem:
+            outcome = challenges.attestation_failed(ctx, authorization, challenge, problem)
+        else:
+            outcome = challenges.attestation_verified(ctx, authorization, challenge, device)
+    else:
+        outcome = challenges.respond(ctx, account, authorization, challenge, auth.request)
+    if not outcome.write.empty and not authority.store.acme_write(outcome.write):
+        # A concurrent response to the same challenge won: show what it recorded.
+        current = authority.store.acme_challenge(p.name, challenge_id)
+        assert current is not None
+        return challenges.view_challenge(ctx, account, authorization, current)
+    return outcome

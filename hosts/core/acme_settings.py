@@ -1,0 +1,149 @@
+"""How the host validates ACME challenges: ``[acme]`` in devid.toml, and the adapter
+to the network validators of :mod:`hosts.core.acme_validation`.
+
+``[acme]`` keys (all optional)::
+
+    http01_port = 80            # where http-01 connects (tests and demos: a free port)
+    tlsalpn01_port = 443        # where tls-alpn-01 connects
+    dns_resolver = "HOST:PORT"  # answers EVERY lookup validation makes (default: the system's)
+    allow_private = true        # an internal CA validates private and loopback addresses
+    deny_networks = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]
+    validation_timeout = "10s"  # one attempt
+    validation_retry_for = "30s"  # how long a failing challenge is retried (1 s, 2 s, 4 s...)
+
+``devid serve --acme-http01-port, --acme-tlsalpn01-port, --acme-dns-resolver``
+override the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+
+from engine.acme.effects import StartValidation
+from engine.acme.identifiers import DNS_01, HTTP_01, TLS_ALPN_01
+from engine.acme.problems import ACMEProblem
+from engine.errors import ConfigurationError
+from plugins.options import Options
+
+DEFAULT_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+
+
+def parse_host_port(text: str, what: str = "dns_resolver") -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) where HOST is an IP address."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        number = int(port)
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigurationError(
+            f"{what} {text!r} must be IP:PORT (for example 127.0.0.1:53)"
+        ) from None
+    if not sep or not 0 < number < 65536:
+        raise ConfigurationError(f"{what} {text!r} must be IP:PORT with a port from 1 to 65535")
+    return host, number
+
+
+def _port(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ConfigurationError(f"{what} must be a port number from 1 to 65535")
+    return value
+
+
+@attrs.frozen
+class ValidationConfig:
+    """Everything challenge validation needs from the operator."""
+
+    http01_port: int = 80
+    tlsalpn01_port: int = 443
+    dns_resolver: tuple[str, int] | None = None
+    allow_private: bool = True
+    deny_networks: tuple[str, ...] = DEFAULT_DENY
+    timeout: float = 10.0
+    # Retries: the first after first_retry seconds, then doubling up to max_retry_delay,
+    # until retry_for seconds after the first attempt.
+    retry_for: float = 30.0
+    first_retry: float = 1.0
+    max_retry_delay: float = 10.0
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> ValidationConfig:
+        opts = Options("[acme]", table)
+        resolver = opts.get("dns_resolver")
+        if resolver is not None and not isinstance(resolver, str):
+            raise ConfigurationError("[acme] dns_resolver must be a string HOST:PORT")
+        deny = opts.get("deny_networks", list(DEFAULT_DENY))
+        if not isinstance(deny, list) or not all(isinstance(n, str) for n in deny):
+            raise ConfigurationError("[acme] deny_networks must be a list of CIDR strings")
+        for network in deny:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigurationError(f"[acme] deny_networks: {network!r} is not CIDR") from None
+        config = cls(
+            http01_port=_port(opts.get("http01_port", 80), "[acme] http01_port"),
+            tlsalpn01_port=_port(opts.get("tlsalpn01_port", 443), "[acme] tlsalpn01_port"),
+            dns_resolver=None if resolver is None else parse_host_port(resolver),
+            allow_private=opts.boolean("allow_private", True),
+            deny_networks=tuple(deny),
+            timeout=opts.duration("validation_timeout", "10s").total_seconds(),
+            retry_for=opts.duration("validation_retry_for", "30s").total_seconds(),
+        )
+        opts.finish()
+        return config
+
+    def with_overrides(
+        self,
+        *,
+        http01_port: int | None = None,
+        tlsalpn01_port: int | None = None,
+        dns_resolver: str | tuple[str, int] | None = None,
+    ) -> ValidationConfig:
+        """The ``devid serve`` flags win over the file."""
+        changes: dict[str, Any] = {}
+        if http01_port is not None:
+            changes["http01_port"] = _port(http01_port, "--acme-http01-port")
+        if tlsalpn01_port is not None:
+            changes["tlsalpn01_port"] = _port(tlsalpn01_port, "--acme-tlsalpn01-port")
+        if isinstance(dns_resolver, str):
+            changes["dns_resolver"] = parse_host_port(dns_resolver, "--acme-dns-resolver")
+        elif dns_resolver is not None:
+            changes["dns_resolver"] = dns_resolver
+        return attrs.evolve(self, **changes)
+
+
+#: Validates one challenge; returns when it is met, raises ACMEProblem otherwise.
+ChallengeValidator = Callable[[StartValidation, ValidationConfig], Awaitable[None]]
+
+
+async def validate_over_network(job: StartValidation, config: ValidationConfig) -> None:
+    """The default validator: http-01, dns-01 and tls-alpn-01 from acme_validation."""
+    from . import acme_validation
+
+    settings = acme_validation.ValidationSettings(
+        http01_port=config.http01_port,
+        tlsalpn01_port=config.tlsalpn01_port,
+        dns_resolver=config.dns_resolver,
+        allow_private=config.allow_private,
+        deny_networks=config.deny_networks,
+        timeout=config.timeout,
+    )
+    identifier = job.identifier
+    if job.challenge_type == HTTP_01:
+        await acme_validation.validate_http01(
+            identifier.type, identifier.value, job.token, job.key_authorization, settings
+        )
+    elif job.challenge_type == DNS_01:
+        await acme_validation.validate_dns01(identifier.value, job.key_authorization, settings)
+    elif job.challenge_type == TLS_ALPN_01:
+        await acme_validation.validate_tlsalpn01(
+            identifier.type, identifier.value, job.key_authorization, settings
+        )
+    else:
+        raise ACMEProblem(
+            "serverInternal", f"{job.challenge_type} is not validated over the network"
+        )

@@ -1,0 +1,335 @@
+"""ACME provisioner: who may order what, validated how, issued from which CA.
+
+It never sees a token: ``accepts_sign_tokens`` is False, so ``/1.0/sign``
+cannot reach it (step-ca GHSA-h8cp-697h-8c8p), and revocation goes through
+ACME's own revokeCert. Its ``profile`` is what the ACME engine applies to
+accounts and orders; :meth:`authorize_finalize` returns the sign policy the
+one signing pipeline applies to a finalized order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from engine.acme.context import Profile
+from engine.acme.finalize import (
+    CSRNamesMatchOrder,
+    FinalizeRequest,
+    PublicKeyIs,
+    attested_key,
+    evidence,
+    order_names,
+)
+from engine.acme.identifiers import (
+    CHALLENGE_TYPES,
+    DEVICE_ATTEST_01,
+    IdentifierPolicy,
+    IPNetwork,
+)
+from engine.csr import CSRInfo
+from engine.errors import BadRequest, ConfigurationError, Unauthorized
+from engine.extensions import ProvisionerRef
+from engine.jose import b64url_decode
+from engine.keys import KeyType
+from engine.policy import DurationLimits, KeyTypeIn, SignPolicy, Validator
+from plugins.attestation.base import AttestationContext
+from plugins.options import Options, durations_view
+from plugins.provisioner import Authorization, AuthorizeContext, ProvisionerEnvironment
+
+DEFAULT_DURATIONS = DurationLimits(
+    minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
+)
+NETWORK_CHALLENGES = ["http-01", "dns-01", "tls-alpn-01"]
+DEVICE_FORMATS = ["tpm", "apple", "step"]
+MIN_EAB_KEY_BYTES = 16
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$")
+_EKUS: dict[str, x509.ObjectIdentifier] = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+_EKU_NAMES = {oid: name for name, oid in _EKUS.items()}
+
+
+def _strings(opts: Options, key: str, default: list[str]) -> list[str]:
+    value = opts.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{opts.where}: {key!r} must be a list of strings")
+    return value
+
+
+def _ekus(opts: Options) -> tuple[x509.ObjectIdentifier, ...]:
+    table = opts.get("template", {})
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"{opts.where}: 'template' must be a table")
+    sub = Options(f"{opts.where}.template", table)
+    names = _strings(sub, "ekus", ["serverAuth", "clientAuth"])
+    sub.finish()
+    out: list[x509.ObjectIdentifier] = []
+    for name in names:
+        if name in _EKUS:
+            out.append(_EKUS[name])
+            continue
+        try:
+            out.append(x509.ObjectIdentifier(name))
+        except ValueError:
+            known = ", ".join(_EKUS)
+            raise ConfigurationError(
+                f"{opts.where}: unknown EKU {name!r} (use {known} or a dotted OID)"
+            ) from None
+    return tuple(out)
+
+
+def _eab_keys(opts: Options) -> dict[str, bytes]:
+    table = opts.get("eab_keys", {})
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"{opts.where}: 'eab_keys' must be a table of kid = key")
+    keys: dict[str, bytes] = {}
+    for kid, text in table.items():
+        if not isinstance(text, str):
+            raise ConfigurationError(f"{opts.where}: eab_keys.{kid} must be a base64url string")
+        try:
+            key = b64url_decode(text, what=f"eab_keys.{kid}")
+        except BadRequest as exc:
+            raise ConfigurationError(f"{opts.where}: {exc.detail}") from None
+        if len(key) < MIN_EAB_KEY_BYTES:
+            raise ConfigurationError(
+                f"{opts.where}: eab_keys.{kid} must hold at least {MIN_EAB_KEY_BYTES} bytes"
+            )
+        keys[str(kid)] = key
+    return keys
+
+
+def _networks(opts: Options) -> tuple[IPNetwork, ...]:
+    out: list[IPNetwork] = []
+    for text in _strings(opts, "allowed_ip_ranges", []):
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigurationError(f"{opts.where}: {text!r} is not a CIDR range") from None
+    return tuple(out)
+
+
+def _load_roots(
+    opts: Options, data_dir: Path, formats: list[str]
+) -> dict[str, tuple[x509.Certificate, ...]]:
+    table = opts.get("attestation_roots", {})
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(
+            f"{opts.where}: 'attestation_roots' must be a table of format = [PEM files]"
+        )
+    roots: dict[str, tuple[x509.Certificate, ...]] = {}
+    for fmt, paths in table.items():
+        if fmt not in formats:
+            raise ConfigurationError(
+                f"{opts.where}: attestation_roots.{fmt} names a format not in attestation_formats"
+            )
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ConfigurationError(f"{opts.where}: attestation_roots.{fmt} must list PEM files")
+        certs: list[x509.Certificate] = []
+        for name in paths:
+            path = Path(name) if Path(name).is_absolute() else data_dir / name
+            try:
+                certs.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+            except OSError as exc:
+                raise ConfigurationError(f"{opts.where}: cannot read {path}: {exc}") from None
+            except ValueError as exc:
+                raise ConfigurationError(f"{opts.where}: {path} is not PEM: {exc}") from None
+        roots[str(fmt)] = tuple(certs)
+    return roots
+
+
+class ACMEProvisioner:
+    type_name: ClassVar[str] = "ACME"
+    # Only ACME requests reach this provisioner; /1.0/sign refuses tokens naming it.
+    accepts_sign_tokens: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        issuer: str,
+        profile: Profile,
+        key_types: frozenset[KeyType] = frozenset(KeyType),
+        extended_key_usage: tuple[x509.ObjectIdentifier, ...] = (
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        ),
+        backdate: timedelta = timedelta(minutes=1),
+        attestation_formats: tuple[str, ...] = (),
+        attestation_roots: Mapping[str, tuple[x509.Certificate, ...]] | None = None,
+        require_inventory: bool = False,
+    ) -> None:
+        self.name = name
+        self.issuer = issuer
+        self.profile = profile
+        self.key_types = key_types
+        self.extended_key_usage = extended_key_usage
+        self.backdate = backdate
+        self.attestation_formats = attestation_formats
+        self.attestation_roots = dict(attestation_roots or {})
+        self.require_inventory = require_inventory
+        self.ref = ProvisionerRef(type=self.type_name, name=name)
+
+    # --- configuration -----------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls, name: str, options: Mapping[str, Any], env: ProvisionerEnvironment
+    ) -> ACMEProvisioner:
+        where = f"provisioner {name!r}"
+        if not _NAME.match(name):
+            raise ConfigurationError(
+                f"{where}: an ACME provisioner's name is part of its URLs: use letters, digits,"
+                " '.', '_', '~' or '-'"
+            )
+        opts = Options(where, options)
+        issuer = opts.string("issuer", "agent")
+        if issuer not in env.issuers:
+            raise ConfigurationError(
+                f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
+            )
+        challenges = _strings(opts, "challenges", NETWORK_CHALLENGES)
+        unknown = sorted(set(challenges) - set(CHALLENGE_TYPES))
+        if unknown or not challenges:
+            raise ConfigurationError(
+                f"{where}: challenges must be a non-empty subset of {', '.join(CHALLENGE_TYPES)}"
+            )
+        formats = _strings(opts, "attestation_formats", DEVICE_FORMATS)
+        if DEVICE_ATTEST_01 in challenges and not formats:
+            raise ConfigurationError(f"{where}: device-attest-01 needs attestation_formats")
+        eab_keys = _eab_keys(opts)
+        require_eab = opts.boolean("require_eab", False)
+        if require_eab and not eab_keys:
+            raise ConfigurationError(f"{where}: require_eab needs at least one key in eab_keys")
+        order_lifetime = opts.duration("order_lifetime", "24h")
+        if not timedelta(seconds=1) <= order_lifetime <= timedelta(days=30):
+            raise ConfigurationError(f"{where}: order_lifetime must be between 1s and 30d")
+        durations = opts.durations(DEFAULT_DURATIONS)
+        website = opts.get("website")
+        terms = opts.get("terms_of_service")
+        for key, value in (("website", website), ("terms_of_service", terms)):
+            if value is not None and (not isinstance(value, str) or "://" not in value):
+                raise ConfigurationError(f"{where}: {key} must be a URL")
+        profile = Profile(
+            name=name,
+            identifiers=IdentifierPolicy(
+                challenges=frozenset(challenges),
+                allowed_domains=tuple(_strings(opts, "allowed_domains", [])),
+                allowed_ip_ranges=_networks(opts),
+            ),
+            require_eab=require_eab,
+            eab_keys=eab_keys,
+            order_lifetime=order_lifetime,
+            durations=durations,
+            website=website,
+            terms_of_service=terms,
+        )
+        provisioner = cls(
+            name=name,
+            issuer=issuer,
+            profile=profile,
+            key_types=opts.key_types(),
+            extended_key_usage=_ekus(opts),
+            backdate=opts.duration("backdate", "1m"),
+            attestation_formats=tuple(formats) if DEVICE_ATTEST_01 in challenges else (),
+            attestation_roots=_load_roots(opts, env.data_dir, formats),
+            require_inventory=opts.boolean("require_inventory", False),
+        )
+        opts.finish()
+        return provisioner
+
+    @classmethod
+    def default_config(cls, name: str, env: ProvisionerEnvironment) -> dict[str, Any]:
+        """http-01, dns-01 and tls-alpn-01 for any DNS name, issued by the Agent CA."""
+        return {
+            "type": cls.type_name,
+            "name": name,
+            "issuer": "agent",
+            "challenges": list(NETWORK_CHALLENGES),
+            "allowed_domains": ["*"],
+            "allowed_ip_ranges": [],
+            "require_eab": False,
+            "order_lifetime": "24h",
+            "durations": durations_view(DEFAULT_DURATIONS),
+        }
+
+    def public_view(self) -> dict[str, Any]:
+        return {
+            "type": self.type_name,
+            "name": self.name,
+            "issuer": self.issuer,
+            "directory": f"/acme/{self.name}/directory",
+            "challenges": sorted(self.profile.challenges),
+            "attestationFormats": list(self.attestation_formats),
+            "requireEAB": self.profile.require_eab,
+            "ekus": self.describe_ekus(),
+            "durations": durations_view(self.profile.durations),
+        }
+
+    # --- authorization ------------------------------------------------------
+
+    def authorize_sign(self, credential: str, csr: CSRInfo, ctx: AuthorizeContext) -> Authorization:
+        raise Unauthorized(f"provisioner {self.name!r} issues through ACME only")
+
+    def authorize_revoke(
+        self, credential: str, serial: int, ctx: AuthorizeContext
+    ) -> Authorization:
+        raise Unauthorized(f"certificates of {self.name!r} are revoked through ACME revokeCert")
+
+    def authorize_finalize(self, request: FinalizeRequest) -> Authorization:
+        """The policy for a ready order: names from the order, the attested key if any."""
+        order, authorizations = request.order, request.authorizations
+        validators: list[Validator] = [
+            KeyTypeIn(self.key_types),
+            CSRNamesMatchOrder(order.identifiers),
+        ]
+        key = attested_key(order, authorizations)
+        if key is not None:
+            validators.append(PublicKeyIs(key))
+        policy = SignPolicy(
+            provisioner=self.ref,
+            issuer=self.issuer,
+            durations=self.profile.durations,
+            backdate=self.backdate,
+            validators=tuple(validators),
+            modifiers=(order_names(order, authorizations, request.csr, self.extended_key_usage),),
+            evidence=evidence(request),
+        )
+        return Authorization(policy=policy)
+
+    # --- device-attest-01 ---------------------------------------------------
+
+    def accepts_format(self, format_name: str) -> bool:
+        return format_name in self.attestation_formats
+
+    def attestation_context(
+        self,
+        format_name: str,
+        now: datetime,
+        *,
+        ca_roots: tuple[x509.Certificate, ...] = (),
+        ca_intermediates: tuple[x509.Certificate, ...] = (),
+    ) -> AttestationContext:
+        """The trust anchors for one format: its configured roots, and for ``tpm`` also
+        devid's own root with the Attestation CA (*ca_roots*, *ca_intermediates*)."""
+        roots = self.attestation_roots.get(format_name, ())
+        intermediates: tuple[x509.Certificate, ...] = ()
+        if format_name == "tpm":
+            roots = (*roots, *ca_roots)
+            intermediates = ca_intermediates
+        return AttestationContext(now=now, roots=roots, intermediates=intermediates)
+
+    def describe_ekus(self) -> list[str]:
+        return [_EKU_NAMES.get(oid, oid.dotted_string) for oid in self.extended_key_usage]
