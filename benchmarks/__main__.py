@@ -15,9 +15,11 @@ from typing import Any
 from engine.keys import KeyType
 
 from . import SCHEMA
+from .acme import DEFAULT_HOSTS as ACME_DEFAULT_HOSTS
 from .acme import AcmeParams, run_acme
 from .attestation import AttestationParams, run_attestation
 from .common import BenchmarkError, Progress, SectionSkipped, machine_info, rounded
+from .device_attest import DeviceAttestParams
 from .http import HttpParams, ScalingParams, run_http, run_scaling
 from .inprocess import InprocessParams, run_breakdown, run_inprocess, run_profile
 from .plot import missing as plot_missing
@@ -33,6 +35,8 @@ PLOT_NAME = "throughput.png"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_KEY_TYPES = (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.RSA2048)
 DEFAULT_CONCURRENCY = (1, 8, 32)
+DEFAULT_ACME_CONCURRENCY = (1, 8)
+DEFAULT_DEVICE_ATTEST_CONCURRENCY = (1, 8)
 
 # Per-mode sizes; every one can be overridden on the command line.
 MODES: dict[str, dict[str, Any]] = {
@@ -48,6 +52,9 @@ MODES: dict[str, dict[str, Any]] = {
         "soak": 20_000,
         "soak_every": 2_000,
         "attest": 100,
+        "acme_orders": {1: 40, 8: 200},
+        "device_attest": 50,
+        "device_attest_validations": 200,
     },
     "quick": {
         "n": 100,
@@ -61,6 +68,9 @@ MODES: dict[str, dict[str, Any]] = {
         "soak": 1_000,
         "soak_every": 250,
         "attest": 10,
+        "acme_orders": {1: 8, 8: 24},
+        "device_attest": 5,
+        "device_attest_validations": 20,
     },
 }
 
@@ -74,7 +84,7 @@ Sections (all but `profile` run by default; pick with --only):
                crypto-only limit measured in the same run.
   breakdown    Authority.sign for P-256 split into its stages, timed step by step.
   http         `devid serve --host quart` and `--host raw` as subprocesses on 127.0.0.1
-               (P-256 CA, default store), loaded by a trio + httpx client at concurrency
+               (P-256 CA, default store), loaded by a trio + h11 client at concurrency
                1, 8 and 32; hosts and levels interleaved round by round; servers pinned
                to one CPU and the client to another when there are two (--no-pin).
   scaling      `devid serve --host raw --workers N` for N = 1 .. max(2, CPUs), unpinned,
@@ -82,15 +92,20 @@ Sections (all but `profile` run by default; pick with --only):
   attestation  complete AK enrolments against swtpm through a running devid serve:
                open TPM + read EK, create AK, POST /attest, ActivateCredential,
                POST /secret, check the chain; each step timed; once with an RSA EK,
-               once with an ECC one (--attest-ek).
+               once with an ECC one (--attest-ek). Then, on one of the swtpms,
+               ACME device-attest-01 through /acme/devices: complete enrolments with
+               agent.enroll, and the server's validations/s alone.
   soak         N issuances (--soak; 20,000 in a full run) through the raw host with the
                server's RSS read every --soak-every issuances.
-  acme         devid's ACME server against pebble, complete orders/s: skipped, with
-               the reasons printed, until devid's ACME server and its order driver exist.
+  acme         complete ACME orders (account, order, authorization, http-01 challenge
+               validated for real, finalize, download) against `devid serve` (quart
+               and raw hosts) and Debian's pebble (PEBBLE_VA_NOSLEEP=1), side by side:
+               one client, one local http-01 responder, one mock DNS
+               (pebble-challtestsrv), servers and levels interleaved round by round.
   profile      cProfile of Authority.sign (P-256, sync=full); also with --profile.
                Writes OUT/profile-STAMP.pstats and .txt.
 
-A full run takes about 3 minutes on 2 cores; --quick about 30 seconds. Progress
+A full run takes about 5 minutes on 2 cores; --quick about 40 seconds. Progress
 goes to stderr, one line per step with the seconds since the start (on a terminal a
 live line shows the requests done inside a step); -q silences it.
 """
@@ -183,6 +198,16 @@ figures (per section; the JSON holds them all, plus min/max per repetition):
     CPU ms per enrolment
                  of swtpm, of the devid server and of this (agent-side) process, from
                  /proc: how the cost splits whatever the wall-time overlap.
+  device-attest-01 (one table; needs swtpm)
+    device enrolments/s
+                 complete `agent.enroll.enroll` runs (what `devid agent enroll` does:
+                 newAccount, newOrder, authorization, a new TPM key certified by the AK,
+                 the challenge, finalize with a TPM-signed CSR, download), one at a time;
+                 TPM ms = the TPM commands (timed on the TPM object), the rest is ACME.
+    validations/s
+                 device-attest-01 challenge responses the server verified as valid per
+                 second, attestation objects prepared beforehand, at each concurrency
+                 level (--device-attest-concurrency), one in flight per connection.
   soak (one row per reading)
     RSS MiB, since start, HWM MiB
                  the server's VmRSS after the warm-up (start) and every --soak-every
@@ -192,11 +217,24 @@ figures (per section; the JSON holds them all, plus min/max per repetition):
     chunk issuances/s, store MiB
                  the rate of each chunk (new connections each) and the SQLite files'
                  size, which grows with every certificate kept.
-  acme
-    orders/s, p50/p99 ms, server CPU ms/order, devid ÷ pebble
-                 complete orders against devid and pebble, same client and responder
-                 (measured once devid's ACME server exists; until then "not measured"
-                 with the reasons).
+  acme (one row per server and concurrency level)
+    orders/s     complete orders per second (median round): newOrder, authorization,
+                 http-01 challenge, validation (the server fetches the token from the
+                 shared responder), finalize with a fresh CSR, certificate download;
+                 the chain is checked. Accounts are made per connection, untimed.
+    p50/p99 ms   latency of one whole order, all rounds pooled.
+    server CPU ms/order, server cores
+                 CPU of the devid or pebble process per order and per second (the mock
+                 DNS server's CPU is in the JSON).
+    client CPU ms/order
+                 this process: the ACME client and the http-01 responder.
+    polls/order  authorization and order POST-as-GETs until valid: the client ignores
+                 Retry-After and polls every server on one schedule (at once after the
+                 responder served the token, then 2, 4, 8 ... ms, at most 50 ms).
+    ÷ pebble     devid's orders/s ÷ pebble's at the same concurrency; the headline
+                 divides each one's best level (the issue's target: >= 2).
+    step ms      mean ms per step of an order (newOrder, authorization, challenge,
+                 validation, finalize, download) at the highest level.
   ~ after a rate
                  its repetitions (or rounds) spread by more than 25% of the median
                  (max - min): the machine was busy or fsync latency varied; rerun.
@@ -215,6 +253,7 @@ examples:
   python -m benchmarks --only scaling --workers 1,2,4 --scaling-concurrency 64
   python -m benchmarks --only soak --soak 100000           # about 5 minutes on 2 cores
   python -m benchmarks --only attestation --attest-n 300 --attest-ek ecc
+  python -m benchmarks --only acme --acme-concurrency 1,8,32 --rounds 5
 """
 
 
@@ -232,6 +271,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
     return value
 
 
@@ -324,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=_positive,
         metavar="N",
-        help="http rounds per level, interleaved across levels; the median round is"
-        " reported (default 3; quick 2)",
+        help="http, scaling and acme rounds per level, interleaved across servers and"
+        " levels; the median round is reported (default 3; quick 2)",
     )
     parser.add_argument(
         "--host",
@@ -338,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-pin",
         action="store_true",
-        help="http and soak: do not pin the server to one CPU and the load generator to another",
+        help="http, soak and acme: do not pin the servers to one CPU and the load generator"
+        " to another",
     )
     parser.add_argument(
         "--workers",
@@ -380,6 +430,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="attestation: the host devid serve runs (default quart, the operator's server)",
     )
     parser.add_argument(
+        "--device-attest-n",
+        type=_count,
+        metavar="N",
+        help="attestation: timed device-attest-01 enrolments through agent.enroll"
+        " (default 50; quick 5; 0: no device-attest-01 figures)",
+    )
+    parser.add_argument(
+        "--device-attest-validations",
+        type=_positive,
+        metavar="N",
+        help="attestation: timed device-attest-01 validations per concurrency level"
+        " (default 200; quick 20)",
+    )
+    parser.add_argument(
+        "--device-attest-concurrency",
+        type=_levels,
+        default=DEFAULT_DEVICE_ATTEST_CONCURRENCY,
+        metavar="LIST",
+        help="attestation: concurrency levels of the device-attest-01 validations (default 1,8)",
+    )
+    parser.add_argument(
+        "--acme-concurrency",
+        type=_levels,
+        default=DEFAULT_ACME_CONCURRENCY,
+        metavar="LIST",
+        help="acme: concurrency levels (connections, one order in flight each; default 1,8)",
+    )
+    parser.add_argument(
+        "--acme-orders",
+        type=_positive,
+        metavar="N",
+        help="acme: timed orders per server, level and round (default 40/200 for 1/8; quick 8/24)",
+    )
+    parser.add_argument(
+        "--acme-host",
+        action="append",
+        choices=ACME_DEFAULT_HOSTS,
+        metavar="NAME",
+        help="acme: a devid host measured against pebble (repeatable; default quart and raw)",
+    )
+    parser.add_argument(
         "--soak",
         type=_positive,
         metavar="N",
@@ -413,9 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _requests_for(mode: dict[str, Any], levels: Sequence[int], override: int | None) -> list[int]:
+    return _requests_for_table(mode["requests"], levels, override)
+
+
+def _requests_for_table(
+    table: dict[int, int], levels: Sequence[int], override: int | None
+) -> list[int]:
+    """The count for each level: *override*, else the table's (its largest for other levels)."""
     if override is not None:
         return [override for _ in levels]
-    table: dict[int, int] = mode["requests"]
     return [table.get(level, max(table.values())) for level in levels]
 
 
@@ -470,13 +567,34 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         pin=not args.no_pin,
         client_key_type=args.client_key_type,
     )
+    device_attest_n = (
+        args.device_attest_n if args.device_attest_n is not None else mode["device_attest"]
+    )
     attestation_params = AttestationParams(
         enrolments=args.attest_n or mode["attest"],
         ek_types=tuple(args.attest_ek),
         host=args.attest_host,
         warmup=1 if args.quick else 3,
+        device_attest=(
+            DeviceAttestParams(
+                enrolments=device_attest_n,
+                validations=args.device_attest_validations or mode["device_attest_validations"],
+                concurrency=tuple(args.device_attest_concurrency),
+                warmup=1 if args.quick else 2,
+            )
+            if device_attest_n
+            else None
+        ),
     )
-    acme_params = AcmeParams()
+    acme_params = AcmeParams(
+        concurrency=tuple(args.acme_concurrency),
+        orders=tuple(
+            _requests_for_table(mode["acme_orders"], args.acme_concurrency, args.acme_orders)
+        ),
+        rounds=rounds,
+        hosts=tuple(dict.fromkeys(args.acme_host or ACME_DEFAULT_HOSTS)),
+        pin=not args.no_pin,
+    )
     custom = (
         any(
             value is not None
@@ -491,9 +609,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
                 args.attest_n,
                 args.soak,
                 args.soak_every,
+                args.device_attest_n,
+                args.device_attest_validations,
+                args.acme_orders,
             )
         )
         or tuple(args.concurrency) != DEFAULT_CONCURRENCY
+        or tuple(args.acme_concurrency) != DEFAULT_ACME_CONCURRENCY
+        or tuple(args.device_attest_concurrency) != DEFAULT_DEVICE_ATTEST_CONCURRENCY
     )
     results: dict[str, Any] = {
         "schema": SCHEMA,

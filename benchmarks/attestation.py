@@ -58,6 +58,7 @@ from .common import (
     rounded,
     write_password_file,
 )
+from .device_attest import DeviceAttestParams, run_device_attest
 from .http import ServerProcess, devid_command
 from .procs import proc_cpu_seconds
 
@@ -84,12 +85,21 @@ class AttestationParams:
     warmup: int = 2
     max_duration_s: float = 120.0
     startup_timeout_s: float = 60.0
+    #: device-attest-01 (benchmarks.device_attest) after the AK enrolments, on one swtpm;
+    #: None: not measured.
+    device_attest: DeviceAttestParams | None = field(default_factory=DeviceAttestParams)
 
     def __post_init__(self) -> None:
         if not self.ek_types or any(ek not in ("rsa", "ecc") for ek in self.ek_types):
             raise ValueError("the EK types must be rsa or ecc")
         if self.enrolments < 1 or self.warmup < 0:
             raise ValueError("the number of enrolments must be positive")
+
+    @property
+    def device_attest_ek(self) -> str:
+        """The swtpm the device-attest-01 figures are measured on: the ECC one if measured
+        (its EK is not used by an enrolment: only the AK and a new TPM key are)."""
+        return "ecc" if "ecc" in self.ek_types else self.ek_types[0]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -101,6 +111,7 @@ class AttestationParams:
             "max_duration_s": self.max_duration_s,
             "connections": "a new TLS connection per enrolment (as the agent does)",
             "sequential": "one TPM, one enrolment at a time (a TPM executes one command at once)",
+            "device_attest_ek": self.device_attest_ek if self.device_attest else None,
         }
 
 
@@ -258,7 +269,11 @@ def run_attestation(
     if reasons:
         raise SectionSkipped("; ".join(reasons))
     runs = {ek: _run_one(params, ek, work_dir / ek, progress) for ek in params.ek_types}
-    return {"parameters": params.describe(), "ek_types": runs}
+    out: dict[str, Any] = {"parameters": params.describe(), "ek_types": runs}
+    device = runs[params.device_attest_ek].pop("device_attest", None)
+    if device is not None:
+        out["device_attest"] = {"ek_type": params.device_attest_ek, **device}
+    return out
 
 
 def _run_one(
@@ -341,6 +356,18 @@ def _run_one(
             f"{name}: {result['enrolments_per_s']}/s; wall share TPM"
             f" {result['wall_share']['tpm']:.0%}, server {result['wall_share']['server']:.0%}"
         )
+        if params.device_attest is not None and ek_type == params.device_attest_ek:
+            result["device_attest"] = run_device_attest(
+                params.device_attest,
+                swtpm.tcti,
+                url,
+                init.root_path,
+                base / "agent-state",
+                server,
+                swtpm.pid,
+                progress,
+                f"device-attest-01 ({ek_type} EK swtpm)",
+            )
     finally:
         if server is not None:
             server.stop()

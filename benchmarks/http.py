@@ -244,6 +244,7 @@ class ServerProcess:
         workers: int = 1,
         cpus: Sequence[int] | None = None,
         name: str = "server",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.stdout_path = log_dir / f"{name}.stdout"
         self.stderr_path = log_dir / f"{name}.stderr"
@@ -267,6 +268,7 @@ class ServerProcess:
         ]
         if workers != 1:
             self.command += ["--workers", str(workers)]
+        self.command += list(extra_args)
         pin = self.cpus
 
         def set_affinity() -> None:  # in the child, before exec: threads and workers inherit it

@@ -98,9 +98,70 @@ class Connection:
             raise ConnectionBroken(f"HTTP protocol error: {exc}") from None
         return status, b"".join(chunks)
 
+    async def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> Response:
+        """Any request; the status, the response headers and the whole body.
+
+        The general form of :meth:`post` (which stays lean for the signing load):
+        the ACME client needs the headers (Replay-Nonce, Location) and HEAD.
+        """
+        sent = [("host", self.authority), *headers]
+        if body or method == "POST":
+            sent.append(("content-length", str(len(body))))
+        try:
+            data = self.h11.send(h11.Request(method=method, target=target, headers=sent))
+            if body:
+                data += self.h11.send(h11.Data(data=body))
+            data += self.h11.send(h11.EndOfMessage())
+            await self.stream.send_all(data)
+            status = 0
+            received: list[tuple[bytes, bytes]] = []
+            chunks: list[bytes] = []
+            while True:
+                event = await self._next_event()
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                    received = [(bytes(k), bytes(v)) for k, v in event.headers]
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise ConnectionBroken("the server closed the connection")
+            if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
+                raise ConnectionBroken("the server asked to close the connection")
+            self.h11.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionBroken(str(exc)) from None
+        except h11.ProtocolError as exc:
+            raise ConnectionBroken(f"HTTP protocol error: {exc}") from None
+        return Response(status, received, b"".join(chunks))
+
     async def aclose(self) -> None:
         with trio.move_on_after(1), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.stream.aclose()
+
+
+@dataclass(frozen=True)
+class Response:
+    """What :meth:`Connection.request` got back (header names are lower case)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first header called *name* (lower case), decoded."""
+        wanted = name.encode("ascii")
+        for key, value in self.headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
 
 
 @dataclass

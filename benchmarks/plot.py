@@ -8,7 +8,8 @@ dictionary alone, so a plot can be redrawn from any ``bench-*.json``::
 Panels, each only when its section ran: (1) issuances/s against concurrency
 for every host, with the spread of the rounds as error bars and the in-process
 rate as a dashed line; (2) issuances/s against raw-host worker processes, with
-perfect scaling from one worker dotted; (3) server RSS across the soak.
+perfect scaling from one worker dotted; (3) server RSS across the soak; (4) ACME
+complete orders/s against concurrency for devid's hosts and pebble.
 matplotlib is in the ``bench`` extra; without it the plot is skipped and the
 reason recorded.
 """
@@ -21,7 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-COLOURS = {"quart": "tab:blue", "raw": "tab:orange"}
+COLOURS = {
+    "quart": "tab:blue",
+    "raw": "tab:orange",
+    "devid-quart": "tab:blue",
+    "devid-raw": "tab:orange",
+    "pebble": "tab:purple",
+}
 
 
 def missing() -> str | None:
@@ -33,10 +40,10 @@ def missing() -> str | None:
     return None
 
 
-def _errors(levels: Sequence[dict[str, Any]]) -> list[list[float]]:
+def _errors(levels: Sequence[dict[str, Any]], key: str = "issuances_per_s") -> list[list[float]]:
     below, above = [], []
     for level in levels:
-        rate = float(level["issuances_per_s"])
+        rate = float(level[key])
         spread = level.get("per_round") or {}
         below.append(max(0.0, rate - float(spread.get("min", rate))))
         above.append(max(0.0, float(spread.get("max", rate)) - rate))
@@ -55,17 +62,19 @@ def write_plot(results: dict[str, Any], path: Path) -> Path:
     hosts: dict[str, Any] = http.get("hosts") or {}
     scaling = results.get("scaling") or {}
     soak = results.get("soak") or {}
+    acme: dict[str, Any] = (results.get("acme") or {}).get("servers_by_label") or {}
     panels = [
         name
         for name, present in (
             ("hosts", bool(hosts)),
             ("scaling", bool(scaling.get("workers"))),
             ("soak", bool(soak.get("checkpoints"))),
+            ("acme", bool(acme)),
         )
         if present
     ]
     if not panels:
-        raise ValueError("no host, scaling or soak results to plot")
+        raise ValueError("no host, scaling, soak or acme results to plot")
     figure, axes_array = plt.subplots(
         1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False
     )
@@ -73,7 +82,8 @@ def write_plot(results: dict[str, Any], path: Path) -> Path:
     machine = results.get("machine") or {}
     cpus = machine.get("cpus_usable") or machine.get("cpu_count")
     figure.suptitle(
-        f"devid JWK issuance (P-256 issuer, HTTPS), {cpus} CPUs,"
+        f"devid JWK issuance (P-256 issuer, HTTPS)"
+        f"{', ACME orders' if 'acme' in panels else ''}, {cpus} CPUs,"
         f" {results.get('mode', '?')} run {results.get('started_at', '')}",
         fontsize=10,
     )
@@ -133,6 +143,30 @@ def write_plot(results: dict[str, Any], path: Path) -> Path:
                 f"Raw host scaling, {concurrency[0]} connections, load generator on the same CPUs",
                 fontsize=9,
             )
+        elif panel == "acme":
+            for label, server in acme.items():
+                levels = [level for level in server["levels"] if level["ok"]]
+                if not levels:
+                    continue
+                ax.errorbar(
+                    [level["concurrency"] for level in levels],
+                    [level["orders_per_s"] for level in levels],
+                    yerr=_errors(levels, "orders_per_s"),
+                    marker="o",
+                    capsize=3,
+                    label=label,
+                    color=COLOURS.get(label),
+                )
+            concurrency = sorted(
+                {level["concurrency"] for server in acme.values() for level in server["levels"]}
+            )
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(concurrency)
+            ax.set_xticklabels([str(c) for c in concurrency])
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("concurrent orders (connections)")
+            ax.set_ylabel("complete orders/s")
+            ax.set_title("ACME http-01 orders: devid vs pebble", fontsize=10)
         else:
             points = soak["checkpoints"]
             ax.plot(

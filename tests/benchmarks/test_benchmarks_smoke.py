@@ -54,6 +54,16 @@ ARGS = [
     "20",
     "--soak-concurrency",
     "2",
+    "--device-attest-n",
+    "2",
+    "--device-attest-validations",
+    "4",
+    "--device-attest-concurrency",
+    "1,2",
+    "--acme-concurrency",
+    "2",
+    "--acme-orders",
+    "4",
 ]
 
 Run = tuple[int, Path, dict[str, Any]]
@@ -63,6 +73,12 @@ def swtpm_usable() -> bool:
     from benchmarks.attestation import prerequisites
 
     return not prerequisites()
+
+
+def pebble_usable() -> bool:
+    from benchmarks.acme import pebble_missing
+
+    return pebble_missing() is None
 
 
 def matplotlib_usable() -> bool:
@@ -102,7 +118,9 @@ def test_run_succeeds_and_writes_files(run: Run) -> None:
     status, out, data = run
     assert status == 0, data.get("errors")
     assert data["errors"] == {}
-    allowed = {"acme"} | (set() if swtpm_usable() else {"attestation"})
+    allowed = (set() if pebble_usable() else {"acme"}) | (
+        set() if swtpm_usable() else {"attestation"}
+    )
     assert set(data["skipped"]) <= allowed, data["skipped"]
     stamped = list(out.glob("bench-*.json"))
     assert len(stamped) == 1
@@ -242,6 +260,33 @@ def test_attestation_figures_per_ek_type(run: Run) -> None:
     assert "(rsa EK, ecc AK)" in markdown and "(ecc EK, ecc AK)" in markdown
 
 
+def test_device_attest_figures(run: Run) -> None:
+    if not swtpm_usable():
+        pytest.skip("swtpm or tpm2-pytss missing: the section is skipped, as checked above")
+    _, out, data = run
+    device = data["attestation"]["device_attest"]
+    assert device["ek_type"] == "ecc"  # the ECC swtpm when both are measured
+    assert "device_attest" not in data["attestation"]["ek_types"]["ecc"]
+    assert device["directory"].endswith("/acme/devices/directory")
+    enrolment = device["enrolment"]
+    assert enrolment["enrolments"] == 2
+    assert positive(enrolment["enrolments_per_s"])
+    assert positive(enrolment["latency_ms"]["p50"])
+    assert all(positive(enrolment["tpm_ms_mean"][step]) for step in enrolment["tpm_ms_mean"])
+    assert set(enrolment["tpm_ms_mean"]) == {"open TPM", "create key", "certify", "sign CSR"}
+    assert sum(enrolment["wall_share"].values()) == pytest.approx(1.0, abs=0.01)
+    levels = device["validation_levels"]
+    assert [level["concurrency"] for level in levels] == [1, 2]
+    for level in levels:
+        assert level["validations"] == 4 and level["ok"] == 4 and level["errors"] == 0
+        assert positive(level["validations_per_s"])
+        assert positive(level["latency_ms"]["p50"])
+    assert device["best_validations"]["concurrency"] in (1, 2)
+    markdown = (out / "latest.md").read_text()
+    assert "ACME device-attest-01 against swtpm" in markdown
+    assert "device-attest-01 validations/s (server)" in markdown
+
+
 def test_soak_figures(run: Run) -> None:
     _, _, data = run
     soak = data["soak"]
@@ -255,12 +300,55 @@ def test_soak_figures(run: Run) -> None:
     assert gone(soak["server"]["pid"])
 
 
-def test_acme_is_a_hook_that_claims_nothing(run: Run) -> None:
+def test_acme_figures_devid_and_pebble_side_by_side(run: Run) -> None:
     _, out, data = run
-    assert "acme" not in data  # no figures
-    reason = data["skipped"]["acme"]
-    assert "order driver" in reason or "pebble" in reason or "ACME" in reason
-    assert "acme not measured" in (out / "latest.md").read_text()
+    if not pebble_usable():
+        assert "acme" not in data  # no figures
+        assert "pebble" in data["skipped"]["acme"]
+        assert "acme not measured" in (out / "latest.md").read_text()
+        return
+    acme = data["acme"]
+    parameters = acme["parameters"]
+    assert parameters["concurrency"] == [2] and parameters["orders_per_round"] == [4]
+    assert parameters["rounds"] == 2
+    assert parameters["pebble_environment"]["PEBBLE_VA_NOSLEEP"] == "1"
+    assert parameters["pebble_environment"]["PEBBLE_VA_ALWAYS_VALID"] == "0"
+    servers = acme["servers_by_label"]
+    assert list(servers) == ["devid-quart", "devid-raw", "pebble"]
+    for label, server in servers.items():
+        (level,) = server["levels"]
+        assert level["concurrency"] == 2 and level["rounds"] == 2
+        assert level["orders"] == 8 and level["ok"] == 8 and level["errors"] == 0, level
+        assert not level["timed_out"]
+        assert positive(level["orders_per_s"])
+        assert positive(level["latency_ms"]["p50"]) and level["p99_over_p50"] >= 1
+        assert all(positive(ms) for ms in level["steps_mean_ms"].values()), label
+        # validated for real: the server's validator fetched every token from the responder
+        assert level["validator_fetches_per_order"] >= 1, label
+        assert level["polls_per_order"]["authorization"] >= 1
+        assert level["nonce_retries"] == 0
+        assert positive(level["client_cpu_ms_per_order"])
+        assert level["new_account_ms"]["count"] == 4  # one account per connection and round
+        assert server["best"]["concurrency"] == 2
+        assert server["issuer_key"]
+        assert positive(server["server"]["peak_rss_kib"])
+        assert server["server"]["exit_status"] is not None
+        assert gone(server["server"]["pid"])
+    assert servers["pebble"]["kind"] == "pebble" and servers["pebble"]["host"] is None
+    assert servers["pebble"]["environment"]["PEBBLE_WFE_NONCEREJECT"] == "0"
+    assert servers["pebble"]["levels"][0]["validator_fetches_per_order"] >= 3
+    assert {s["server"] for s in acme["servers"]} == set(servers)
+    assert set(acme["ratios"]) == {"quart", "raw"}
+    for ratio in acme["ratios"].values():
+        assert positive(ratio["best"]) and positive(ratio["by_concurrency"]["2"])
+    assert acme["ratio_host"] == "raw"
+    assert acme["ratio_devid_to_pebble"] == acme["ratios"]["raw"]["best"]
+    assert acme["setup"]["responder_served"] > 0 and acme["setup"]["responder_refused"] == 0
+    assert gone(acme["setup"]["dns_pid"])
+    markdown = (out / "latest.md").read_text()
+    assert "| server | concurrency | orders | orders/s |" in markdown
+    assert "ACME: mean ms per step of an order at c=2" in markdown
+    assert "ACME orders/s devid ÷ pebble (raw host)" in markdown
 
 
 def test_headline_names_every_ratio(run: Run) -> None:
@@ -275,6 +363,8 @@ def test_headline_names_every_ratio(run: Run) -> None:
         "ACME orders/s devid ÷ pebble",
     ):
         assert figure in markdown, figure
+    if swtpm_usable():
+        assert "device-attest-01 enrolments/s" in markdown
 
 
 def test_plot(run: Run) -> None:
@@ -389,6 +479,10 @@ def test_help_explains_every_figure() -> None:
         "CPU ms per enrolment",
         "growth",
         "orders/s",
+        "polls/order",
+        "÷ pebble",
+        "device enrolments/s",
+        "validations/s",
         "~ after a rate",
         "throughput.png",
         "--quick",
@@ -401,6 +495,12 @@ def test_help_explains_every_figure() -> None:
         "--attest-n",
         "--soak",
         "--soak-every",
+        "--acme-concurrency",
+        "--acme-orders",
+        "--acme-host",
+        "--device-attest-n",
+        "--device-attest-validations",
+        "--device-attest-concurrency",
         "--no-plot",
     ):
         assert figure in text, figure

@@ -1,0 +1,369 @@
+"""device-attest-01 against swtpm: enrolments through ``agent.enroll`` and validations/s.
+
+Run by the attestation section on one of its swtpms, once the AK enrolments
+are measured (the agent's state directory then holds an AK and its
+certificate), against the same ``devid serve``, through its ``devices`` ACME
+provisioner (``/acme/devices/directory``: device-attest-01 only, the TPM's EK
+must be a registered device).
+
+Two figures:
+
+**enrolments/s**: complete device enrolments, one after the other, each
+exactly what ``devid agent enroll`` does (``agent.enroll.enroll`` with a TPM
+opened for it): a new httpx connection, directory, newAccount (the state's
+account key: the server finds the existing account), newOrder for the
+device's PermanentIdentifier, the authorization, a new TPM key (TPM2_Create)
+certified by the AK over the key authorization (TPM2_Certify), the challenge
+response (validated by the server while it answers), finalize with a CSR the
+TPM key signs (TPM2_Sign), download and chain check. The TPM calls are timed
+(wrapped on the TPM object), the rest is HTTP, the server and the client.
+
+**validations/s**: only the challenge response, the server's whole
+device-attest-01 verification (CBOR, the AK certificate chain, the
+TPM2_Certify signature and its qualifying data, the identity the attestation
+binds, the inventory): with :class:`benchmarks.acme_client.AcmeClient`, one
+account per connection, every order, authorization and attestation object is
+prepared first (a TPM2_Certify each, over that challenge's key authorization,
+for one TPM key), then the challenge responses are timed at each concurrency
+level, one in flight per connection. Each must come back ``valid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from .acme_client import AcmeClient, AcmeFailure
+from .common import BenchmarkError, Progress, percentile, rounded
+from .http import LOOPBACK, ServerProcess
+from .loadgen import Connection, ConnectionBroken
+from .procs import proc_cpu_seconds
+
+DEVICES_PROVISIONER = "devices"
+DIRECTORY_PATH = f"/acme/{DEVICES_PROVISIONER}/directory"
+#: The TPM calls an enrolment makes (the rest is HTTP, server and client work).
+TPM_STEPS = ("open TPM", "create key", "certify", "sign CSR")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DeviceAttestParams:
+    enrolments: int = 50
+    #: Challenge responses timed per concurrency level.
+    validations: int = 200
+    concurrency: tuple[int, ...] = (1, 8)
+    warmup: int = 2
+    max_duration_s: float = 120.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "provisioner": DEVICES_PROVISIONER,
+            "enrolments": self.enrolments,
+            "validations_per_level": self.validations,
+            "concurrency": list(self.concurrency),
+            "warmup": self.warmup,
+            "enrolment": "agent.enroll.enroll, one at a time, a TPM opened for each",
+            "validation": "the device-attest-01 challenge POST only, attestation objects"
+            " prepared first (one TPM key, a TPM2_Certify per challenge)",
+        }
+
+
+@dataclass
+class _Timers:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def wrap(self, name: str, function: Callable[..., T]) -> Callable[..., T]:
+        def timed(*args: Any, **kwargs: Any) -> T:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+        return timed
+
+
+def _enrol_once(
+    tcti: str, directory: str, root: Path, state: Path
+) -> tuple[float, dict[str, float]]:
+    """One ``agent.enroll.enroll``: its wall time and the seconds of each TPM call."""
+    from agent.enroll import enroll
+    from agent.tpm import TPM
+
+    timers = _Timers()
+    started = time.perf_counter()
+    with TPM(tcti) as tpm:
+        timers.seconds["open TPM"] = time.perf_counter() - started
+        # Instance attributes shadow the methods: enroll() and the TPMSigningKey it makes
+        # call these, so every TPM command the enrolment sends is timed.
+        tpm.create_key = timers.wrap("create key", tpm.create_key)  # type: ignore[method-assign]
+        tpm.certify = timers.wrap("certify", tpm.certify)  # type: ignore[method-assign]
+        tpm.sign = timers.wrap("sign CSR", tpm.sign)  # type: ignore[method-assign]
+        enrollment = enroll(directory, root, tpm, state)
+        if len(enrollment.chain) < 2:
+            raise BenchmarkError("agent.enroll.enroll returned no chain")
+    return time.perf_counter() - started, timers.seconds
+
+
+def _enrolments(
+    params: DeviceAttestParams,
+    tcti: str,
+    directory: str,
+    root: Path,
+    state: Path,
+    server: ServerProcess,
+    swtpm_pid: int,
+    progress: Progress,
+    name: str,
+) -> dict[str, Any]:
+    for _ in range(params.warmup):
+        _enrol_once(tcti, directory, root, state)
+    progress(f"{name}: timing {params.enrolments} device-attest-01 enrolments (agent.enroll)")
+    totals: list[float] = []
+    tpm_steps: list[dict[str, float]] = []
+    swtpm_cpu = proc_cpu_seconds(swtpm_pid)
+    server_cpu = server.cpu_seconds()
+    client_cpu = time.process_time()
+    started = time.perf_counter()
+    deadline = started + params.max_duration_s
+    for index in range(params.enrolments):
+        if time.perf_counter() > deadline:
+            progress(f"{name}: deadline of {params.max_duration_s:.0f} s reached")
+            break
+        total, steps = _enrol_once(tcti, directory, root, state)
+        totals.append(total)
+        tpm_steps.append(steps)
+        progress.status(f"{name}: {index + 1}/{params.enrolments} device enrolments")
+    elapsed = time.perf_counter() - started
+    client_used = time.process_time() - client_cpu
+    swtpm_after = proc_cpu_seconds(swtpm_pid)
+    server_after = server.cpu_seconds()
+    count = len(totals)
+    if not count:
+        raise BenchmarkError(f"{name}: no device enrolment completed before the deadline")
+    whole = sum(totals)
+    tpm_mean = {
+        step: rounded(sum(s.get(step, 0.0) for s in tpm_steps) / count * 1e3) for step in TPM_STEPS
+    }
+    tpm_share = sum(sum(s.values()) for s in tpm_steps) / whole
+
+    def per(before: float | None, after: float | None) -> float | None:
+        if before is None or after is None:
+            return None
+        return rounded((after - before) / count * 1e3)
+
+    return {
+        "enrolments": count,
+        "elapsed_s": rounded(elapsed),
+        "enrolments_per_s": rounded(count / elapsed, 2),
+        "latency_ms": {
+            "p50": rounded(percentile(totals, 0.5) * 1e3),
+            "p99": rounded(percentile(totals, 0.99) * 1e3),
+            "mean": rounded(whole / count * 1e3),
+        },
+        "tpm_ms_mean": tpm_mean,
+        "wall_share": {"tpm": rounded(tpm_share, 3), "acme": rounded(1 - tpm_share, 3)},
+        "cpu_ms_per_enrolment": {
+            "swtpm": per(swtpm_cpu, swtpm_after),
+            "server": per(server_cpu, server_after),
+            "client": rounded(client_used / count * 1e3),
+        },
+    }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    client_index: int
+    challenge_url: str
+    payload: dict[str, Any]
+
+
+async def _validations(
+    params: DeviceAttestParams,
+    tcti: str,
+    url: str,
+    context: ssl.SSLContext,
+    state: Path,
+    server: ServerProcess,
+    progress: Progress,
+    name: str,
+) -> list[dict[str, Any]]:
+    from agent.enroll import CHALLENGE_TYPE, IDENTIFIER_TYPE, attestation_object, device_identifier
+    from agent.state import AgentState
+    from agent.tpm import TPM, KeyAlgorithm, public_of
+    from engine.jose import b64url_encode
+
+    agent_state = AgentState(state)
+    ak, ak_chain = agent_state.load_ak(), agent_state.load_chain()
+    if ak is None or ak_chain is None:
+        raise BenchmarkError(f"{name}: the agent state holds no AK and AK certificate")
+    identifier = {"type": IDENTIFIER_TYPE, "value": device_identifier(ak_chain[0])}
+    port = int(url.rsplit(":", 1)[1])
+    levels: list[dict[str, Any]] = []
+    with TPM(tcti) as tpm:
+        device_key = tpm.create_key(KeyAlgorithm.ECC_P256)
+        ak_public = public_of(ak)
+        for concurrency in params.concurrency:
+            clients: list[AcmeClient] = []
+            try:
+                for _ in range(concurrency):
+                    connection = await Connection.open(LOOPBACK, port, context)
+                    client = AcmeClient(connection, f"{url}{DIRECTORY_PATH}")
+                    clients.append(client)
+                    await client.start()
+                    await client.new_account()
+                prepare_started = time.perf_counter()
+                prepared: list[_Prepared] = []
+                for index in range(params.validations + concurrency):  # + one warm-up each
+                    client = clients[index % concurrency]
+                    _, order = await client.new_order([identifier])
+                    authz = await client.get(str(order["authorizations"][0]), "authorization")
+                    challenge = next(
+                        (
+                            c
+                            for c in authz.get("challenges") or []
+                            if isinstance(c, dict) and c.get("type") == CHALLENGE_TYPE
+                        ),
+                        None,
+                    )
+                    if challenge is None:
+                        raise BenchmarkError(f"{name}: no {CHALLENGE_TYPE} challenge: {authz!r}")
+                    key_authorization = f"{challenge['token']}.{client.thumbprint}"
+                    certification = tpm.certify(
+                        device_key, ak, hashlib.sha256(key_authorization.encode("ascii")).digest()
+                    )
+                    att_obj = attestation_object(ak_public, ak_chain, device_key, certification)
+                    prepared.append(
+                        _Prepared(
+                            index % concurrency,
+                            str(challenge["url"]),
+                            {"attObj": b64url_encode(att_obj)},
+                        )
+                    )
+                prepare_s = time.perf_counter() - prepare_started
+                warm, timed = prepared[:concurrency], prepared[concurrency:]
+                for item in warm:
+                    answer = await clients[item.client_index].respond(
+                        item.challenge_url, item.payload
+                    )
+                    if answer.get("status") != "valid":
+                        raise BenchmarkError(f"{name}: a warm-up validation is {answer!r}"[:400])
+                level = await _time_validations(
+                    clients, timed, server, params, f"{name} validations c={concurrency}", progress
+                )
+                level["prepare_s"] = rounded(prepare_s)
+                levels.append(level)
+            finally:
+                for client in clients:
+                    await client.connection.aclose()
+    return levels
+
+
+async def _time_validations(
+    clients: Sequence[AcmeClient],
+    prepared: Sequence[_Prepared],
+    server: ServerProcess,
+    params: DeviceAttestParams,
+    label: str,
+    progress: Progress,
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def worker(index: int) -> None:
+        client = clients[index]
+        for item in prepared:
+            if item.client_index != index or len(errors) >= 10:
+                continue
+            started = time.perf_counter()
+            try:
+                answer = await client.respond(item.challenge_url, item.payload)
+            except (AcmeFailure, ConnectionBroken, OSError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if answer.get("status") == "valid":
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors.append(f"challenge {answer.get('status')!r}: {answer.get('error')!r}"[:300])
+            progress.status(f"{label}: {len(latencies) + len(errors)}/{len(prepared)}")
+
+    server_cpu = server.cpu_seconds()
+    client_cpu = time.process_time()
+    started = time.perf_counter()
+    with trio.move_on_after(params.max_duration_s) as scope:
+        async with trio.open_nursery() as nursery:
+            for index in range(len(clients)):
+                nursery.start_soon(worker, index)
+    elapsed = time.perf_counter() - started
+    client_used = time.process_time() - client_cpu
+    server_after = server.cpu_seconds()
+    ok = len(latencies)
+    level: dict[str, Any] = {
+        "concurrency": len(clients),
+        "validations": len(prepared),
+        "ok": ok,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "timed_out": scope.cancelled_caught,
+        "elapsed_s": rounded(elapsed),
+        "validations_per_s": rounded(ok / elapsed, 1) if elapsed and ok else 0.0,
+    }
+    if ok:
+        level["latency_ms"] = {
+            "p50": rounded(percentile(latencies, 0.5) * 1e3),
+            "p99": rounded(percentile(latencies, 0.99) * 1e3),
+        }
+        if server_cpu is not None and server_after is not None:
+            level["server_cpu_ms_per_validation"] = rounded((server_after - server_cpu) / ok * 1e3)
+            level["server_cpu_cores"] = rounded((server_after - server_cpu) / elapsed)
+        level["client_cpu_ms_per_validation"] = rounded(client_used / ok * 1e3)
+    progress(
+        f"{label}: {level['validations_per_s']} validations/s"
+        + (f"  {len(errors)} errors, first: {errors[0]}" if errors else "")
+    )
+    return level
+
+
+def run_device_attest(
+    params: DeviceAttestParams,
+    tcti: str,
+    url: str,
+    root: Path,
+    state: Path,
+    server: ServerProcess,
+    swtpm_pid: int,
+    progress: Progress,
+    name: str,
+) -> dict[str, Any]:
+    """Both figures against a running server and swtpm (the attestation section's)."""
+    directory = f"{url}{DIRECTORY_PATH}"
+    result: dict[str, Any] = {"parameters": params.describe(), "directory": directory}
+    result["enrolment"] = _enrolments(
+        params, tcti, directory, root, state, server, swtpm_pid, progress, name
+    )
+    progress(
+        f"{name}: {result['enrolment']['enrolments_per_s']} device enrolments/s;"
+        f" preparing {params.validations} device-attest-01 challenges per level"
+    )
+    context = ssl.create_default_context(cafile=str(root))
+    try:
+        levels = trio.run(_validations, params, tcti, url, context, state, server, progress, name)
+    except AcmeFailure as exc:
+        raise BenchmarkError(f"{name}: {exc}") from None
+    result["validation_levels"] = levels
+    ok = [level for level in levels if level["ok"]]
+    if ok:
+        best = max(ok, key=lambda level: float(level["validations_per_s"]))
+        result["best_validations"] = {
+            "concurrency": best["concurrency"],
+            "validations_per_s": best["validations_per_s"],
+        }
+    return result
