@@ -6,7 +6,8 @@ request -> provisioner authorization (a :class:`~engine.policy.SignPolicy`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from cryptography.x509.oid import ExtensionOID
 from .csr import CSRInfo
 from .errors import BadRequest, Forbidden
 from .extensions import ProvisionerRef
+from .fastcert import LeafEncoder
 from .names import SAN
 from .policy import SignPolicy
 from .ports import Clock, Random
@@ -38,6 +40,12 @@ class Issuer:
     parents: tuple[x509.Certificate, ...] = ()
     authority_key_identifier: x509.AuthorityKeyIdentifier = attrs.field(init=False)
 
+    # The same chain as PEM text, encoded once (every issuance answers with it).
+    chain_pem: tuple[str, ...] = attrs.field(init=False, repr=False)
+    # Leaves from a pre-encoded DER template; None where that would not give the
+    # builder's bytes (checked once, here), and then the builder signs every leaf.
+    leaf_encoder: LeafEncoder | None = attrs.field(init=False, eq=False, repr=False)
+
     @authority_key_identifier.default
     def _aki(self) -> x509.AuthorityKeyIdentifier:
         try:
@@ -47,6 +55,16 @@ class Issuer:
             return x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 self.signer.public_key  # type: ignore[arg-type]
             )
+
+    @chain_pem.default
+    def _chain_pem(self) -> tuple[str, ...]:
+        return tuple(c.public_bytes(Encoding.PEM).decode() for c in self.chain)
+
+    @leaf_encoder.default
+    def _leaf_encoder(self) -> LeafEncoder | None:
+        return LeafEncoder.for_issuer(
+            self.certificate, self.signer, self.authority_key_identifier, builder_certificate
+        )
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -61,21 +79,39 @@ class SignRequest:
     not_after: datetime | None = None
 
 
+def _sans_of(names: Iterable[x509.GeneralName]) -> tuple[SAN, ...]:
+    """The names of a SubjectAlternativeName that are SANs (not otherName, directoryName)."""
+    out = []
+    for name in names:
+        try:
+            out.append(SAN.from_general_name(name))
+        except BadRequest:
+            continue
+    return tuple(out)
+
+
 @attrs.frozen
 class IssuedCertificate:
-    """A freshly signed certificate and the facts the store records about it."""
+    """A freshly signed certificate and the facts the store records about it.
+
+    The facts derived from the certificate (names, validity, PEM) are computed
+    once, on first use: storing, logging and answering all read them.
+    """
 
     certificate: x509.Certificate
     der: bytes
     issuer: Issuer
     provisioner: ProvisionerRef
     evidence: Mapping[str, Any] = attrs.field(factory=dict)
+    # The general names the certificate's SubjectAlternativeName was built from, when
+    # the caller has them (the pipeline does): saves parsing them back out of the DER.
+    general_names: tuple[x509.GeneralName, ...] | None = attrs.field(default=None, kw_only=True)
 
     @property
     def serial(self) -> int:
         return self.certificate.serial_number
 
-    @property
+    @functools.cached_property
     def serial_hex(self) -> str:
         return format(self.certificate.serial_number, "x")
 
@@ -83,19 +119,36 @@ class IssuedCertificate:
     def chain(self) -> tuple[x509.Certificate, ...]:
         return (self.certificate, *self.issuer.chain)
 
-    @property
+    @functools.cached_property
     def sans(self) -> tuple[SAN, ...]:
+        if self.general_names is not None:
+            return _sans_of(self.general_names)
         try:
             ext = self.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         except x509.ExtensionNotFound:
             return ()
-        out = []
-        for name in ext.value:
-            try:
-                out.append(SAN.from_general_name(name))
-            except BadRequest:
-                continue
-        return tuple(out)
+        return _sans_of(ext.value)
+
+    @functools.cached_property
+    def san_texts(self) -> tuple[str, ...]:
+        return tuple(str(s) for s in self.sans)
+
+    @functools.cached_property
+    def subject_text(self) -> str:
+        """The subject as an RFC 4514 string."""
+        return self.certificate.subject.rfc4514_string()
+
+    @functools.cached_property
+    def not_before(self) -> datetime:
+        return self.certificate.not_valid_before_utc
+
+    @functools.cached_property
+    def not_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
+
+    @functools.cached_property
+    def pem(self) -> str:
+        return self.certificate.public_bytes(Encoding.PEM).decode()
 
 
 def random_serial(random: Random) -> int:
@@ -143,7 +196,7 @@ def resolve_validity(
 
 
 def require_identity(template: CertificateTemplate) -> None:
-    if len(template.subject) == 0 and not template.general_names():
+    if len(template.subject) == 0 and not template.sans and not template.extra_general_names:
         raise Forbidden("certificate would have neither a subject nor a subject alternative name")
 
 
@@ -156,10 +209,60 @@ def build_certificate(
     not_after: datetime,
     provisioner: ProvisionerRef,
 ) -> x509.Certificate:
+    """The leaf certificate for *template*, signed by *issuer*."""
+    return sign_certificate(
+        template, public_key, issuer, serial, not_before, not_after, provisioner
+    )[0]
+
+
+def sign_certificate(
+    template: CertificateTemplate,
+    public_key: Any,
+    issuer: Issuer,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    provisioner: ProvisionerRef,
+) -> tuple[x509.Certificate, bytes]:
+    """The leaf certificate and its DER: from the issuer's pre-encoded template where it
+    gives the builder's bytes (:mod:`engine.fastcert`), else from the builder."""
+    require_identity(template)
+    encoder = issuer.leaf_encoder
+    if encoder is not None:
+        tbs = encoder.tbs(template, public_key, serial, not_before, not_after, provisioner)
+        if tbs is not None:
+            certificate_der = encoder.certificate(tbs)
+            return x509.load_der_x509_certificate(certificate_der), certificate_der
+    certificate = builder_certificate(
+        template,
+        public_key,
+        issuer.certificate,
+        issuer.signer,
+        issuer.authority_key_identifier,
+        serial,
+        not_before,
+        not_after,
+        provisioner,
+    )
+    return certificate, certificate.public_bytes(Encoding.DER)
+
+
+def builder_certificate(
+    template: CertificateTemplate,
+    public_key: Any,
+    issuer_certificate: x509.Certificate,
+    signer: Signer,
+    authority_key_identifier: x509.AuthorityKeyIdentifier,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    provisioner: ProvisionerRef,
+) -> x509.Certificate:
+    """The reference path: cryptography's CertificateBuilder, field by field."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(template.subject)
-        .issuer_name(issuer.certificate.subject)
+        .issuer_name(issuer_certificate.subject)
         .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(not_before)
@@ -167,7 +270,7 @@ def build_certificate(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(template.key_usage_extension(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(issuer.authority_key_identifier, critical=False)
+        .add_extension(authority_key_identifier, critical=False)
     )
     if template.extended_key_usage:
         builder = builder.add_extension(
@@ -184,7 +287,6 @@ def build_certificate(
     builder = builder.add_extension(provisioner.to_extension(), critical=False)
     for ext in template.extra_extensions:
         builder = builder.add_extension(ext.value, critical=ext.critical)
-    signer = issuer.signer
     return builder.sign(signer.private_key, signer.hash_algorithm)  # type: ignore[arg-type]
 
 
@@ -200,7 +302,7 @@ class PreparedCertificate:
     policy: SignPolicy
 
     def sign(self, random: Random) -> IssuedCertificate:
-        certificate = build_certificate(
+        certificate, certificate_der = sign_certificate(
             self.template,
             self.public_key,
             self.issuer,
@@ -211,10 +313,11 @@ class PreparedCertificate:
         )
         return IssuedCertificate(
             certificate=certificate,
-            der=certificate.public_bytes(Encoding.DER),
+            der=certificate_der,
             issuer=self.issuer,
             provisioner=self.policy.provisioner,
             evidence=self.policy.evidence,
+            general_names=tuple(self.template.general_names()),
         )
 
 

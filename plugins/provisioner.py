@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 import attrs
 
 from engine.csr import CSRInfo
+from engine.jose import CompactJWS
 from engine.policy import SignPolicy
 
 
@@ -75,6 +76,25 @@ class Provisioner(Protocol):
     ) -> Authorization:
         """Check *credential* for revoking the certificate *serial* this provisioner issued."""
         ...
+
+
+class ParsedTokenProvisioner(Protocol):
+    """A provisioner that can take the token already split and decoded by the host.
+
+    One whose class sets ``accepts_parsed_token = True`` is called with
+    ``parsed=parse_compact(credential)`` (the host parsed it to read ``iss``),
+    so the token is not parsed twice; it still checks everything it checks
+    without it (signature, claims, kid).
+    """
+
+    def authorize_sign(
+        self,
+        credential: str,
+        csr: CSRInfo,
+        ctx: AuthorizeContext,
+        *,
+        parsed: CompactJWS | None = None,
+    ) -> Authorization: ...
 
 
 class ProvisionerType(Protocol):

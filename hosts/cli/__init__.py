@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigurationError, DevidError
 
-from . import agent_commands, ca_commands, device_commands, server_commands
+from . import account_commands, agent_commands, ca_commands, device_commands, server_commands
 
 DESCRIPTION = """\
 devid: a device-identity PKI. Devices proven by their TPM get short-lived
@@ -21,6 +21,7 @@ per-user data directory):
   devid token       mint a one-time token from a JWK provisioner
   devid plugins     list loaded plugins, provisioner types and attestation formats
   devid device      the device inventory: add, list, show, disable, remove, import, sync
+  devid account     Wi-Fi, VPN and web accounts for devices: add, list, show, remove
 
 On the device (TPM through --tcti, default device:/dev/tpmrm0):
   devid agent info      print the EK URN and what else registering the device needs
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     server_commands.register(sub)
     device_commands.register(sub)
+    account_commands.register(sub)
     ca_commands.register(sub)
     agent_commands.register(sub)
     return parser

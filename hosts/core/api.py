@@ -80,9 +80,7 @@ def build_router(authority: Authority) -> Router:
     # --- admin API -----------------------------------------------------------------
 
     async def admin(request: HTTPRequest) -> None:
-        header = request.header("authorization") or ""
-        bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
-        await _run(authority.check_admin, bearer, request.peer_certificate)
+        await _run(authority.check_admin, request.bearer, request.peer_certificate)
 
     @route("GET", "/api/v1/devices")
     async def list_devices(request: HTTPRequest) -> HTTPResponse:
@@ -115,6 +113,48 @@ def build_router(authority: Authority) -> Router:
         await admin(request)
         await _run(inventory.remove, ek)
         return HTTPResponse(204)
+
+    # --- accounts: admin API, and the device-facing listing (mTLS, device certificate) ---
+
+    accounts = authority.accounts
+
+    @route("GET", "/api/v1/accounts")
+    async def list_accounts(request: HTTPRequest) -> HTTPResponse:
+        await admin(request)
+        return HTTPResponse.json(await _run(accounts.list, dict(request.query)))
+
+    @route("POST", "/api/v1/accounts")
+    async def add_account(request: HTTPRequest) -> HTTPResponse:
+        await admin(request)
+        account = await _run(accounts.add, request.json())
+        return HTTPResponse.json(account.to_json(), 201)
+
+    @route("GET", "/api/v1/accounts/{name}")
+    async def get_account(request: HTTPRequest, name: str) -> HTTPResponse:
+        await admin(request)
+        return HTTPResponse.json((await _run(accounts.get, name)).to_json())
+
+    @route("PATCH", "/api/v1/accounts/{name}")
+    async def update_account(request: HTTPRequest, name: str) -> HTTPResponse:
+        await admin(request)
+        return HTTPResponse.json((await _run(accounts.update, name, request.json())).to_json())
+
+    @route("DELETE", "/api/v1/accounts/{name}")
+    async def delete_account(request: HTTPRequest, name: str) -> HTTPResponse:
+        await admin(request)
+        await _run(accounts.remove, name)
+        return HTTPResponse(204)
+
+    @route("GET", "/api/v1/device/accounts")
+    async def device_accounts(request: HTTPRequest) -> HTTPResponse:
+        return HTTPResponse.json(
+            await _run(
+                authority.device_accounts,
+                request.peer_certificate,
+                request.base_url,
+                request.bearer,
+            )
+        )
 
     # --- ACME (RFC 8555), one server per ACME provisioner ----------------------------------
     # Handlers never raise: errors are problem documents with a Replay-Nonce, and so are

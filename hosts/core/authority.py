@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -42,7 +42,7 @@ from engine.errors import (
 )
 from engine.extensions import ProvisionerRef
 from engine.inventory import ek_urn
-from engine.jose import parse_compact
+from engine.jose import CompactJWS, parse_compact
 from engine.pipeline import (
     IssuedCertificate,
     Issuer,
@@ -58,11 +58,13 @@ from plugins.manager import PluginManager
 from plugins.provisioner import (
     Authorization,
     AuthorizeContext,
+    ParsedTokenProvisioner,
     Provisioner,
     ProvisionerEnvironment,
     TokenUse,
 )
 
+from .accounts import AccountProvisionerSync, Accounts, device_accounts
 from .acme_service import ACMEService
 from .attestation import load_attestation_policy
 from .config import Config, load_config
@@ -166,6 +168,9 @@ class Authority:
         self.inventory = Inventory(store, clock)
         self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
         self.acme = ACMEService(self)
+        self.account_sync = AccountProvisionerSync(self)
+        self.accounts = Accounts(store, clock, random, on_change=self.sync_account_provisioners)
+        self.sync_account_provisioners()
 
     @classmethod
     def load(
@@ -196,6 +201,19 @@ class Authority:
     def close(self) -> None:
         self.store.close()
 
+    # --- accounts ------------------------------------------------------------
+
+    def sync_account_provisioners(self) -> None:
+        """Rebuild the X5C provisioner of every account (``account:NAME``) from the store."""
+        self.account_sync.sync()
+
+    def device_accounts(
+        self, peer_der: bytes | None, base_url: str = "", bearer: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /api/v1/device/accounts``: a device's accounts, proven by mTLS with its
+        certificate or by an x5c token its key signed."""
+        return device_accounts(self, peer_der, base_url, bearer)
+
     # --- endpoint identity -------------------------------------------------
 
     def set_base_urls(self, urls: list[str]) -> None:
@@ -214,8 +232,8 @@ class Authority:
         return [p.public_view() for p in self.provisioners.values()]
 
     def chain_pem(self, issued: IssuedCertificate) -> dict[str, Any]:
-        leaf = pem(issued.certificate)
-        issuer_chain = [pem(c) for c in issued.issuer.chain]
+        leaf = issued.pem
+        issuer_chain = issued.issuer.chain_pem
         return {"crt": leaf, "ca": issuer_chain[0], "certChain": [leaf, *issuer_chain]}
 
     # --- operations ------------------------------------------------------------
@@ -246,16 +264,15 @@ class Authority:
 
     def certificate_record(self, issued: IssuedCertificate) -> CertificateRecord:
         """What the store keeps about *issued* (ACME stores it with its order)."""
-        cert = issued.certificate
         return CertificateRecord(
             serial=issued.serial_hex,
             issuer=issued.issuer.name,
-            subject=cert.subject.rfc4514_string(),
-            sans=tuple(str(s) for s in issued.sans),
+            subject=issued.subject_text,
+            sans=issued.san_texts,
             provisioner_type=issued.provisioner.type,
             provisioner_name=issued.provisioner.name,
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
+            not_before=issued.not_before,
+            not_after=issued.not_after,
             der=issued.der,
             evidence=dict(issued.evidence),
             created_at=self.clock.now(),
@@ -263,23 +280,24 @@ class Authority:
 
     def announce_issued(self, issued: IssuedCertificate) -> None:
         """Log and audit a certificate that was just stored."""
-        cert = issued.certificate
         fields = {
             "serial": issued.serial_hex,
-            "subject": cert.subject.rfc4514_string(),
-            "sans": [str(s) for s in issued.sans],
+            "subject": issued.subject_text,
+            "sans": list(issued.san_texts),
             "provisioner": issued.provisioner.name,
             "issuer": issued.issuer.name,
-            "not_after": cert.not_valid_after_utc.isoformat(),
+            "not_after": issued.not_after.isoformat(),
         }
         log.info("certificate issued", extra=fields)
         self.plugins.audit("certificate.issued", fields)
 
-    def _token_provisioner(self, token: str) -> Provisioner:
+    def _token_provisioner(self, token: str | CompactJWS) -> Provisioner:
         """Find the provisioner a token names (its ``iss``); the signature is checked later."""
-        claims = parse_compact(token).claims()
+        claims = (token if isinstance(token, CompactJWS) else parse_compact(token)).claims()
         name = claims.get("iss")
         provisioner = self.provisioners.get(name) if isinstance(name, str) else None
+        if provisioner is None and isinstance(name, str):
+            provisioner = self.account_sync.find(name)  # an account another process added
         if provisioner is None or not getattr(provisioner, "accepts_sign_tokens", True):
             raise Unauthorized(f"token issuer {name!r} is not a provisioner that signs tokens here")
         return provisioner
@@ -293,10 +311,16 @@ class Authority:
         not_before = parse_time_or_duration(body.get("notBefore"), now)
         not_after = parse_time_or_duration(body.get("notAfter"), now)
         csr = parse_csr(csr_text)
-        provisioner = self._token_provisioner(token)
-        authorization: Authorization = provisioner.authorize_sign(
-            token, csr, self.context("/1.0/sign")
-        )
+        jws = parse_compact(token)
+        provisioner = self._token_provisioner(jws)
+        context = self.context("/1.0/sign")
+        authorization: Authorization
+        if getattr(provisioner, "accepts_parsed_token", False):
+            # The token is parsed once; the provisioner still verifies all of it.
+            parsed_aware = cast(ParsedTokenProvisioner, provisioner)
+            authorization = parsed_aware.authorize_sign(token, csr, context, parsed=jws)
+        else:
+            authorization = provisioner.authorize_sign(token, csr, context)
         policy = authorization.policy
         assert policy is not None
         self.plugins.check_sign(provisioner, csr, policy)

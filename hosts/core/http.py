@@ -46,6 +46,12 @@ class HTTPRequest:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    @property
+    def bearer(self) -> str | None:
+        """The credential of an ``Authorization: Bearer ...`` header, if any."""
+        header = self.header("authorization") or ""
+        return header[7:].strip() or None if header[:7].lower() == "bearer " else None
+
     def json(self, *, content_types: tuple[str, ...] = (JSON,)) -> Any:
         """The body as JSON; 415 for another media type, 400 if it is not JSON."""
         mimetype = (self.header("content-type") or "").split(";")[0].strip().lower()

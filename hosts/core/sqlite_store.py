@@ -7,14 +7,19 @@ against process death and power loss alike.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine.accounts import Account as DeviceAccount
+from engine.accounts import account_from_store
 from engine.acme.effects import Write
 from engine.acme.records import Account, Authorization, CertificateLink, Challenge, Order
 from engine.crl import RevokedEntry
@@ -119,10 +124,32 @@ CREATE TABLE IF NOT EXISTS acme_certificates (
     account_id TEXT NOT NULL,
     order_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 PRUNE_EVERY = 1000
+WRITER_LOCK_SUFFIX = "-writer.lock"
 _R = TypeVar("_R")
+
+
+class _PendingCertificate:
+    """A certificate waiting for the group commit, and what became of it."""
+
+    __slots__ = ("done", "error", "lead", "record", "stored", "used_token")
+
+    def __init__(self, record: CertificateRecord, used_token: UsedToken | None) -> None:
+        self.record = record
+        self.used_token = used_token
+        self.done = threading.Event()
+        self.lead = False
+        self.stored: bool | None = None
+        self.error: BaseException | None = None
 
 
 def _ts(value: datetime) -> float:
@@ -152,6 +179,15 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"cannot open the database {path}: {exc}") from None
         self._lock = threading.Lock()
+        # Group commit of issued certificates (record_certificate).
+        self._pending_lock = threading.Lock()
+        self._pending: list[_PendingCertificate] = []
+        self._leading = False
+        # Writers in other processes (devid serve --workers N, the CLI) are queued on
+        # an advisory lock next to the database instead of in SQLite's busy handler,
+        # which polls with sleeps of 1 ms and more while this process's store is held.
+        lock_path = path.with_name(path.name + WRITER_LOCK_SUFFIX)
+        self._writer_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._writes_since_prune = 0
         self._nonces_since_prune = 0
         self.path = path
@@ -159,6 +195,20 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._writer_lock >= 0:
+                os.close(self._writer_lock)
+                self._writer_lock = -1
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """This thread alone (the connection is shared), and this process alone among
+        the writers of the database: SQLite's write lock is then free at once."""
+        with self._lock:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     # --- certificates --------------------------------------------------------
 
@@ -187,18 +237,94 @@ class SQLiteStore:
     def record_certificate(
         self, record: CertificateRecord, used_token: UsedToken | None = None
     ) -> bool:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        """Store *record* (and claim *used_token*) in a transaction committed on return.
+
+        Group commit: issuances that arrive while another thread commits wait, and the
+        next of them commits all that are waiting in one transaction (one fsync). Each
+        caller returns only after the commit that holds its certificate; a refused token
+        stores nothing for that caller, and the others in the batch are unaffected.
+        """
+        item = _PendingCertificate(record, used_token)
+        with self._pending_lock:
+            self._pending.append(item)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.done.wait()
+            lead = item.lead  # the previous batch's committer passed the lead on to us
+        if lead:
+            self._lead_batch()
+        if item.error is not None:
+            raise item.error
+        assert item.stored is not None
+        return item.stored
+
+    def _lead_batch(self) -> None:
+        """Commit what is waiting once the database is ours (this thread's own certificate
+        among it), then hand the lead to the first certificate that arrived meanwhile."""
+        batch: list[_PendingCertificate] | None = None
+        try:
+            with self._writing():
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_batch(batch)
+        except BaseException as exc:
+            if batch is None:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+            for item in batch:
+                if item.stored is None and item.error is None:
+                    item.error = exc
+        finally:
+            for item in batch or ():
+                item.done.set()
+            with self._pending_lock:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._leading = False
+
+    def _commit_batch(self, batch: list[_PendingCertificate]) -> None:
+        """One transaction for the whole batch; each item gets its outcome."""
+        if len(batch) > 1:
             try:
-                if used_token is not None and not self._claim_token(used_token):
-                    self._db.execute("ROLLBACK")
-                    return False
-                self._insert_certificate(record)
+                self._db.execute("BEGIN IMMEDIATE")
+                stored = [self._store_pending(item) for item in batch]
                 self._db.execute("COMMIT")
-                return True
-            except BaseException:
+            except Exception:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                # Rare (a duplicate serial, an I/O error): redo each alone, so that
+                # every caller gets exactly what a lone commit would have given it.
+            else:
+                for item, result in zip(batch, stored, strict=True):
+                    item.stored = result
+                return
+        for item in batch:
+            self._commit_alone(item)
+
+    def _store_pending(self, item: _PendingCertificate) -> bool:
+        """Inside the caller's transaction: claim the token, then insert the certificate."""
+        if item.used_token is not None and not self._claim_token(item.used_token):
+            return False
+        self._insert_certificate(item.record)
+        return True
+
+    def _commit_alone(self, item: _PendingCertificate) -> None:
+        """One certificate in a transaction of its own; the outcome goes to *item*."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._store_pending(item):
+                self._db.execute("COMMIT")
+                item.stored = True
+            else:
                 self._db.execute("ROLLBACK")
-                raise
+                item.stored = False
+        except BaseException as exc:
+            self._db.execute("ROLLBACK")
+            item.error = exc
 
     def _row(self, row: tuple[object, ...]) -> CertificateRecord:
         (serial, issuer, subject, sans, ptype, pname, nb, na, status, der, evidence, created) = row
@@ -262,11 +388,11 @@ class SQLiteStore:
     def use_token(
         self, provisioner: str, token_id: str, expires_at: datetime, now: datetime
     ) -> bool:
-        with self._lock:
+        with self._writing():
             return self._claim_token(UsedToken(provisioner, token_id, expires_at, now))
 
     def prune_tokens(self, now: datetime) -> int:
-        with self._lock:
+        with self._writing():
             cursor = self._db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (_ts(now),))
             return cursor.rowcount
 
@@ -277,7 +403,7 @@ class SQLiteStore:
     # --- revocation ----------------------------------------------------------
 
     def revoke(self, revocation: Revocation) -> bool:
-        with self._lock:
+        with self._writing():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cursor = self._db.execute(
@@ -429,7 +555,7 @@ class SQLiteStore:
         expires_at: datetime,
         now: datetime,
     ) -> None:
-        with self._lock:
+        with self._writing():
             self._db.execute("DELETE FROM attestation_sessions WHERE expires_at < ?", (_ts(now),))
             self._db.execute(
                 "INSERT INTO attestation_sessions (id, ek_urn, session, expires_at)"
@@ -439,7 +565,7 @@ class SQLiteStore:
 
     def take_session(self, session_id: str) -> dict[str, Any] | None:
         """Remove and return a session: each one can be answered once."""
-        with self._lock:
+        with self._writing():
             row = self._db.execute(
                 "DELETE FROM attestation_sessions WHERE id = ? RETURNING session", (session_id,)
             ).fetchone()
@@ -456,7 +582,7 @@ class SQLiteStore:
     # --- ACME ------------------------------------------------------------------------
 
     def acme_add_nonce(self, value: str, expires_at: datetime, now: datetime) -> None:
-        with self._lock:
+        with self._writing():
             self._nonces_since_prune += 1
             if self._nonces_since_prune >= PRUNE_EVERY:
                 self._nonces_since_prune = 0
@@ -467,7 +593,7 @@ class SQLiteStore:
             )
 
     def acme_take_nonce(self, value: str) -> datetime | None:
-        with self._lock:
+        with self._writing():
             row = self._db.execute(
                 "DELETE FROM acme_nonces WHERE value = ? RETURNING expires_at", (value,)
             ).fetchone()
@@ -662,7 +788,7 @@ class SQLiteStore:
                 "status": c.status.value,
             }
             rows.append(("acme_challenges", c.id, c.revision, columns, c.to_store()))
-        with self._lock:
+        with self._writing():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for table, record_id, revision, columns, record in rows:
@@ -682,3 +808,47 @@ class SQLiteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    # --- accounts (Wi-Fi, VPN, web: what devices get certificates for) ----------------
+
+    def _account_values(self, account: DeviceAccount) -> tuple[object, ...]:
+        created = account.created_at or datetime.now(UTC)
+        updated = account.updated_at or created
+        return (account.id, account.name, json.dumps(account.to_json()), _ts(created), _ts(updated))
+
+    def add_account(self, account: DeviceAccount) -> bool:
+        with self._writing():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO accounts (id, name, record, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                self._account_values(account),
+            )
+            return cursor.rowcount == 1
+
+    def get_account(self, name: str) -> DeviceAccount | None:
+        with self._lock:
+            row = self._db.execute("SELECT record FROM accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else account_from_store(json.loads(str(row[0])))
+
+    def list_accounts(self) -> Sequence[DeviceAccount]:
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM accounts ORDER BY name").fetchall()
+        return [account_from_store(json.loads(str(r[0]))) for r in rows]
+
+    def update_account(self, account: DeviceAccount) -> bool:
+        with self._writing():
+            cursor = self._db.execute(
+                "UPDATE accounts SET record = ?, updated_at = ? WHERE id = ? AND name = ?",
+                (
+                    json.dumps(account.to_json()),
+                    _ts(account.updated_at or datetime.now(UTC)),
+                    account.id,
+                    account.name,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def delete_account(self, name: str) -> bool:
+        with self._writing():
+            cursor = self._db.execute("DELETE FROM accounts WHERE name = ?", (name,))
+            return cursor.rowcount == 1

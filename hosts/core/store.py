@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from engine.accounts import Account as DeviceAccount
 from engine.acme.effects import Write
 from engine.acme.records import Account, Authorization, CertificateLink, Challenge, Order
 from engine.crl import RevokedEntry
@@ -183,5 +184,23 @@ class Store(Protocol):
         newer revision, or a key thumbprint another account of the provisioner uses).
         """
         ...
+
+    # --- accounts (engine.accounts.Account, named DeviceAccount beside ACME's Account) ---
+
+    def add_account(self, account: DeviceAccount) -> bool:
+        """Create an account; False if its name (or id) is taken."""
+        ...
+
+    def get_account(self, name: str) -> DeviceAccount | None: ...
+
+    def list_accounts(self) -> Sequence[DeviceAccount]:
+        """Every account, by name."""
+        ...
+
+    def update_account(self, account: DeviceAccount) -> bool:
+        """Replace the stored account with this id and name; False if there is none."""
+        ...
+
+    def delete_account(self, name: str) -> bool: ...
 
     def close(self) -> None: ...

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
-from quart import Response, request
+from quart import Request, Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import PayloadTooLarge, ProtocolError
@@ -21,13 +23,20 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def _to_quart(response: HTTPResponse) -> Response:
-    out = Response(response.body, status=response.status)
+    # The headers go in with the body: Response then skips its default Content-Type.
+    headers = Headers()
     for name, value in response.headers:
         if name.lower() == "content-type":
-            out.headers[name] = value
+            headers[name] = value
         else:
-            out.headers.add(name, value)  # Link may appear several times
-    return out
+            headers.add(name, value)  # Link may appear several times
+    return Response(response.body, status=response.status, headers=headers)
+
+
+def _current_request() -> Request:
+    """The request behind quart's ``request`` proxy: each attribute read through the
+    proxy looks the request context up again."""
+    return cast(Request, cast(Any, request)._get_current_object())
 
 
 def create_app(authority: Authority) -> QuartTrio:
@@ -66,20 +75,21 @@ def create_app(authority: Authority) -> QuartTrio:
     @app.route("/", defaults={"path": ""}, methods=METHODS)
     @app.route("/<path:path>", methods=METHODS)
     async def dispatch(path: str) -> Response:
+        current = _current_request()
         try:
-            router.check_length(request.content_length)
+            router.check_length(current.content_length)
         except ProtocolError as exc:
             return _to_quart(await router.refuse(_bare_request(), exc))
-        body = await request.get_data(as_text=False)
+        body = await current.get_data(as_text=False)
         assert isinstance(body, bytes)
         http_request = HTTPRequest(
-            method=request.method,
-            path=request.path,
-            query={k: v for k, v in request.args.items()},
-            headers={k.lower(): v for k, v in request.headers.items()},
+            method=current.method,
+            path=current.path,
+            query={k: v for k, v in current.args.items()} if current.query_string else {},
+            headers={k.lower(): v for k, v in current.headers.items()},
             body=body,
-            peer_certificate=peer_certificate(request.scope),  # type: ignore[arg-type]
-            base_url=f"{request.scheme}://{request.host}",
+            peer_certificate=peer_certificate(current.scope),  # type: ignore[arg-type]
+            base_url=f"{current.scheme}://{current.host}",
         )
         return _to_quart(await router.dispatch(http_request))
 

@@ -39,15 +39,6 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
         return event
 
 
-async def _send(conn: h11.Connection, stream: trio.abc.Stream, event: Any) -> None:
-    data = conn.send(event)
-    if data:
-        try:
-            await stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise _Closed() from None
-
-
 async def _respond(
     conn: h11.Connection, stream: trio.abc.Stream, response: HTTPResponse, *, close: bool
 ) -> None:
@@ -56,10 +47,15 @@ async def _respond(
     headers.append((b"server", SERVER))
     if close:
         headers.append((b"connection", b"close"))
-    await _send(conn, stream, h11.Response(status_code=response.status, headers=headers))
+    # One write for the whole response: one TLS record run and one send, not three.
+    data = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
     if response.body:
-        await _send(conn, stream, h11.Data(data=response.body))
-    await _send(conn, stream, h11.EndOfMessage())
+        data += conn.send(h11.Data(data=response.body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise _Closed() from None
 
 
 async def _read_body(conn: h11.Connection, stream: trio.abc.Stream, limit: int) -> bytes:

@@ -32,14 +32,56 @@ log = logging.getLogger("devid.server")
 GRACEFUL_TIMEOUT = 5.0
 
 
-def listening_socket(listen: str) -> socket.socket:
-    host, port = parse_listen(listen)
+def listening_socket(
+    listen: str, *, port: int | None = None, reuse_port: bool = False
+) -> socket.socket:
+    """A listening TCP socket on *listen* (or on *port* of its host).
+
+    With *reuse_port*, several sockets can listen on the same port (SO_REUSEPORT)
+    and the kernel spreads incoming connections over them.
+    """
+    host, listen_port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, listen_port if port is None else port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+def worker_sockets(listen: str, workers: int) -> list[socket.socket]:
+    """One listening socket per worker, all on the same port.
+
+    With SO_REUSEPORT each worker accepts from a queue of its own, and the kernel
+    spreads connections over them (by a hash of the addresses), instead of every
+    worker waking for, and racing to accept from, one shared queue. Where the
+    option is missing, the workers share one socket.
+    """
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        if parse_listen(listen)[1] != 0:
+            # A port some other server listens on is an error, as with one socket:
+            # SO_REUSEPORT would let a second devid (same user) share it silently.
+            listening_socket(listen).close()
+        sockets: list[socket.socket] = []
+        try:
+            first = listening_socket(listen, reuse_port=True)
+            sockets.append(first)
+            port = first.getsockname()[1]
+            for _ in range(workers - 1):
+                sockets.append(listening_socket(listen, port=port, reuse_port=True))
+        except OSError:
+            for sock in sockets:
+                sock.close()
+        else:
+            return sockets
+    shared = listening_socket(listen)
+    return [shared] * workers
 
 
 async def serve(
@@ -111,11 +153,18 @@ def _worker_main(
     data_dir: Path,
     password: bytes,
     listen: str,
-    sock: socket.socket,
+    sockets: list[socket.socket],
     index: int,
     prepare: Callable[[Authority], None] | None = None,
 ) -> None:
     from hosts.core.logs import configure_logging
+
+    # Keep only this worker's socket: a socket another worker owns, held open here,
+    # would keep receiving connections after that worker died, and none would accept them.
+    sock = sockets[index]
+    for other in sockets:
+        if other is not sock:
+            other.close()
 
     configure_logging(
         os.environ.get("DEVID_LOG_LEVEL", "info"), os.environ.get("DEVID_LOG_FORMAT", "json")
@@ -140,17 +189,17 @@ def serve_workers(
     on_ready: Callable[[list[str]], None] | None = None,
     prepare: Callable[[Authority], None] | None = None,
 ) -> int:
-    """Run *workers* processes sharing one listening socket; SIGINT/SIGTERM stops them all.
+    """Run *workers* processes listening on one port; SIGINT/SIGTERM stops them all.
 
     *prepare* runs in each worker on its freshly loaded authority (command-line overrides).
     """
-    sock = listening_socket(listen)
-    port = sock.getsockname()[1]
+    sockets = worker_sockets(listen, workers)
+    port = sockets[0].getsockname()[1]
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(
             target=_worker_main,
-            args=(data_dir, password, listen, sock, index, prepare),
+            args=(data_dir, password, listen, sockets, index, prepare),
             name=f"devid-worker-{index}",
             daemon=False,
         )
@@ -158,7 +207,8 @@ def serve_workers(
     ]
     for process in processes:
         process.start()
-    sock.close()
+    for sock in set(sockets):
+        sock.close()
     if on_ready is not None:
         host, _ = parse_listen(listen)
         on_ready([f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"])

@@ -22,6 +22,7 @@ from engine.csr import CSRInfo
 from engine.errors import BadRequest, ConfigurationError, ProtocolError, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.jose import (
+    CompactJWS,
     PrivateKey,
     PublicKey,
     b64url_decode,
@@ -59,6 +60,8 @@ DEFAULT_DURATIONS = DurationLimits(
 
 class JWKProvisioner:
     type_name: ClassVar[str] = "JWK"
+    # Authority.sign parses the token to find its provisioner and hands it over (parsed=).
+    accepts_parsed_token: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -182,8 +185,10 @@ class JWKProvisioner:
 
     # --- authorization ------------------------------------------------------
 
-    def _verify(self, credential: str, ctx: AuthorizeContext) -> tuple[dict[str, Any], TokenUse]:
-        jws = parse_compact(credential)
+    def _verify(
+        self, credential: str, ctx: AuthorizeContext, parsed: CompactJWS | None = None
+    ) -> tuple[dict[str, Any], TokenUse]:
+        jws = parsed if parsed is not None else parse_compact(credential)
         kid = jws.header.get("kid")
         if kid is not None and kid != self.kid:
             raise Unauthorized("token kid does not name this provisioner's key")
@@ -200,8 +205,16 @@ class JWKProvisioner:
         )
         return claims, use
 
-    def authorize_sign(self, credential: str, csr: CSRInfo, ctx: AuthorizeContext) -> Authorization:
-        claims, use = self._verify(credential, ctx)
+    def authorize_sign(
+        self,
+        credential: str,
+        csr: CSRInfo,
+        ctx: AuthorizeContext,
+        *,
+        parsed: CompactJWS | None = None,
+    ) -> Authorization:
+        """*parsed*: ``parse_compact(credential)`` when the caller has it already."""
+        claims, use = self._verify(credential, ctx, parsed)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 256:
             raise Unauthorized("token has no usable sub claim")

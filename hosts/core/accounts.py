@@ -1,0 +1,393 @@
+"""Accounts on the host: their operations (REST API, CLI), the X5C provisioner each one
+has on the Account CA, and the listing a device fetches over mTLS.
+
+Each account ``NAME`` has an X5C provisioner ``account:NAME`` that trusts the Agent CA:
+its tokens are signed with the device certificate's key. Beyond the X5C checks it
+identifies the device by the certificate's PermanentIdentifier (its EK), and issues
+only if the device certificate is still active, the device is registered and active,
+the account is active and assigned to it; the certificate then carries exactly the
+names the account's template renders for that device.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from engine.accounts import KEY_TYPES as ACCOUNT_KEY_TYPES
+from engine.accounts import (
+    PROVISIONER_PREFIX,
+    Account,
+    AccountType,
+    CSRWithinTemplate,
+    SetAccountCertificate,
+    account_from_input,
+    accounts_for,
+    check_name,
+    device_ek_urn,
+    is_assigned,
+    render_template,
+    update_account,
+)
+from engine.csr import CSRInfo
+from engine.durations import format_duration
+from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ProtocolError, Unauthorized
+from engine.inventory import Device, normalize_ek_urn
+from engine.jose import parse_compact
+from engine.policy import KeyTypeIn
+from engine.ports import Clock, Random
+from plugins.provisioner import Authorization, AuthorizeContext, Provisioner
+from plugins.x5c import X5CProvisioner
+from plugins.x5c.certificates import parse_x5c
+
+from .store import Store
+
+if TYPE_CHECKING:
+    from .authority import Authority
+
+log = logging.getLogger("devid.accounts")
+
+ACCOUNT_ISSUER = "account"
+DEVICE_ISSUER = "agent"
+SIGN_PATH = "/1.0/sign"
+
+
+# --- the per-account provisioner -----------------------------------------------------------
+
+
+def _serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def check_device_certificate(store: Store, leaf: x509.Certificate) -> Device:
+    """The registered, active device behind a device certificate this CA issued and has
+    not revoked (the caller has verified its chain to the Agent CA)."""
+    record = store.get_certificate(_serial_hex(leaf.serial_number))
+    if (
+        record is None
+        or record.issuer != DEVICE_ISSUER
+        or record.der != leaf.public_bytes(Encoding.DER)
+    ):
+        raise Unauthorized("the device certificate is unknown to this CA")
+    if record.status != "active":
+        raise Unauthorized(f"the device certificate is {record.status}")
+    ek = device_ek_urn(leaf)
+    device = store.get_device(ek)
+    if device is None:
+        raise Forbidden(f"the device {ek} is not in this CA's inventory")
+    if not device.active:
+        raise Forbidden(f"the device {ek} is disabled")
+    return device
+
+
+class AccountProvisioner(X5CProvisioner):
+    """The X5C provisioner of one account, bound to the device inventory.
+
+    The account and the device are read from the store at every request, so an
+    account edited or removed (by the API or the CLI) and a device disabled take
+    effect at once, even before the provisioner is rebuilt.
+    """
+
+    def __init__(self, account: Account, store: Store, agent_ca: x509.Certificate) -> None:
+        super().__init__(
+            name=account.provisioner_name,
+            issuer=ACCOUNT_ISSUER,
+            roots=[agent_ca],
+            durations=account.durations,
+            eku=account.extended_key_usage,
+            # The account's current key type is checked at each request (it may change).
+            key_types=frozenset(ACCOUNT_KEY_TYPES),
+        )
+        self.account_name = account.name
+        self.store = store
+
+    def public_view(self) -> dict[str, Any]:
+        return {**super().public_view(), "account": self.account_name}
+
+    def current_account(self) -> Account:
+        account = self.store.get_account(self.account_name)
+        if account is None:
+            raise Unauthorized(f"the account {self.account_name!r} no longer exists")
+        if not account.active:
+            raise Forbidden(f"the account {self.account_name!r} is disabled")
+        return account
+
+    def authorize_sign(
+        self, credential: str, csr: CSRInfo, ctx: AuthorizeContext, **options: Any
+    ) -> Authorization:
+        authorization = super().authorize_sign(credential, csr, ctx, **options)
+        policy = authorization.policy
+        assert policy is not None
+        # The token verified, so its x5c leaf is the device certificate that signed it.
+        parsed = options.get("parsed") or parse_compact(credential)
+        leaf = parse_x5c(parsed.header)[0]
+        device = check_device_certificate(self.store, leaf)
+        account = self.current_account()
+        if not is_assigned(account, device):
+            raise Forbidden(
+                f"the account {account.name!r} is not assigned to the device {device.ek_urn}"
+            )
+        common_name, sans = render_template(account, device)
+        policy = attrs.evolve(
+            policy,
+            durations=account.durations,
+            validators=(
+                *policy.validators,
+                KeyTypeIn(frozenset({account.key_type})),
+                CSRWithinTemplate(account.name, common_name, frozenset(sans)),
+            ),
+            modifiers=(
+                *policy.modifiers,
+                SetAccountCertificate(common_name, sans, account.extended_key_usage),
+            ),
+            evidence={
+                **policy.evidence,
+                "account": account.name,
+                "account_id": account.id,
+                "device": device.ek_urn,
+            },
+        )
+        return attrs.evolve(authorization, policy=policy)
+
+    def authorize_revoke(
+        self, credential: str, serial: int, ctx: AuthorizeContext
+    ) -> Authorization:
+        """A device may revoke only the account certificates issued to itself."""
+        authorization = super().authorize_revoke(credential, serial, ctx)
+        leaf = parse_x5c(parse_compact(credential).header)[0]
+        record = self.store.get_certificate(_serial_hex(serial))
+        if record is None or record.evidence.get("device") != device_ek_urn(leaf):
+            raise Forbidden("a device may revoke only its own account certificates")
+        return authorization
+
+
+def account_provisioners(
+    accounts: Sequence[Account], store: Store, agent_ca: x509.Certificate
+) -> dict[str, Provisioner]:
+    return {a.provisioner_name: AccountProvisioner(a, store, agent_ca) for a in accounts}
+
+
+class AccountProvisionerSync:
+    """Keeps ``Authority.provisioners`` holding one provisioner per stored account."""
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+        self._lock = threading.Lock()
+        self._built: tuple[tuple[str, str, str], ...] | None = None
+
+    @staticmethod
+    def _key(accounts: Sequence[Account]) -> tuple[tuple[str, str, str], ...]:
+        return tuple(
+            (a.id, a.name, a.updated_at.isoformat() if a.updated_at else "") for a in accounts
+        )
+
+    def sync(self, accounts: Sequence[Account] | None = None) -> None:
+        """Rebuild the account provisioners from *accounts* (default: the store's)."""
+        authority = self.authority
+        with self._lock:
+            if accounts is None:
+                accounts = authority.store.list_accounts()
+            agent_ca = authority.issuers[DEVICE_ISSUER].certificate
+            fresh = {
+                name: p
+                for name, p in authority.provisioners.items()
+                if not isinstance(p, AccountProvisioner)
+            }
+            for name, provisioner in account_provisioners(
+                accounts, authority.store, agent_ca
+            ).items():
+                if name in fresh:
+                    log.error("a configured provisioner is named %r; that account is ignored", name)
+                    continue
+                fresh[name] = provisioner
+            authority.provisioners = fresh  # one rebinding: readers see old or new, never half
+            self._built = self._key(accounts)
+
+    def find(self, provisioner_name: str) -> Provisioner | None:
+        """The provisioner of an account created since the last build (by the CLI, or by
+        another worker process); None if there is no such account."""
+        if not provisioner_name.startswith(PROVISIONER_PREFIX):
+            return None
+        name = provisioner_name[len(PROVISIONER_PREFIX) :]
+        try:
+            check_name(name)
+        except BadRequest:
+            return None
+        if self.authority.store.get_account(name) is None:
+            return None
+        self.sync()
+        return self.authority.provisioners.get(provisioner_name)
+
+    def sync_if_changed(self, accounts: Sequence[Account]) -> None:
+        """Rebuild only if *accounts* differ from the last build (e.g. the CLI changed them
+        while the server runs)."""
+        if self._key(accounts) != self._built:
+            self.sync(accounts)
+
+
+# --- operations (REST API and CLI) ---------------------------------------------------------
+
+
+class Accounts:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        random: Random,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.random = random
+        self.on_change = on_change
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def add(self, data: Any) -> Account:
+        account = account_from_input(data, id=self.random.bytes(16).hex(), now=self.clock.now())
+        if not self.store.add_account(account):
+            raise Conflict(f"an account named {account.name!r} already exists")
+        log.info("account added", extra={"account": account.name, "type": account.type.value})
+        self._changed()
+        return account
+
+    def get(self, name: str) -> Account:
+        account = self.store.get_account(check_name(name))
+        if account is None:
+            raise NotFound(f"no account named {name!r}")
+        return account
+
+    def list(self, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+        query = query or {}
+        accounts = list(self.store.list_accounts())
+        kind = query.get("type")
+        if kind:
+            if kind not in {t.value for t in AccountType}:
+                raise BadRequest(f"type must be one of {', '.join(t.value for t in AccountType)}")
+            accounts = [a for a in accounts if a.type.value == kind]
+        status = query.get("status")
+        if status:
+            if status not in ("active", "disabled"):
+                raise BadRequest("status must be 'active' or 'disabled'")
+            accounts = [a for a in accounts if a.status.value == status]
+        device = query.get("device")
+        if device:
+            found = self.store.get_device(normalize_ek_urn(device))
+            accounts = accounts_for(found, accounts) if found is not None else []
+        return {"accounts": [a.to_json() for a in accounts], "total": len(accounts)}
+
+    def update(self, name: str, changes: Any) -> Account:
+        account = self.get(name)
+        updated = update_account(account, changes, now=self.clock.now())
+        if not self.store.update_account(updated):
+            raise NotFound(f"no account named {name!r}")
+        log.info("account updated", extra={"account": name, "fields": sorted(changes)})
+        self._changed()
+        return updated
+
+    def remove(self, name: str) -> None:
+        if not self.store.delete_account(check_name(name)):
+            raise NotFound(f"no account named {name!r}")
+        log.info("account removed", extra={"account": name})
+        self._changed()
+
+
+# --- what a device fetches: GET /api/v1/device/accounts over mTLS --------------------------
+
+
+def _audience(authority: Authority, base_url: str) -> str:
+    """The sign URL for tokens: the one the device reached us by, if it is one of ours."""
+    own = sorted(authority.audiences(SIGN_PATH))
+    candidate = base_url.rstrip("/") + SIGN_PATH if base_url else ""
+    if candidate in own or not own:
+        return candidate
+    return own[0]
+
+
+def device_view(account: Account, device: Device, audience: str) -> dict[str, Any]:
+    """What the agent needs for one account (ProtocolError if its names cannot render)."""
+    common_name, sans = render_template(account, device)
+    return {
+        "name": account.name,
+        "type": account.type.value,
+        "description": account.description,
+        "provisioner": account.provisioner_name,
+        "audience": audience,
+        "commonName": common_name,
+        "sans": [str(s) for s in sans],
+        "eku": list(account.eku),
+        "keyType": account.key_type.value,
+        "validity": format_duration(account.validity),
+        "validitySeconds": int(account.validity.total_seconds()),
+        "tpmKey": account.tpm_key,
+        "pkcs12": account.pkcs12,
+        "updatedAt": account.updated_at.isoformat() if account.updated_at else None,
+    }
+
+
+DEVICE_API = "/api/v1/device/accounts"
+DEVICE_API_PROVISIONER = "device-api"
+
+
+def _certificate_from_token(authority: Authority, bearer: str) -> x509.Certificate:
+    """The device certificate behind an x5c token signed by its (TPM-resident) key.
+
+    The same proof as mTLS with that certificate, for clients whose TLS stack cannot
+    use a key that lives in a TPM: the token's x5c chain must lead to the Agent CA,
+    its signature must verify with the certificate's key, its audience must be this
+    endpoint, and it works once.
+    """
+    verifier = X5CProvisioner(
+        name=DEVICE_API_PROVISIONER,
+        issuer=DEVICE_ISSUER,
+        roots=[authority.issuers[DEVICE_ISSUER].certificate],
+    )
+    token = verifier.verify_token(bearer, authority.context(DEVICE_API))
+    authority._use_token(token.use)
+    return token.leaf
+
+
+def device_accounts(
+    authority: Authority, peer_der: bytes | None, base_url: str = "", bearer: str | None = None
+) -> dict[str, Any]:
+    """The accounts assigned to the device whose certificate is the TLS client certificate,
+    or whose key signed the bearer x5c token."""
+    if peer_der is None and bearer:
+        cert = _certificate_from_token(authority, bearer)
+    elif peer_der is None:
+        raise Unauthorized(
+            "present the device certificate (from the Agent CA) as the TLS client certificate,"
+            " or an x5c token signed by its key as 'Authorization: Bearer'"
+        )
+    else:
+        try:
+            cert = x509.load_der_x509_certificate(peer_der)
+        except ValueError:
+            raise Unauthorized("the TLS client certificate cannot be parsed") from None
+    _, issuer = authority._known_certificate(cert)
+    if issuer.name != DEVICE_ISSUER:
+        raise Forbidden("only a device certificate from the Agent CA can list accounts")
+    device = check_device_certificate(authority.store, cert)
+    accounts = authority.store.list_accounts()
+    authority.account_sync.sync_if_changed(accounts)
+    audience = _audience(authority, base_url)
+    ready: list[dict[str, Any]] = []
+    unavailable: list[dict[str, str]] = []
+    for account in accounts_for(device, accounts):
+        try:
+            ready.append(device_view(account, device, audience))
+        except ProtocolError as exc:
+            unavailable.append({"name": account.name, "reason": exc.detail})
+    return {
+        "device": {"ek": device.ek_urn, "name": device.name},
+        "accounts": ready,
+        "unavailable": unavailable,
+    }

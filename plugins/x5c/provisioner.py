@@ -1,0 +1,429 @@
+"""X5C provisioner: one-time tokens signed by the key of a certificate the CA trusts.
+
+A token is a compact JWS whose protected header carries ``x5c``: the signer's
+certificate and any intermediates, standard base64 DER, leaf first. The
+provisioner accepts it when
+
+- the path verifies to one of its configured ``roots`` at the current time
+  (``engine.chain.verify_chain``), every certificate is valid now, the leaf
+  is not a CA, its key usage (if present) allows digitalSignature and its
+  extended key usage (if present) contains clientAuth;
+- the leaf's key signed the token, with the one algorithm that key type
+  allows (ES256, ES384, EdDSA; RS256 or PS256 for RSA); ``none`` and HMAC are
+  refused before anything else is looked at;
+- iss is the provisioner's name, aud this endpoint's URL, the token lives at
+  most ``max_token_lifetime`` (default 5m, at most 1h) and its jti has not
+  been used (the host records it until ``exp`` plus the clock-skew leeway).
+
+The certificate it authorizes names exactly the token's ``sub`` and ``sans``
+(the CSR must ask for the same), carries the provisioner's EKUs (default
+clientAuth only), and never outlives the x5c path: its notAfter is clamped to
+the earliest notAfter on the path, and the request is refused when that is
+less than ``durations.min`` away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from engine.csr import CSRInfo
+from engine.errors import ConfigurationError, Forbidden, ProtocolError, Unauthorized
+from engine.extensions import ProvisionerRef
+from engine.jose import CompactJWS, b64url_decode, parse_compact
+from engine.keys import KeyType
+from engine.names import SAN
+from engine.policy import (
+    CommonNameIs,
+    CSRDigestIs,
+    DurationLimits,
+    KeyTypeIn,
+    SANsAre,
+    SetSubjectAndSANs,
+    SignPolicy,
+    Validator,
+)
+from engine.template import CertificateTemplate
+from plugins.options import Options, durations_view
+from plugins.provisioner import (
+    Authorization,
+    AuthorizeContext,
+    ProvisionerEnvironment,
+    TokenUse,
+)
+from plugins.tokens import TokenTimes, check_registered_claims
+
+from .certificates import (
+    VerifiedPath,
+    check_roots,
+    fingerprint,
+    parse_x5c,
+    verify_x5c_path,
+)
+from .patterns import NamePatterns
+
+MAX_TOKEN_LIFETIME_CAP = timedelta(hours=1)
+DEFAULT_DURATIONS = DurationLimits(
+    minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
+)
+# The algorithms an X5C token may name; the leaf's key type then picks the one that verifies.
+X5C_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "RS256", "PS256"})
+MAX_SUBJECT_LENGTH = 256
+MAX_SANS = 100
+
+EKU_NAMES: dict[str, x509.ObjectIdentifier] = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+_EKU_LABELS = {oid: name for name, oid in EKU_NAMES.items()}
+
+
+def parse_ekus(
+    values: Sequence[x509.ObjectIdentifier | str], where: str
+) -> tuple[x509.ObjectIdentifier, ...]:
+    """EKUs by name (``clientAuth``, ``serverAuth``, ...), dotted OID or ObjectIdentifier."""
+    if isinstance(values, str):
+        raise ConfigurationError(f"{where}: ekus must be a list")
+    out: list[x509.ObjectIdentifier] = []
+    for value in values:
+        if isinstance(value, x509.ObjectIdentifier):
+            oid = value
+        elif isinstance(value, str) and value in EKU_NAMES:
+            oid = EKU_NAMES[value]
+        else:
+            try:
+                oid = x509.ObjectIdentifier(str(value))
+            except ValueError:
+                known = ", ".join(EKU_NAMES)
+                raise ConfigurationError(
+                    f"{where}: unknown EKU {value!r} (use {known} or a dotted OID)"
+                ) from None
+        if oid not in out:
+            out.append(oid)
+    if not out:
+        raise ConfigurationError(f"{where}: at least one EKU is required")
+    return tuple(out)
+
+
+def _load_pem_roots(opts: Options, data_dir: Path) -> list[x509.Certificate]:
+    paths = opts.get("roots", [])
+    if isinstance(paths, str) or not isinstance(paths, list):
+        raise ConfigurationError(f"{opts.where}: 'roots' must be a list of PEM files")
+    certificates: list[x509.Certificate] = []
+    for name in paths:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"{opts.where}: 'roots' must be a list of PEM files")
+        path = Path(name) if Path(name).is_absolute() else data_dir / name
+        try:
+            certificates.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+        except OSError as exc:
+            raise ConfigurationError(f"{opts.where}: cannot read {path}: {exc}") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"{opts.where}: {path} is not PEM: {exc}") from None
+    inline = opts.get("roots_pem")
+    if inline is not None:
+        if not isinstance(inline, str) or not inline.strip():
+            raise ConfigurationError(f"{opts.where}: 'roots_pem' must be PEM text")
+        try:
+            certificates.extend(x509.load_pem_x509_certificates(inline.encode()))
+        except ValueError as exc:
+            raise ConfigurationError(f"{opts.where}: roots_pem is not PEM: {exc}") from None
+    if not certificates:
+        raise ConfigurationError(f"{opts.where}: 'roots' or 'roots_pem' must name a root")
+    return certificates
+
+
+@attrs.frozen
+class SetExtendedKeyUsage:
+    """Template modifier: the certificate's EKUs are the provisioner's, whatever the CSR asked."""
+
+    ekus: tuple[x509.ObjectIdentifier, ...]
+
+    def modify(self, template: CertificateTemplate) -> CertificateTemplate:
+        return template.evolve(extended_key_usage=self.ekus)
+
+
+@attrs.frozen
+class X5CToken:
+    """A token whose signature, certificate path and registered claims all verified."""
+
+    claims: Mapping[str, Any]
+    path: VerifiedPath
+    times: TokenTimes
+    use: TokenUse
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.path.leaf
+
+
+@attrs.frozen
+class X5CNames:
+    """What a sign token asks for: the certificate's common name and SANs."""
+
+    subject: str
+    sans: tuple[SAN, ...]
+
+
+# A pure, extra check of a verified sign token (for example, that its names belong to the
+# device whose certificate signed it). Raise a ProtocolError (usually Forbidden) to refuse.
+LeafCheck = Callable[[X5CToken, X5CNames], None]
+
+
+class X5CProvisioner:
+    type_name: ClassVar[str] = "X5C"
+    # The host may hand over the token it already parsed to read ``iss`` (parsed=);
+    # everything is still verified here.
+    accepts_parsed_token: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        issuer: str,
+        roots: Sequence[x509.Certificate],
+        durations: DurationLimits = DEFAULT_DURATIONS,
+        eku: Sequence[x509.ObjectIdentifier | str] = (ExtendedKeyUsageOID.CLIENT_AUTH,),
+        backdate: timedelta = timedelta(minutes=1),
+        max_token_lifetime: timedelta = timedelta(minutes=5),
+        key_types: frozenset[KeyType] = frozenset(KeyType),
+        allowed_subjects: Sequence[str] = (),
+        allowed_sans: Sequence[str] = (),
+        require_csr_binding: bool = False,
+        leaf_check: LeafCheck | None = None,
+    ) -> None:
+        where = f"provisioner {name!r}"
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("an X5C provisioner needs a non-empty name")
+        if not timedelta(0) < max_token_lifetime <= MAX_TOKEN_LIFETIME_CAP:
+            raise ConfigurationError(f"{where}: max_token_lifetime must be between 1s and 1h")
+        if not key_types:
+            raise ConfigurationError(f"{where}: key_types must not be empty")
+        self.name = name
+        self.issuer = issuer
+        self.roots = check_roots(roots, where)
+        self.durations = durations
+        self.extended_key_usage = parse_ekus(eku, where)
+        self.backdate = backdate
+        self.max_token_lifetime = max_token_lifetime
+        self.key_types = key_types
+        self.allowed_subjects = NamePatterns.parse(allowed_subjects, f"{where}: allowed_subjects")
+        self.allowed_sans = NamePatterns.parse(allowed_sans, f"{where}: allowed_sans")
+        self.require_csr_binding = require_csr_binding
+        self.leaf_check = leaf_check
+        self.ref = ProvisionerRef(type=self.type_name, name=name)
+
+    # --- configuration -----------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls, name: str, options: Mapping[str, Any], env: ProvisionerEnvironment
+    ) -> X5CProvisioner:
+        where = f"provisioner {name!r}"
+        opts = Options(where, options)
+        issuer = opts.string("issuer", "account")
+        if issuer not in env.issuers:
+            raise ConfigurationError(
+                f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
+            )
+        template = opts.get("template", {})
+        if not isinstance(template, Mapping):
+            raise ConfigurationError(f"{where}: 'template' must be a table")
+        template_opts = Options(f"{where}.template", template)
+        ekus = template_opts.get("ekus", ["clientAuth"])
+        if not isinstance(ekus, list):
+            raise ConfigurationError(f"{where}.template: 'ekus' must be a list")
+        template_opts.finish()
+        provisioner = cls(
+            name=name,
+            issuer=issuer,
+            roots=_load_pem_roots(opts, env.data_dir),
+            durations=opts.durations(DEFAULT_DURATIONS),
+            eku=ekus,
+            backdate=opts.duration("backdate", "1m"),
+            max_token_lifetime=opts.duration("max_token_lifetime", "5m"),
+            key_types=opts.key_types(),
+            allowed_subjects=_string_list(opts, "allowed_subjects"),
+            allowed_sans=_string_list(opts, "allowed_sans"),
+            require_csr_binding=opts.boolean("require_csr_binding", False),
+        )
+        opts.finish()
+        return provisioner
+
+    @classmethod
+    def default_config(cls, name: str, env: ProvisionerEnvironment) -> dict[str, Any]:
+        """Trust the Agent CA (device certificates); issue clientAuth certificates from the
+        Account CA."""
+        return {
+            "type": cls.type_name,
+            "name": name,
+            "issuer": "account",
+            "roots": ["certs/agent_ca.crt"],
+            "max_token_lifetime": "5m",
+            "durations": durations_view(DEFAULT_DURATIONS),
+            "template": {"ekus": ["clientAuth"]},
+        }
+
+    def public_view(self) -> dict[str, Any]:
+        return {
+            "type": self.type_name,
+            "name": self.name,
+            "issuer": self.issuer,
+            "roots": [
+                {"subject": r.subject.rfc4514_string(), "sha256": fingerprint(r)}
+                for r in self.roots
+            ],
+            "maxTokenLifetime": int(self.max_token_lifetime.total_seconds()),
+            "durations": durations_view(self.durations),
+            "ekus": self.describe_ekus(),
+            "allowedSubjects": self.allowed_subjects.texts(),
+            "allowedSANs": self.allowed_sans.texts(),
+            "requireCSRBinding": self.require_csr_binding,
+        }
+
+    def describe_ekus(self) -> list[str]:
+        return [_EKU_LABELS.get(oid, oid.dotted_string) for oid in self.extended_key_usage]
+
+    # --- verification --------------------------------------------------------
+
+    def verify_token(
+        self, credential: str, ctx: AuthorizeContext, parsed: CompactJWS | None = None
+    ) -> X5CToken:
+        """Check the token's path, signature and registered claims; raise to refuse.
+
+        *parsed* is ``parse_compact(credential)`` when the caller has it already.
+        """
+        # parse_compact refuses none and HMAC, and oversized tokens.
+        jws = parsed if parsed is not None else parse_compact(credential)
+        if jws.alg not in X5C_ALGORITHMS:
+            raise Unauthorized(f"algorithm {jws.alg!r} is not allowed for X5C tokens")
+        if "jwk" in jws.header or "jku" in jws.header or "x5u" in jws.header:
+            raise Unauthorized("an X5C token names its key only through x5c")
+        certificates = parse_x5c(jws.header)
+        path = verify_x5c_path(certificates, self.roots, ctx.now)
+        claims = jws.verify(path.leaf_key)  # the algorithm must be the leaf key's
+        times = check_registered_claims(
+            claims,
+            issuer=self.name,
+            audiences=ctx.audiences,
+            now=ctx.now,
+            max_lifetime=self.max_token_lifetime,
+        )
+        use = TokenUse(
+            provisioner=self.name, token_id=str(claims["jti"]), expires_at=times.replay_until
+        )
+        return X5CToken(claims=claims, path=path, times=times, use=use)
+
+    def _names(self, token: X5CToken) -> X5CNames:
+        claims = token.claims
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
+            raise Unauthorized("token has no usable sub claim")
+        raw_sans = claims.get("sans", [subject])
+        if not isinstance(raw_sans, list) or not all(isinstance(s, str) for s in raw_sans):
+            raise Unauthorized("token sans claim must be a list of strings")
+        if len(raw_sans) > MAX_SANS:
+            raise Unauthorized("token names too many SANs")
+        try:
+            sans = tuple(sorted(set(SAN.parse(s) for s in raw_sans)))
+        except ProtocolError as exc:
+            raise Unauthorized(f"token sans: {exc.detail}") from None
+        if not self.allowed_subjects.allows_subject(subject):
+            raise Forbidden(f"subject {subject!r} is not allowed by provisioner {self.name!r}")
+        outside = [str(s) for s in sans if not self.allowed_sans.allows_san(s)]
+        if outside:
+            raise Forbidden(
+                f"provisioner {self.name!r} does not allow the name(s) {', '.join(outside)}"
+            )
+        return X5CNames(subject=subject, sans=sans)
+
+    def _not_after_limit(self, token: X5CToken, now: datetime) -> datetime:
+        limit = token.path.not_after
+        if limit - now < self.durations.minimum:
+            raise Forbidden(
+                f"the x5c certificate expires in {limit - now}, sooner than this"
+                f" provisioner's minimum certificate lifetime of {self.durations.minimum}"
+            )
+        return limit
+
+    @staticmethod
+    def evidence(token: X5CToken) -> dict[str, Any]:
+        """What is stored beside the certificate: who signed the token, and under which root."""
+        leaf = token.leaf
+        return {
+            "method": "x5c-token",
+            "jti": token.use.token_id,
+            "leaf_subject": leaf.subject.rfc4514_string(),
+            "leaf_serial": format(leaf.serial_number, "x"),
+            "leaf_sha256": fingerprint(leaf),
+            "leaf_issuer": leaf.issuer.rfc4514_string(),
+            "root_subject": token.path.root.subject.rfc4514_string(),
+            "root_sha256": fingerprint(token.path.root),
+        }
+
+    # --- authorization ------------------------------------------------------
+
+    def authorize_sign(
+        self,
+        credential: str,
+        csr: CSRInfo,
+        ctx: AuthorizeContext,
+        *,
+        parsed: CompactJWS | None = None,
+    ) -> Authorization:
+        token = self.verify_token(credential, ctx, parsed)
+        names = self._names(token)
+        not_after_limit = self._not_after_limit(token, ctx.now)
+        validators: list[Validator] = [
+            KeyTypeIn(self.key_types),
+            CommonNameIs(names.subject),
+            SANsAre(frozenset(names.sans)),
+        ]
+        binding = token.claims.get("csr_sha256")
+        if binding is not None:
+            if not isinstance(binding, str):
+                raise Unauthorized("token csr_sha256 claim must be a string")
+            validators.append(CSRDigestIs(b64url_decode(binding, what="csr_sha256")))
+        elif self.require_csr_binding:
+            raise Unauthorized("this provisioner requires tokens bound to the CSR (csr_sha256)")
+        if self.leaf_check is not None:
+            self.leaf_check(token, names)
+        policy = SignPolicy(
+            provisioner=self.ref,
+            issuer=self.issuer,
+            durations=self.durations,
+            backdate=self.backdate,
+            validators=tuple(validators),
+            modifiers=(
+                SetSubjectAndSANs(names.subject, names.sans),
+                SetExtendedKeyUsage(self.extended_key_usage),
+            ),
+            not_after_limit=not_after_limit,
+            evidence=self.evidence(token),
+        )
+        return Authorization(policy=policy, token=token.use)
+
+    def authorize_revoke(
+        self, credential: str, serial: int, ctx: AuthorizeContext
+    ) -> Authorization:
+        token = self.verify_token(credential, ctx)
+        if token.claims.get("sub") != str(serial):
+            raise Unauthorized("token subject is not the serial number being revoked")
+        return Authorization(policy=None, token=token.use)
+
+
+def _string_list(opts: Options, key: str) -> list[str]:
+    value = opts.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{opts.where}: {key!r} must be a list of strings")
+    return value
