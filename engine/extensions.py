@@ -7,8 +7,12 @@ from cryptography import x509
 
 from . import der
 
-# An OID under the UUID arc (ITU-T X.667, 2.25) so devid needs no registration.
-DEVID_ARC = "2.25.199479403370688124966990193757370424225"
+# An OID that needs no registration: Microsoft's arc for OIDs derived from a GUID
+# (1.2.840.113556.1.8000.2554, then the GUID 961255eb-7486-4bf4-ac24-114c17b79ba1 in
+# 16- and 24-bit pieces). Not the UUID arc 2.25.<128-bit integer>: Go's crypto/x509
+# (lego, Caddy, step, Kubernetes...) rejects a certificate with an extension OID arc
+# that large ("x509: malformed extension OID field"); RFC 5280 only asks for 28 bits.
+DEVID_ARC = "1.2.840.113556.1.8000.2554.38418.21995.29830.19444.44068.1133591.12032929"
 PROVISIONER_OID = x509.ObjectIdentifier(DEVID_ARC + ".1")
 
 

@@ -1,0 +1,224 @@
+"""The README's ACME blocks, run exactly as written, in a shell, end to end.
+
+"Get a certificate with lego" (quick start): the first block starts the mock DNS and
+``devid serve`` (a long-running terminal), the second runs lego and ``openssl verify``.
+"Enrol the device (ACME device-attest-01)" (after the attestation walkthrough): the
+walkthrough's steps are replayed first (as tests/hosts/test_attestation_walkthrough.py
+does), then the block runs.
+
+The blocks take their ports from environment variables with the documented ports as
+defaults (``${DEVID_PORT:-8443}``...), so the README stays copy-pasteable and the test
+uses free ports. Each block runs in ``bash -e -o pipefail`` from a directory laid out
+like the repository (``.venv``, ``data``, ``root.crt``...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.enroll import device_identifier
+from agent.swtpm import free_port_pair
+from tests.conftest import REPO_ROOT
+from tests.hosts.helpers import devid_serve, free_port, run_devid, wait_for_health
+
+from .support import client_env, dns_names, free_ports, load_certificate, need, shown
+
+if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
+    from tests.swtpm import SwtpmCLI
+
+pytest_plugins = ["tests.swtpm"]
+
+README = REPO_ROOT / "README.md"
+VENV = Path(sys.executable).parent.parent
+LEGO_SECTION = "Get a certificate with lego"
+ENROL_SECTION = "Enrol the device (ACME device-attest-01)"
+
+
+def section(title: str) -> str:
+    """The README text under the heading *title*, up to the next heading."""
+    text = README.read_text(encoding="utf-8")
+    # Headings are ## to ######: a line starting "# " is a shell comment in a block.
+    match = re.search(rf"^#{{2,6}} {re.escape(title)}\n(.*?)(?=^#{{2,6}} |\Z)", text, re.M | re.S)
+    assert match, f"README.md has no section {title!r}"
+    return match.group(1)
+
+
+def sh_blocks(title: str) -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```", section(title), flags=re.M | re.S)
+
+
+def free_udp_and_tcp_port(avoid: set[int]) -> int:
+    """A loopback port free for both TCP and UDP (a DNS server listens on both)."""
+    for _ in range(100):
+        port = free_port()
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port for TCP and UDP")
+
+
+def repository_like(workdir: Path) -> Path:
+    """*workdir* with ``.venv`` where the README expects it (at the repository root)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / ".venv").symlink_to(VENV)
+    return workdir
+
+
+def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, shown(result)
+    return result
+
+
+@contextmanager
+def background_block(
+    block: str, cwd: Path, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """A block that runs until stopped (a terminal the README leaves running), in its
+    own process group; SIGTERM to the group stops everything it started."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["bash", "-c", block],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=15)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def test_readme_has_the_blocks() -> None:
+    server, client = sh_blocks(LEGO_SECTION)
+    assert "devid serve" in server and "--acme-http01-port" in server
+    assert "lego" in client and "openssl verify" in client
+    (enrol,) = sh_blocks(ENROL_SECTION)
+    assert "devid agent enroll --acme" in enrol
+
+
+@need("lego", "openssl", "pebble-challtestsrv")
+def test_get_a_certificate_with_lego(tmp_path: Path) -> None:
+    server_block, client_block = sh_blocks(LEGO_SECTION)
+    repo = repository_like(tmp_path / "repo")
+    # What `make serve` leaves behind, and the root the quick start fetched.
+    run_devid("init", "--data", repo / "data")
+    shutil.copy(repo / "data" / "certs" / "root_ca.crt", repo / "root.crt")
+
+    port, http01, dns_admin = free_ports(3)
+    url = f"https://127.0.0.1:{port}"
+    ports = {
+        "DEVID_PORT": str(port),
+        "HTTP01_PORT": str(http01),
+        "DNS_PORT": str(free_udp_and_tcp_port(avoid={port, http01, dns_admin})),
+        "DNS_ADMIN_PORT": str(dns_admin),
+    }
+    env = client_env(**ports)
+    log = tmp_path / "first-terminal.log"
+    with background_block(server_block, repo, env, log) as first_terminal:
+        try:
+            wait_for_health(url, repo / "root.crt", first_terminal)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{log.read_text()}") from None
+        # The second terminal, after the quick start's exports.
+        path = f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        second = client_env(**ports, PATH=path, DEVID_CA_URL=url, DEVID_ROOT="root.crt")
+        result = run_block(client_block, repo, second)
+
+    certificate = repo / "lego" / "certificates" / "demo.devid.test.crt"
+    assert f"{certificate.relative_to(repo)}: OK" in result.stdout, shown(result)
+    assert dns_names(load_certificate(certificate)) == ["demo.devid.test"]
+    text = log.read_text()
+    assert "certificate issued" in text, text
+    assert "Traceback" not in text, text
+
+
+@need("openssl")
+def test_enrol_the_device(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
+    (block,) = sh_blocks(ENROL_SECTION)
+    devid = swtpm_cli.devid
+    repo = repository_like(tmp_path / "repo")
+    data, tpm, state, root = repo / "data", repo / "tpm", repo / "agent-state", repo / "root.crt"
+
+    # The walkthrough, as the README runs it: a CA, a swtpm device whose EK CA the CA
+    # trusts, the device registered, attested (AK certificate), then disabled and stopped.
+    fingerprint = re.search(r"root fingerprint:\s+(\S+)", devid("init", "--data", data).stdout)
+    assert fingerprint
+    swtpm_port = free_port_pair()
+    started = swtpm_cli.start(tpm, swtpm_port).stdout
+    tcti = re.search(r"TCTI:\s+(\S+)", started)
+    bundle = re.search(r"EK CA bundle:\s+(\S+)", started)
+    assert tcti and bundle, started
+    (data / "ek-roots").mkdir(exist_ok=True)
+    shutil.copy(bundle.group(1), data / "ek-roots" / "swtpm.pem")
+
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    with devid_serve(data, port, tmp_path / "serve.log", root=data / "certs" / "root_ca.crt"):
+        devid("ca", "root", root, "--fingerprint", fingerprint.group(1), "--ca-url", url)
+        ek = json.loads(devid("agent", "info", "--tcti", tcti.group(1), "--json").stdout)["ek"]
+        devid("device", "add", "--data", data, "--ek", ek, "--name", "demo-laptop")
+        attest = ("agent", "attest", "--ca", url, "--root", root, "--tcti", tcti.group(1))
+        devid(*attest, "--state", state)
+        devid("device", "disable", "--data", data, ek)
+        swtpm_cli.stop(tpm)
+
+        # The block, in the walkthrough's shell (PATH, DEVID_CA_URL, DEVID_TCTI, EK set).
+        path = f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        env = dict(swtpm_cli.env)
+        env.update(
+            PATH=path,
+            DEVID_CA_URL=url,
+            DEVID_ROOT="root.crt",
+            DEVID_TCTI=tcti.group(1),
+            EK=ek,
+            SWTPM_PORT=str(swtpm_port),
+        )
+        result = run_block(block, repo, env)
+        swtpm_cli.reap()
+
+    out = result.stdout
+    assert "Device certificate (held in memory only; nothing was written to disk):" in out, out
+    # The identifier ordered is the one the AK certificate binds.
+    identifier = device_identifier(load_certificate(state / "ak.crt"))
+    assert f"PermanentIdentifier:{identifier}" in out, out
+    assert re.search(r"Issuer:\s+.*devid Agent CA", out), out
+    assert "created in and never leaving the TPM" in out, out
+    assert swtpm_cli.status(tpm).returncode == 3  # the block stopped its swtpm
