@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigurationError, DevidError
 
-from . import account_commands, agent_commands, ca_commands, device_commands, server_commands
+from . import account_commands, agent_commands, ca_commands, demo, device_commands, server_commands
 
 DESCRIPTION = """\
 devid: a device-identity PKI. Devices proven by their TPM get short-lived
@@ -27,7 +27,10 @@ On the device (TPM through --tcti, default device:/dev/tpmrm0):
   devid agent info      print the EK URN and what else registering the device needs
   devid agent attest    prove the TPM to the Attestation CA and get the AK certificate
   devid agent enroll    get the device certificate through ACME device-attest-01
+  devid agent run       enrol, then get and renew the device's account certificates
   devid agent swtpm     start/stop a software TPM for trying devid without hardware
+
+Trying it: devid demo  runs a CA, a software TPM device and the agent, step by step
 
 Client side (against a running CA):
   devid ca root         download the root certificate, checked by fingerprint
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     account_commands.register(sub)
     ca_commands.register(sub)
     agent_commands.register(sub)
+    demo.register(sub)
     return parser
 
 

@@ -96,7 +96,74 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_attest)
 
     _register_enroll(agent_sub)
+    _register_run(agent_sub)
     _register_swtpm(agent_sub)
+
+
+def _register_run(agent_sub: Any) -> None:
+    p = agent_sub.add_parser(
+        "run",
+        help="the agent: enrol, then get and renew the certificates of the device's accounts",
+        description="Attest if needed, enrol through ACME device-attest-01 (the device"
+        " certificate stays in memory), list the device's accounts and deliver their"
+        " certificates to --out, renewing at two thirds of each lifetime. Stops on SIGTERM.",
+    )
+    _add_tpm_options(p)
+    p.add_argument(
+        "--ca",
+        default=os.environ.get("DEVID_CA_URL"),
+        metavar="URL",
+        help="the CA's URL, e.g. https://ca.example.com:8443 (default $DEVID_CA_URL)",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
+        metavar="FILE",
+        help="the CA's root certificate, PEM (default $DEVID_ROOT)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
+        metavar="DIR",
+        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("DEVID_AGENT_OUT", "/var/lib/devid-agent/certs")),
+        metavar="DIR",
+        help="where account certificates (and software keys) are delivered"
+        " (default $DEVID_AGENT_OUT, else /var/lib/devid-agent/certs)",
+    )
+    p.add_argument(
+        "--once", action="store_true", help="one full pass, then exit (0 if it fully worked)"
+    )
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.ca:
+        return _fail("pass --ca URL (or set DEVID_CA_URL)")
+    if args.root is None:
+        return _fail("pass --root FILE (get it with `devid ca root`)")
+    import logging
+
+    import trio
+
+    from agent.daemon import Agent, run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    agent = Agent(
+        ca_url=args.ca, root=args.root, tcti=args.tcti, state=args.state, out=args.out, ek=args.ek
+    )
+    code = trio.run(lambda: run(agent, once=args.once))
+    if args.once and code != 0:
+        return _fail("the pass did not complete (see the log above)")
+    return code
 
 
 def _register_enroll(agent_sub: Any) -> None:
