@@ -52,6 +52,7 @@ from engine.pipeline import (
     random_serial,
     renew_certificate,
 )
+from engine.policy import SignPolicy
 from engine.ports import Clock, Random
 from engine.tpm import TPMTPublic, public_key_from_tpmt
 from plugins.manager import PluginManager
@@ -323,6 +324,7 @@ class Authority:
             authorization = provisioner.authorize_sign(token, csr, context)
         policy = authorization.policy
         assert policy is not None
+        self._check_presented_certificate(policy)
         self.plugins.check_sign(provisioner, csr, policy)
         issuer = self.issuers.get(policy.issuer)
         if issuer is None:
@@ -339,6 +341,19 @@ class Authority:
         issued = prepared.sign(self.random)
         self.record_issued(issued, authorization.token)
         return self.chain_pem(issued)
+
+    def _check_presented_certificate(self, policy: SignPolicy) -> None:
+        """A credential certificate this CA issued (an X5C leaf) must still be active here.
+
+        Provisioners cannot read the store, so revocation of such a certificate is
+        enforced once, for every provisioner, at this point.
+        """
+        serial = policy.evidence.get("leaf_serial")  # lowercase hex, as the store keys it
+        if not isinstance(serial, str):
+            return
+        record = self.store.get_certificate(serial.lower())
+        if record is not None and record.status != "active":
+            raise Unauthorized(f"the certificate that signed the token is {record.status}")
 
     def _known_certificate(self, cert: x509.Certificate) -> tuple[CertificateRecord, Issuer]:
         """A certificate we issued, still active and unexpired, verified against its issuer."""
