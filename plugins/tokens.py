@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
-from engine.errors import Unauthorized
+from engine.errors import ProtocolError, Unauthorized
+from engine.jose import b64url_decode, b64url_encode
+from engine.names import SAN
+from engine.policy import CSRDigestIs
 
 LEEWAY = timedelta(seconds=60)
 MAX_JTI_LENGTH = 256
@@ -78,3 +83,64 @@ def check_registered_claims(
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
         raise Unauthorized("token has no usable jti claim")
     return TokenTimes(not_before=start, expires_at=expires)
+
+
+MAX_SUBJECT_LENGTH = 256
+MAX_SANS = 100
+
+
+def subject_and_sans(claims: Mapping[str, Any]) -> tuple[str, tuple[SAN, ...]]:
+    """A sign token's ``sub`` and ``sans`` claims (``sans`` defaults to ``[sub]``)."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
+        raise Unauthorized("token has no usable sub claim")
+    raw_sans = claims.get("sans", [subject])
+    if not isinstance(raw_sans, list) or not all(isinstance(s, str) for s in raw_sans):
+        raise Unauthorized("token sans claim must be a list of strings")
+    if len(raw_sans) > MAX_SANS:
+        raise Unauthorized("token names too many SANs")
+    try:
+        sans = tuple(sorted(set(SAN.parse(s) for s in raw_sans)))
+    except ProtocolError as exc:
+        raise Unauthorized(f"token sans: {exc.detail}") from None
+    return subject, sans
+
+
+def csr_binding(claims: Mapping[str, Any], *, required: bool) -> CSRDigestIs | None:
+    """The validator for a ``csr_sha256`` claim, or None when the token has none."""
+    binding = claims.get("csr_sha256")
+    if binding is None:
+        if required:
+            raise Unauthorized("this provisioner requires tokens bound to the CSR (csr_sha256)")
+        return None
+    if not isinstance(binding, str):
+        raise Unauthorized("token csr_sha256 claim must be a string")
+    return CSRDigestIs(b64url_decode(binding, what="csr_sha256"))
+
+
+def sign_token_claims(
+    *,
+    provisioner: str,
+    subject: str,
+    audience: str,
+    now: datetime,
+    jti: str,
+    sans: Sequence[str] = (),
+    lifetime: timedelta = timedelta(minutes=5),
+    csr_der: bytes | None = None,
+) -> dict[str, object]:
+    """The claims of a one-time sign (or revoke) token, for clients that mint them."""
+    issued = int(now.timestamp())
+    claims: dict[str, object] = {
+        "iss": provisioner,
+        "sub": subject,
+        "aud": audience,
+        "sans": list(sans) or [subject],
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + int(lifetime.total_seconds()),
+        "jti": jti,
+    }
+    if csr_der is not None:
+        claims["csr_sha256"] = b64url_encode(hashlib.sha256(csr_der).digest())
+    return claims

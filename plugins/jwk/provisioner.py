@@ -19,23 +19,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from engine.csr import CSRInfo
-from engine.errors import BadRequest, ConfigurationError, ProtocolError, Unauthorized
+from engine.errors import BadRequest, ConfigurationError, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.jose import (
     CompactJWS,
     PrivateKey,
     PublicKey,
-    b64url_decode,
     jwk_from_public_key,
     jwk_thumbprint,
     parse_compact,
     public_key_from_jwk,
 )
 from engine.keys import KeyType
-from engine.names import SAN
 from engine.policy import (
     CommonNameIs,
-    CSRDigestIs,
     DurationLimits,
     KeyTypeIn,
     SANsAre,
@@ -50,7 +47,7 @@ from plugins.provisioner import (
     ProvisionerEnvironment,
     TokenUse,
 )
-from plugins.tokens import check_registered_claims
+from plugins.tokens import check_registered_claims, csr_binding, subject_and_sans
 
 MAX_TOKEN_LIFETIME_CAP = timedelta(hours=1)
 DEFAULT_DURATIONS = DurationLimits(
@@ -215,30 +212,15 @@ class JWKProvisioner:
     ) -> Authorization:
         """*parsed*: ``parse_compact(credential)`` when the caller has it already."""
         claims, use = self._verify(credential, ctx, parsed)
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > 256:
-            raise Unauthorized("token has no usable sub claim")
-        raw_sans = claims.get("sans", [subject])
-        if not isinstance(raw_sans, list) or not all(isinstance(s, str) for s in raw_sans):
-            raise Unauthorized("token sans claim must be a list of strings")
-        if len(raw_sans) > 100:
-            raise Unauthorized("token names too many SANs")
-        try:
-            sans = tuple(sorted(set(SAN.parse(s) for s in raw_sans)))
-        except ProtocolError as exc:
-            raise Unauthorized(f"token sans: {exc.detail}") from None
+        subject, sans = subject_and_sans(claims)
         validators: list[Validator] = [
             KeyTypeIn(self.key_types),
             CommonNameIs(subject),
             SANsAre(frozenset(sans)),
         ]
-        binding = claims.get("csr_sha256")
+        binding = csr_binding(claims, required=self.require_csr_binding)
         if binding is not None:
-            if not isinstance(binding, str):
-                raise Unauthorized("token csr_sha256 claim must be a string")
-            validators.append(CSRDigestIs(b64url_decode(binding, what="csr_sha256")))
-        elif self.require_csr_binding:
-            raise Unauthorized("this provisioner requires tokens bound to the CSR (csr_sha256)")
+            validators.append(binding)
         policy = SignPolicy(
             provisioner=self.ref,
             issuer=self.issuer,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from engine.jose import PrivateKey, b64url_encode, jwk_from_public_key, jwk_thumbprint, sign_compact
+from engine.jose import PrivateKey, jwk_from_public_key, jwk_thumbprint, sign_compact
+from plugins.tokens import sign_token_claims
 
 
 def mint_token(
@@ -22,18 +22,15 @@ def mint_token(
     csr_der: bytes | None = None,
 ) -> str:
     """A one-time token a JWK provisioner named *provisioner* accepts."""
-    issued = int(now.timestamp())
-    claims: dict[str, object] = {
-        "iss": provisioner,
-        "sub": subject,
-        "aud": audience,
-        "sans": list(sans) or [subject],
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + int(lifetime.total_seconds()),
-        "jti": jti,
-    }
-    if csr_der is not None:
-        claims["csr_sha256"] = b64url_encode(hashlib.sha256(csr_der).digest())
+    claims = sign_token_claims(
+        provisioner=provisioner,
+        subject=subject,
+        audience=audience,
+        now=now,
+        jti=jti,
+        sans=sans,
+        lifetime=lifetime,
+        csr_der=csr_der,
+    )
     kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
     return sign_compact(claims, key, headers={"kid": kid})

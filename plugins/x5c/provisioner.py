@@ -34,14 +34,13 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from engine.csr import CSRInfo
-from engine.errors import ConfigurationError, Forbidden, ProtocolError, Unauthorized
+from engine.errors import ConfigurationError, Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
-from engine.jose import CompactJWS, b64url_decode, parse_compact
+from engine.jose import CompactJWS, parse_compact
 from engine.keys import KeyType
 from engine.names import SAN
 from engine.policy import (
     CommonNameIs,
-    CSRDigestIs,
     DurationLimits,
     KeyTypeIn,
     SANsAre,
@@ -57,7 +56,7 @@ from plugins.provisioner import (
     ProvisionerEnvironment,
     TokenUse,
 )
-from plugins.tokens import TokenTimes, check_registered_claims
+from plugins.tokens import TokenTimes, check_registered_claims, csr_binding, subject_and_sans
 
 from .certificates import (
     VerifiedPath,
@@ -74,8 +73,6 @@ DEFAULT_DURATIONS = DurationLimits(
 )
 # The algorithms an X5C token may name; the leaf's key type then picks the one that verifies.
 X5C_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "RS256", "PS256"})
-MAX_SUBJECT_LENGTH = 256
-MAX_SANS = 100
 
 EKU_NAMES: dict[str, x509.ObjectIdentifier] = {
     "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
@@ -325,19 +322,7 @@ class X5CProvisioner:
         return X5CToken(claims=claims, path=path, times=times, use=use)
 
     def _names(self, token: X5CToken) -> X5CNames:
-        claims = token.claims
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
-            raise Unauthorized("token has no usable sub claim")
-        raw_sans = claims.get("sans", [subject])
-        if not isinstance(raw_sans, list) or not all(isinstance(s, str) for s in raw_sans):
-            raise Unauthorized("token sans claim must be a list of strings")
-        if len(raw_sans) > MAX_SANS:
-            raise Unauthorized("token names too many SANs")
-        try:
-            sans = tuple(sorted(set(SAN.parse(s) for s in raw_sans)))
-        except ProtocolError as exc:
-            raise Unauthorized(f"token sans: {exc.detail}") from None
+        subject, sans = subject_and_sans(token.claims)
         if not self.allowed_subjects.allows_subject(subject):
             raise Forbidden(f"subject {subject!r} is not allowed by provisioner {self.name!r}")
         outside = [str(s) for s in sans if not self.allowed_sans.allows_san(s)]
@@ -389,13 +374,9 @@ class X5CProvisioner:
             CommonNameIs(names.subject),
             SANsAre(frozenset(names.sans)),
         ]
-        binding = token.claims.get("csr_sha256")
+        binding = csr_binding(token.claims, required=self.require_csr_binding)
         if binding is not None:
-            if not isinstance(binding, str):
-                raise Unauthorized("token csr_sha256 claim must be a string")
-            validators.append(CSRDigestIs(b64url_decode(binding, what="csr_sha256")))
-        elif self.require_csr_binding:
-            raise Unauthorized("this provisioner requires tokens bound to the CSR (csr_sha256)")
+            validators.append(binding)
         if self.leaf_check is not None:
             self.leaf_check(token, names)
         policy = SignPolicy(

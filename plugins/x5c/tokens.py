@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from engine.jose import PrivateKey, b64url_encode, sign_compact
+from engine.jose import PrivateKey, sign_compact
+from plugins.tokens import sign_token_claims
 
 
 def x5c_header(chain: Sequence[x509.Certificate]) -> list[str]:
@@ -43,17 +43,14 @@ def mint_x5c_token(
         raise ValueError("an X5C token needs at least the leaf certificate")
     if key.public_key() != chain[0].public_key():
         raise ValueError("the key is not the key of the chain's first (leaf) certificate")
-    issued = int(now.timestamp())
-    claims: dict[str, object] = {
-        "iss": provisioner,
-        "sub": subject,
-        "aud": audience,
-        "sans": list(sans) or [subject],
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + int(lifetime.total_seconds()),
-        "jti": jti,
-    }
-    if csr_der is not None:
-        claims["csr_sha256"] = b64url_encode(hashlib.sha256(csr_der).digest())
+    claims = sign_token_claims(
+        provisioner=provisioner,
+        subject=subject,
+        audience=audience,
+        now=now,
+        jti=jti,
+        sans=sans,
+        lifetime=lifetime,
+        csr_der=csr_der,
+    )
     return sign_compact(claims, key, headers={"x5c": x5c_header(chain)})
