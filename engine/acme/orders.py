@@ -211,14 +211,22 @@ def view_order(
     return Outcome(_order_view(ctx, order, authorizations))
 
 
-def list_orders(ctx: Context, account: Account, target_id: str, orders: Sequence[Order]) -> Outcome:
-    """The account's ``orders`` URL: every order that is not known to have failed."""
+def list_orders(
+    ctx: Context,
+    account: Account,
+    target_id: str,
+    orders: Sequence[Order],
+    authorizations: Sequence[Authorization] = (),
+) -> Outcome:
+    """The account's ``orders`` URL: its orders whose current status is not invalid
+    (RFC 8555 7.1.2.1). An order's status is derived from its authorizations."""
     require_owner(account, target_id)
+    by_id = {a.id: a for a in authorizations}
     listed = [
         ctx.urls.order(o.id)
         for o in orders
-        if o.status is not OrderStatus.INVALID
-        and (o.status is OrderStatus.VALID or ctx.now < o.expires_at)
+        if order_status(o, [by_id[i] for i in o.authorization_ids if i in by_id], ctx.now)
+        is not OrderStatus.INVALID
     ][:MAX_LISTED_ORDERS]
     return Outcome(Respond(200, {"orders": listed}))
 

@@ -138,7 +138,10 @@ def account_orders(
     auth = authenticate(authority, ctx, request)
     accounts.require_owner(auth.owner, account_id)
     found = authority.store.acme_orders_of(p.name, auth.owner.id, limit=orders.MAX_LISTED_ORDERS)
-    return orders.list_orders(ctx, auth.owner, account_id, found)
+    authorizations = authority.store.acme_authorizations(
+        p.name, [i for order in found for i in order.authorization_ids]
+    )
+    return orders.list_orders(ctx, auth.owner, account_id, found, authorizations)
 
 
 def key_change(
