@@ -70,6 +70,8 @@ _SUPPORTED_KEYS = (
 _SAN_TAGS = {SANKind.EMAIL: 0x81, SANKind.DNS: 0x82, SANKind.URI: 0x86}
 
 
+# Encodings are cached per value seen; a bound keeps memory flat whatever plugins vary.
+_CACHE_LIMIT = 256
 _OIDS: dict[x509.ObjectIdentifier, bytes] = {}
 
 
@@ -77,7 +79,7 @@ def _extension(oid: x509.ObjectIdentifier, critical: bool, value: bytes) -> byte
     body = _OIDS.get(oid)
     if body is None:
         body = der.object_identifier(oid.dotted_string)
-        if len(_OIDS) < 1024:
+        if len(_OIDS) < _CACHE_LIMIT:
             _OIDS[oid] = body
     if critical:
         body += _CRITICAL
@@ -89,11 +91,19 @@ def _integer(value: int) -> bytes:
     return der.tlv(0x02, value.to_bytes((value.bit_length() + 8) // 8, "big"))
 
 
-def _time(value: datetime) -> bytes | None:
-    """UTCTime before 2050, GeneralizedTime from then on, whole seconds (as the builder)."""
-    if value.tzinfo is not None and value.tzinfo is not UTC:
+def _utc(value: datetime) -> datetime:
+    """As the builder reads a time: aware ones in UTC, naive ones as UTC already."""
+    if value.tzinfo is None:
+        return value
+    if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    if value.replace(tzinfo=None) < _EARLIEST:
+    return value.replace(tzinfo=None)
+
+
+def _time(value: datetime) -> bytes | None:
+    """UTCTime before 2050, GeneralizedTime from then on, whole seconds (as the builder);
+    None for a time the builder refuses. *value* is naive UTC (:func:`_utc`)."""
+    if value < _EARLIEST:
         return None
     year = value.year
     rest = f"{value.month:02d}{value.day:02d}{value.hour:02d}{value.minute:02d}{value.second:02d}Z"
@@ -235,9 +245,9 @@ class LeafEncoder:
             return None
         if serial <= 0 or serial.bit_length() > 159:
             return None
-        start = _time(not_before)
-        end = _time(not_after)
-        if start is None or end is None or not_after < not_before:
+        first, last = _utc(not_before), _utc(not_after)
+        start, end = _time(first), _time(last)
+        if start is None or end is None or last < first:
             return None
         spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         ski = hashlib.sha1(_bit_string_data(spki)).digest()
@@ -303,7 +313,8 @@ class LeafEncoder:
         if found is None:
             value = template.key_usage_extension().public_bytes()
             found = _extension(ExtensionOID.KEY_USAGE, True, value)
-            self._key_usage[template.key_usage] = found
+            if len(self._key_usage) < _CACHE_LIMIT:
+                self._key_usage[template.key_usage] = found
         return found
 
     def _eku_extension(self, usages: tuple[x509.ObjectIdentifier, ...]) -> bytes:
@@ -311,7 +322,8 @@ class LeafEncoder:
         if found is None:
             value = x509.ExtendedKeyUsage(list(usages)).public_bytes()
             found = _extension(ExtensionOID.EXTENDED_KEY_USAGE, False, value)
-            self._eku[usages] = found
+            if len(self._eku) < _CACHE_LIMIT:
+                self._eku[usages] = found
         return found
 
     def _provisioner_extension(self, provisioner: ProvisionerRef) -> bytes:
@@ -319,7 +331,7 @@ class LeafEncoder:
         if found is None:
             ext = provisioner.to_extension()
             found = _extension(ext.oid, False, ext.value)
-            if len(self._provisioner) < 256:
+            if len(self._provisioner) < _CACHE_LIMIT:
                 self._provisioner[provisioner] = found
         return found
 

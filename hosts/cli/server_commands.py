@@ -68,6 +68,13 @@ def register(sub: Any) -> None:
         help="worker processes sharing the port (raw host only; default 1)",
     )
     p.add_argument(
+        "--no-worker-affinity",
+        dest="worker_affinity",
+        action="store_false",
+        help="with --workers N: let the kernel place the workers (by default each keeps to a"
+        " CPU of its own when there are N CPUs or more)",
+    )
+    p.add_argument(
         "--acme-http01-port",
         type=int,
         default=None,
@@ -193,6 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 args.workers,
                 on_ready=ready,
                 prepare=acme_overrides,
+                pin_cpus=args.worker_affinity,
             )
         from hosts.quart import serve as quart_serve
         from hosts.raw import serve as raw_serve

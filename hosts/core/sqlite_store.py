@@ -229,7 +229,7 @@ class SQLiteStore:
                 _ts(record.not_after),
                 record.status,
                 record.der,
-                json.dumps(record.evidence, default=str),
+                json.dumps(record.evidence, default=str) if record.evidence else "{}",
                 _ts(created),
             ),
         )
@@ -293,9 +293,11 @@ class SQLiteStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 stored = [self._store_pending(item) for item in batch]
                 self._db.execute("COMMIT")
-            except Exception:
+            except BaseException as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if not isinstance(exc, Exception):
+                    raise
                 # Rare (a duplicate serial, an I/O error): redo each alone, so that
                 # every caller gets exactly what a lone commit would have given it.
             else:
@@ -323,7 +325,8 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
                 item.stored = False
         except BaseException as exc:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+                self._db.execute("ROLLBACK")
             item.error = exc
 
     def _row(self, row: tuple[object, ...]) -> CertificateRecord:

@@ -84,6 +84,23 @@ def worker_sockets(listen: str, workers: int) -> list[socket.socket]:
     return [shared] * workers
 
 
+def worker_cpus(workers: int) -> list[set[int]] | None:
+    """A CPU of its own for each of several workers, where the process may use enough.
+
+    A worker is one Python process: its threads take turns holding the GIL, and when
+    the kernel runs them on different CPUs every hand-over crosses cores (about a
+    third more CPU per issuance on a two-CPU machine, measured). Kept on one CPU,
+    the threads hand over in place, and the workers do not meet on one CPU.
+    """
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if workers < 2 or len(allowed) < workers:
+        return None
+    return [{cpu} for cpu in allowed[:workers]]
+
+
 async def serve(
     authority: Authority,
     listen: str,
@@ -156,8 +173,12 @@ def _worker_main(
     sockets: list[socket.socket],
     index: int,
     prepare: Callable[[Authority], None] | None = None,
+    cpus: set[int] | None = None,
 ) -> None:
     from hosts.core.logs import configure_logging
+
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)  # before any thread starts: they all inherit it
 
     # Keep only this worker's socket: a socket another worker owns, held open here,
     # would keep receiving connections after that worker died, and none would accept them.
@@ -188,18 +209,30 @@ def serve_workers(
     *,
     on_ready: Callable[[list[str]], None] | None = None,
     prepare: Callable[[Authority], None] | None = None,
+    pin_cpus: bool = True,
 ) -> int:
     """Run *workers* processes listening on one port; SIGINT/SIGTERM stops them all.
 
     *prepare* runs in each worker on its freshly loaded authority (command-line overrides).
+    With *pin_cpus*, each worker keeps to a CPU of its own when there are enough
+    (:func:`worker_cpus`).
     """
     sockets = worker_sockets(listen, workers)
     port = sockets[0].getsockname()[1]
+    cpus = worker_cpus(workers) if pin_cpus else None
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(
             target=_worker_main,
-            args=(data_dir, password, listen, sockets, index, prepare),
+            args=(
+                data_dir,
+                password,
+                listen,
+                sockets,
+                index,
+                prepare,
+                cpus[index] if cpus is not None else None,
+            ),
             name=f"devid-worker-{index}",
             daemon=False,
         )

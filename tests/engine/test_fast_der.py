@@ -223,8 +223,9 @@ def test_random_leaves_are_identical(issuer: Issuer, issuer_kind: str, seed: int
             datetime(2030, 6, 1, 1, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
             datetime(2030, 6, 2, tzinfo=timezone(timedelta(hours=-8))),
         ),
-        # Naive datetimes are taken as UTC by both.
+        # Naive datetimes are taken as UTC by both, also beside an aware one.
         (datetime(2030, 6, 1), datetime(2031, 6, 1)),
+        (datetime(2030, 6, 1, 12), datetime(2030, 6, 1, 14, tzinfo=timezone(timedelta(hours=2)))),
         # Equal dates are accepted by the builder.
         (datetime(2030, 6, 1, tzinfo=UTC), datetime(2030, 6, 1, tzinfo=UTC)),
     ],

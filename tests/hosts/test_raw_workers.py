@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -27,6 +28,10 @@ def test_two_workers_share_the_port_issue_and_stop_on_sigterm(ca: CA, tmp_path: 
             ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
         ).stdout.split()
         assert len(workers) == 2
+        if len(os.sched_getaffinity(0)) >= 2:
+            # Each worker keeps to a CPU of its own.
+            placed = [os.sched_getaffinity(int(pid)) for pid in workers]
+            assert all(len(cpus) == 1 for cpus in placed) and placed[0] != placed[1]
         url = f"https://127.0.0.1:{port}"
         from hosts.core.authority import Authority
         from plugins.jwk import JWKProvisioner, mint_token

@@ -3,6 +3,7 @@ SQLite database (writers queued on an advisory lock, a token still used once).""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import sqlite3
@@ -15,7 +16,7 @@ import pytest
 
 from hosts.core.sqlite_store import WRITER_LOCK_SUFFIX, SQLiteStore
 from hosts.core.store import CertificateRecord, UsedToken
-from hosts.raw.server import listening_socket, worker_sockets
+from hosts.raw.server import listening_socket, worker_cpus, worker_sockets
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -69,6 +70,14 @@ def test_one_worker_keeps_a_plain_socket() -> None:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
     finally:
         sock.close()
+
+
+def test_several_workers_get_a_cpu_each_where_there_are_enough() -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    assert worker_cpus(1) is None
+    assert worker_cpus(len(allowed) + 1) is None
+    if len(allowed) >= 2:
+        assert worker_cpus(2) == [{allowed[0]}, {allowed[1]}]
 
 
 def record(serial: str) -> CertificateRecord:
