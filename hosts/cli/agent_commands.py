@@ -36,6 +36,32 @@ def _default_tcti() -> str:
     )
 
 
+def _add_ca_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca",
+        default=os.environ.get("DEVID_CA_URL"),
+        metavar="URL",
+        help="the CA's URL, e.g. https://ca.example.com:8443 (default $DEVID_CA_URL)",
+    )
+
+
+def _add_root_and_state(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
+        metavar="FILE",
+        help="the CA's root certificate, PEM (default $DEVID_ROOT)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
+        metavar="DIR",
+        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
+    )
+
+
 def _add_tpm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tcti",
@@ -70,26 +96,8 @@ def register(sub: Any) -> None:
         help="get an AK certificate from the Attestation CA and keep it in the state directory",
     )
     _add_tpm_options(p)
-    p.add_argument(
-        "--ca",
-        default=os.environ.get("DEVID_CA_URL"),
-        metavar="URL",
-        help="the CA's URL, e.g. https://ca.example.com:8443 (default $DEVID_CA_URL)",
-    )
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
-        metavar="FILE",
-        help="the CA's root certificate, PEM (default $DEVID_ROOT)",
-    )
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
-        metavar="DIR",
-        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
-    )
+    _add_ca_options(p)
+    _add_root_and_state(p)
     p.add_argument(
         "--ak-type", choices=["ecc", "rsa"], default="ecc", help="AK key type (default ecc)"
     )
@@ -109,26 +117,8 @@ def _register_run(agent_sub: Any) -> None:
         " certificates to --out, renewing at two thirds of each lifetime. Stops on SIGTERM.",
     )
     _add_tpm_options(p)
-    p.add_argument(
-        "--ca",
-        default=os.environ.get("DEVID_CA_URL"),
-        metavar="URL",
-        help="the CA's URL, e.g. https://ca.example.com:8443 (default $DEVID_CA_URL)",
-    )
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
-        metavar="FILE",
-        help="the CA's root certificate, PEM (default $DEVID_ROOT)",
-    )
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
-        metavar="DIR",
-        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
-    )
+    _add_ca_options(p)
+    _add_root_and_state(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -183,20 +173,7 @@ def _register_enroll(agent_sub: Any) -> None:
         help="the ACME directory, e.g. https://ca.example.com:8443/acme/devices/directory"
         " (default $DEVID_ACME_URL)",
     )
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
-        metavar="FILE",
-        help="the CA's root certificate, PEM (default $DEVID_ROOT)",
-    )
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
-        metavar="DIR",
-        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
-    )
+    _add_root_and_state(p)
     p.add_argument(
         "--ca",
         default=os.environ.get("DEVID_CA_URL"),
