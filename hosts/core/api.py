@@ -82,68 +82,53 @@ def build_router(authority: Authority) -> Router:
     async def admin(request: HTTPRequest) -> None:
         await _run(authority.check_admin, request.bearer, request.peer_certificate)
 
-    @route("GET", "/api/v1/devices")
-    async def list_devices(request: HTTPRequest) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json(await _run(inventory.list, dict(request.query)))
+    def admin_collection(path: str, key: str, service: Any, *, key_has_slashes: bool) -> None:
+        """Admin CRUD over one collection: list, create, get, change and delete by *key*.
 
-    @route("POST", "/api/v1/devices")
-    async def add_device(request: HTTPRequest) -> HTTPResponse:
-        await admin(request)
-        device = await _run(inventory.add, request.json())
-        return HTTPResponse.json(device.to_json(), 201)
+        *service* offers list(query), add(body), get(key), update(key, changes) and
+        remove(key); what it returns has to_json().
+        """
+        item = f"{path}/{{{key}:path}}" if key_has_slashes else f"{path}/{{{key}}}"
 
+        async def list_items(request: HTTPRequest) -> HTTPResponse:
+            await admin(request)
+            return HTTPResponse.json(await _run(service.list, dict(request.query)))
+
+        async def add_item(request: HTTPRequest) -> HTTPResponse:
+            await admin(request)
+            return HTTPResponse.json((await _run(service.add, request.json())).to_json(), 201)
+
+        async def get_item(request: HTTPRequest, **params: str) -> HTTPResponse:
+            await admin(request)
+            return HTTPResponse.json((await _run(service.get, params[key])).to_json())
+
+        async def update_item(request: HTTPRequest, **params: str) -> HTTPResponse:
+            await admin(request)
+            changed = await _run(service.update, params[key], request.json())
+            return HTTPResponse.json(changed.to_json())
+
+        async def delete_item(request: HTTPRequest, **params: str) -> HTTPResponse:
+            await admin(request)
+            await _run(service.remove, params[key])
+            return HTTPResponse(204)
+
+        router.add("GET", path, list_items)
+        router.add("POST", path, add_item)
+        router.add("GET", item, get_item)
+        router.add("PATCH", item, update_item)
+        router.add("DELETE", item, delete_item)
+
+    # Before the collection's routes: {ek:path} would otherwise swallow "/disable".
     @route("POST", "/api/v1/devices/{ek:path}/disable")
     async def disable_device(request: HTTPRequest, ek: str) -> HTTPResponse:
         await admin(request)
         return HTTPResponse.json((await _run(inventory.disable, ek)).to_json())
 
-    @route("GET", "/api/v1/devices/{ek:path}")
-    async def get_device(request: HTTPRequest, ek: str) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json((await _run(inventory.get, ek)).to_json())
+    admin_collection("/api/v1/devices", "ek", inventory, key_has_slashes=True)
 
-    @route("PATCH", "/api/v1/devices/{ek:path}")
-    async def update_device(request: HTTPRequest, ek: str) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json((await _run(inventory.update, ek, request.json())).to_json())
+    # --- accounts: admin API, and the device-facing listing (mTLS or x5c token) ---------
 
-    @route("DELETE", "/api/v1/devices/{ek:path}")
-    async def delete_device(request: HTTPRequest, ek: str) -> HTTPResponse:
-        await admin(request)
-        await _run(inventory.remove, ek)
-        return HTTPResponse(204)
-
-    # --- accounts: admin API, and the device-facing listing (mTLS, device certificate) ---
-
-    accounts = authority.accounts
-
-    @route("GET", "/api/v1/accounts")
-    async def list_accounts(request: HTTPRequest) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json(await _run(accounts.list, dict(request.query)))
-
-    @route("POST", "/api/v1/accounts")
-    async def add_account(request: HTTPRequest) -> HTTPResponse:
-        await admin(request)
-        account = await _run(accounts.add, request.json())
-        return HTTPResponse.json(account.to_json(), 201)
-
-    @route("GET", "/api/v1/accounts/{name}")
-    async def get_account(request: HTTPRequest, name: str) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json((await _run(accounts.get, name)).to_json())
-
-    @route("PATCH", "/api/v1/accounts/{name}")
-    async def update_account(request: HTTPRequest, name: str) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json((await _run(accounts.update, name, request.json())).to_json())
-
-    @route("DELETE", "/api/v1/accounts/{name}")
-    async def delete_account(request: HTTPRequest, name: str) -> HTTPResponse:
-        await admin(request)
-        await _run(accounts.remove, name)
-        return HTTPResponse(204)
+    admin_collection("/api/v1/accounts", "name", authority.accounts, key_has_slashes=False)
 
     @route("GET", "/api/v1/device/accounts")
     async def device_accounts(request: HTTPRequest) -> HTTPResponse:
