@@ -592,6 +592,15 @@ def summarise_level(
         lat = latency_figures(latencies)
         level["latency_ms"] = lat
         level["p99_over_p50"] = rounded(lat["p99"] / lat["p50"], 3) if lat["p50"] else None
+        # Per round, to tell one stall of the server (every request in flight held up:
+        # one round's p99 and its longest stall far above the others) from a spread tail.
+        level["p99_ms_per_round"] = [
+            rounded(percentile(s.outcome.latencies, 0.99) * 1e3) if s.outcome.latencies else None
+            for s in samples
+        ]
+        level["longest_stall_ms_per_round"] = [
+            rounded(s.outcome.longest_stall() * 1e3) for s in samples
+        ]
         server_cpu = [s.server_cpu_s for s in samples]
         if all(c is not None for c in server_cpu):
             used = sum(c for c in server_cpu if c is not None)

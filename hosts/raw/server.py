@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -30,6 +31,16 @@ from .connection import serve_connection
 log = logging.getLogger("devid.server")
 
 GRACEFUL_TIMEOUT = 5.0
+
+#: Threads per worker process that run the blocking part of requests (signing, SQLite).
+#: Every request hands its work to a thread (trio.to_thread, through trio's default
+#: CapacityLimiter, 40 by default): with 32 connections, 32 threads took turns at the GIL
+#: with each other and with the event loop that reads and writes the TLS streams, so each
+#: request advanced a switch interval at a time, the event loop waited behind them, and the
+#: process sat idle while they all waited on the same group commit together. A few threads
+#: keep the CPU busy while a commit waits on fsync; the other requests wait in the
+#: limiter's queue, which is first come, first served.
+REQUEST_THREADS = 8
 
 
 def listening_socket(
@@ -109,11 +120,15 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     sock: socket.socket | None = None,
     worker: int = 0,
+    threads: int = REQUEST_THREADS,
 ) -> None:
     """Serve on *listen* (or an inherited *sock*) until *shutdown_trigger* returns.
 
     ``task_status.started`` receives the base URLs, like the quart host's serve.
+    At most *threads* requests run their blocking work at a time (:data:`REQUEST_THREADS`).
     """
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
     host, _ = parse_listen(listen)
     inventory_sync_interval(authority)
     names = server_names(authority, host)
@@ -134,6 +149,14 @@ async def serve(
     async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
         await serve_connection(stream, router, default_base)
 
+    limiter = trio.to_thread.current_default_thread_limiter()
+    default_threads = limiter.total_tokens
+    limiter.total_tokens = threads
+    # What is loaded by now (the CA, plugins, the route table, every imported module) lives
+    # as long as the server: kept out of the collector, a full collection no longer walks
+    # it (30-50 ms with every request in flight held up, a few times a minute under load).
+    gc.collect()
+    gc.freeze()
     try:
         async with trio.open_nursery() as nursery:
             start_background(nursery, authority, tls, primary=worker == 0)
@@ -160,6 +183,8 @@ async def serve(
                 connections.cancel_scope.deadline = trio.current_time() + GRACEFUL_TIMEOUT
             nursery.cancel_scope.cancel()
     finally:
+        gc.unfreeze()  # a process that goes on (tests, an embedding program) collects it again
+        limiter.total_tokens = default_threads
         if owned:
             sock.close()
         for path in (tls.certfile, tls.keyfile):
