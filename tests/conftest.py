@@ -172,17 +172,43 @@ def serve_function(host: str) -> Any:
     return quart_serve
 
 
+class ServerStop:
+    """Stops a server that :func:`start_server` started."""
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+        self.requested = trio.Event()
+        self.finished = trio.Event()
+
+    def set(self) -> None:
+        """Ask the server to shut down (as SIGTERM does) and return at once."""
+        self.requested.set()
+
+    async def close(self) -> None:
+        """Shut the server down, wait until ``serve`` has returned (its background
+        threads are done with the store), then close the authority."""
+        self.requested.set()
+        with trio.move_on_after(15):
+            await self.finished.wait()
+        self.authority.close()
+
+
 async def start_server(
     ca: CA, nursery: trio.Nursery, host: str
-) -> tuple[RunningServer, trio.Event]:
+) -> tuple[RunningServer, ServerStop]:
     serve = serve_function(host)
     auth = Authority.load(ca.data_dir, ca.password)
-    stop = trio.Event()
-    urls: list[str] = await nursery.start(
-        lambda task_status: serve(
-            auth, "127.0.0.1:0", shutdown_trigger=stop.wait, task_status=task_status
-        )
-    )
+    stop = ServerStop(auth)
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(
+                auth, "127.0.0.1:0", shutdown_trigger=stop.requested.wait, task_status=task_status
+            )
+        finally:
+            stop.finished.set()
+
+    urls: list[str] = await nursery.start(run)
     url = next(u for u in urls if "127.0.0.1" in u)
     key = provisioner_of(auth).load_private_key(ca.password)
     running = RunningServer(
@@ -204,8 +230,7 @@ async def server(
     every test that uses it is part of the hosts' shared conformance suite."""
     running, stop = await start_server(ca, nursery, request.param)
     yield running
-    stop.set()
-    running.authority.close()
+    await stop.close()
 
 
 @pytest.fixture
@@ -213,8 +238,7 @@ async def quart_server(ca: CA, nursery: trio.Nursery) -> AsyncIterator[RunningSe
     """The quart host only (for what only it offers, such as HTTP/2)."""
     running, stop = await start_server(ca, nursery, "quart")
     yield running
-    stop.set()
-    running.authority.close()
+    await stop.close()
 
 
 def json_of(response: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from engine.acme.jws import sign_flattened, sign_request
 from engine.jose import PrivateKey, jwk_from_public_key
-from tests.conftest import CA, HOSTS, RunningServer, start_server
+from tests.conftest import CA, HOSTS, RunningServer, ServerStop, start_server
 
 from .helpers import client
 
@@ -61,7 +61,7 @@ def fast_retries(server: RunningServer, *, retry_for: float = 1.0) -> None:
 
 async def acme_server_for(
     ca: CA, nursery: trio.Nursery, host: str
-) -> tuple[RunningServer, trio.Event]:
+) -> tuple[RunningServer, ServerStop]:
     edit_provisioner(ca.data_dir, "acme", allowed_ip_ranges=LOOPBACK_RANGES)
     running, stop = await start_server(ca, nursery, host)
     fast_retries(running)
@@ -75,8 +75,7 @@ async def acme_server_fixture(
     """Each host in turn, its `acme` provisioner also allowing loopback addresses."""
     running, stop = await acme_server_for(ca, nursery, request.param)
     yield running
-    stop.set()
-    running.authority.close()
+    await stop.close()
 
 
 @pytest.fixture(name="acme_quart")
@@ -84,8 +83,7 @@ async def acme_quart_fixture(ca: CA, nursery: trio.Nursery) -> AsyncIterator[Run
     """The quart host only, for flows whose host independence another test covers."""
     running, stop = await acme_server_for(ca, nursery, "quart")
     yield running
-    stop.set()
-    running.authority.close()
+    await stop.close()
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:

@@ -303,8 +303,7 @@ async def test_a_device_certificate_from_device_attest_01_gets_account_certifica
         assert cert.issuer == devices.authority.issuers["account"].certificate.subject
         assert names_of(cert) == wifi["sans"]
     finally:
-        stop.set()
-        devices.authority.close()
+        await stop.close()
 
 
 # --- revocation -----------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from engine.inventory import ek_urn_from_digest, permanent_identifier_value
 from engine.jose import b64url_encode
 from plugins.attestation.base import AttestationContext, AttestationResult
 from plugins.hookspecs import hookimpl
-from tests.conftest import CA, RunningServer, start_server
+from tests.conftest import CA, RunningServer, ServerStop, start_server
 
 from .acme_helpers import ACMEClient, acme_client, assert_problem, edit_provisioner, new_key
 
@@ -80,7 +80,7 @@ class FakePlugin:
 
 async def start_devices(
     ca: CA, nursery: trio.Nursery, *, require_inventory: bool = False
-) -> tuple[RunningServer, trio.Event]:
+) -> tuple[RunningServer, ServerStop]:
     edit_provisioner(
         ca.data_dir,
         "devices",
@@ -96,8 +96,7 @@ async def start_devices(
 async def devices(ca: CA, nursery: trio.Nursery) -> AsyncIterator[RunningServer]:
     running, stop = await start_devices(ca, nursery)
     yield running
-    stop.set()
-    running.authority.close()
+    await stop.close()
 
 
 def spki(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -438,5 +437,4 @@ async def test_the_inventory_can_be_required(ca: CA, nursery: trio.Nursery) -> N
             assert disabled["status"] == "invalid"
             assert "disabled" in disabled["error"]["detail"]
     finally:
-        stop.set()
-        server.authority.close()
+        await stop.close()

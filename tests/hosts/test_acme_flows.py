@@ -224,8 +224,7 @@ async def eab_server(ca: CA, nursery: Any) -> Any:
     )
     running, stop = await acme_server_for(ca, nursery, "quart")
     yield running
-    stop.set()
-    running.authority.close()
+    await stop.close()
 
 
 async def test_eab_is_required_and_checked(eab_server: RunningServer) -> None:
@@ -323,8 +322,7 @@ async def test_allowed_domains_are_suffixes(ca: CA, nursery: Any) -> None:
             refused = await acme.new_order(("dns", "notexample.com"))
         assert_problem(refused, 400, "rejectedIdentifier")
     finally:
-        stop.set()
-        server.authority.close()
+        await stop.close()
 
 
 async def test_order_validity_window_is_checked(acme_quart: RunningServer) -> None:
@@ -731,9 +729,7 @@ async def test_unfinished_validations_resume_after_a_restart(
         challenge = (await acme.get(authz_url)).json()["challenges"][0]
         await acme.post(challenge["url"], {})
         key = acme.key
-    stop.set()
-    await trio.sleep(0.3)
-    server.authority.close()
+    await stop.close()
 
     seen: list[str] = []
 
@@ -747,7 +743,6 @@ async def test_unfinished_validations_resume_after_a_restart(
             await acme.new_account(onlyReturnExisting=True)
             done = await acme.wait_for(authz_url.replace(server.url, again.url), ["valid"])
     finally:
-        stop_again.set()
-        again.authority.close()
+        await stop_again.close()
     assert done["status"] == "valid"
     assert seen == [challenge["url"].rsplit("/", 1)[1]]
