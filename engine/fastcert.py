@@ -112,6 +112,21 @@ def _time(value: datetime) -> bytes | None:
     return b"\x18\x0f" + f"{year:04d}{rest}".encode("ascii")
 
 
+# SubjectPublicKeyInfo prefixes (up to the key bytes) and total lengths of the encodings
+# cryptography writes for these keys: id-ecPublicKey + named curve + uncompressed point,
+# and id-Ed25519.
+_CANONICAL_SPKI = {
+    91: bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004"),
+    120: bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200" + "04"),
+    44: bytes.fromhex("302a300506032b6570032100"),
+}
+
+
+def _as_builder_writes_it(spki: bytes) -> bool:
+    prefix = _CANONICAL_SPKI.get(len(spki))
+    return prefix is not None and spki.startswith(prefix)
+
+
 def _bit_string_data(spki: bytes) -> bytes:
     """The subjectPublicKey bits of a SubjectPublicKeyInfo (RFC 5280 4.2.1.2, method 1)."""
     tag, body, _ = der.read_tlv(spki)
@@ -239,8 +254,14 @@ class LeafEncoder:
         not_before: datetime,
         not_after: datetime,
         provisioner: ProvisionerRef,
+        spki: bytes | None = None,
     ) -> bytes | None:
-        """The TBSCertificate DER :func:`build_certificate` would sign, or None to use it."""
+        """The TBSCertificate DER :func:`build_certificate` would sign, or None to use it.
+
+        *spki*: *public_key*'s SubjectPublicKeyInfo as the request carried it, if known;
+        used when it is already in the form the builder writes (uncompressed EC points,
+        Ed25519), else the key is encoded again.
+        """
         if not isinstance(public_key, _SUPPORTED_KEYS):
             return None
         if serial <= 0 or serial.bit_length() > 159:
@@ -249,7 +270,8 @@ class LeafEncoder:
         start, end = _time(first), _time(last)
         if start is None or end is None or last < first:
             return None
-        spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if spki is None or not _as_builder_writes_it(spki):
+            spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         ski = hashlib.sha1(_bit_string_data(spki)).digest()
         extensions = [
             self.basic_constraints,

@@ -34,6 +34,11 @@ MAX_TOKEN_BYTES = 16 * 1024
 _CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 _EC_ALG = {"P-256": ("ES256", hashes.SHA256(), 32), "P-384": ("ES384", hashes.SHA384(), 48)}
+# Per curve: the one JWS algorithm, the ECDSA parameters object, the size of r and s.
+_ECDSA_BY_CURVE = {
+    "secp256r1": ("ES256", ec.ECDSA(hashes.SHA256()), 32),
+    "secp384r1": ("ES384", ec.ECDSA(hashes.SHA384()), 48),
+}
 _RSA_ALGS: dict[str, tuple[hashes.HashAlgorithm, bool]] = {
     "RS256": (hashes.SHA256(), False),
     "RS384": (hashes.SHA384(), False),
@@ -174,17 +179,24 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
 
     The algorithm must be one the key allows; ``none`` and HMAC never are.
     """
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        found = _ECDSA_BY_CURVE.get(key.curve.name)
+        if found is None or alg != found[0]:
+            raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
+        _, ecdsa, size = found
+        if len(signature) != 2 * size:
+            raise Unauthorized("ECDSA signature has the wrong length")
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        try:
+            key.verify(encode_dss_signature(r, s), signing_input, ecdsa)
+        except InvalidSignature:
+            raise Unauthorized("signature does not verify") from None
+        return
     if alg not in allowed_algorithms(key):
         raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            _, hash_alg, size = _EC_ALG[_CURVE_NAMES[key.curve.name]]
-            if len(signature) != 2 * size:
-                raise Unauthorized("ECDSA signature has the wrong length")
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_alg))
-        elif isinstance(key, ed25519.Ed25519PublicKey):
+        if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, signing_input)
         else:
             hash_alg, pss = _RSA_ALGS[alg]
@@ -231,14 +243,21 @@ class CompactJWS:
     def alg(self) -> str:
         return str(self.header["alg"])
 
+    # The payload decoded once (the host reads ``iss`` before the provisioner verifies).
+    _claims: dict[str, Any] | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
     def claims(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("token payload is not JSON") from None
-        if not isinstance(value, dict):
-            raise BadRequest("token payload is not a JSON object")
-        return value
+        """The payload as a JSON object (a fresh copy per call; decoded once)."""
+        if self._claims is None:
+            try:
+                value = json.loads(self.payload)
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest("token payload is not JSON") from None
+            if not isinstance(value, dict):
+                raise BadRequest("token payload is not a JSON object")
+            object.__setattr__(self, "_claims", value)
+            return dict(value)
+        return dict(self._claims)
 
     def verify(self, key: PublicKey) -> dict[str, Any]:
         """Check the signature with *key* and return the claims."""

@@ -12,6 +12,7 @@ from cryptography import x509
 from .errors import BadRequest
 
 # Letters, digits, hyphens (not at the ends) and underscores (service labels), or "*".
+_DIGITS = frozenset("0123456789")
 _DNS_LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
 
 
@@ -35,10 +36,11 @@ class SAN:
         if not text.isascii():
             # X.509 encodes these as IA5String: IDNs must arrive as A-labels (xn--...).
             raise BadRequest(f"subject alternative name {text!r} must be ASCII (use A-labels)")
-        try:
-            return cls(SANKind.IP, str(ipaddress.ip_address(text)))
-        except ValueError:
-            pass
+        if ":" in text or text[0] in _DIGITS:  # no IP address has neither
+            try:
+                return cls(SANKind.IP, str(ipaddress.ip_address(text)))
+            except ValueError:
+                pass
         if "://" in text or text.lower().startswith("urn:"):
             return cls(SANKind.URI, text)
         if "@" in text:

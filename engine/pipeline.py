@@ -6,9 +6,10 @@ request -> provisioner authorization (a :class:`~engine.policy.SignPolicy`)
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -90,30 +91,47 @@ def _sans_of(names: Iterable[x509.GeneralName]) -> tuple[SAN, ...]:
     return tuple(out)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class IssuedCertificate:
     """A freshly signed certificate and the facts the store records about it.
 
-    The facts derived from the certificate (names, validity, PEM) are computed
-    once, on first use: storing, logging and answering all read them.
+    The facts (serial, names, validity, PEM) are computed once, on first use:
+    storing, logging and answering all read them. The signing pipeline passes
+    the ones it already knows (serial, validity, subject, names), so that the
+    new certificate is parsed back only if someone asks for the object.
     """
 
-    certificate: x509.Certificate
     der: bytes
     issuer: Issuer
     provisioner: ProvisionerRef
     evidence: Mapping[str, Any] = attrs.field(factory=dict)
+    # The certificate object; loaded from ``der`` on first use when not given.
+    given_certificate: x509.Certificate | None = attrs.field(
+        default=None, kw_only=True, alias="certificate", repr=False
+    )
     # The general names the certificate's SubjectAlternativeName was built from, when
     # the caller has them (the pipeline does): saves parsing them back out of the DER.
     general_names: tuple[x509.GeneralName, ...] | None = attrs.field(default=None, kw_only=True)
+    # What the pipeline put into the certificate; read from it when not given.
+    serial_number: int | None = attrs.field(default=None, kw_only=True)
+    validity: tuple[datetime, datetime] | None = attrs.field(default=None, kw_only=True)
+    subject: x509.Name | None = attrs.field(default=None, kw_only=True)
+
+    @functools.cached_property
+    def certificate(self) -> x509.Certificate:
+        if self.given_certificate is not None:
+            return self.given_certificate
+        return x509.load_der_x509_certificate(self.der)
 
     @property
     def serial(self) -> int:
+        if self.serial_number is not None:
+            return self.serial_number
         return self.certificate.serial_number
 
     @functools.cached_property
     def serial_hex(self) -> str:
-        return format(self.certificate.serial_number, "x")
+        return format(self.serial, "x")
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -136,19 +154,31 @@ class IssuedCertificate:
     @functools.cached_property
     def subject_text(self) -> str:
         """The subject as an RFC 4514 string."""
-        return self.certificate.subject.rfc4514_string()
+        subject = self.subject if self.subject is not None else self.certificate.subject
+        return subject.rfc4514_string()
 
     @functools.cached_property
     def not_before(self) -> datetime:
+        if self.validity is not None:
+            return self.validity[0]
         return self.certificate.not_valid_before_utc
 
     @functools.cached_property
     def not_after(self) -> datetime:
+        if self.validity is not None:
+            return self.validity[1]
         return self.certificate.not_valid_after_utc
 
     @functools.cached_property
     def pem(self) -> str:
-        return self.certificate.public_bytes(Encoding.PEM).decode()
+        return der_to_pem(self.der, "CERTIFICATE")
+
+
+def der_to_pem(der: bytes, label: str) -> str:
+    """PEM text (RFC 7468): base64 in lines of 64 characters between the markers."""
+    text = base64.b64encode(der).decode("ascii")
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
 
 
 def random_serial(random: Random) -> int:
@@ -210,9 +240,10 @@ def build_certificate(
     provisioner: ProvisionerRef,
 ) -> x509.Certificate:
     """The leaf certificate for *template*, signed by *issuer*."""
-    return sign_certificate(
+    certificate, certificate_der = sign_certificate(
         template, public_key, issuer, serial, not_before, not_after, provisioner
-    )[0]
+    )
+    return certificate or x509.load_der_x509_certificate(certificate_der)
 
 
 def sign_certificate(
@@ -223,16 +254,18 @@ def sign_certificate(
     not_before: datetime,
     not_after: datetime,
     provisioner: ProvisionerRef,
-) -> tuple[x509.Certificate, bytes]:
-    """The leaf certificate and its DER: from the issuer's pre-encoded template where it
-    gives the builder's bytes (:mod:`engine.fastcert`), else from the builder."""
+    *,
+    spki: bytes | None = None,
+) -> tuple[x509.Certificate | None, bytes]:
+    """The leaf certificate's DER, and the certificate object when the builder made it:
+    from the issuer's pre-encoded template where that gives the builder's bytes
+    (:mod:`engine.fastcert`), else from the builder."""
     require_identity(template)
     encoder = issuer.leaf_encoder
     if encoder is not None:
-        tbs = encoder.tbs(template, public_key, serial, not_before, not_after, provisioner)
+        tbs = encoder.tbs(template, public_key, serial, not_before, not_after, provisioner, spki)
         if tbs is not None:
-            certificate_der = encoder.certificate(tbs)
-            return x509.load_der_x509_certificate(certificate_der), certificate_der
+            return None, encoder.certificate(tbs)
     certificate = builder_certificate(
         template,
         public_key,
@@ -300,16 +333,20 @@ class PreparedCertificate:
     not_before: datetime
     not_after: datetime
     policy: SignPolicy
+    # The key's SubjectPublicKeyInfo DER as the request carried it, when known.
+    spki: bytes | None = None
 
     def sign(self, random: Random) -> IssuedCertificate:
+        serial = random_serial(random)
         certificate, certificate_der = sign_certificate(
             self.template,
             self.public_key,
             self.issuer,
-            random_serial(random),
+            serial,
             self.not_before,
             self.not_after,
             self.policy.provisioner,
+            spki=self.spki,
         )
         return IssuedCertificate(
             certificate=certificate,
@@ -318,7 +355,17 @@ class PreparedCertificate:
             provisioner=self.policy.provisioner,
             evidence=self.policy.evidence,
             general_names=tuple(self.template.general_names()),
+            serial_number=serial,
+            validity=(_utc_second(self.not_before), _utc_second(self.not_after)),
+            subject=self.template.subject,
         )
+
+
+def _utc_second(value: datetime) -> datetime:
+    """*value* as the certificate holds it: UTC (naive means UTC, as for the builder),
+    whole seconds."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(microsecond=0)
 
 
 def prepare_certificate(
@@ -341,6 +388,7 @@ def prepare_certificate(
         not_before=not_before,
         not_after=not_after,
         policy=policy,
+        spki=request.csr.spki,
     )
 
 

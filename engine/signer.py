@@ -62,6 +62,9 @@ class SoftwareSigner:
         except Exception as exc:
             raise ConfigurationError(f"unsupported signing key: {exc}") from exc
         self._hash = signature_hash_for(private_key)
+        # The parameters of every signature, made once.
+        self._ecdsa = ec.ECDSA(self._hash) if self._hash is not None else None
+        self._pkcs1 = padding.PKCS1v15()
 
     @property
     def key_type(self) -> KeyType:
@@ -85,6 +88,7 @@ class SoftwareSigner:
             return key.sign(data)
         assert self._hash is not None
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(self._hash))
+            assert self._ecdsa is not None
+            return key.sign(data, self._ecdsa)
         assert isinstance(key, rsa.RSAPrivateKey)
-        return key.sign(data, padding.PKCS1v15(), self._hash)
+        return key.sign(data, self._pkcs1, self._hash)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -63,7 +64,10 @@ class CertificateTemplate:
         return [san.to_general_name() for san in self.sans] + list(self.extra_general_names)
 
 
+@functools.lru_cache(maxsize=256)
 def subject_with_common_name(common_name: str | None) -> x509.Name:
+    """The subject ``CN=common_name`` (empty without one). Names are immutable, and one
+    request builds the same one twice (from the CSR, then from the authorization)."""
     if not common_name:
         return x509.Name([])
     try:

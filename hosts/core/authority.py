@@ -166,6 +166,7 @@ class Authority:
         self.clock = clock
         self.random = random
         self.base_urls: tuple[str, ...] = ()
+        self._audiences: dict[str, frozenset[str]] = {}
         self.inventory = Inventory(store, clock)
         self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
         self.acme = ACMEService(self)
@@ -220,9 +221,15 @@ class Authority:
     def set_base_urls(self, urls: list[str]) -> None:
         """The URLs clients reach this CA by; token audiences are built from them."""
         self.base_urls = tuple(u.rstrip("/") for u in urls)
+        self._audiences = {}
 
     def audiences(self, path: str) -> frozenset[str]:
-        return frozenset(f"{base}{path}" for base in self.base_urls)
+        found = self._audiences.get(path)
+        if found is None:
+            found = frozenset(f"{base}{path}" for base in self.base_urls)
+            if len(self._audiences) < 64:  # paths are the host's own few routes
+                self._audiences[path] = found
+        return found
 
     def context(self, path: str) -> AuthorizeContext:
         return AuthorizeContext(now=self.clock.now(), audiences=self.audiences(path))

@@ -146,3 +146,57 @@ def test_csr_with_an_unsupported_san_type_is_a_bad_request(
     csr = build_csr(p256, sans=[x509.DNSName("svc.example.com"), directory])
     with pytest.raises(BadRequest, match="subject alternative name"):
         parse_csr(csr.public_bytes(Encoding.DER))
+
+
+def _pem_variants(der: bytes) -> list[bytes]:
+    import base64
+
+    body = base64.b64encode(der)
+    lines64 = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    plain = (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + lines64
+        + b"\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    return [
+        plain,
+        plain.replace(b"\n", b"\r\n"),  # Windows line ends
+        b"  \n" + plain + b"\n\n",  # blank lines around the block
+        plain.replace(b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"),  # Netscape/MS label
+        b"-----BEGIN CERTIFICATE REQUEST-----\n" + body + b"\n-----END CERTIFICATE REQUEST-----",
+    ]
+
+
+def test_pem_forms_that_clients_send_all_parse_to_the_same_request(
+    p256: ec.EllipticCurvePrivateKey,
+) -> None:
+    der = build_csr(p256).public_bytes(Encoding.DER)
+    for text in _pem_variants(der):
+        info = parse_csr(text)
+        assert info.der == der
+        assert info.csr.public_bytes(Encoding.DER) == der
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda pem: pem.replace(b"-----END CERTIFICATE REQUEST-----", b""),  # no end marker
+        lambda pem: pem[:60] + b"!" + pem[61:],  # not base64
+        lambda pem: pem + pem,  # two blocks
+        lambda pem: pem.replace(b"CERTIFICATE REQUEST", b"CERTIFICATE"),  # another label
+        lambda pem: pem.replace(b"\n", b"\nProc-Type: 4,ENCRYPTED\n", 1),  # RFC 1421 header
+        lambda pem: pem[:100] + pem[104:],  # truncated body
+    ],
+)
+def test_mangled_pem_is_a_client_error_or_the_same_request(
+    p256: ec.EllipticCurvePrivateKey, mangle: object
+) -> None:
+    """Whatever the shape, the answer is the request itself or a 400, never another request
+    and never an unexpected exception."""
+    assert callable(mangle)
+    der = build_csr(p256).public_bytes(Encoding.DER)
+    try:
+        info = parse_csr(mangle(_pem_variants(der)[0]))
+    except BadRequest:
+        return
+    assert info.der == der

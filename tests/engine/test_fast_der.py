@@ -19,17 +19,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from engine import der as der_module
 from engine import fastcert
 from engine.errors import Forbidden
 from engine.extensions import ProvisionerRef
 from engine.keys import signature_hash_for
 from engine.names import SAN, SANKind
 from engine.pipeline import (
+    IssuedCertificate,
     Issuer,
+    PreparedCertificate,
     build_certificate,
     builder_certificate,
     sign_certificate,
 )
+from engine.policy import SignPolicy
+from engine.ports import Random
 from engine.signer import SoftwareSigner
 from engine.template import KEY_USAGES, CertificateTemplate, subject_with_common_name
 
@@ -326,9 +331,58 @@ def test_sign_certificate_uses_the_fast_path(issuer: Issuer, issuer_kind: str) -
     finally:
         del encoder.certificate
     assert len(calls) == 1
-    assert cert.public_bytes(Encoding.DER) == der
+    assert cert is None  # the fast path does not parse its own output back
+    loaded = x509.load_der_x509_certificate(der)
     expected = reference(issuer, template, key, 424242, NOW, NOW + timedelta(days=2), provisioner)
-    assert cert.tbs_certificate_bytes == expected.tbs_certificate_bytes
+    assert loaded.tbs_certificate_bytes == expected.tbs_certificate_bytes
+
+
+class SeededRandom(Random):
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def bytes(self, n: int) -> bytes:
+        return self._rng.randbytes(n)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_issued_facts_are_those_of_the_certificate(
+    issuer: Issuer, issuer_kind: str, seed: int
+) -> None:
+    """The pipeline hands the store its own serial, validity, subject and names instead of
+    parsing the new certificate back; each must be what the certificate says."""
+    rng = random.Random(f"facts-{issuer_kind}-{seed}")
+    template = random_template(rng)
+    not_before = NOW + timedelta(
+        seconds=rng.randint(-(10**6), 10**6), microseconds=rng.randint(0, 999999)
+    )
+    if seed % 3 == 0:
+        not_before = not_before.replace(tzinfo=None)  # naive: UTC, as the builder reads it
+    elif seed % 3 == 1:
+        not_before = not_before.astimezone(timezone(timedelta(hours=-7)))
+    prepared = PreparedCertificate(
+        template=template,
+        public_key=subject_key(rng.choice(["P-256", "Ed25519", "RSA-2048"])),
+        issuer=issuer,
+        not_before=not_before,
+        not_after=NOW + timedelta(days=rng.randint(2, 900), seconds=rng.randint(0, 86399)),
+        policy=SignPolicy(provisioner=ProvisionerRef("JWK", "admin"), issuer=issuer.name),
+    )
+    issued = prepared.sign(SeededRandom(seed))
+    parsed = IssuedCertificate(
+        der=issued.der,
+        issuer=issuer,
+        provisioner=issued.provisioner,
+        certificate=x509.load_der_x509_certificate(issued.der),
+    )
+    assert issued.certificate.public_bytes(Encoding.DER) == issued.der
+    assert issued.serial == parsed.serial and issued.serial_hex == parsed.serial_hex
+    assert issued.not_before == parsed.not_before
+    assert issued.not_after == parsed.not_after
+    assert issued.subject_text == parsed.subject_text
+    assert issued.sans == parsed.sans and issued.san_texts == parsed.san_texts
+    assert issued.pem == parsed.certificate.public_bytes(Encoding.PEM).decode()
+    issued.certificate.verify_directly_issued_by(issuer.certificate)
 
 
 # --- what the fast path declines (the builder decides, with its own errors) -----------
@@ -448,3 +502,34 @@ def test_a_signer_whose_raw_signatures_do_not_verify_gets_no_encoder() -> None:
     good = make_issuer(key)
     issuer = Issuer(name="agent", certificate=good.certificate, signer=BrokenSigner(key))
     assert issuer.leaf_encoder is None
+
+
+@pytest.mark.parametrize("kind", ["P-256", "P-384", "Ed25519", "RSA-2048"])
+def test_the_requests_own_key_encoding_gives_the_same_certificate(
+    issuer: Issuer, issuer_kind: str, kind: str
+) -> None:
+    """The request's SubjectPublicKeyInfo is used as is only where it is what the builder
+    writes; a compressed EC point (or any other form) is encoded again."""
+    from cryptography.hazmat.primitives.serialization import PublicFormat
+
+    key = subject_key(kind)
+    spkis = [key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)]
+    if kind.startswith("P-"):
+        point = key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+        # The same key with a compressed point: same algorithm identifier, shorter BIT STRING.
+        full = spkis[0]
+        _, body, _ = der_module.read_tlv(full)
+        _, algorithm, _ = der_module.read_tlv(body)
+        spkis.append(
+            der_module.tlv(
+                0x30, der_module.tlv(0x30, algorithm) + der_module.tlv(0x03, b"\x00" + point)
+            )
+        )
+    template = random_template(random.Random(kind))
+    encoder = issuer.leaf_encoder
+    assert encoder is not None
+    provisioner = ProvisionerRef("JWK", "admin")
+    expected = reference(issuer, template, key, 5150, NOW, NOW + timedelta(days=3), provisioner)
+    for spki in spkis:
+        tbs = encoder.tbs(template, key, 5150, NOW, NOW + timedelta(days=3), provisioner, spki)
+        assert tbs == expected.tbs_certificate_bytes
