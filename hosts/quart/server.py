@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.runtime import (
     base_urls,
     inventory_sync_interval,
+    request_threads_and_frozen_heap,
     server_names,
     start_background,
     wait_for_signal,
@@ -68,6 +70,19 @@ async def serve(
     config.worker_class = "trio"
     app = create_app(authority)
 
+    with request_threads_and_frozen_heap():
+        await _serve_app(app, config, authority, tls, names, shutdown_trigger, task_status)
+
+
+async def _serve_app(
+    app: QuartTrio,
+    config: _TLSConfig,
+    authority: Authority,
+    tls: ServerTLS,
+    names: list[str],
+    shutdown_trigger: Callable[[], Awaitable[None]] | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
     async with trio.open_nursery() as nursery:
 
         async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import os
@@ -18,8 +17,10 @@ from hosts.core.api import build_router
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.runtime import (
+    REQUEST_THREADS,
     base_urls,
     inventory_sync_interval,
+    request_threads_and_frozen_heap,
     server_names,
     start_background,
     wait_for_signal,
@@ -31,16 +32,6 @@ from .connection import serve_connection
 log = logging.getLogger("devid.server")
 
 GRACEFUL_TIMEOUT = 5.0
-
-#: Threads per worker process that run the blocking part of requests (signing, SQLite).
-#: Every request hands its work to a thread (trio.to_thread, through trio's default
-#: CapacityLimiter, 40 by default): with 32 connections, 32 threads took turns at the GIL
-#: with each other and with the event loop that reads and writes the TLS streams, so each
-#: request advanced a switch interval at a time, the event loop waited behind them, and the
-#: process sat idle while they all waited on the same group commit together. A few threads
-#: keep the CPU busy while a commit waits on fsync; the other requests wait in the
-#: limiter's queue, which is first come, first served.
-REQUEST_THREADS = 8
 
 
 def listening_socket(
@@ -127,8 +118,6 @@ async def serve(
     ``task_status.started`` receives the base URLs, like the quart host's serve.
     At most *threads* requests run their blocking work at a time (:data:`REQUEST_THREADS`).
     """
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
     host, _ = parse_listen(listen)
     inventory_sync_interval(authority)
     names = server_names(authority, host)
@@ -149,46 +138,50 @@ async def serve(
     async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
         await serve_connection(stream, router, default_base)
 
-    limiter = trio.to_thread.current_default_thread_limiter()
-    default_threads = limiter.total_tokens
-    limiter.total_tokens = threads
-    # What is loaded by now (the CA, plugins, the route table, every imported module) lives
-    # as long as the server: kept out of the collector, a full collection no longer walks
-    # it (30-50 ms with every request in flight held up, a few times a minute under load).
-    gc.collect()
-    gc.freeze()
     try:
-        async with trio.open_nursery() as nursery:
-            start_background(nursery, authority, tls, primary=worker == 0)
-            async with trio.open_nursery() as connections:
-                async with trio.open_nursery() as acceptor:
-                    acceptor.start_soon(
-                        partial(
-                            trio.serve_listeners, handler, [listener], handler_nursery=connections
-                        )
-                    )
-                    log.info(
-                        "devid CA listening",
-                        extra={
-                            "urls": urls,
-                            "host": "raw",
-                            "worker": worker,
-                            "root_fingerprint": authority.root_fingerprint,
-                        },
-                    )
-                    task_status.started(urls)
-                    await (shutdown_trigger or wait_for_signal)()
-                    # Stop accepting; requests in flight get GRACEFUL_TIMEOUT to finish.
-                    acceptor.cancel_scope.cancel()
-                connections.cancel_scope.deadline = trio.current_time() + GRACEFUL_TIMEOUT
-            nursery.cancel_scope.cancel()
+        with request_threads_and_frozen_heap(threads):
+            await _serve_until_shutdown(
+                listener, handler, authority, tls, urls, worker, shutdown_trigger, task_status
+            )
     finally:
-        gc.unfreeze()  # a process that goes on (tests, an embedding program) collects it again
-        limiter.total_tokens = default_threads
         if owned:
             sock.close()
         for path in (tls.certfile, tls.keyfile):
             path.unlink(missing_ok=True)
+
+
+async def _serve_until_shutdown(
+    listener: trio.SSLListener[trio.SocketStream],
+    handler: Callable[[trio.SSLStream[trio.SocketStream]], Awaitable[None]],
+    authority: Authority,
+    tls: ServerTLS,
+    urls: list[str],
+    worker: int,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    async with trio.open_nursery() as nursery:
+        start_background(nursery, authority, tls, primary=worker == 0)
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as acceptor:
+                acceptor.start_soon(
+                    partial(trio.serve_listeners, handler, [listener], handler_nursery=connections)
+                )
+                log.info(
+                    "devid CA listening",
+                    extra={
+                        "urls": urls,
+                        "host": "raw",
+                        "worker": worker,
+                        "root_fingerprint": authority.root_fingerprint,
+                    },
+                )
+                task_status.started(urls)
+                await (shutdown_trigger or wait_for_signal)()
+                # Stop accepting; requests in flight get GRACEFUL_TIMEOUT to finish.
+                acceptor.cancel_scope.cancel()
+            connections.cancel_scope.deadline = trio.current_time() + GRACEFUL_TIMEOUT
+        nursery.cancel_scope.cancel()
 
 
 def _worker_main(
