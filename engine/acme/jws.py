@@ -10,6 +10,7 @@ binding, checked with the provisioner's own EAB key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -204,8 +205,38 @@ def check_url(request: SignedRequest, request_url: str) -> None:
         raise unauthorized(f"the JWS url {request.url[:200]!r} is not this resource")
 
 
+#: JWKs remembered by :func:`key_from_jwk` (an account signs every request with the same key).
+KEY_CACHE_SIZE = 1024
+_KEY_CACHE_MAX_CHARS = 4096  # larger JWKs are parsed every time, not remembered
+
+
 def key_from_jwk(jwk: Any) -> tuple[PublicKey, dict[str, str], str]:
-    """A public key from a JWK, its canonical JWK and its RFC 7638 thumbprint."""
+    """A public key from a JWK, its canonical JWK and its RFC 7638 thumbprint.
+
+    The result depends on the JWK alone, so small all-string JWKs are remembered:
+    parsing a key and hashing its thumbprint on every request of an account is
+    repeated work. Refusals are never remembered.
+    """
+    if isinstance(jwk, dict) and len(jwk) <= 16:
+        items = tuple(sorted(jwk.items()))
+        if (
+            all(isinstance(k, str) and isinstance(v, str) for k, v in items)
+            and sum(len(k) + len(v) for k, v in items) <= _KEY_CACHE_MAX_CHARS
+        ):
+            key, canonical, thumbprint = _cached_key(items)
+            return key, dict(canonical), thumbprint
+    return _parse_key(jwk)
+
+
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
+def _cached_key(
+    items: tuple[tuple[str, str], ...],
+) -> tuple[PublicKey, tuple[tuple[str, str], ...], str]:
+    key, canonical, thumbprint = _parse_key(dict(items))
+    return key, tuple(canonical.items()), thumbprint
+
+
+def _parse_key(jwk: Any) -> tuple[PublicKey, dict[str, str], str]:
     try:
         key = public_key_from_jwk(jwk)
     except BadRequest as exc:

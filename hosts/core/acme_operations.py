@@ -23,7 +23,6 @@ from engine.acme.device_attest import attestation_bytes
 from engine.acme.effects import Audit, Outcome, Respond, Write
 from engine.acme.finalize import FinalizeRequest
 from engine.acme.identifiers import DEVICE_ATTEST_01
-from engine.acme.nonces import check_nonce, well_formed
 from engine.acme.problems import ACMEProblem, malformed, not_found, unauthorized
 from engine.acme.records import Account, AccountStatus, CertificateLink
 from engine.acme.revocation import authorize_revocation, parse_revocation
@@ -85,8 +84,7 @@ def authenticate(
             raise malformed("this resource needs the request signed with the account's kid")
         key, canonical, thumbprint = acme_jws.key_from_jwk(signed.jwk)
     acme_jws.verify(signed, key)
-    taken = store.acme_take_nonce(signed.nonce) if well_formed(signed.nonce) else None
-    check_nonce(signed.nonce, taken, ctx.now)
+    authority.acme.nonces.redeem(signed.nonce, ctx.now)
     if account is not None and account.status is not AccountStatus.VALID:
         raise unauthorized(f"the account is {account.status.value}")
     return Authenticated(signed, account, key, canonical, thumbprint)
@@ -98,11 +96,6 @@ def commit(authority: Authority, write: Write, **certificate: Any) -> None:
         return
     if not authority.store.acme_write(write, **certificate):
         raise ACMEProblem("malformed", "the resource changed meanwhile; retry", status=409)
-
-
-def _stored(record: Any) -> Any:
-    """A record as it is after a successful write (the store bumped its revision)."""
-    return attrs.evolve(record, revision=record.revision + 1)
 
 
 # --- accounts ----------------------------------------------------------------------------
@@ -220,25 +213,27 @@ def finalize(
         raise
     except ProtocolError as exc:
         raise ACMEProblem("badCSR", exc.detail) from None
+    # ready -> processing -> valid in one transaction: the processing order is never
+    # stored. This process lets one request at a time finalize an order; across
+    # processes the revision check of the final write lets exactly one succeed.
     processing = orders.begin_processing(order, authorizations, ctx.now)
-    if not authority.store.acme_write(Write(orders=(processing,))):
-        raise ACMEProblem("orderNotReady", "the order is being finalized already")
-    processing = _stored(processing)
-    try:
-        issued = prepared.sign(authority.random)
-    except Exception:
-        log.exception("signing failed for ACME order %s", order.id)
-        problem = ACMEProblem("serverInternal", "the certificate could not be signed")
-        authority.store.acme_write(Write(orders=(orders.failed(processing, problem),)))
-        raise problem from None
-    valid, respond = orders.issued(ctx, processing, issued.serial_hex)
-    link = CertificateLink(issued.serial_hex, p.name, account.id, order.id)
-    commit(
-        authority,
-        Write(orders=(valid,)),
-        certificate=authority.certificate_record(issued),
-        link=link,
-    )
+    with authority.acme.finalizing(order.id):
+        try:
+            issued = prepared.sign(authority.random)
+        except Exception:
+            log.exception("signing failed for ACME order %s", order.id)
+            problem = ACMEProblem("serverInternal", "the certificate could not be signed")
+            authority.store.acme_write(Write(orders=(orders.failed(processing, problem),)))
+            raise problem from None
+        valid, respond = orders.issued(ctx, processing, issued.serial_hex)
+        link = CertificateLink(issued.serial_hex, p.name, account.id, order.id)
+        stored = authority.store.acme_write(
+            Write(orders=(valid,)),
+            certificate=authority.certificate_record(issued),
+            link=link,
+        )
+    if not stored:  # another request finalized (or changed) the order meanwhile
+        raise ACMEProblem("orderNotReady", "the order was finalized meanwhile")
     authority.announce_issued(issued)
     return Outcome(respond)
 

@@ -45,10 +45,32 @@ class ValidationRunner:
         self._audit = audit
         self._send, self._receive = trio.open_memory_channel[StartValidation](math.inf)
         self.in_flight = 0
+        # Per authorization and per challenge being validated: set when the attempt under
+        # way settles (its result is stored, or it failed and waits to retry).
+        self._settling: dict[str, trio.Event] = {}
 
     def schedule(self, job: StartValidation) -> None:
         """Queue *job*; call from trio (the runner picks it up when it runs)."""
         self._send.send_nowait(job)
+
+    async def settled(self, resource_id: str, patience: float) -> None:
+        """Wait up to *patience* seconds while an attempt to validate the authorization or
+        challenge *resource_id* is under way, so that a poll can show its result."""
+        event = self._settling.get(resource_id)
+        if event is not None:
+            with trio.move_on_after(patience):
+                await event.wait()
+
+    def _attempting(self, job: StartValidation) -> None:
+        event = trio.Event()
+        for key in (job.authorization_id, job.challenge_id):
+            self._settling.setdefault(key, event)
+
+    def _settle(self, job: StartValidation) -> None:
+        for key in (job.authorization_id, job.challenge_id):
+            event = self._settling.pop(key, None)
+            if event is not None:
+                event.set()
 
     async def run(
         self,
@@ -107,6 +129,7 @@ class ValidationRunner:
             attempt = 0
             while True:
                 attempt += 1
+                self._attempting(job)
                 problem: ACMEProblem | None = None
                 try:
                     await self.validator(job, config)
@@ -117,6 +140,7 @@ class ValidationRunner:
                     problem = ACMEProblem("serverInternal", "validation failed unexpectedly")
                 if problem is None or trio.current_time() + delay > deadline:
                     break
+                self._settle(job)  # polls need not wait through the back-off
                 log.info(
                     "challenge not met yet; retrying",
                     extra={
@@ -133,6 +157,7 @@ class ValidationRunner:
         except Exception:
             log.exception("recording the validation of %s failed", job.challenge_id)
         finally:
+            self._settle(job)
             self.in_flight -= 1
 
     def _record(self, job: StartValidation, problem: ACMEProblem | None) -> None:

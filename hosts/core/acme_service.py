@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import attrs
@@ -31,7 +33,6 @@ from cryptography import x509
 
 from engine.acme.context import Context
 from engine.acme.effects import JSON, Audit, Outcome, Respond, StartValidation
-from engine.acme.nonces import new_nonce
 from engine.acme.problems import ACMEProblem, as_problem, not_found
 from engine.acme.renewal import RETRY_AFTER, parse_cert_id, renewal_info_json, suggested_window
 from engine.acme.resources import PREFIX, URLs, directory_json
@@ -39,6 +40,7 @@ from engine.errors import ProtocolError
 from plugins.acme import ACMEProvisioner
 
 from . import acme_operations as operations
+from .acme_nonces import ReplayNonces
 from .acme_runner import ValidationRunner
 from .acme_settings import ChallengeValidator, ValidationConfig
 from .http import HTTPRequest, HTTPResponse, error_response
@@ -49,6 +51,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("devid.acme")
 
+#: How long a poll of an authorization or challenge waits for a validation attempt under
+#: way (the response still says ``processing`` with Retry-After if it takes longer).
+POLL_PATIENCE = 0.25
+
 _Operation = Callable[..., Outcome]
 
 
@@ -57,6 +63,9 @@ class ACMEService:
 
     def __init__(self, authority: Authority) -> None:
         self.authority = authority
+        self.nonces = ReplayNonces(authority.clock)
+        self._finalizing: set[str] = set()  # orders being signed in this process
+        self._finalizing_lock = threading.Lock()
         self.runner = ValidationRunner(
             authority, ValidationConfig.from_table(authority.config.acme), self._audit
         )
@@ -108,6 +117,19 @@ class ACMEService:
     def validations_in_flight(self) -> int:
         return self.runner.in_flight
 
+    @contextmanager
+    def finalizing(self, order_id: str) -> Iterator[None]:
+        """Hold *order_id* while it is signed and stored; orderNotReady if it is held."""
+        with self._finalizing_lock:
+            if order_id in self._finalizing:
+                raise ACMEProblem("orderNotReady", "the order is being finalized already")
+            self._finalizing.add(order_id)
+        try:
+            yield
+        finally:
+            with self._finalizing_lock:
+                self._finalizing.discard(order_id)
+
     # --- plumbing ----------------------------------------------------------------------
 
     def _provisioner(self, name: str) -> ACMEProvisioner:
@@ -124,16 +146,10 @@ class ACMEService:
             random=self.authority.random,
         )
 
-    def _nonce(self) -> str:
-        now = self.authority.clock.now()
-        nonce = new_nonce(self.authority.random, now)
-        self.store.acme_add_nonce(nonce.value, nonce.expires_at, now)
-        return nonce.value
-
     def _headers(self, directory: str | None, *, nonce: bool) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = []
         if nonce:
-            headers.append(("replay-nonce", self._nonce()))
+            headers.append(("replay-nonce", self.nonces.issue()))
         if directory is not None:
             headers.append(("link", f'<{directory}>;rel="index"'))
         return headers
@@ -166,7 +182,7 @@ class ACMEService:
             directory = URLs(request.base_url.rstrip("/"), name).directory
         try:
             headers = self._headers(directory, nonce=True)
-        except Exception:  # the store is failing: still answer the problem
+        except Exception:  # still answer the problem
             log.exception("cannot issue a nonce for an error response")
             headers = []
         return error_response(problem, tuple(headers))
@@ -199,14 +215,13 @@ class ACMEService:
             for job in validations:
                 self.runner.schedule(job)
             return response
-        return await trio.to_thread.run_sync(self._problem, request, name, problem)
+        return self._problem(request, name, problem)
 
     async def refuse(self, request: HTTPRequest, exc: ProtocolError) -> HTTPResponse:
         """Router refusals under /acme/ (unknown path, wrong method, body too large)."""
         parts = request.path[len(PREFIX) :].split("/")
         name = parts[1] if len(parts) > 1 and parts[1] else None
-        problem = as_problem(exc)
-        return await trio.to_thread.run_sync(self._problem, request, name, problem)
+        return self._problem(request, name, as_problem(exc))
 
     # --- GET resources -----------------------------------------------------------------
 
@@ -271,19 +286,27 @@ class ACMEService:
             )
             return self._http(urls, respond, nonce=False)
 
-        return await self._get(request, provisioner, work)
+        return await self._get(request, provisioner, work, blocking=True)
 
     async def _get(
-        self, request: HTTPRequest, name: str, work: Callable[[], HTTPResponse]
+        self,
+        request: HTTPRequest,
+        name: str,
+        work: Callable[[], HTTPResponse],
+        *,
+        blocking: bool = False,
     ) -> HTTPResponse:
+        """Answer a GET with *work*, in a worker thread if it is *blocking* (the store)."""
         try:
-            return await trio.to_thread.run_sync(work)
+            if blocking:
+                return await trio.to_thread.run_sync(work)
+            return work()
         except ProtocolError as exc:
             problem = as_problem(exc)
         except Exception:
             log.exception("ACME request failed: %s %s", request.method, request.path)
             problem = ACMEProblem("serverInternal", "internal error")
-        return await trio.to_thread.run_sync(self._problem, request, name, problem)
+        return self._problem(request, name, problem)
 
     # --- POST resources (route handlers) ---------------------------------------------------
 
@@ -317,6 +340,9 @@ class ACMEService:
     async def authorization(
         self, request: HTTPRequest, provisioner: str, authorization_id: str
     ) -> HTTPResponse:
+        # A poll while its validation is under way waits briefly for the result: one poll
+        # shows it instead of several.
+        await self.runner.settled(authorization_id, POLL_PATIENCE)
         return await self._answer(
             request, provisioner, operations.authorization, authorization_id=authorization_id
         )
@@ -324,6 +350,7 @@ class ACMEService:
     async def challenge(
         self, request: HTTPRequest, provisioner: str, challenge_id: str
     ) -> HTTPResponse:
+        await self.runner.settled(challenge_id, POLL_PATIENCE)
         return await self._answer(
             request, provisioner, operations.challenge, challenge_id=challenge_id
         )

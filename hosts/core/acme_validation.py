@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import quote, urljoin, urlsplit
@@ -248,7 +249,21 @@ def _addr_port(addr: IPAddress, port: int) -> str:
 # --- DNS ---------------------------------------------------------------------------
 
 
+# Resolvers by (configured resolver, timeout): a configured one is made once, not per
+# lookup; the system one (from /etc/resolv.conf) is made again after a minute, so that
+# a changed resolv.conf is picked up.
+_RESOLVERS: dict[
+    tuple[tuple[str, int] | None, float], tuple[float, dns.asyncresolver.Resolver]
+] = {}
+_SYSTEM_RESOLVER_TTL = 60.0
+
+
 def _resolver(settings: ValidationSettings, trace: _Trace) -> dns.asyncresolver.Resolver:
+    key = (settings.dns_resolver, settings.timeout)
+    now = time.monotonic()
+    cached = _RESOLVERS.get(key)
+    if cached is not None and (settings.dns_resolver is not None or now < cached[0]):
+        return cached[1]
     try:
         if settings.dns_resolver is None:
             resolver = dns.asyncresolver.Resolver()
@@ -261,6 +276,9 @@ def _resolver(settings: ValidationSettings, trace: _Trace) -> dns.asyncresolver.
     resolver.lifetime = max(settings.timeout, 0.1)
     resolver.timeout = min(2.0, resolver.lifetime)
     resolver.cache = None
+    if len(_RESOLVERS) >= 16:
+        _RESOLVERS.clear()
+    _RESOLVERS[key] = (now + _SYSTEM_RESOLVER_TTL, resolver)
     return resolver
 
 
@@ -291,7 +309,7 @@ async def _resolve(
     """A and AAAA of ``name`` through the configured resolver, IPv6 first."""
     trace.at(f"resolving {name}", "dns")
     resolver = _resolver(settings, trace)
-    results: dict[str, dns.resolver.Answer | str] = {}
+    results: dict[str, list[IPAddress] | dns.resolver.Answer | str] = {}
 
     async def one(rdtype: str) -> None:
         results[rdtype] = await _lookup(resolver, name, rdtype)
@@ -302,11 +320,15 @@ async def _resolve(
     addresses: list[IPAddress] = []
     for rdtype in ("AAAA", "A"):
         answer = results[rdtype]
-        if not isinstance(answer, str):
-            for rdata in answer:
-                addr = ipaddress.ip_address(rdata.address)
-                if addr not in addresses:
-                    addresses.append(addr)
+        if isinstance(answer, list):
+            found: list[IPAddress] = answer
+        elif isinstance(answer, str):
+            found = []
+        else:
+            found = [ipaddress.ip_address(rdata.address) for rdata in answer]
+        for addr in found:
+            if addr not in addresses:
+                addresses.append(addr)
     if not addresses:
         if results["A"] == results["AAAA"]:
             reasons = f"A/AAAA: {results['A']}"

@@ -79,11 +79,8 @@ CREATE TABLE IF NOT EXISTS revocations (
     reason TEXT NOT NULL,
     revoked_by TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS acme_nonces (
-    value TEXT PRIMARY KEY,
-    expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS acme_nonces_by_expiry ON acme_nonces(expires_at);
+-- ACME nonces live in memory now (hosts/core/acme_nonces.py); drop the old table.
+DROP TABLE IF EXISTS acme_nonces;
 CREATE TABLE IF NOT EXISTS acme_accounts (
     id TEXT PRIMARY KEY,
     provisioner TEXT NOT NULL,
@@ -189,7 +186,6 @@ class SQLiteStore:
         lock_path = path.with_name(path.name + WRITER_LOCK_SUFFIX)
         self._writer_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._writes_since_prune = 0
-        self._nonces_since_prune = 0
         self.path = path
 
     def close(self) -> None:
@@ -583,28 +579,6 @@ class SQLiteStore:
             return int(self._db.execute("SELECT COUNT(*) FROM attestation_sessions").fetchone()[0])
 
     # --- ACME ------------------------------------------------------------------------
-
-    def acme_add_nonce(self, value: str, expires_at: datetime, now: datetime) -> None:
-        with self._writing():
-            self._nonces_since_prune += 1
-            if self._nonces_since_prune >= PRUNE_EVERY:
-                self._nonces_since_prune = 0
-                self._db.execute("DELETE FROM acme_nonces WHERE expires_at < ?", (_ts(now),))
-            self._db.execute(
-                "INSERT OR REPLACE INTO acme_nonces (value, expires_at) VALUES (?, ?)",
-                (value, _ts(expires_at)),
-            )
-
-    def acme_take_nonce(self, value: str) -> datetime | None:
-        with self._writing():
-            row = self._db.execute(
-                "DELETE FROM acme_nonces WHERE value = ? RETURNING expires_at", (value,)
-            ).fetchone()
-        return None if row is None else _dt(float(row[0]))
-
-    def count_acme_nonces(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM acme_nonces").fetchone()[0])
 
     @staticmethod
     def _account(row: tuple[Any, ...]) -> Account:

@@ -128,14 +128,6 @@ class Store(Protocol):
 
     # --- ACME (records are the engine's; each carries the revision it was read at) ---
 
-    def acme_add_nonce(self, value: str, expires_at: datetime, now: datetime) -> None:
-        """Remember an issued nonce until *expires_at* (and prune expired ones now and then)."""
-        ...
-
-    def acme_take_nonce(self, value: str) -> datetime | None:
-        """Forget a nonce and return its expiry; None if it is unknown or was taken before."""
-        ...
-
     def acme_account(self, provisioner: str, account_id: str) -> Account | None: ...
 
     def acme_account_by_thumbprint(self, provisioner: str, thumbprint: str) -> Account | None: ...

@@ -1,21 +1,18 @@
-"""engine.acme.jws and engine.acme.nonces: ACME request signatures, EAB, keyChange, nonces."""
+"""engine.acme.jws: ACME request signatures, EAB, keyChange (nonces: test_acme_nonces)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from engine.acme import jws
-from engine.acme.nonces import NONCE_LIFETIME, check_nonce, new_nonce, well_formed
 from engine.acme.problems import ACMEProblem
 from engine.jose import b64url_encode, jwk_from_public_key, jwk_thumbprint
-from engine.ports import CountingRandom
 
 URL = "https://ca.test/acme/acme/new-order"
 NONCE = b64url_encode(b"n" * 16)
@@ -295,30 +292,39 @@ def test_bad_inner_key_change_jws(header: Any) -> None:
         jws.parse_key_change(key_change(inner))
 
 
-# --- nonces ----------------------------------------------------------------------------------
-
-NOW = datetime(2030, 1, 1, tzinfo=UTC)
+# --- the key cache ---------------------------------------------------------------------------
 
 
-def test_nonces_are_fresh_and_expire() -> None:
-    random = CountingRandom()
-    one, two = new_nonce(random, NOW), new_nonce(random, NOW)
-    assert one.value != two.value and well_formed(one.value)
-    assert one.expires_at == NOW + NONCE_LIFETIME
-    check_nonce(one.value, one.expires_at, NOW)
+def test_key_from_jwk_remembers_keys_and_returns_fresh_dicts() -> None:
+    jwk = jwk_from_public_key(P256.public_key())
+    first = jws.key_from_jwk(jwk)
+    second = jws.key_from_jwk(dict(jwk))
+    assert first[0].public_numbers() == second[0].public_numbers()
+    assert first[1] == second[1] == jwk and first[1] is not second[1]
+    assert first[2] == second[2] == jwk_thumbprint(jwk)
+    first[1]["x"] = "changed"  # a caller's copy, not the cache's
+    assert jws.key_from_jwk(jwk)[1] == jwk
 
 
 @pytest.mark.parametrize(
-    ("value", "expires", "why"),
+    "change",
     [
-        (NONCE, None, "unknown or was used"),
-        (NONCE, NOW, "expired"),
-        (NONCE, NOW - timedelta(seconds=1), "expired"),
-        ("short", NOW + timedelta(hours=1), "not one this server issues"),
-        ("has spaces in it!!", NOW + timedelta(hours=1), "not one this server issues"),
+        {"d": "AAAA"},  # private material, even for a key seen before
+        {"x": 5},  # not a string (never cached)
+        {"crv": "P-521"},
+        {"kty": "oct"},
     ],
 )
-def test_bad_nonces(value: str, expires: datetime | None, why: str) -> None:
-    with pytest.raises(ACMEProblem, match=why) as excinfo:
-        check_nonce(value, expires, NOW)
-    assert problem_of(excinfo) == "badNonce"
+def test_key_from_jwk_refusals_are_not_remembered(change: dict[str, Any]) -> None:
+    jwk = jwk_from_public_key(P256.public_key())
+    jws.key_from_jwk(jwk)
+    for _ in range(2):
+        with pytest.raises(ACMEProblem) as excinfo:
+            jws.key_from_jwk({**jwk, **change})
+        assert problem_of(excinfo) == "badPublicKey"
+
+
+def test_key_from_jwk_large_keys_are_parsed_every_time() -> None:
+    jwk = jwk_from_public_key(RSA.public_key())
+    padded = {**jwk, "kid": "k" * 5000}  # extra members are allowed, and make it large
+    assert jws.key_from_jwk(padded)[2] == jwk_thumbprint(jwk)

@@ -19,7 +19,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine.acme.jws import sign_flattened
-from engine.jose import b64url_encode, jwk_from_public_key
+from engine.acme.nonces import NONCE_LIFETIME
+from engine.jose import b64url_decode, b64url_encode, jwk_from_public_key
+from hosts.core.acme_nonces import ReplayNonces
 from tests.conftest import RunningServer
 
 from .acme_helpers import (
@@ -75,9 +77,20 @@ async def reused_nonce(acme: ACMEClient, server: RunningServer) -> httpx.Respons
 
 async def expired_nonce(acme: ACMEClient, server: RunningServer) -> httpx.Response:
     now = server.authority.clock.now()
-    stale = b64url_encode(b"stale nonce 0123")
-    server.authority.store.acme_add_nonce(stale, now - timedelta(seconds=1), now)
+    stale = server.authority.acme.nonces.issue(now - NONCE_LIFETIME - timedelta(seconds=1))
     return await _new_order_with(acme, await _kid_header(acme, nonce=stale))
+
+
+async def nonce_of_another_process(acme: ACMEClient, server: RunningServer) -> httpx.Response:
+    """Another --workers worker, or this server before a restart: another key."""
+    foreign = ReplayNonces(server.authority.clock).issue()
+    return await _new_order_with(acme, await _kid_header(acme, nonce=foreign))
+
+
+async def tampered_nonce(acme: ACMEClient, server: RunningServer) -> httpx.Response:
+    raw = bytearray(b64url_decode(await acme.nonce()))
+    raw[3] ^= 0x40  # another counter, the same tag
+    return await _new_order_with(acme, await _kid_header(acme, nonce=b64url_encode(bytes(raw))))
 
 
 async def malformed_nonce(acme: ACMEClient, server: RunningServer) -> httpx.Response:
@@ -286,6 +299,8 @@ CASES = [
     Case("unknown nonce", unknown_nonce, 400, "badNonce"),
     Case("reused nonce", reused_nonce, 400, "badNonce"),
     Case("expired nonce", expired_nonce, 400, "badNonce"),
+    Case("nonce of another server process", nonce_of_another_process, 400, "badNonce"),
+    Case("tampered nonce", tampered_nonce, 400, "badNonce"),
     Case("malformed nonce", malformed_nonce, 400, "badNonce"),
     Case("missing nonce", missing_nonce, 400, "badNonce"),
     Case("wrong url", wrong_url, 403, "unauthorized"),

@@ -1,0 +1,67 @@
+"""A poll of an authorization or challenge waits briefly for the validation under way."""
+
+from __future__ import annotations
+
+import trio
+
+from engine.acme.effects import StartValidation
+from hosts.core import acme_service
+from hosts.core.acme_settings import ValidationConfig
+from tests.conftest import RunningServer
+
+from .acme_helpers import (
+    acme_client,
+    acme_server_fixture,  # noqa: F401
+)
+from .test_acme_flows import ordered
+
+
+async def test_a_poll_shows_the_result_of_a_quick_validation(acme_server: RunningServer) -> None:
+    release = trio.Event()
+
+    async def slowish(job: StartValidation, config: ValidationConfig) -> None:
+        await release.wait()
+
+    acme_server.authority.acme.validator = slowish
+    async with acme_client(acme_server) as acme:
+        await acme.new_account()
+        _, order = await ordered(acme, ("dns", "poll.example.com"))
+        authz_url = order["authorizations"][0]
+        challenge = (await acme.get(authz_url)).json()["challenges"][0]
+        started = await acme.post(challenge["url"], {})
+        assert started.json()["status"] == "processing"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_release_soon, release)
+            polled = await acme.get(authz_url)  # sent while the validation is under way
+        assert polled.json()["status"] == "valid", polled.text
+        again = await acme.get(challenge["url"])
+        assert again.json()["status"] == "valid"
+
+
+async def _release_soon(release: trio.Event) -> None:
+    await trio.sleep(0.05)
+    release.set()
+
+
+async def test_a_poll_does_not_wait_long(acme_server: RunningServer, monkeypatch: object) -> None:
+    hang = trio.Event()
+
+    async def stuck(job: StartValidation, config: ValidationConfig) -> None:
+        await hang.wait()
+
+    acme_server.authority.acme.validator = stuck
+    async with acme_client(acme_server) as acme:
+        await acme.new_account()
+        _, order = await ordered(acme, ("dns", "stuck.example.com"))
+        authz_url = order["authorizations"][0]
+        challenge = (await acme.get(authz_url)).json()["challenges"][0]
+        await acme.post(challenge["url"], {})
+        for url in (authz_url, challenge["url"]):
+            start = trio.current_time()
+            polled = await acme.get(url)
+            waited = trio.current_time() - start
+            assert polled.json()["status"] in ("pending", "processing"), polled.text
+            assert acme_service.POLL_PATIENCE * 0.8 <= waited < acme_service.POLL_PATIENCE + 2
+        hang.set()
+        done = await acme.wait_for(authz_url, ["valid"])
+    assert done["status"] == "valid"
