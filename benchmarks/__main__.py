@@ -49,8 +49,8 @@ MODES: dict[str, dict[str, Any]] = {
         "rounds": 3,
         "requests": {1: 200, 8: 600, 32: 800},
         "scaling_requests": 800,
-        "soak": 20_000,
-        "soak_every": 2_000,
+        "soak": 100_000,
+        "soak_every": 10_000,
         "attest": 100,
         "acme_orders": {1: 40, 8: 200},
         "device_attest": 50,
@@ -87,15 +87,16 @@ Sections (all but `profile` run by default; pick with --only):
                (P-256 CA, default store), loaded by a trio + h11 client at concurrency
                1, 8 and 32; hosts and levels interleaved round by round; servers pinned
                to one CPU and the client to another when there are two (--no-pin).
-  scaling      `devid serve --host raw --workers N` for N = 1 .. max(2, CPUs), unpinned,
-               at one concurrency level (--scaling-concurrency).
+  scaling      `devid serve --host raw --workers N` for N = 1 .. max(2, CPUs), each worker
+               on a CPU of its own (the single one too), the client unpinned, at one
+               concurrency level (--scaling-concurrency).
   attestation  complete AK enrolments against swtpm through a running devid serve:
                open TPM + read EK, create AK, POST /attest, ActivateCredential,
                POST /secret, check the chain; each step timed; once with an RSA EK,
                once with an ECC one (--attest-ek). Then, on one of the swtpms,
                ACME device-attest-01 through /acme/devices: complete enrolments with
                agent.enroll, and the server's validations/s alone.
-  soak         N issuances (--soak; 20,000 in a full run) through the raw host with the
+  soak         N issuances (--soak; 100,000 in a full run) through the raw host with the
                server's RSS read every --soak-every issuances.
   acme         complete ACME orders (account, order, authorization, http-01 challenge
                validated for real, finalize, download) against `devid serve` (quart
@@ -474,14 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--soak",
         type=_positive,
         metavar="N",
-        help="soak: issuances through the raw host (default 20000; quick 1000;"
+        help="soak: issuances through the raw host (default 100000; quick 1000;"
         " 100000 takes about 5 minutes on 2 cores)",
     )
     parser.add_argument(
         "--soak-every",
         type=_positive,
         metavar="N",
-        help="soak: read the server's RSS every N issuances (default 2000; quick 250)",
+        help="soak: read the server's RSS every N issuances (default 10000; quick 250)",
     )
     parser.add_argument(
         "--soak-concurrency",

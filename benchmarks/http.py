@@ -825,9 +825,22 @@ def run_scaling(
     *,
     inprocess_reference_per_s: float | None,
 ) -> dict[str, Any]:
-    """The raw host with each worker count (unpinned), interleaved, at one concurrency."""
+    """The raw host with each worker count, interleaved, at one concurrency.
+
+    With several workers each keeps to a CPU of its own (devid's default worker
+    affinity); the single worker is kept to one CPU too, so that every configuration
+    runs each worker alike (an unpinned lone worker migrates between CPUs and spends
+    more CPU per request, which would flatter the ratio). The load generator is not
+    pinned: it takes its share from the workers' CPUs, as it would on a real host.
+    """
+    first_cpu = usable_cpus()[:1]
     specs = [
-        ServerSpec(f"{params.host} workers={w}", host=params.host, workers=w)
+        ServerSpec(
+            f"{params.host} workers={w}",
+            host=params.host,
+            workers=w,
+            cpus=tuple(first_cpu) if w == 1 and len(usable_cpus()) > 1 else None,
+        )
         for w in params.workers
     ]
     results = run_targets(specs, params, work_dir / "scaling", progress, "scaling", None)
