@@ -88,6 +88,17 @@ async def ordered(
     return r.headers["location"], r.json()
 
 
+async def challenge_answered(acme: ACMEClient, name: str) -> tuple[str, str, Any]:
+    """A new account orders *name* and answers its first challenge: (authorization URL,
+    challenge URL, the challenge POST's response)."""
+    await acme.new_account()
+    _, order = await ordered(acme, ("dns", name))
+    authz_url = order["authorizations"][0]
+    challenge = (await acme.get(authz_url)).json()["challenges"][0]
+    answered = await acme.post(challenge["url"], {})
+    return authz_url, challenge["url"], answered
+
+
 async def issue(acme: ACMEClient, *names: str) -> tuple[str, dict[str, Any], x509.Certificate]:
     """Order, authorize, finalize and download; returns (order URL, order, leaf)."""
     url, order = await ordered(acme, *[("dns", n) for n in names])
@@ -723,11 +734,7 @@ async def test_unfinished_validations_resume_after_a_restart(
 
     server.authority.acme.validator = stuck
     async with acme_client(server) as acme:
-        await acme.new_account()
-        _, order = await ordered(acme, ("dns", "resume.example.com"))
-        authz_url = order["authorizations"][0]
-        challenge = (await acme.get(authz_url)).json()["challenges"][0]
-        await acme.post(challenge["url"], {})
+        authz_url, challenge_url, _ = await challenge_answered(acme, "resume.example.com")
         key = acme.key
     await stop.close()
 
@@ -745,4 +752,4 @@ async def test_unfinished_validations_resume_after_a_restart(
     finally:
         await stop_again.close()
     assert done["status"] == "valid"
-    assert seen == [challenge["url"].rsplit("/", 1)[1]]
+    assert seen == [challenge_url.rsplit("/", 1)[1]]

@@ -13,7 +13,7 @@ from .acme_helpers import (
     acme_client,
     acme_server_fixture,  # noqa: F401
 )
-from .test_acme_flows import ordered
+from .test_acme_flows import challenge_answered
 
 
 async def test_a_poll_shows_the_result_of_a_quick_validation(acme_server: RunningServer) -> None:
@@ -24,17 +24,13 @@ async def test_a_poll_shows_the_result_of_a_quick_validation(acme_server: Runnin
 
     acme_server.authority.acme.validator = slowish
     async with acme_client(acme_server) as acme:
-        await acme.new_account()
-        _, order = await ordered(acme, ("dns", "poll.example.com"))
-        authz_url = order["authorizations"][0]
-        challenge = (await acme.get(authz_url)).json()["challenges"][0]
-        started = await acme.post(challenge["url"], {})
+        authz_url, challenge_url, started = await challenge_answered(acme, "poll.example.com")
         assert started.json()["status"] == "processing"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_release_soon, release)
             polled = await acme.get(authz_url)  # sent while the validation is under way
         assert polled.json()["status"] == "valid", polled.text
-        again = await acme.get(challenge["url"])
+        again = await acme.get(challenge_url)
         assert again.json()["status"] == "valid"
 
 
@@ -43,7 +39,7 @@ async def _release_soon(release: trio.Event) -> None:
     release.set()
 
 
-async def test_a_poll_does_not_wait_long(acme_server: RunningServer, monkeypatch: object) -> None:
+async def test_a_poll_does_not_wait_long(acme_server: RunningServer) -> None:
     hang = trio.Event()
 
     async def stuck(job: StartValidation, config: ValidationConfig) -> None:
@@ -51,12 +47,8 @@ async def test_a_poll_does_not_wait_long(acme_server: RunningServer, monkeypatch
 
     acme_server.authority.acme.validator = stuck
     async with acme_client(acme_server) as acme:
-        await acme.new_account()
-        _, order = await ordered(acme, ("dns", "stuck.example.com"))
-        authz_url = order["authorizations"][0]
-        challenge = (await acme.get(authz_url)).json()["challenges"][0]
-        await acme.post(challenge["url"], {})
-        for url in (authz_url, challenge["url"]):
+        authz_url, challenge_url, _ = await challenge_answered(acme, "stuck.example.com")
+        for url in (authz_url, challenge_url):
             start = trio.current_time()
             polled = await acme.get(url)
             waited = trio.current_time() - start
