@@ -33,11 +33,10 @@ MAX_TOKEN_BYTES = 16 * 1024
 
 _CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384"}
-_EC_ALG = {"P-256": ("ES256", hashes.SHA256(), 32), "P-384": ("ES384", hashes.SHA384(), 48)}
-# Per curve: the one JWS algorithm, the ECDSA parameters object, the size of r and s.
-_ECDSA_BY_CURVE = {
-    "secp256r1": ("ES256", ec.ECDSA(hashes.SHA256()), 32),
-    "secp384r1": ("ES384", ec.ECDSA(hashes.SHA384()), 48),
+# Per JWK curve: the one JWS algorithm, its ECDSA parameters (made once), the size of r and s.
+_EC_ALG = {
+    "P-256": ("ES256", ec.ECDSA(hashes.SHA256()), 32),
+    "P-384": ("ES384", ec.ECDSA(hashes.SHA384()), 48),
 }
 _RSA_ALGS: dict[str, tuple[hashes.HashAlgorithm, bool]] = {
     "RS256": (hashes.SHA256(), False),
@@ -180,7 +179,7 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
     The algorithm must be one the key allows; ``none`` and HMAC never are.
     """
     if isinstance(key, ec.EllipticCurvePublicKey):
-        found = _ECDSA_BY_CURVE.get(key.curve.name)
+        found = _EC_ALG.get(_CURVE_NAMES.get(key.curve.name, ""))
         if found is None or alg != found[0]:
             raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
         _, ecdsa, size = found
@@ -215,8 +214,8 @@ def create_signature(alg: str, key: PrivateKey, signing_input: bytes) -> bytes:
     if alg not in allowed_algorithms(key.public_key()):
         raise BadRequest(f"algorithm {alg!r} does not fit this key")
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        _, hash_alg, size = _EC_ALG[_CURVE_NAMES[key.curve.name]]
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hash_alg)))
+        _, ecdsa, size = _EC_ALG[_CURVE_NAMES[key.curve.name]]
+        r, s = decode_dss_signature(key.sign(signing_input, ecdsa))
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(signing_input)
