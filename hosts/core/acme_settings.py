@@ -7,7 +7,7 @@ to the network validators of :mod:`hosts.core.acme_validation`.
     tlsalpn01_port = 443        # where tls-alpn-01 connects
     dns_resolver = "HOST:PORT"  # answers EVERY lookup validation makes (default: the system's)
     allow_private = true        # an internal CA validates private and loopback addresses
-    deny_networks = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]
+    deny_networks = [...]       # replaces DEFAULT_DENY: link-local and cloud metadata
     validation_timeout = "10s"  # one attempt
     validation_retry_for = "30s"  # how long a failing challenge is retried (1 s, 2 s, 4 s...)
 
@@ -29,7 +29,16 @@ from engine.acme.problems import ACMEProblem
 from engine.errors import ConfigurationError
 from plugins.options import Options
 
-DEFAULT_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+#: Never contacted by default: link-local networks (AWS, GCP, Azure, OpenStack and
+#: Oracle metadata live at 169.254.169.254) and the other clouds' metadata endpoints.
+DEFAULT_DENY: tuple[str, ...] = (
+    "169.254.0.0/16",  # IPv4 link-local
+    "fe80::/10",  # IPv6 link-local
+    "fd00:ec2::254/128",  # AWS metadata over IPv6
+    "fd20:ce::254/128",  # GCP metadata over IPv6
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "168.63.129.16/32",  # Azure wireserver
+)
 
 
 def parse_host_port(text: str, what: str = "dns_resolver") -> tuple[str, int]:

@@ -5,7 +5,11 @@ Every function returns ``None`` when the challenge is met and raises
 :class:`ACMEProblem` otherwise; nothing else escapes (cancellation from the caller
 excepted). Each run is bounded by ``settings.timeout`` as a whole.
 
-Outbound connections are an SSRF path (SECURITY.md, "ACME challenges"). Names are
+Outbound connections are an SSRF path (SECURITY.md, "ACME challenges"): the
+account holder chooses where we connect. Problem details therefore say what was
+wrong (a status, a refused redirect, a body that is not the key authorization) and
+never carry what the target sent: no body, header, redirect target, protocol
+banner, TXT value or certificate content. Names are
 resolved here, through dnspython on trio (``settings.dns_resolver`` answers every
 lookup when set), every address is vetted against the policy, and the connection
 goes to that vetted address: nothing below re-resolves a name. All connections are
@@ -18,6 +22,7 @@ import base64
 import functools
 import hashlib
 import ipaddress
+import logging
 import re
 import ssl
 import time
@@ -39,6 +44,10 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from engine.acme.problems import ACMEProblem
+
+from .acme_settings import DEFAULT_DENY
+
+log = logging.getLogger("devid.acme")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -66,7 +75,7 @@ class ValidationSettings:
     dns_resolver: tuple[str, int] | None = None
     # An internal CA validates private and loopback addresses by default.
     allow_private: bool = True
-    deny_networks: tuple[str, ...] = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+    deny_networks: tuple[str, ...] = DEFAULT_DENY
     timeout: float = 10.0
 
 
@@ -140,8 +149,10 @@ async def _guarded(
     except OSError as exc:
         raise trace.problem("connection", f"{trace.doing}: {_brief(exc)}") from exc
     except Exception as exc:
+        # Its message may quote what the target sent: the log has it, the client not.
+        log.exception("%s validation failed unexpectedly %s", trace.label, trace.doing)
         raise trace.problem(
-            "serverInternal", f"{trace.doing}: unexpected {type(exc).__name__}: {_brief(exc)}"
+            "serverInternal", f"{trace.doing}: unexpected {type(exc).__name__}"
         ) from exc
     if scope.cancelled_caught:
         raise trace.problem(trace.kind, f"timed out after {settings.timeout:g}s {trace.doing}")
@@ -152,12 +163,6 @@ def _brief(exc: BaseException) -> str:
         return "connection refused"
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _shown(data: bytes | str, limit: int = 64) -> str:
-    """A short printable rendering of what a peer sent."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 # --- identifiers and address policy ------------------------------------------------
@@ -304,10 +309,14 @@ async def _lookup(
 
 
 async def _resolve(
-    name: str, settings: ValidationSettings, trace: _Trace, context: str = ""
+    name: str, settings: ValidationSettings, trace: _Trace, shown: str | None = None
 ) -> list[IPAddress]:
-    """A and AAAA of ``name`` through the configured resolver, IPv6 first."""
-    trace.at(f"resolving {name}", "dns")
+    """A and AAAA of ``name`` through the configured resolver, IPv6 first.
+
+    ``shown`` names the host in problem details when ``name`` itself must not appear
+    (a host a redirect named)."""
+    shown = name if shown is None else shown
+    trace.at(f"resolving {shown}", "dns")
     resolver = _resolver(settings, trace)
     results: dict[str, list[IPAddress] | dns.resolver.Answer | str] = {}
 
@@ -334,25 +343,35 @@ async def _resolve(
             reasons = f"A/AAAA: {results['A']}"
         else:
             reasons = "; ".join(f"{t}: {results[t]}" for t in ("A", "AAAA"))
-        raise trace.problem("dns", f"{context}no address for {name} ({reasons})")
+        raise trace.problem("dns", f"no address for {shown} ({reasons})")
     return addresses
 
 
 async def _vetted(
-    host: str | IPAddress, settings: ValidationSettings, trace: _Trace, port: int, context: str = ""
+    host: str | IPAddress,
+    settings: ValidationSettings,
+    trace: _Trace,
+    port: int,
+    shown: str | None = None,
 ) -> list[IPAddress]:
-    """The addresses for ``host`` that the policy lets us contact (at least one)."""
+    """The addresses for ``host`` that the policy lets us contact (at least one).
+
+    With ``shown`` (a host a redirect named), problem details call the host that and
+    leave out its addresses and port."""
     if isinstance(host, str):
-        candidates = await _resolve(host, settings, trace, context)
+        candidates = await _resolve(host, settings, trace, shown)
     else:
         candidates = [host]
     allowed = [a for a in candidates if _denied(a, settings) is None]
     if not allowed:
-        refused = "; ".join(f"{a} {_denied(a, settings)}" for a in candidates)
-        shown = host if isinstance(host, str) else _host_text(host)
-        raise trace.problem(
-            "connection", f"{context}refusing to connect to {shown} port {port}: {refused}"
-        )
+        if shown is None:
+            refused = "; ".join(f"{a} {_denied(a, settings)}" for a in candidates)
+            named = host if isinstance(host, str) else _host_text(host)
+            where = f"{named} port {port}"
+        else:
+            refused = "; ".join(sorted({str(_denied(a, settings)) for a in candidates}))
+            where = shown
+        raise trace.problem("connection", f"refusing to connect to {where}: {refused}")
     return allowed
 
 
@@ -387,19 +406,25 @@ async def _connect_any(
     settings: ValidationSettings,
     trace: _Trace,
     what: str,
+    *,
+    reveal: bool = True,
 ) -> tuple[IPAddress, trio.SocketStream]:
-    """Connect to the first address that accepts; each gets a share of the time."""
+    """Connect to the first address that accepts; each gets a share of the time.
+
+    Without ``reveal`` (addresses of a host a redirect named), problem details
+    number the addresses instead of naming them."""
     failures: list[str] = []
     share = max(settings.timeout, 0.0) / len(addresses)
-    for addr in addresses:
-        trace.at(f"connecting to {_addr_port(addr, port)} for {what}")
+    for index, addr in enumerate(addresses, 1):
+        shown = _addr_port(addr, port) if reveal else f"address {index}"
+        trace.at(f"connecting to {shown} for {what}")
         with trio.move_on_after(share if len(addresses) > 1 else float("inf")):
             try:
                 return addr, await _connect(addr, port, settings, trace)
             except OSError as exc:
-                failures.append(f"{_addr_port(addr, port)}: {_brief(exc)}")
+                failures.append(f"{shown}: {_brief(exc)}")
                 continue
-        failures.append(f"{_addr_port(addr, port)}: connect timed out")
+        failures.append(f"{shown}: connect timed out")
     raise trace.problem("connection", f"cannot connect for {what}: " + "; ".join(failures))
 
 
@@ -430,12 +455,13 @@ async def _http01(
     # choose, RFC 8555 8.3 says 80); redirect hops send the usual host[:port].
     scheme, port, host_header = "http", settings.http01_port, _host_text(host)
     url = _url(scheme, host, port, path)
-    redirects, via = 0, ""
+    first = url
+    redirects = 0
     while True:
-        response, addr = await _fetch(
-            scheme, host, port, host_header, path, settings, trace, url, via
-        )
-        where = f"{url} (at {addr})"
+        # A redirect hop is named by its number: where it points is the target's to say.
+        hop = None if redirects == 0 else f"redirect {redirects} from {first}"
+        response, addr = await _fetch(scheme, host, port, host_header, path, settings, trace, hop)
+        where = f"{url} (at {addr})" if hop is None else hop
         if response.status in REDIRECT_STATUSES:
             location = response.headers.get("location")
             if not location:
@@ -444,34 +470,29 @@ async def _http01(
                 )
             if redirects >= MAX_REDIRECTS:
                 raise trace.problem(
-                    "connection", f"too many redirects (more than {MAX_REDIRECTS}), last at {url}"
+                    "connection", f"too many redirects (more than {MAX_REDIRECTS}) from {first}"
                 )
             redirects += 1
             scheme, host, port, host_header, path = _redirect(
-                url, location, settings, trace, f"{where} redirected"
+                url, location, settings, trace, f"{where} redirected (redirect {redirects})"
             )
             url = _url(scheme, host, port, path)
-            via = f"{where} redirected to {url}: "
             continue
         if response.status != 200:
-            raise trace.problem(
-                "unauthorized",
-                f"{where} answered HTTP {response.status}: {_shown(response.body)}",
-            )
+            raise trace.problem("unauthorized", f"{where} answered HTTP {response.status}, not 200")
         if response.too_large:
             raise trace.problem(
                 "incorrectResponse", f"{where} answered with a body over {MAX_BODY} bytes"
             )
         if response.body.rstrip() != key_authorization.encode("utf-8"):
             raise trace.problem(
-                "incorrectResponse",
-                f"{where} answered {_shown(response.body)}, not the key authorization",
+                "incorrectResponse", f"{where} answered a body that is not the key authorization"
             )
         return
 
 
 def _url(scheme: str, host: str | IPAddress, port: int, path: str) -> str:
-    """The URL as shown in problem details."""
+    """The URL of a request (shown in problem details for the first request only)."""
     return f"{scheme}://{_host_port(scheme, host, port)}{path}"
 
 
@@ -484,33 +505,36 @@ def _host_port(scheme: str, host: str | IPAddress, port: int) -> str:
 def _redirect(
     current: str, location: str, settings: ValidationSettings, trace: _Trace, where: str
 ) -> tuple[str, str | IPAddress, int, str, str]:
-    """Vet a redirect target: (scheme, host, port, Host header, request target)."""
-    shown = _shown(location, 200)
+    """Vet a redirect target: (scheme, host, port, Host header, request target).
+
+    Refusals say which rule the target breaks, never the target itself."""
     try:
         target = urlsplit(urljoin(current, location.strip()))
         port_or_none = target.port
         hostname = target.hostname
     except ValueError:
-        raise trace.problem("connection", f"{where} to an invalid URL {shown}") from None
+        raise trace.problem("connection", f"{where} to an invalid URL") from None
     scheme = target.scheme.lower()
     if scheme not in ("http", "https"):
-        raise trace.problem("connection", f"{where} to {shown}: only http and https are allowed")
+        raise trace.problem(
+            "connection", f"{where} to a URL whose scheme is not allowed (only http and https)"
+        )
     if not hostname:
-        raise trace.problem("connection", f"{where} to {shown}: no host")
+        raise trace.problem("connection", f"{where} to a URL without a host")
     port = port_or_none if port_or_none is not None else (443 if scheme == "https" else 80)
     if port not in (80, 443, settings.http01_port):
         raise trace.problem(
-            "connection", f"{where} to {shown}: port {port} is not allowed (only 80 and 443)"
+            "connection", f"{where} to a port that is not allowed (only 80 and 443)"
         )
     host: str | IPAddress
     try:
         host = ipaddress.ip_address(hostname)
     except ValueError:
         if len(hostname) > 253 or not _HOSTNAME.fullmatch(hostname):
-            raise trace.problem("connection", f"{where} to {shown}: invalid host") from None
+            raise trace.problem("connection", f"{where} to an invalid host") from None
         host = hostname.lower()
     if isinstance(host, ipaddress.IPv6Address) and host.scope_id:
-        raise trace.problem("connection", f"{where} to {shown}: IPv6 zones are not allowed")
+        raise trace.problem("connection", f"{where} to an IPv6 address with a zone (not allowed)")
     host_header = _host_port(scheme, host, port)
     path = target.path or "/"
     if target.query:
@@ -526,15 +550,19 @@ async def _fetch(
     path: str,
     settings: ValidationSettings,
     trace: _Trace,
-    url: str,
-    via: str,
+    hop: str | None,
 ) -> tuple[_Response, IPAddress]:
-    addresses = await _vetted(host, settings, trace, port, via)
-    addr, tcp = await _connect_any(addresses, port, settings, trace, f"GET {url}")
+    """One GET. ``hop`` names a redirect hop in problem details (its URL and addresses
+    are not shown); None for the first request, shown by its URL and address."""
+    url = _url(scheme, host, port, path)
+    addresses = await _vetted(host, settings, trace, port, hop)
+    what = f"GET {url}" if hop is None else hop
+    addr, tcp = await _connect_any(addresses, port, settings, trace, what, reveal=hop is None)
+    at = _addr_port(addr, port) if hop is None else "the redirect target"
     stream: trio.abc.Stream = tcp
     try:
         if scheme == "https":
-            trace.at(f"during the TLS handshake with {_addr_port(addr, port)} for GET {url}")
+            trace.at(f"during the TLS handshake with {at} for {what}")
             tls = trio.SSLStream(
                 tcp,
                 _https_context(),
@@ -547,16 +575,19 @@ async def _fetch(
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
                 cause = exc.__cause__ if exc.__cause__ is not None else exc
                 raise trace.problem(
-                    "tls", f"TLS handshake with {addr} for GET {url} failed: {_brief(cause)}"
+                    "tls", f"TLS handshake with {at} for {what} failed: {_brief(cause)}"
                 ) from exc
-        trace.at(f"waiting for {_addr_port(addr, port)} to answer GET {url}")
+        trace.at(f"waiting for {at} to answer {what}")
         try:
             response = await _exchange(stream, host_header, path)
-        except (h11.ProtocolError, trio.BrokenResourceError, OSError) as exc:
-            cause = exc.__cause__ if exc.__cause__ is not None else exc
+        except h11.ProtocolError as exc:
+            # h11 quotes the offending bytes (a status line, a header): not shown.
             raise trace.problem(
-                "connection", f"GET {url} at {addr} failed: {_brief(cause)}"
+                "connection", f"{what} at {at} failed: the answer is not valid HTTP/1.1"
             ) from exc
+        except (trio.BrokenResourceError, OSError) as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise trace.problem("connection", f"{what} at {at} failed: {_brief(cause)}") from exc
         return response, addr
     finally:
         await trio.aclose_forcefully(stream)
@@ -634,14 +665,13 @@ async def _dns01(
     if isinstance(answer, str):
         raise trace.problem("dns", f"no TXT record at {name}: {answer}")
     expected = _txt_digest(key_authorization)
-    found: list[str] = []
     for rdata in answer:
-        text = b"".join(rdata.strings).decode("utf-8", "replace")
-        if text == expected:
+        if b"".join(rdata.strings) == expected.encode("ascii"):
             return
-        found.append(text)
-    shown = ", ".join(_shown(t) for t in found[:3]) + (" ..." if len(found) > 3 else "")
-    raise trace.problem("incorrectResponse", f"TXT at {name} holds {shown}, not {expected!r}")
+    # What the records hold is not repeated: the zone is not ours to publish.
+    raise trace.problem(
+        "incorrectResponse", f"no TXT record at {name} holds the expected value {expected!r}"
+    )
 
 
 # --- tls-alpn-01 -------------------------------------------------------------------
@@ -682,9 +712,8 @@ async def _tlsalpn01(
             raise trace.problem(
                 "tls", f"TLS handshake with {where} failed: {_brief(cause)}"
             ) from exc
-        alpn = tls.selected_alpn_protocol()
-        if alpn != ACME_TLS_ALPN:
-            raise trace.problem("tls", f"{where} negotiated ALPN {alpn!r}, not {ACME_TLS_ALPN!r}")
+        if tls.selected_alpn_protocol() != ACME_TLS_ALPN:
+            raise trace.problem("tls", f"{where} did not negotiate ALPN {ACME_TLS_ALPN}")
         der = tls.getpeercert(binary_form=True)
     finally:
         await trio.aclose_forcefully(tls)
@@ -697,7 +726,9 @@ def _check_acme_certificate(
     der: bytes, host: str | IPAddress, key_authorization: str, where: str, trace: _Trace
 ) -> None:
     """RFC 8737 section 3: one SAN naming the identifier, and the critical
-    acmeIdentifier extension holding SHA-256 of the key authorization."""
+    acmeIdentifier extension holding SHA-256 of the key authorization.
+
+    A refusal says which rule the certificate breaks, not what it contains."""
 
     def wrong(detail: str) -> ACMEProblem:
         return trace.problem("incorrectResponse", f"certificate from {where} {detail}")
@@ -706,15 +737,14 @@ def _check_acme_certificate(
         cert = x509.load_der_x509_certificate(der)
         extensions = cert.extensions
     except ValueError as exc:
-        raise wrong(f"cannot be parsed: {_brief(exc)}") from exc
+        raise wrong("cannot be parsed") from exc
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise wrong("has no subjectAltName") from None
     names = list(san)
     if len(names) != 1:
-        shown = ", ".join(str(n.value) for n in names[:4])
-        raise wrong(f"has {len(names)} subjectAltName entries ({shown}), not exactly one")
+        raise wrong("does not have exactly one subjectAltName entry")
     entry = names[0]
     if isinstance(host, str):
         ok = isinstance(entry, x509.DNSName) and entry.value.lower() == host
@@ -722,7 +752,7 @@ def _check_acme_certificate(
         ok = isinstance(entry, x509.IPAddress) and entry.value == host
     if not ok:
         kind = "dNSName" if isinstance(host, str) else "iPAddress"
-        raise wrong(f"names {_shown(str(entry.value))}, not the {kind} {host}")
+        raise wrong(f"does not name the {kind} {host}")
     try:
         ext = extensions.get_extension_for_oid(ID_PE_ACME_IDENTIFIER)
     except x509.ExtensionNotFound:
@@ -734,5 +764,7 @@ def _check_acme_certificate(
     digest = hashlib.sha256(key_authorization.encode("utf-8")).digest()
     expected = b"\x04\x20" + digest  # DER OCTET STRING of 32 bytes
     if got != expected:
-        shown = got.hex() if isinstance(got, bytes) else type(value).__name__
-        raise wrong(f"has acmeIdentifier {shown[:80]}, not {expected.hex()}")
+        raise wrong(
+            "has an acmeIdentifier that is not the SHA-256 of the key authorization"
+            f" ({expected.hex()})"
+        )
