@@ -1,8 +1,8 @@
 """ACME resources as clients see them: their URLs and their JSON (RFC 8555 7.1).
 
-URLs are built from the base URL the client used (``https://host:port``) and
-the provisioner's name, so every URL a response names is one the client can
-reach the same way it reached this one.
+URLs are built from a base URL (``https://host:port``) and the provisioner's
+name. The host passes one of the server's configured base URLs (the one the
+client used, when the Host header names one of them), never the Host header's.
 """
 
 from __future__ import annotations

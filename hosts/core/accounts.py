@@ -46,6 +46,7 @@ from plugins.provisioner import Authorization, AuthorizeContext, Provisioner
 from plugins.x5c import X5CProvisioner
 from plugins.x5c.certificates import parse_x5c
 
+from .base_urls import own_base_url
 from .store import Store
 
 if TYPE_CHECKING:
@@ -304,12 +305,10 @@ class Accounts:
 
 
 def _audience(authority: Authority, base_url: str) -> str:
-    """The sign URL for tokens: the one the device reached us by, if it is one of ours."""
-    own = sorted(authority.audiences(SIGN_PATH))
-    candidate = base_url.rstrip("/") + SIGN_PATH if base_url else ""
-    if candidate in own or not own:
-        return candidate
-    return own[0]
+    """The sign URL for tokens: under the name the device reached us by if it is one
+    of ours, else under the first configured one (never the Host header's)."""
+    base = own_base_url(authority.base_urls, base_url)
+    return base + SIGN_PATH if base else ""
 
 
 def device_view(account: Account, device: Device, audience: str) -> dict[str, Any]:

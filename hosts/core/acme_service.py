@@ -43,6 +43,7 @@ from . import acme_operations as operations
 from .acme_nonces import ReplayNonces
 from .acme_runner import ValidationRunner
 from .acme_settings import ChallengeValidator, ValidationConfig
+from .base_urls import own_base_url
 from .http import HTTPRequest, HTTPResponse, error_response
 from .store import Store
 
@@ -138,10 +139,14 @@ class ACMEService:
             raise not_found(f"no ACME provisioner named {name[:64]!r}")
         return provisioner
 
+    def _base_url(self, request: HTTPRequest) -> str:
+        """One of the server's configured base URLs (the Host header only picks which)."""
+        return own_base_url(self.authority.base_urls, request.base_url)
+
     def _context(self, request: HTTPRequest, provisioner: ACMEProvisioner) -> Context:
         return Context(
             profile=provisioner.profile,
-            urls=URLs(request.base_url.rstrip("/"), provisioner.name),
+            urls=URLs(self._base_url(request), provisioner.name),
             now=self.authority.clock.now(),
             random=self.authority.random,
         )
@@ -179,7 +184,7 @@ class ACMEService:
     ) -> HTTPResponse:
         directory = None
         if name is not None and isinstance(self.authority.provisioners.get(name), ACMEProvisioner):
-            directory = URLs(request.base_url.rstrip("/"), name).directory
+            directory = URLs(self._base_url(request), name).directory
         try:
             headers = self._headers(directory, nonce=True)
         except Exception:  # still answer the problem
@@ -228,7 +233,7 @@ class ACMEService:
     async def directory(self, request: HTTPRequest, provisioner: str) -> HTTPResponse:
         def work() -> HTTPResponse:
             found = self._provisioner(provisioner)
-            urls = URLs(request.base_url.rstrip("/"), found.name)
+            urls = URLs(self._base_url(request), found.name)
             profile = found.profile
             body = directory_json(
                 urls,
@@ -245,7 +250,7 @@ class ACMEService:
 
         def work() -> HTTPResponse:
             found = self._provisioner(provisioner)
-            urls = URLs(request.base_url.rstrip("/"), found.name)
+            urls = URLs(self._base_url(request), found.name)
             status = 200 if request.method == "HEAD" else 204
             response = self._http(urls, Respond(status))
             return attrs.evolve(
@@ -261,7 +266,7 @@ class ACMEService:
 
         def work() -> HTTPResponse:
             found = self._provisioner(provisioner)
-            urls = URLs(request.base_url.rstrip("/"), found.name)
+            urls = URLs(self._base_url(request), found.name)
             key_identifier, serial = parse_cert_id(cert_id)
             record = self.store.get_certificate(format(serial, "x"))
             if record is None or record.provisioner_name != found.name:
