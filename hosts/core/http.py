@@ -42,6 +42,8 @@ class HTTPRequest:
     peer_certificate: bytes | None = None
     # The URL the client used up to the path, e.g. "https://ca.example:8443".
     base_url: str = ""
+    # The client's IP address ("" if unknown): the key of its rate-limit bucket.
+    client: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -53,6 +53,65 @@ def request_threads_and_frozen_heap(threads: int = REQUEST_THREADS) -> Iterator[
         limiter.total_tokens = default_threads
 
 
+class ConnectionSlots:
+    """At most *limit* open connections per server process (``[server] max_connections``).
+
+    A connection past the limit is closed before its TLS handshake; the ones already
+    open are not touched. One warning is logged each time the limit starts refusing.
+    Used from one trio thread only (no lock).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the connection limit must be at least 1")
+        self.limit = limit
+        self.open = 0
+        self._refusing = False
+
+    def acquire(self, client: str) -> bool:
+        if self.open >= self.limit:
+            if not self._refusing:
+                self._refusing = True
+                log.warning(
+                    "connection limit reached; closing new connections until some end",
+                    extra={"max_connections": self.limit, "client": client},
+                )
+            return False
+        self.open += 1
+        self._refusing = False
+        return True
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """The client's IP address of a (TLS over) TCP stream, or "" if it is gone already."""
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(transport, trio.SocketStream):
+        return ""
+    try:
+        peer = transport.socket.getpeername()
+    except OSError:
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else ""
+
+
+def log_connection_failure(client: str, exc: BaseException) -> None:
+    """One line for a connection that ended with an exception: it is closed, the server
+    goes on (the traceback only at debug level)."""
+    leaf = exc
+    while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+        leaf = leaf.exceptions[0]
+    log.warning(
+        "connection closed after an error: %s: %s",
+        type(leaf).__name__,
+        leaf,
+        extra={"client": client},
+    )
+    log.debug("the error that closed the connection", exc_info=exc)
+
+
 def server_names(authority: Authority, host: str) -> list[str]:
     """The names in the server certificate: the configured ones plus the listen address."""
     names = [*authority.config.server.dns_names]

@@ -52,6 +52,7 @@ def create_app(authority: Authority) -> QuartTrio:
             path=request.path,
             headers={k.lower(): v for k, v in request.headers.items()},
             base_url=f"{request.scheme}://{request.host}",
+            client=request.remote_addr or "",
         )
 
     @app.errorhandler(HTTPException)
@@ -90,6 +91,7 @@ def create_app(authority: Authority) -> QuartTrio:
             body=body,
             peer_certificate=peer_certificate(current.scope),  # type: ignore[arg-type]
             base_url=f"{current.scheme}://{current.host}",
+            client=current.remote_addr or "",
         )
         return _to_quart(await router.dispatch(http_request))
 

@@ -7,7 +7,6 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
@@ -29,11 +28,12 @@ from .app import create_app
 log = logging.getLogger("devid.server")
 
 
-class _TLSConfig(HypercornConfig):
-    """hypercorn config that serves with our own (rotatable) SSL context."""
+class _TLSConfig(peercert.LimitedConfig):
+    """hypercorn config that serves with our own (rotatable) SSL context, within the
+    connection limits of ``[server]``."""
 
-    def __init__(self, tls: ServerTLS) -> None:
-        super().__init__()
+    def __init__(self, tls: ServerTLS, *, idle_timeout: float, max_connections: int) -> None:
+        super().__init__(idle_timeout=idle_timeout, max_connections=max_connections)
         self._tls = tls
         self.certfile = str(tls.certfile)
         self.keyfile = str(tls.keyfile)
@@ -59,7 +59,10 @@ async def serve(
     inventory_sync_interval(authority)  # a bad setting stops start-up, not a task later
     names = server_names(authority, host)
     tls = ServerTLS(authority, names)
-    config = _TLSConfig(tls)
+    settings = authority.config.server
+    config = _TLSConfig(
+        tls, idle_timeout=settings.idle_timeout, max_connections=settings.max_connections
+    )
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.alpn_protocols = ["h2", "http/1.1"]
     config.accesslog = None

@@ -15,8 +15,7 @@ from hosts.core.http import HTTPRequest, HTTPResponse, Router, error_response
 log = logging.getLogger("devid.raw")
 
 MAX_RECV = 65536
-HANDSHAKE_TIMEOUT = 10.0
-IDLE_TIMEOUT = 15.0
+IDLE_TIMEOUT = 15.0  # the default of [server] idle_timeout
 REQUEST_TIMEOUT = 30.0
 MAX_HEADER_BYTES = 16 * 1024
 SERVER = b"devid"
@@ -89,10 +88,19 @@ async def _drain(stream: trio.abc.Stream, limit: int = 4 * 1024 * 1024) -> None:
             received += len(data)
 
 
-async def serve_connection(stream: trio.SSLStream[Any], router: Router, base_url: str) -> None:
-    """Serve requests on one TLS connection until it closes or idles out."""
+async def serve_connection(
+    stream: trio.SSLStream[Any],
+    router: Router,
+    base_url: str,
+    *,
+    client: str = "",
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> None:
+    """Serve requests on one TLS connection until it closes or has been idle (no request
+    in progress) for *idle_timeout* seconds, the TLS handshake and the wait for the
+    first request included. *client* is the peer's IP address."""
     try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
+        with trio.fail_after(idle_timeout):
             await stream.do_handshake()
     except (trio.BrokenResourceError, trio.TooSlowError, trio.ClosedResourceError):
         await trio.aclose_forcefully(stream)
@@ -102,7 +110,7 @@ async def serve_connection(stream: trio.SSLStream[Any], router: Router, base_url
     try:
         while True:
             try:
-                with trio.fail_after(IDLE_TIMEOUT):
+                with trio.fail_after(idle_timeout):
                     event = await _next_event(conn, stream)
             except trio.TooSlowError:
                 break
@@ -110,7 +118,7 @@ async def serve_connection(stream: trio.SSLStream[Any], router: Router, base_url
                 break
             if not isinstance(event, h11.Request):
                 break
-            await _handle(conn, stream, event, router, peer, base_url)
+            await _handle(conn, stream, event, router, peer, base_url, client)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 break
             try:
@@ -141,6 +149,7 @@ async def _handle(
     router: Router,
     peer: bytes | None,
     base_url: str,
+    client: str,
 ) -> None:
     headers: dict[str, str] = {}
     for name, value in request.headers:
@@ -161,6 +170,7 @@ async def _handle(
             path=unquote(path),
             headers=headers,
             base_url=f"https://{headers['host']}" if "host" in headers else base_url,
+            client=client,
         )
         await _respond(conn, stream, await router.refuse(refused, exc), close=True)
         await _drain(stream)
@@ -175,6 +185,7 @@ async def _handle(
         body=body,
         peer_certificate=peer,
         base_url=f"https://{headers['host']}" if "host" in headers else base_url,
+        client=client,
     )
     response = await router.dispatch(http_request)
     if headers.get("connection", "").lower() == "close":

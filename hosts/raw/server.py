@@ -18,8 +18,11 @@ from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.runtime import (
     REQUEST_THREADS,
+    ConnectionSlots,
     base_urls,
     inventory_sync_interval,
+    log_connection_failure,
+    peer_address,
     request_threads_and_frozen_heap,
     server_names,
     start_background,
@@ -135,8 +138,25 @@ async def serve(
     authority.set_base_urls(urls)
     default_base = urls[0]
 
+    settings = authority.config.server
+    slots = ConnectionSlots(settings.max_connections)
+
     async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
-        await serve_connection(stream, router, default_base)
+        # Whatever happens on one connection stays there: trio.serve_listeners would
+        # hand an exception to the server's nursery and stop the process.
+        client = peer_address(stream)
+        if not slots.acquire(client):
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await serve_connection(
+                stream, router, default_base, client=client, idle_timeout=settings.idle_timeout
+            )
+        except Exception as exc:
+            log_connection_failure(client, exc)
+            await trio.aclose_forcefully(stream)
+        finally:
+            slots.release()
 
     try:
         with request_threads_and_frozen_heap(threads):
