@@ -34,9 +34,77 @@ class KeyPair:
 
 @attrs.frozen
 class ServerConfig:
+    """``[server]``: where the CA listens, and the limits that keep one client from
+    holding up the others (docs/api.md, "Limits")."""
+
     listen: str = DEFAULT_LISTEN
     dns_names: tuple[str, ...] = ("localhost", "127.0.0.1")
     max_body_bytes: int = 64 * 1024
+    # Seconds a connection may stay open without a request in progress (also before
+    # its first request, TLS handshake included).
+    idle_timeout: float = 15.0
+    # Open connections per server process; more are closed before their TLS handshake.
+    max_connections: int = 1000
+    # Per client address: requests that need no credential (and ones refused for a bad
+    # credential) refill at this rate, up to burst at once; 0 turns the limit off.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 200
+
+
+def _number(
+    table: Mapping[str, Any], key: str, default: float, where: str, *, minimum: float
+) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigurationError(f"{where}: server.{key} must be a number, not {value!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{where}: server.{key} must be at least {minimum:g}")
+    return float(value)
+
+
+def _integer(table: Mapping[str, Any], key: str, default: int, where: str, *, minimum: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{where}: server.{key} must be a whole number, not {value!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{where}: server.{key} must be at least {minimum}")
+    return value
+
+
+def _server_config(server: Mapping[str, Any], where: str) -> ServerConfig:
+    listen = server.get("listen", DEFAULT_LISTEN)
+    if not isinstance(listen, str):
+        raise ConfigurationError(f"{where}: server.listen must be a string HOST:PORT")
+    parse_listen(listen)
+    dns_names = server.get("dns_names", ["localhost", "127.0.0.1"])
+    if not isinstance(dns_names, list) or not all(isinstance(n, str) for n in dns_names):
+        raise ConfigurationError(f"{where}: server.dns_names must be a list of strings")
+    defaults = ServerConfig()
+    idle_timeout = _number(server, "idle_timeout", defaults.idle_timeout, where, minimum=0.1)
+    if idle_timeout > 3600:
+        raise ConfigurationError(f"{where}: server.idle_timeout must be at most 3600 (seconds)")
+    rate = _number(
+        server, "rate_limit_per_second", defaults.rate_limit_per_second, where, minimum=0
+    )
+    burst = _integer(server, "rate_limit_burst", defaults.rate_limit_burst, where, minimum=0)
+    if rate > 0 and burst < 1:
+        raise ConfigurationError(
+            f"{where}: server.rate_limit_burst must be at least 1 while"
+            " server.rate_limit_per_second is above 0 (0 turns the rate limit off)"
+        )
+    return ServerConfig(
+        listen=listen,
+        dns_names=tuple(dns_names),
+        max_body_bytes=_integer(
+            server, "max_body_bytes", defaults.max_body_bytes, where, minimum=1024
+        ),
+        idle_timeout=idle_timeout,
+        max_connections=_integer(
+            server, "max_connections", defaults.max_connections, where, minimum=1
+        ),
+        rate_limit_per_second=rate,
+        rate_limit_burst=burst,
+    )
 
 
 @attrs.frozen
@@ -121,12 +189,7 @@ def load_config(data_dir: Path) -> Config:
             _path(data_dir, entry.get("certificate"), f"{where} [ca.intermediates.{name}]"),
             _path(data_dir, entry.get("key"), f"{where} [ca.intermediates.{name}]"),
         )
-    server = _table(raw, "server", where)
-    listen = server.get("listen", DEFAULT_LISTEN)
-    parse_listen(listen)
-    dns_names = server.get("dns_names", ["localhost", "127.0.0.1"])
-    if not isinstance(dns_names, list) or not all(isinstance(n, str) for n in dns_names):
-        raise ConfigurationError(f"{where}: server.dns_names must be a list of strings")
+    server = _server_config(_table(raw, "server", where), where)
     store = _table(raw, "store", where)
     sync = store.get("synchronous", "full")
     if sync not in ("full", "normal"):
@@ -153,11 +216,7 @@ def load_config(data_dir: Path) -> Config:
             _path(data_dir, root.get("key"), f"{where} [ca.root]"),
         ),
         issuers=issuers,
-        server=ServerConfig(
-            listen=listen,
-            dns_names=tuple(dns_names),
-            max_body_bytes=int(server.get("max_body_bytes", 64 * 1024)),
-        ),
+        server=server,
         store=StoreConfig(
             path=_path(data_dir, store.get("path", "db/devid.sqlite"), where), synchronous=sync
         ),
