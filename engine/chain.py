@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .errors import Unauthorized
@@ -47,11 +47,13 @@ def _can_sign_certificates(cert: x509.Certificate) -> bool:
 
 
 def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
+    """Fails closed: a name that cannot be read, or a parent key or signature algorithm
+    cryptography does not know (UnsupportedAlgorithm), is no signature."""
     try:
+        if child.issuer != parent.subject:
+            return False
         child.verify_directly_issued_by(parent)
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 

@@ -8,7 +8,7 @@ import ipaddress
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -79,9 +79,14 @@ def parse_csr(data: str | bytes) -> CSRInfo:
         else:
             der = data
             csr = x509.load_der_x509_csr(data)
-        public_key = csr.public_key()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        # InvalidVersion: any version but v1 (0), which is all PKCS#10 defines.
         raise BadRequest(f"CSR cannot be parsed: {exc}") from None
+    try:
+        public_key = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: a key algorithm or curve OID cryptography does not know.
+        raise BadRequest(f"CSR key cannot be read: {exc}") from None
     key_type = key_type_of(public_key)
     tbs = csr.tbs_certrequest_bytes
     if not _signature_valid(csr, public_key, tbs):
@@ -176,6 +181,13 @@ def _facts_from_objects(
     else:
         assert isinstance(ext.value, x509.SubjectAlternativeName)
         other_names = tuple(n for n in ext.value if isinstance(n, x509.OtherName))
+        if any(
+            isinstance(n, x509.IPAddress) and not isinstance(n.value, _IP_ADDRESSES)
+            for n in ext.value
+        ):
+            # An 8- or 32-byte iPAddress is an address and mask (name constraints only);
+            # the DER reader refuses it too.
+            raise BadRequest("CSR iPAddress SAN must be one address (4 or 16 bytes)")
         sans = tuple(
             SAN.from_general_name(name)
             for name in ext.value
@@ -184,6 +196,7 @@ def _facts_from_objects(
     return common_name, sans, other_names
 
 
+_IP_ADDRESSES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 _OID_COMMON_NAME = b"\x55\x04\x03"  # 2.5.4.3
 _OID_EXTENSION_REQUEST = b"\x2a\x86\x48\x86\xf7\x0d\x01\x09\x0e"  # 1.2.840.113549.1.9.14
 _OID_SUBJECT_ALT_NAME = b"\x55\x1d\x11"  # 2.5.29.17

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 import attrs
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -30,6 +30,13 @@ PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublic
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 MAX_TOKEN_BYTES = 16 * 1024
+# How deep JSON from a peer may nest (objects and arrays). Tokens, JWKs and ACME bodies
+# need a handful of levels; anything deeper is refused before any code walks it.
+MAX_JSON_DEPTH = 32
+# The largest RSA JWK modulus read (RSA-4096 is the largest key devid issues for), and the
+# largest public exponent (as Go's crypto/rsa): bounds the work one signature check costs.
+MAX_RSA_JWK_BITS = 8192
+MAX_RSA_EXPONENT = 2**31 - 1
 
 _CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384"}
@@ -69,6 +76,37 @@ def b64url_decode(text: str | bytes, *, what: str = "value") -> bytes:
         raise BadRequest(f"{what} is not base64url") from None
 
 
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests objects and arrays more than *limit* levels deep
+    (walked with a list, not recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def json_value(data: bytes | str, what: str) -> Any:
+    """Parse JSON from a peer: BadRequest if it is not JSON or nests too deeply."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(f"{what} is not JSON") from None
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    if too_deep(value):
+        raise BadRequest(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    return value
+
+
 def allowed_algorithms(key: PublicKey) -> frozenset[str]:
     """The JWS algorithms a key may be used with; the token has no say in this."""
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -96,41 +134,73 @@ def default_algorithm(key: PrivateKey | PublicKey) -> str:
 # --- JWK ---------------------------------------------------------------------
 
 
-def _int_from_b64(value: Any, what: str) -> int:
+def _member(jwk: dict[str, Any], name: str) -> str:
+    """A JWK member that must be a string (every member devid reads is one)."""
+    value = jwk.get(name)
     if not isinstance(value, str):
-        raise BadRequest(f"JWK member {what} must be a string")
-    return int.from_bytes(b64url_decode(value, what=f"JWK member {what}"), "big")
+        found = "missing" if value is None else f"a JSON {_json_type(value)}"
+        raise BadRequest(f"JWK member {name} must be a string, not {found}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string" if isinstance(value, str) else "null"
+
+
+def _int_from_b64(jwk: dict[str, Any], name: str, max_bits: int) -> int:
+    raw = b64url_decode(_member(jwk, name), what=f"JWK member {name}")
+    value = int.from_bytes(raw, "big")
+    if value.bit_length() > max_bits:
+        raise BadRequest(f"JWK member {name} is larger than {max_bits} bits")
+    return value
 
 
 def public_key_from_jwk(jwk: Any) -> PublicKey:
-    """Parse a public JWK (EC P-256/P-384, OKP Ed25519, RSA >= 2048)."""
+    """Parse a public JWK (EC P-256/P-384, OKP Ed25519, RSA of 2048 to 8192 bits).
+
+    Every member read must be a string; anything malformed is a BadRequest.
+    """
     if not isinstance(jwk, dict):
         raise BadRequest("JWK must be a JSON object")
     if "d" in jwk or "p" in jwk:
         raise BadRequest("JWK contains private key material")
     kty = jwk.get("kty")
+    if not isinstance(kty, str):
+        found = "missing" if kty is None else f"a JSON {_json_type(kty)}"
+        raise BadRequest(f"unsupported JWK key type: kty must be a string, not {found}")
     try:
         if kty == "EC":
-            crv = jwk.get("crv")
-            if crv not in _CURVES:
-                raise BadRequest(f"unsupported JWK curve {crv!r}")
-            x = _int_from_b64(jwk.get("x"), "x")
-            y = _int_from_b64(jwk.get("y"), "y")
-            return ec.EllipticCurvePublicNumbers(x, y, _CURVES[crv]).public_key()
+            crv = _member(jwk, "crv")
+            curve = _CURVES.get(crv)
+            if curve is None:
+                raise BadRequest(f"unsupported JWK curve {crv[:32]!r}")
+            size = _EC_ALG[crv][2] * 8
+            x = _int_from_b64(jwk, "x", size)
+            y = _int_from_b64(jwk, "y", size)
+            return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
         if kty == "OKP":
-            if jwk.get("crv") != "Ed25519":
-                raise BadRequest(f"unsupported OKP curve {jwk.get('crv')!r}")
-            x_raw = b64url_decode(str(jwk.get("x", "")), what="JWK member x")
+            crv = _member(jwk, "crv")
+            if crv != "Ed25519":
+                raise BadRequest(f"unsupported OKP curve {crv[:32]!r}")
+            x_raw = b64url_decode(_member(jwk, "x"), what="JWK member x")
             return ed25519.Ed25519PublicKey.from_public_bytes(x_raw)
         if kty == "RSA":
-            n = _int_from_b64(jwk.get("n"), "n")
-            e = _int_from_b64(jwk.get("e"), "e")
+            n = _int_from_b64(jwk, "n", MAX_RSA_JWK_BITS)
+            e = _int_from_b64(jwk, "e", MAX_RSA_EXPONENT.bit_length())
             if n.bit_length() < 2048:
                 raise BadRequest("RSA JWK is smaller than 2048 bits")
             return rsa.RSAPublicNumbers(e, n).public_key()
-    except ValueError as exc:
+    except (ValueError, TypeError, OverflowError, UnsupportedAlgorithm) as exc:
         raise BadRequest(f"invalid JWK: {exc}") from None
-    raise BadRequest(f"unsupported JWK key type {kty!r}")
+    raise BadRequest(f"unsupported JWK key type {kty[:32]!r}")
 
 
 def _b64_int(value: int, length: int | None = None) -> str:
@@ -158,7 +228,9 @@ def jwk_from_public_key(key: PublicKey) -> dict[str, str]:
 
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint, base64url."""
-    kty = jwk.get("kty")
+    if not isinstance(jwk, dict):
+        raise BadRequest("JWK must be a JSON object")
+    kty = _member(jwk, "kty")
     members = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
     if kty not in members:
         raise BadRequest(f"unsupported JWK key type {kty!r}")
@@ -248,10 +320,7 @@ class CompactJWS:
     def claims(self) -> dict[str, Any]:
         """The payload as a JSON object (a fresh copy per call; decoded once)."""
         if self._claims is None:
-            try:
-                value = json.loads(self.payload)
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequest("token payload is not JSON") from None
+            value = json_value(self.payload, "token payload")
             if not isinstance(value, dict):
                 raise BadRequest("token payload is not a JSON object")
             object.__setattr__(self, "_claims", value)
@@ -274,10 +343,7 @@ def parse_compact(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> CompactJWS
     if len(parts) != 3:
         raise BadRequest("token is not a compact JWS")
     header_raw = b64url_decode(parts[0], what="token header")
-    try:
-        header = json.loads(header_raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("token header is not JSON") from None
+    header = json_value(header_raw, "token header")
     if not isinstance(header, dict):
         raise BadRequest("token header is not a JSON object")
     alg = header.get("alg")

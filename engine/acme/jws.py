@@ -21,6 +21,7 @@ import attrs
 
 from ..errors import BadRequest, Unauthorized
 from ..jose import (
+    MAX_JSON_DEPTH,
     PrivateKey,
     PublicKey,
     allowed_algorithms,
@@ -31,6 +32,7 @@ from ..jose import (
     jwk_from_public_key,
     jwk_thumbprint,
     public_key_from_jwk,
+    too_deep,
     verify_signature,
 )
 from .problems import ACMEProblem, malformed, unauthorized
@@ -64,11 +66,14 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def loads(data: bytes | str, what: str) -> Any:
     """Strict JSON: no duplicate members, bounded nesting; malformed otherwise."""
     try:
-        return json.loads(data, object_pairs_hook=_reject_duplicates)
+        value = json.loads(data, object_pairs_hook=_reject_duplicates)
     except (ValueError, UnicodeDecodeError):
         raise malformed(f"{what} is not valid JSON") from None
     except RecursionError:
         raise malformed(f"{what} is nested too deeply") from None
+    if too_deep(value):
+        raise malformed(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    return value
 
 
 def _decode(text: Any, what: str) -> bytes:

@@ -37,7 +37,7 @@ def parse_revocation(payload: dict[str, Any]) -> RevocationRequest:
     try:
         der = b64url_decode(text, what="certificate")
         certificate = x509.load_der_x509_certificate(der)
-    except (BadRequest, ValueError):
+    except (BadRequest, ValueError, x509.InvalidVersion):
         raise malformed("the certificate to revoke cannot be parsed") from None
     reason = payload.get("reason", 0)
     if isinstance(reason, bool) or not isinstance(reason, int) or reason not in ALLOWED_REASONS:

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -36,6 +37,27 @@ def _b64(value: Any, field: str, limit: int, *, required: bool = True) -> bytes 
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest(f"field {field} is not valid base64") from None
+
+
+def _ek_certificate(der: bytes, field: str) -> x509.Certificate:
+    """An EK certificate whose every field devid reads is readable: cryptography parses
+    names, validity and the key only when they are first used, so a malformed one would
+    otherwise fail deep inside the chain checks."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        raise BadRequest(f"{field} is not a DER certificate") from None
+    try:
+        _ = (
+            cert.subject,
+            cert.issuer,
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+            cert.public_key(),
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise BadRequest(f"{field} is malformed or has a key of an unknown type: {exc}") from None
+    return cert
 
 
 def _short_text(value: Any, field: str) -> str:
@@ -82,22 +104,17 @@ class AttestRequest:
         for index, raw in enumerate(raw_certs):
             der = _b64(raw, f"ekCerts[{index}]", MAX_CERTIFICATE)
             assert der is not None
-            try:
-                certs.append(x509.load_der_x509_certificate(der))
-            except ValueError:
-                raise BadRequest(f"ekCerts[{index}] is not a DER certificate") from None
+            certs.append(_ek_certificate(der, f"ekCerts[{index}]"))
         ek_der = _b64(body.get("ek"), "ek", MAX_CERTIFICATE, required=False)
         ek_public: Any
         if ek_der is not None:
             try:
                 ek_public = load_der_public_key(ek_der)
-            except (ValueError, TypeError):
-                raise BadRequest("field ek is not a PKIX public key") from None
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                # UnsupportedAlgorithm: a key algorithm or curve cryptography does not know.
+                raise BadRequest("field ek is not a PKIX public key of a known type") from None
         elif certs:
-            try:
-                ek_public = certs[0].public_key()
-            except ValueError:
-                raise BadRequest("the EK certificate's key cannot be read") from None
+            ek_public = certs[0].public_key()  # read once already by _ek_certificate
         else:
             raise BadRequest("the request needs ek or ekCerts")
         if not isinstance(ek_public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):

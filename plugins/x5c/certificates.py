@@ -72,18 +72,30 @@ def parse_x5c(header: dict[str, Any]) -> list[x509.Certificate]:
             der = base64.b64decode(entry.encode("ascii"), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
             raise BadRequest(f"token x5c[{index}] is not standard base64") from None
-        try:
-            certificates.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            raise BadRequest(f"token x5c[{index}] is not a DER certificate") from None
+        certificates.append(_certificate(der, index))
     return certificates
+
+
+def _certificate(der: bytes, index: int) -> x509.Certificate:
+    """One x5c entry, its names and validity read once: cryptography reads them only when
+    first used, so a malformed one would otherwise fail inside the path checks."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        # InvalidVersion: a version other than v1, v2 or v3 (such as "v4").
+        raise BadRequest(f"token x5c[{index}] is not a DER certificate") from None
+    try:
+        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except ValueError as exc:
+        raise BadRequest(f"token x5c[{index}] is a malformed certificate: {exc}") from None
+    return cert
 
 
 def leaf_public_key(leaf: x509.Certificate) -> PublicKey:
     """The leaf's key, if it is one a JWS may be verified with (EC P-256/P-384, Ed25519, RSA)."""
     try:
         key = leaf.public_key()
-    except (ValueError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise Unauthorized("the x5c leaf certificate's key cannot be read") from None
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1"):
         return key
