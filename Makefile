@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.devid-installed
 DATA   ?= data
 LISTEN ?= 127.0.0.1:8443
 
-.PHONY: serve test lint bench deps clean
+.PHONY: serve test lint bench fuzz deps clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
@@ -40,6 +40,19 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# `make fuzz` installs the fuzz extra (atheris) and runs every fuzz target for FUZZ_RUNS
+# executions each (default 1,000,000), one after another; FUZZ_ARGS passes options,
+# e.g. FUZZ_ARGS="--target csr --no-corpus-update". See fuzz/README.md.
+FUZZ_STAMP := $(VENV)/.devid-fuzz-installed
+FUZZ_RUNS  ?= 1000000
+
+$(FUZZ_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
+	touch $(FUZZ_STAMP)
+
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python -m fuzz --runs $(FUZZ_RUNS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

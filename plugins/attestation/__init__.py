@@ -152,7 +152,7 @@ def parse_x5c(statement: Mapping[str, Any]) -> list[x509.Certificate]:
             )
         try:
             certificates.append(x509.load_der_x509_certificate(item))
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion: not v1, v2 or v3
             raise bad_statement(f"attStmt.x5c[{index}] is not a DER X.509 certificate") from None
     return certificates
 

@@ -1,0 +1,76 @@
+"""What every target shares: the one rule (only devid's errors may come out), the
+logging trap, and the fixed facts (time, trusted roots) the targets verify against."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine.errors import DevidError
+
+FUZZ_DIR = Path(__file__).resolve().parent
+CORPUS_DIR = FUZZ_DIR / "corpus"
+FIXTURES_DIR = FUZZ_DIR / "fixtures"
+
+#: The instant every target verifies at; the seed chains are valid then.
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+T = TypeVar("T")
+
+
+class UnexpectedLog(AssertionError):
+    """devid logged an error while handling the input: a swallowed crash is still a crash."""
+
+
+class _Trap(logging.Handler):
+    """Collects error records of devid's loggers while a target runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self.depth = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.depth:
+            self.records.append(record)
+
+
+_TRAP = _Trap()
+logging.getLogger("devid").addHandler(_TRAP)
+
+
+def attempt(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run *parse*; a devid error (the answer a client gets) gives None, anything
+    else propagates, and so does an error devid logged while handling the input
+    (``plugins.attestation.guarded`` turns an unexpected exception into a 4xx but
+    logs it as the bug it is)."""
+    if not _TRAP.depth:
+        _TRAP.records.clear()
+    _TRAP.depth += 1
+    try:
+        return parse(*args, **kwargs)
+    except DevidError:
+        return None
+    finally:
+        _TRAP.depth -= 1
+        if _TRAP.records:
+            record = _TRAP.records.pop(0)
+            _TRAP.records.clear()
+            detail = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                detail += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            raise UnexpectedLog(f"{record.name} logged an error: {detail}")
+
+
+def corpus(target: str) -> Iterator[Path]:
+    """The files of *target*'s corpus, in a stable order."""
+    directory = CORPUS_DIR / target
+    yield from sorted(p for p in directory.iterdir() if p.is_file())
+
+
+def text(data: bytes) -> str:
+    """Bytes as the str a JSON string could carry (invalid UTF-8 becomes U+FFFD)."""
+    return data.decode("utf-8", "replace")

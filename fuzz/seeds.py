@@ -1,0 +1,437 @@
+"""Write the seed corpora and the fixtures the targets verify against.
+
+``python -m fuzz seeds`` replaces ``fuzz/fixtures/`` and adds the seeds below to
+``fuzz/corpus/<target>/`` (named ``seed-<what>``): valid inputs of every kind
+each parser accepts, made with the test suite's own builders (tests/attestation_fakes.py
+and the attestation format tests), so mutations of them reach the deep checks.
+It needs the repository's tests and the shared vectors they read; the fuzz targets
+and the corpus tests need neither.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .harness import CORPUS_DIR, FIXTURES_DIR, NOW
+
+Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+def _write(target: str, name: str, data: bytes) -> None:
+    directory = CORPUS_DIR / target
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"seed-{name}").write_bytes(data)
+
+
+def _fixture(target: str, name: str, data: bytes) -> None:
+    directory = FIXTURES_DIR / target
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_bytes(data)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=None).encode()
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _keys() -> dict[str, Key]:
+    return {
+        "p256": ec.generate_private_key(ec.SECP256R1()),
+        "p384": ec.generate_private_key(ec.SECP384R1()),
+        "ed25519": ed25519.Ed25519PrivateKey.generate(),
+        "rsa": rsa.generate_private_key(65537, 2048),
+    }
+
+
+def _hash_for(key: Key) -> hashes.SHA256 | None:
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+# --- CSRs and tokens ---------------------------------------------------------------------
+
+
+def _csrs(keys: dict[str, Key]) -> dict[str, bytes]:
+    """DER CSRs: a plain one per key type, and ones with every kind of SAN."""
+    import ipaddress
+
+    out: dict[str, bytes] = {}
+    for kind, key in keys.items():
+        builder = x509.CertificateSigningRequestBuilder().subject_name(_name(f"device-{kind}"))
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(f"{kind}.example")]), critical=False
+        )
+        out[kind] = builder.sign(key, _hash_for(key)).public_bytes(Encoding.DER)
+    many = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, "many.example"),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+                ]
+            )
+        )
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("many.example"),
+                    x509.DNSName("*.many.example"),
+                    x509.IPAddress(ipaddress.ip_address("192.0.2.7")),
+                    x509.IPAddress(ipaddress.ip_address("2001:db8::7")),
+                    x509.RFC822Name("ops@many.example"),
+                    x509.UniformResourceIdentifier("spiffe://many.example/device"),
+                    x509.OtherName(
+                        x509.ObjectIdentifier("1.3.6.1.5.5.7.8.3"),
+                        bytes.fromhex("3008 0c06 736572 69616c".replace(" ", "")),
+                    ),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(keys["p256"], hashes.SHA384())
+    )
+    out["many-sans"] = many.public_bytes(Encoding.DER)
+    bare = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    out["empty-subject"] = bare.sign(keys["p256"], hashes.SHA256()).public_bytes(Encoding.DER)
+    return out
+
+
+def _pem(der: bytes) -> bytes:
+    return x509.load_der_x509_csr(der).public_bytes(Encoding.PEM)
+
+
+def _tokens(keys: dict[str, Key]) -> dict[str, str]:
+    from engine.jose import jwk_from_public_key, sign_compact
+
+    claims = {
+        "iss": "jwk",
+        "sub": "device-1",
+        "aud": "https://ca.example/1.0/sign",
+        "jti": "c2VlZA",
+        "iat": int(NOW.timestamp()),
+        "nbf": int(NOW.timestamp()),
+        "exp": int(NOW.timestamp()) + 300,
+        "sans": ["device-1.example", "192.0.2.1"],
+        "sha": hashlib.sha256(b"csr").hexdigest(),
+    }
+    out: dict[str, str] = {}
+    for kind, key in keys.items():
+        out[kind] = sign_compact(claims, key, headers={"kid": f"kid-{kind}"})
+        jwk = jwk_from_public_key(key.public_key())
+        out[f"{kind}-jwk"] = sign_compact(claims, key, headers={"jwk": jwk})
+    out["rsa-ps256"] = sign_compact(claims, keys["rsa"], alg="PS256")
+    return out
+
+
+# --- targets --------------------------------------------------------------------------------
+
+
+def json_body(keys: dict[str, Key], csrs: dict[str, bytes], tokens: dict[str, str]) -> None:
+    bodies: dict[str, Any] = {
+        "sign": {
+            "csr": _pem(csrs["p256"]).decode(),
+            "ott": tokens["p256"],
+            "notBefore": "2025-06-01T00:00:00Z",
+            "notAfter": "24h",
+        },
+        "sign-durations": {
+            "csr": _pem(csrs["many-sans"]).decode(),
+            "ott": tokens["rsa"],
+            "notBefore": "-5m",
+            "notAfter": "2025-06-02T00:00:00+02:00",
+        },
+        "revoke": {
+            "serial": "123456789",
+            "ott": tokens["p256"],
+            "reason": "key compromise",
+            "reasonCode": 1,
+        },
+        "revoke-hex": {"serial": "0x75bcd15", "reasonCode": 0},
+        "nested": {"a": [1, 2.5, -3e10, True, None, {"b": "\u00e9\u2603"}], "c": {}},
+        "array": [1, "two", [3]],
+    }
+    for name, body in bodies.items():
+        _write("json_body", name, b"\x00" + _json(body))
+    _write("json_body", "charset", b"\x01" + _json(bodies["revoke"]))
+
+
+def scalars() -> None:
+    values = [
+        "24h",
+        "1h30m",
+        "-5m",
+        "90s",
+        "1.5h",
+        "250ms",
+        "7d",
+        "0s",
+        "2025-06-01T12:00:00Z",
+        "2025-06-01T12:00:00+02:00",
+        "2025-06-01 12:00:00.123456-05:30",
+        "12345",
+        "0x1F",
+        "0XABCDEF0123456789",
+    ]
+    for index, value in enumerate(values):
+        _write("scalars", f"{index:02d}", value.encode())
+
+
+def jose(tokens: dict[str, str]) -> None:
+    for name, token in tokens.items():
+        _write("jose", name, token.encode())
+
+
+def acme_jws(keys: dict[str, Key]) -> None:
+    from engine.acme.jws import sign_flattened
+    from engine.jose import b64url_encode, jwk_from_public_key
+
+    from .targets.acme_jws import ACCOUNT_KEY, BASE, EAB_KEYS, KEY_CHANGE, NEW_ACCOUNT
+
+    def body(jws: dict[str, Any]) -> bytes:
+        return b"\x00" + _json(jws)
+
+    account = {"termsOfServiceAgreed": True, "contact": ["mailto:ops@example.org"]}
+    for kind, key in keys.items():
+        jwk = jwk_from_public_key(key.public_key())
+        jws = sign_flattened(key, account, {"nonce": "bm9uY2U", "url": NEW_ACCOUNT, "jwk": jwk})
+        _write("acme_jws", f"new-account-{kind}", body(jws))
+    key = keys["p256"]
+    jwk = jwk_from_public_key(key.public_key())
+    kid, secret = next(iter(EAB_KEYS.items()))
+    import hmac
+
+    protected = b64url_encode(_json({"alg": "HS256", "kid": kid, "url": NEW_ACCOUNT}))
+    payload = b64url_encode(_json(jwk))
+    mac = hmac.new(secret, f"{protected}.{payload}".encode(), hashlib.sha256).digest()
+    binding = {"protected": protected, "payload": payload, "signature": b64url_encode(mac)}
+    jws = sign_flattened(
+        key,
+        {**account, "externalAccountBinding": binding},
+        {"nonce": "bm9uY2U", "url": NEW_ACCOUNT, "jwk": jwk},
+    )
+    _write("acme_jws", "new-account-eab", body(jws))
+    kid_url = f"{BASE}/acct/1"
+    order = {"identifiers": [{"type": "dns", "value": "device.example"}]}
+    headers = {"nonce": "bm9uY2U", "kid": kid_url}
+    _write(
+        "acme_jws",
+        "new-order",
+        body(sign_flattened(ACCOUNT_KEY, order, {**headers, "url": f"{BASE}/new-order"})),
+    )
+    _write(
+        "acme_jws",
+        "post-as-get",
+        body(sign_flattened(ACCOUNT_KEY, None, {**headers, "url": f"{BASE}/order/1"})),
+    )
+    new_key = keys["p384"]
+    inner = sign_flattened(
+        new_key,
+        {"account": kid_url, "oldKey": jwk_from_public_key(ACCOUNT_KEY.public_key())},
+        {"url": KEY_CHANGE, "jwk": jwk_from_public_key(new_key.public_key())},
+    )
+    _write(
+        "acme_jws",
+        "key-change",
+        body(sign_flattened(ACCOUNT_KEY, inner, {**headers, "url": KEY_CHANGE})),
+    )
+
+
+def csr(csrs: dict[str, bytes]) -> None:
+    for name, der in csrs.items():
+        _write("csr", f"{name}.der", der)
+    _write("csr", "p256.pem", _pem(csrs["p256"]))
+    _write("csr", "rsa.pem", _pem(csrs["rsa"]))
+
+
+def _vendor() -> Any:
+    from tests.attestation_fakes import Vendor
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name("Fuzz TPM Vendor EK Root")
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=365))
+        .not_valid_after(NOW + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return Vendor(key, root)
+
+
+def tpm_and_attest() -> None:
+    from tests.attestation_fakes import make_device
+
+    from .targets.tpm import AK_CREATION, join
+
+    vendor = _vendor()
+    _fixture("attest", "ek-root.der", vendor.root.public_bytes(Encoding.DER))
+    for ek_kind in ("rsa", "ecc"):
+        for ak_kind in ("ecc", "rsa"):
+            device = make_device(ek_kind, ak_kind)
+            cert = vendor.ek_certificate(
+                device.ek.public_key,
+                not_before=NOW - timedelta(days=1),
+                not_after=NOW + timedelta(days=3650),
+            )
+            name = f"ek-{ek_kind}-ak-{ak_kind}"
+            _write("attest", name, _json(device.attest_body(ek_certs=[cert])))
+            _write(
+                "attest", f"{name}-no-ek", _json(device.attest_body(send_ek=False, ek_certs=[cert]))
+            )
+            ak = device.ak
+            _write("tpm", f"ak-public-{ak_kind}", b"\x00" + ak.public_bytes)
+            _write("tpm", f"creation-data-{ak_kind}", b"\x01" + ak.creation_data)
+            _write("tpm", f"attest-{ak_kind}", b"\x02" + ak.attestation)
+            _write("tpm", f"signature-{ak_kind}", b"\x03" + ak.signature)
+            _write(
+                "tpm",
+                f"ak-creation-{ak_kind}",
+                bytes([AK_CREATION])
+                + join(ak.public_bytes, ak.creation_data, ak.attestation, ak.signature),
+            )
+            _write("tpm", f"ek-public-{ek_kind}", b"\x00" + device.ek.public.to_bytes())
+    device = make_device("ecc", "ecc")
+    _write("attest", "no-certificate", _json(device.attest_body(ek_certs=[])))
+    _write("attest", "secret", _json({"secret": _b64(bytes(range(32)))}))
+
+
+def device_attest() -> None:
+    from tests.plugins import test_attestation_apple as apple
+    from tests.plugins import test_attestation_step as step
+    from tests.plugins import test_attestation_tpm as tpm
+
+    key_authorizations = {
+        "tpm": tpm.KEY_AUTHORIZATION,
+        "apple": apple.KEY_AUTHORIZATION,
+        "step": step.KEY_AUTHORIZATION,
+    }
+    _fixture("device_attest", "key_authorizations.json", _json(key_authorizations))
+    _fixture("device_attest", "tpm-root-0.der", tpm.ROOT.cert.public_bytes(Encoding.DER))
+    _fixture("device_attest", "apple-root-0.der", apple.ROOT.cert.public_bytes(Encoding.DER))
+    _fixture("device_attest", "step-root-0.der", step.PIV_ROOT.cert.public_bytes(Encoding.DER))
+
+    def obj(fmt: str, statement: dict[str, Any]) -> bytes:
+        return bytes(cbor2.dumps({"fmt": fmt, "attStmt": statement}))
+
+    statements: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+        "tpm-rsa": ("tpm", lambda: tpm.statement()),
+        "tpm-rsa-pss": ("tpm", lambda: tpm.statement(pss=True)),
+        "tpm-rsa-raw": ("tpm", lambda: tpm.statement(encoding="raw")),
+        "tpm-ecc": (
+            "tpm",
+            lambda: tpm.statement(
+                ak=tpm.AK_EC, certificate=tpm.ak_certificate(tpm.AK_EC.public_key())
+            ),
+        ),
+        "apple": ("apple", lambda: apple.statement()),
+        "step-ec": ("step", lambda: step.statement()),
+        "step-rsa": ("step", lambda: step.statement(step.RSA_KEY, -257)),
+        "step-p384": ("step", lambda: step.statement(step.P384_KEY, -35)),
+        "step-ed25519": ("step", lambda: step.statement(step.ED_KEY, -8)),
+        "step-raw": ("step", lambda: step.statement(wrap=False)),
+    }
+    for name, (fmt, make) in statements.items():
+        _write("device_attest", name, obj(fmt, make()))
+
+
+def x5c(keys: dict[str, Key]) -> None:
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _certificate(_name("Fuzz X5C Root"), _name("Fuzz X5C Root"), root_key, root_key, ca=True)
+    _fixture("x5c", "root.der", root.public_bytes(Encoding.DER))
+    inter_key = ec.generate_private_key(ec.SECP384R1())
+    inter = _certificate(
+        _name("Fuzz X5C Intermediate"), root.subject, inter_key, root_key, ca=True, path_length=0
+    )
+    for kind, key in keys.items():
+        leaf = _certificate(_name(f"device-{kind}"), inter.subject, key, inter_key)
+        chain = [leaf, inter]
+        _write("x5c", f"{kind}", _alg_byte(kind) + _ders(chain))
+    direct = _certificate(_name("device-direct"), root.subject, keys["p256"], root_key)
+    _write("x5c", "direct", _alg_byte("p256") + _ders([direct]))
+    _write("x5c", "with-root", _alg_byte("p256") + _ders([direct, root]))
+
+
+def _alg_byte(kind: str) -> bytes:
+    from .targets.x5c import ALGORITHMS
+
+    alg = {"p256": "ES256", "p384": "ES384", "rsa": "RS256", "ed25519": "EdDSA"}[kind]
+    return bytes([ALGORITHMS.index(alg)])
+
+
+def _ders(certificates: Iterable[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(Encoding.DER) for c in certificates)
+
+
+def _certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: Key,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    path_length: int | None = None,
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=30))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), True
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def write_all() -> list[Path]:
+    """Write every fixture and seed; returns the corpus directories."""
+    keys = _keys()
+    csrs = _csrs(keys)
+    tokens = _tokens(keys)
+    json_body(keys, csrs, tokens)
+    scalars()
+    jose(tokens)
+    acme_jws(keys)
+    csr(csrs)
+    tpm_and_attest()
+    device_attest()
+    x5c(keys)
+    return sorted(p for p in CORPUS_DIR.iterdir() if p.is_dir())

@@ -1,0 +1,70 @@
+"""ACME request bodies (engine/acme/jws.py): the flattened JWS, its protected header,
+the account JWK, the signature pinned to the key, and what newAccount reads before
+an account exists: contacts, flags and the external account binding (MACed with a
+provisioner's EAB key), plus keyChange's inner JWS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from engine.acme.accounts import parse_contacts
+from engine.acme.jws import (
+    SignedRequest,
+    key_from_jwk,
+    parse_key_change,
+    parse_request,
+    verify,
+    verify_external_binding,
+)
+from engine.jose import PublicKey
+from fuzz.harness import attempt
+
+BASE = "https://ca.example/acme/acme"
+NEW_ACCOUNT = f"{BASE}/new-account"
+KEY_CHANGE = f"{BASE}/key-change"
+#: The EAB key the seeds' bindings are MACed with, by key id.
+EAB_KEYS = {"eab-kid-1": b"fuzz external account binding key 32B"}
+#: The key of the account every ``kid`` request claims to come from.
+ACCOUNT_KEY = ec.derive_private_key(0xACC0_0017, ec.SECP256R1())
+CONTENT_TYPES = ("application/jose+json", "application/json", "")
+
+
+def _new_account(request: SignedRequest, key: PublicKey) -> None:
+    payload = request.payload_object()
+    parse_contacts(payload.get("contact"))
+    for flag in ("onlyReturnExisting", "termsOfServiceAgreed"):
+        if not isinstance(payload.get(flag, False), bool):
+            return
+    binding = payload.get("externalAccountBinding")
+    if binding is not None:
+        verify_external_binding(binding, account_key=key, url=NEW_ACCOUNT, keys=EAB_KEYS)
+
+
+def _signed(request: SignedRequest) -> tuple[PublicKey, Any]:
+    key: PublicKey
+    if request.jwk is not None:
+        key, _, _ = key_from_jwk(request.jwk)
+    else:
+        key = ACCOUNT_KEY.public_key()
+    verify(request, key)
+    return key, request.payload()
+
+
+def test_one_input(data: bytes) -> None:
+    content_type = CONTENT_TYPES[data[0] % len(CONTENT_TYPES)] if data else ""
+    request = attempt(parse_request, data[1:], content_type)
+    if request is None:
+        return
+    if request.jwk is not None:
+        attempt(key_from_jwk, request.jwk)
+    signed = attempt(_signed, request)
+    # The steps after the signature check run whether or not it held: a mutated seed
+    # rarely keeps a valid signature, and these steps only parse.
+    key = signed[0] if signed is not None else ACCOUNT_KEY.public_key()
+    if request.url == NEW_ACCOUNT or request.jwk is not None:
+        attempt(_new_account, request, key)
+    if request.url == KEY_CHANGE:
+        attempt(parse_key_change, request)
+    attempt(request.payload)

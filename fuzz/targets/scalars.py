@@ -1,0 +1,16 @@
+"""Durations and times (engine/durations.py: ``notBefore``/``notAfter``) and
+certificate serials (``authority.parse_serial``)."""
+
+from __future__ import annotations
+
+from engine.durations import parse_duration, parse_time, parse_time_or_duration
+from fuzz.harness import NOW, attempt, text
+from hosts.core.authority import parse_serial
+
+
+def test_one_input(data: bytes) -> None:
+    value = text(data)
+    attempt(parse_time_or_duration, value, NOW)
+    attempt(parse_duration, value)
+    attempt(parse_time, value)
+    attempt(parse_serial, value)
