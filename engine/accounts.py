@@ -312,15 +312,20 @@ def _check_key_type(value: Any) -> KeyType:
 
 
 def _check_validity(value: Any) -> timedelta:
+    """Seconds (an integer) or a duration string, from MIN_VALIDITY to MAX_VALIDITY."""
+    refusal = BadRequest(
+        f"validity must be between {format_duration(MIN_VALIDITY)} and"
+        f" {format_duration(MAX_VALIDITY)}"
+    )
     if isinstance(value, int) and not isinstance(value, bool):
+        # Checked before timedelta(), which overflows on numbers like 10**20.
+        if not MIN_VALIDITY.total_seconds() <= value <= MAX_VALIDITY.total_seconds():
+            raise refusal
         validity = timedelta(seconds=value)
     else:
         validity = parse_duration(value)
     if not MIN_VALIDITY <= validity <= MAX_VALIDITY:
-        raise BadRequest(
-            f"validity must be between {format_duration(MIN_VALIDITY)} and"
-            f" {format_duration(MAX_VALIDITY)}"
-        )
+        raise refusal
     return validity
 
 

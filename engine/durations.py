@@ -55,7 +55,10 @@ def parse_time(text: str) -> datetime:
         raise BadRequest(f"invalid time {text!r}; use RFC 3339") from None
     if value.tzinfo is None:
         raise BadRequest(f"time {text!r} has no time zone")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise BadRequest(f"time {text!r} is beyond the calendar") from None
 
 
 def parse_time_or_duration(value: object, now: datetime) -> datetime | None:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import attrs
 
 from .csr import CSRInfo
+from .durations import format_duration
 from .errors import ConfigurationError, Forbidden
 from .extensions import ProvisionerRef
 from .keys import KeyType
@@ -24,11 +25,13 @@ from .template import CertificateTemplate, subject_with_common_name
 
 @attrs.frozen
 class DurationLimits:
-    """How long certificates may live: requested durations must fall in [minimum, maximum]."""
+    """How long certificates may live: requested durations must fall in [minimum, maximum],
+    and a requested notBefore may differ from the CA's clock by at most ``skew``."""
 
     minimum: timedelta = timedelta(minutes=5)
     maximum: timedelta = timedelta(hours=24)
     default: timedelta = timedelta(hours=24)
+    skew: timedelta = timedelta(minutes=5)
 
     def __attrs_post_init__(self) -> None:
         if not (timedelta(0) < self.minimum <= self.default <= self.maximum):
@@ -36,6 +39,28 @@ class DurationLimits:
                 f"durations must satisfy 0 < min ({self.minimum}) <= default ({self.default})"
                 f" <= max ({self.maximum})"
             )
+        if not timedelta(0) <= self.skew <= timedelta(days=1):
+            raise ConfigurationError(f"durations skew ({self.skew}) must be from 0s to 1d")
+
+    def not_before_refusal(self, not_before: datetime, requested_at: datetime) -> str | None:
+        """Why a requested notBefore is refused (None if it is not): it must lie within
+        ``skew`` of ``requested_at``, the CA's clock when the bounds were asked for.
+
+        Without this a short-lived credential could buy a certificate that starts in
+        a year, or one dated long before anybody asked for it."""
+        limit = format_duration(self.skew)
+        shown = not_before.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if not_before - requested_at > self.skew:
+            return (
+                f"notBefore {shown} is more than {limit} ahead of the CA's clock"
+                f" (the provisioner's durations.skew is {limit})"
+            )
+        if requested_at - not_before > self.skew:
+            return (
+                f"notBefore {shown} is more than {limit} in the past"
+                f" (the provisioner's durations.skew is {limit})"
+            )
+        return None
 
 
 class Validator(Protocol):

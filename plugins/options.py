@@ -62,6 +62,7 @@ class Options:
             minimum=sub.duration("min", format_duration(defaults.minimum)),
             maximum=sub.duration("max", format_duration(defaults.maximum)),
             default=sub.duration("default", format_duration(defaults.default)),
+            skew=sub.duration("skew", format_duration(defaults.skew)),
         )
         sub.finish()
         return limits

@@ -114,10 +114,18 @@ def _time(payload: dict[str, Any], name: str) -> datetime | None:
         raise malformed(f"{name} {value!r} is not an RFC 3339 date-time") from None
     if parsed.tzinfo is None:
         raise malformed(f"{name} must carry a time zone (for example Z)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise malformed(f"{name} {value!r} is beyond the calendar") from None
 
 
 def _check_validity(ctx: Context, not_before: datetime | None, not_after: datetime | None) -> None:
+    if not_before is not None:
+        # The same rule as /1.0/sign; finalize applies it again from the order's creation.
+        refusal = ctx.profile.durations.not_before_refusal(not_before, ctx.now)
+        if refusal is not None:
+            raise malformed(refusal)
     start = not_before or ctx.now
     if not_after is not None:
         if not_after <= start:

@@ -204,7 +204,12 @@ def finalize(
                 "serverInternal", f"the provisioner names no issuer {policy.issuer!r}"
             )
         prepared = prepare_certificate(
-            SignRequest(csr=csr, not_before=order.not_before, not_after=order.not_after),
+            SignRequest(
+                csr=csr,
+                not_before=order.not_before,
+                not_after=order.not_after,
+                requested_at=order.created_at,
+            ),
             policy,
             issuer,
             authority.clock,

@@ -196,7 +196,8 @@ async def test_sign_honours_a_requested_lifetime(server: RunningServer) -> None:
 
 
 async def test_sign_honours_rfc3339_bounds(server: RunningServer) -> None:
-    not_before = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    # notBefore within the provisioner's skew (5m by default) of the CA's clock
+    not_before = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=3)
     not_after = not_before + timedelta(hours=2)
     plus_two = not_after.astimezone(timezone(timedelta(hours=2)))
     _, _, csr_pem = new_csr("window.example.com")
@@ -228,7 +229,7 @@ def _rfc3339(delta: timedelta) -> str:
         pytest.param(lambda: {"notAfter": "20000d"}, id="beyond-the-CA"),
         pytest.param(
             lambda: {
-                "notBefore": _rfc3339(timedelta(hours=1)),
+                "notBefore": _rfc3339(timedelta(minutes=3)),
                 "notAfter": _rfc3339(timedelta(days=40)),
             },
             id="rfc3339-window-too-long",
