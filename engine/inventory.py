@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -149,7 +150,10 @@ def device_from_input(data: Any, *, now: datetime) -> Device:
     raw_cert = data.get("ekCertificate")
     if raw_cert:
         cert_der = decode_certificate(raw_cert)
-        urn_from_cert = ek_urn_from_certificate(x509.load_der_x509_certificate(cert_der))
+        try:
+            urn_from_cert = ek_urn_from_certificate(x509.load_der_x509_certificate(cert_der))
+        except (ValueError, UnsupportedAlgorithm):
+            raise BadRequest("the key of ekCertificate is of an unknown type") from None
     raw_urn = data.get("ek")
     if raw_urn:
         urn = normalize_ek_urn(raw_urn)
@@ -188,5 +192,5 @@ def decode_certificate(value: Any) -> bytes:
         else:
             cert = x509.load_der_x509_certificate(base64.b64decode(raw, validate=True))
         return cert.public_bytes(Encoding.DER)
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, x509.InvalidVersion):
         raise BadRequest("certificate cannot be parsed") from None

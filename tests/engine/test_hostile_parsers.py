@@ -300,3 +300,22 @@ def test_the_builders_change_only_what_they_say() -> None:
     assert base64.b64encode(cert.public_bytes(Encoding.DER))
     with pytest.raises(x509.InvalidVersion):
         x509.load_der_x509_certificate(certificate_v4(cert, key))
+
+
+# --- the device inventory (admin API, `devid device add/import`) -------------------------------
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_CERTIFICATES))
+def test_a_hostile_ek_certificate_for_the_inventory_is_a_bad_request(kind: str) -> None:
+    from datetime import UTC, datetime
+
+    from engine.inventory import device_from_input
+
+    cert, key = _signed_leaf()
+    der = HOSTILE_CERTIFICATES[kind](cert, key)
+    record = {"ekCertificate": base64.b64encode(der).decode()}
+    if kind == "malformed issuer":  # the inventory reads only the key: this one is accepted
+        assert device_from_input(record, now=datetime.now(UTC)).ek_certificate == der
+        return
+    with pytest.raises(BadRequest):
+        device_from_input(record, now=datetime.now(UTC))
