@@ -148,3 +148,24 @@ async def test_device_accounts_audience_ignores_a_forged_host(
     assert r.status_code == 200, r.text
     [account] = r.json()["accounts"]
     assert account["audience"] == f"{server.urls[0]}/1.0/sign"
+
+
+def test_own_base_url_only_ever_answers_a_configured_url() -> None:
+    from hosts.core.base_urls import own_base_url
+
+    configured = ["https://ca.example:8443", "https://127.0.0.1:8443", "https://[::1]:8443"]
+    assert own_base_url(configured, "https://127.0.0.1:8443") == "https://127.0.0.1:8443"
+    assert own_base_url(configured, "https://CA.example.:9") == "https://ca.example:8443"
+    assert own_base_url(configured, "https://[::1]") == "https://[::1]:8443"
+    for forged in (
+        "https://evil.example",
+        "https://evil.example@127.0.0.1.evil:8443",
+        "https://[zz",
+        "https://",
+        "",
+        "https://ca.example.evil.example:8443",
+    ):
+        assert own_base_url(configured, forged) == "https://ca.example:8443", forged
+    # Userinfo names a configured host: still answered with the configured URL itself.
+    assert own_base_url(configured, "https://evil@127.0.0.1:1") == "https://127.0.0.1:8443"
+    assert own_base_url([], "https://evil.example") == ""

@@ -155,3 +155,38 @@ async def test_acme_order_not_before_is_honoured_at_finalize(acme_server: Runnin
         chain = (await acme.get(done["certificate"])).content
     leaf = x509.load_pem_x509_certificates(chain)[0]
     assert leaf.not_valid_before_utc == not_before
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": 10**20},
+        {"exp": 2**63, "nbf": 2**62},
+        {"nbf": -(10**20)},
+        {"iat": 10**20},
+        {"exp": 1e308, "nbf": -1e308},
+        {"exp": 253402300799, "nbf": 253402300000},  # the last second of year 9999
+    ],
+)
+async def test_token_times_beyond_the_calendar_are_unauthorized(
+    server: RunningServer, ca: CA, claims: dict[str, Any]
+) -> None:
+    from engine.jose import jwk_from_public_key, jwk_thumbprint, sign_compact
+    from plugins.jwk.tokens import sign_token_claims
+    from tests.conftest import provisioner_of
+
+    key = provisioner_of(server.authority).load_private_key(ca.password)
+    _, _, csr_pem = new_csr("times.example.com")
+    base = sign_token_claims(
+        provisioner="admin",
+        subject="times.example.com",
+        audience=f"{server.url}/1.0/sign",
+        now=datetime.now(UTC),
+        jti="times-" + str(sorted(claims.items())),
+        sans=["times.example.com"],
+    )
+    kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
+    token = sign_compact({**base, **claims}, key, headers={"kid": kid})
+    async with client(server) as http:
+        r = await http.post("/1.0/sign", json={"csr": csr_pem, "ott": token})
+    assert_json_error(r, 401)
