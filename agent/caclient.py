@@ -115,10 +115,14 @@ class CAClient:
         self.close()
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
-            response = self._client.request(method, self.ca_url + path, json=body)
+            response = self._client.request(method, self.ca_url + path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise CAClientError(f"cannot reach the CA at {self.ca_url}: {exc}") from None
         if response.status_code >= 400:
@@ -156,6 +160,12 @@ class CAClient:
         if token:
             body["ott"] = token
         self._request("POST", "/1.0/revoke", body)
+
+    def admin_revoke(self, serial: str, admin_token: str, *, reason: str, reason_code: int) -> None:
+        """Revoke any certificate of this CA with the admin credential (the admin API)."""
+        body: dict[str, Any] = {"reason": reason, "reasonCode": reason_code}
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        self._request("POST", f"/api/v1/certificates/{serial}/revoke", body, headers)
 
     def crl(self) -> bytes:
         return self._request("GET", "/crl").content

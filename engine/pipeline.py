@@ -78,9 +78,6 @@ class SignRequest:
     csr: CSRInfo
     not_before: datetime | None = None
     not_after: datetime | None = None
-    # When the client asked for these bounds (an ACME order's creation), if not now:
-    # a requested notBefore must be within the provisioner's skew of that time.
-    requested_at: datetime | None = None
 
 
 def _sans_of(names: Iterable[x509.GeneralName]) -> tuple[SAN, ...]:
@@ -198,10 +195,6 @@ def resolve_validity(
     """Apply requested bounds, backdating and the policy's duration limits."""
     limits = policy.durations
     if request.not_before is not None:
-        asked = request.requested_at if request.requested_at is not None else now
-        refusal = limits.not_before_refusal(request.not_before, asked)
-        if refusal is not None:
-            raise BadRequest(refusal)
         not_before = request.not_before
         start = not_before
     else:
@@ -423,8 +416,15 @@ def renew_certificate(
     random: Random,
     *,
     backdate: timedelta = timedelta(minutes=1),
+    not_after_limit: datetime | None = None,
+    evidence: Mapping[str, Any] | None = None,
 ) -> IssuedCertificate:
-    """A new certificate with the same names, key, extensions and lifetime as *current*."""
+    """A new certificate with the same names, key, extensions and lifetime as *current*.
+
+    It ends no later than *not_after_limit* (e.g. the device certificate an account
+    certificate depends on), and the store records *evidence* with it (default: only
+    the serial it was renewed from).
+    """
     provisioner = ProvisionerRef.from_certificate(current)
     if provisioner is None:
         raise Forbidden("certificate was not issued by a devid provisioner")
@@ -436,6 +436,10 @@ def renew_certificate(
     not_after = not_before + lifetime
     if not_after > issuer.certificate.not_valid_after_utc:
         raise Forbidden("renewed certificate would outlive the issuing CA")
+    if not_after_limit is not None and not_after > not_after_limit:
+        not_after = _utc_second(not_after_limit)
+        if not_after <= now:
+            raise Forbidden("the renewed certificate would already have expired")
     builder = (
         x509.CertificateBuilder()
         .subject_name(current.subject)
@@ -457,5 +461,7 @@ def renew_certificate(
         der=certificate.public_bytes(Encoding.DER),
         issuer=issuer,
         provisioner=provisioner,
-        evidence={"renewed_from": format(current.serial_number, "x")},
+        evidence=dict(evidence)
+        if evidence is not None
+        else {"renewed_from": format(current.serial_number, "x")},
     )

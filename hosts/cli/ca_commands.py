@@ -72,12 +72,33 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_renew)
 
     p = ca_sub.add_parser(
-        "revoke", help="revoke a certificate by token or with the certificate and key"
+        "revoke",
+        help="revoke a certificate: as an operator (admin token), with a revocation token,"
+        " or with the certificate and its key",
+        description="With --token, the provisioner that issued the certificate authorizes"
+        " the revocation; with --cert and --key, the certificate's own key does. Otherwise"
+        " the admin credential does, and any certificate this CA issued (device, account,"
+        " AK, server) can be revoked: the admin token is read from --admin-token-file, else"
+        " DIR/secrets/admin-token of --data DIR, else $DEVID_ADMIN_TOKEN.",
     )
     p.add_argument("serial", help="the serial number (decimal, or hex with a 0x prefix)")
     p.add_argument("--token", default=None, help="a revocation token (`devid token --revoke`)")
     p.add_argument("--cert", type=Path, default=None, help="the certificate (mTLS)")
     p.add_argument("--key", type=Path, default=None, help="its private key (mTLS)")
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="file holding the admin API token (DIR/secrets/admin-token on the CA host)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the CA's data directory, to read DIR/secrets/admin-token",
+    )
     p.add_argument("--reason", default="", help="free text stored with the revocation")
     p.add_argument("--reason-code", type=int, default=0, help="RFC 5280 CRLReason code")
     _add_ca(p)
@@ -130,9 +151,38 @@ def cmd_renew(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The admin token from --admin-token-file, --data DIR or $DEVID_ADMIN_TOKEN."""
+    path: Path | None = args.admin_token_file
+    if path is None and args.data is not None:
+        path = Path(args.data) / "secrets" / "admin-token"
+    if path is not None:
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise CAClientError(f"cannot read the admin token {path}: {exc.strerror}") from None
+        if not token:
+            raise CAClientError(f"{path} is empty")
+        return token
+    return os.environ.get("DEVID_ADMIN_TOKEN", "").strip() or None
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
     client_cert = None
     serial = decimal_serial(args.serial)
+    if not args.token and not (args.cert or args.key):
+        admin_token = _admin_token(args)
+        if admin_token is None:
+            raise CAClientError(
+                "pass --token, --cert and --key of the certificate to revoke, or the admin"
+                " credential (--admin-token-file FILE, --data DIR or $DEVID_ADMIN_TOKEN)"
+            )
+        with CAClient(_need_url(args), args.root) as client:
+            client.admin_revoke(
+                serial, admin_token, reason=args.reason, reason_code=args.reason_code
+            )
+        print(f"Certificate with serial number {serial} has been revoked.")
+        return 0
     if args.token:
         ca_url = args.ca_url or ca_url_from_token(token_claims(args.token))
     else:

@@ -51,9 +51,18 @@ def register(sub: Any) -> None:
 
     for name, helptext, func in (
         ("show", "show one device", cmd_show),
-        ("disable", "disable a device (it can no longer attest)", cmd_disable),
-        ("enable", "enable a disabled device", cmd_enable),
-        ("remove", "remove a device from the inventory", cmd_remove),
+        (
+            "disable",
+            "disable a device: it can no longer attest, and every certificate issued to it"
+            " is revoked",
+            cmd_disable,
+        ),
+        ("enable", "enable a disabled device (revoked certificates stay revoked)", cmd_enable),
+        (
+            "remove",
+            "remove a device from the inventory and revoke every certificate issued to it",
+            cmd_remove,
+        ),
     ):
         p = dsub.add_parser(name, help=helptext)
         add_data_options(p)
@@ -80,9 +89,19 @@ def register(sub: Any) -> None:
 
 
 def _inventory(args: argparse.Namespace) -> Inventory:
+    from plugins.manager import PluginManager
+
     config = load_config(data_dir(args))
     store = SQLiteStore(config.store.path, synchronous=config.store.synchronous)
-    return Inventory(store, SystemClock())
+    # Revocations caused by a change (disable, remove, import, sync) are audited too.
+    audit = PluginManager(disabled=config.plugins_disabled).audit
+    return Inventory(store, SystemClock(), audit=audit)
+
+
+def _revoked(serials: tuple[str, ...]) -> str:
+    if not serials:
+        return ""
+    return f"; {len(serials)} certificate{'s' if len(serials) != 1 else ''} revoked"
 
 
 def _show(device: Device) -> None:
@@ -156,8 +175,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_disable(args: argparse.Namespace) -> int:
-    device = _inventory(args).disable(args.ek)
-    print(f"Disabled {device.ek_urn}")
+    device, revoked = _inventory(args).change(args.ek, {"status": "disabled"})
+    print(f"Disabled {device.ek_urn}{_revoked(revoked)}")
     return 0
 
 
@@ -170,8 +189,8 @@ def cmd_enable(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     inventory = _inventory(args)
     urn = inventory.get(args.ek).ek_urn
-    inventory.remove(urn)
-    print(f"Removed {urn}")
+    revoked = inventory.remove(urn)
+    print(f"Removed {urn}{_revoked(revoked)}")
     return 0
 
 

@@ -42,11 +42,20 @@ from engine.inventory import Device, normalize_ek_urn
 from engine.jose import parse_compact
 from engine.policy import KeyTypeIn
 from engine.ports import Clock, Random
-from plugins.provisioner import Authorization, AuthorizeContext, Provisioner
+from plugins.provisioner import (
+    Authorization,
+    AuthorizeContext,
+    Provisioner,
+    RenewAuthorization,
+    RenewContext,
+    require_active_device,
+    require_active_leaf,
+)
 from plugins.x5c import X5CProvisioner
 from plugins.x5c.certificates import parse_x5c
 
 from .base_urls import own_base_url
+from .revocation import Audit, CertificateRevoker
 from .store import Store
 
 if TYPE_CHECKING:
@@ -57,6 +66,7 @@ log = logging.getLogger("devid.accounts")
 ACCOUNT_ISSUER = "account"
 DEVICE_ISSUER = "agent"
 SIGN_PATH = "/1.0/sign"
+REVOKED_BY = "accounts"
 
 
 # --- the per-account provisioner -----------------------------------------------------------
@@ -156,6 +166,44 @@ class AccountProvisioner(X5CProvisioner):
         )
         return attrs.evolve(authorization, policy=policy)
 
+    def authorize_renew(self, ctx: RenewContext) -> RenewAuthorization:
+        """An account certificate renews only while everything that let it be issued
+        still holds: the device is registered and active, the device certificate that
+        obtained it is active and unexpired, the account exists (the same one, not one
+        re-created under its name), is active and still assigned to the device. The
+        renewal ends no later than that device certificate."""
+        record = ctx.record
+        checked = require_active_device(ctx)
+        device = ctx.device
+        assert device is not None
+        leaf = require_active_leaf(ctx, device=device.ek_urn)
+        if leaf.issuer != DEVICE_ISSUER:
+            raise Forbidden("the certificate that obtained this one is not a device certificate")
+        account = ctx.account
+        if account is None or account.name != self.account_name:
+            raise Unauthorized(f"the account {self.account_name!r} no longer exists")
+        account_id = record.evidence.get("account_id")
+        if account_id is not None and account.id != account_id:
+            raise Unauthorized(f"the account {self.account_name!r} was removed and re-created")
+        if not account.active:
+            raise Forbidden(f"the account {account.name!r} is disabled")
+        if not is_assigned(account, device):
+            raise Forbidden(
+                f"the account {account.name!r} is not assigned to the device {device.ek_urn}"
+            )
+        return RenewAuthorization(
+            checked={
+                **checked,
+                "device_certificate": leaf.serial,
+                "device_certificate_status": leaf.status,
+                "account": account.name,
+                "account_id": account.id,
+                "account_status": account.status.value,
+                "assigned": True,
+            },
+            not_after_limit=leaf.not_after,
+        )
+
     def authorize_revoke(
         self, credential: str, serial: int, ctx: AuthorizeContext
     ) -> Authorization:
@@ -242,11 +290,21 @@ class Accounts:
         clock: Clock,
         random: Random,
         on_change: Callable[[], None] | None = None,
+        *,
+        audit: Audit | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.random = random
         self.on_change = on_change
+        self.revoker = CertificateRevoker(store, clock, audit)
+
+    def _withdraw(self, name: str) -> None:
+        """Revoke the account's certificates of devices that no longer have it (all of
+        them once it is removed or disabled)."""
+        revoked = self.revoker.account_changed(name, REVOKED_BY)
+        if revoked:
+            log.info("account certificates revoked", extra={"account": name, "count": len(revoked)})
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -291,6 +349,7 @@ class Accounts:
         if not self.store.update_account(updated):
             raise NotFound(f"no account named {name!r}")
         log.info("account updated", extra={"account": name, "fields": sorted(changes)})
+        self._withdraw(name)
         self._changed()
         return updated
 
@@ -298,6 +357,7 @@ class Accounts:
         if not self.store.delete_account(check_name(name)):
             raise NotFound(f"no account named {name!r}")
         log.info("account removed", extra={"account": name})
+        self._withdraw(name)
         self._changed()
 
 

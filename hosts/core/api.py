@@ -52,7 +52,9 @@ def build_router(authority: Authority) -> Router:
     @route("POST", "/1.0/revoke")
     async def revoke(request: HTTPRequest) -> HTTPResponse:
         body = request.json_object()
-        return HTTPResponse.json(await _run(authority.revoke, body, request.peer_certificate))
+        return HTTPResponse.json(
+            await _run(authority.revoke, body, request.peer_certificate, request.bearer)
+        )
 
     @route("POST", "/attest")
     async def attest(request: HTTPRequest) -> HTTPResponse:
@@ -125,6 +127,12 @@ def build_router(authority: Authority) -> Router:
         return HTTPResponse.json((await _run(inventory.disable, ek)).to_json())
 
     admin_collection("/api/v1/devices", "ek", inventory, key_has_slashes=True)
+
+    @route("POST", "/api/v1/certificates/{serial}/revoke")
+    async def revoke_certificate(request: HTTPRequest, serial: str) -> HTTPResponse:
+        who = await _run(authority.check_admin, request.bearer, request.peer_certificate)
+        body = request.json_object() if request.body.strip() else {}
+        return HTTPResponse.json(await _run(authority.admin_revoke, serial, body, who))
 
     # --- accounts: admin API, and the device-facing listing (mTLS or x5c token) ---------
 

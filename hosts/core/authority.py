@@ -50,7 +50,6 @@ from engine.pipeline import (
     build_certificate,
     prepare_certificate,
     random_serial,
-    renew_certificate,
 )
 from engine.policy import SignPolicy
 from engine.ports import Clock, Random
@@ -72,8 +71,10 @@ from .config import Config, load_config
 from .inventory import ImportReport, Inventory
 from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
+from .renewal import renew
+from .revocation import CertificateRevoker, parse_reason
 from .sqlite_store import SQLiteStore
-from .store import CertificateRecord, Revocation, Store, UsedToken
+from .store import CertificateRecord, Store, UsedToken
 
 log = logging.getLogger("devid.ca")
 
@@ -167,11 +168,14 @@ class Authority:
         self.random = random
         self.base_urls: tuple[str, ...] = ()
         self._audiences: dict[str, frozenset[str]] = {}
-        self.inventory = Inventory(store, clock)
+        self.inventory = Inventory(store, clock, audit=plugins.audit)
         self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
         self.acme = ACMEService(self)
         self.account_sync = AccountProvisionerSync(self)
-        self.accounts = Accounts(store, clock, random, on_change=self.sync_account_provisioners)
+        self.accounts = Accounts(
+            store, clock, random, on_change=self.sync_account_provisioners, audit=plugins.audit
+        )
+        self.revoker = CertificateRevoker(store, clock, plugins.audit)
         self.sync_account_provisioners()
 
     @classmethod
@@ -390,25 +394,18 @@ class Authority:
                 "renewal needs the current certificate as the TLS client certificate"
             )
         cert = _load_peer(peer_der)
-        _, issuer = self._known_certificate(cert)
-        issued = renew_certificate(cert, issuer, self.clock, self.random)
+        issued = renew(self, cert)
         self.record_issued(issued)
         return self.chain_pem(issued)
 
-    def revoke(self, body: Mapping[str, Any], peer_der: bytes | None) -> dict[str, Any]:
-        """``POST /1.0/revoke``: by the issuing provisioner's token or the certificate's own key."""
+    def revoke(
+        self, body: Mapping[str, Any], peer_der: bytes | None, bearer: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /1.0/revoke``: by the issuing provisioner's token, an admin credential
+        (``Authorization: Bearer <admin token>``), or the certificate's own key."""
         serial = parse_serial(body.get("serial"))
         token = _string_field(body, "ott", required=False)
-        reason = _string_field(body, "reason", required=False) or ""
-        if len(reason) > MAX_REASON_LENGTH:
-            raise BadRequest("reason is too long")
-        reason_code = body.get("reasonCode", 0)
-        if (
-            isinstance(reason_code, bool)
-            or not isinstance(reason_code, int)
-            or not (0 <= reason_code <= 10 and reason_code not in (2, 7, 8))
-        ):
-            raise BadRequest("reasonCode must be an RFC 5280 CRLReason other than CA-only codes")
+        reason_code, reason = parse_reason(body)
         record = self.store.get_certificate(serial_hex(serial))
         if record is None:
             raise NotFound(f"no certificate with serial {serial}")
@@ -419,6 +416,8 @@ class Authority:
             authorization = provisioner.authorize_revoke(token, serial, self.context("/1.0/revoke"))
             self._use_token(authorization.token)
             revoked_by = f"provisioner:{provisioner.name}"
+        elif bearer:
+            revoked_by = self.check_admin(bearer, None)
         elif peer_der is not None:
             cert = _load_peer(peer_der)
             if cert.serial_number != serial:
@@ -427,22 +426,30 @@ class Authority:
             revoked_by = "certificate-key"
         else:
             raise Unauthorized(
-                "revocation needs a token from the issuing provisioner or the certificate over mTLS"
+                "revocation needs a token from the issuing provisioner, an admin credential"
+                " or the certificate over mTLS"
             )
-        revocation = Revocation(
-            serial=record.serial,
-            issuer=record.issuer,
-            revoked_at=self.clock.now(),
-            reason_code=reason_code,
-            reason=reason,
-            revoked_by=revoked_by,
-        )
-        if not self.store.revoke(revocation):
+        if not self.revoker.revoke(record, reason_code, reason, revoked_by):
             raise Conflict("certificate is already revoked")
-        fields = {"serial": record.serial, "reason_code": reason_code, "by": revoked_by}
-        log.info("certificate revoked", extra=fields)
-        self.plugins.audit("certificate.revoked", fields)
         return {"status": "ok"}
+
+    def admin_revoke(self, serial_text: str, body: Mapping[str, Any], admin: str) -> dict[str, Any]:
+        """``POST /api/v1/certificates/{serial}/revoke``: an operator (*admin*, as
+        ``check_admin`` named them) revokes any certificate this CA issued."""
+        serial = parse_serial(serial_text)
+        reason_code, reason = parse_reason(body)
+        record = self.store.get_certificate(serial_hex(serial))
+        if record is None:
+            raise NotFound(f"no certificate with serial {serial}")
+        if not self.revoker.revoke(record, reason_code, reason, admin):
+            raise Conflict("certificate is already revoked")
+        return {
+            "status": "ok",
+            "serial": str(serial),
+            "issuer": record.issuer,
+            "reasonCode": reason_code,
+            "revokedBy": admin,
+        }
 
     def crl(self, issuer_name: str = "agent") -> bytes:
         issuer = self.issuers.get(issuer_name)

@@ -1,4 +1,9 @@
-"""Device inventory operations shared by the REST API, the CLI and inventory-source plugins."""
+"""Device inventory operations shared by the REST API, the CLI and inventory-source plugins.
+
+A change that disables or removes a device, or takes it out of an account's assignment
+(its tags), revokes the certificates it is no longer entitled to at once, whichever way
+it comes (API, CLI, import, sync): see :mod:`hosts.core.revocation`.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ from engine.inventory import (
 )
 from engine.ports import Clock
 
+from .revocation import Audit, CertificateRevoker
 from .store import Store
 
 log = logging.getLogger("devid.inventory")
 
 MAX_PAGE = 500
+REVOKED_BY = "device-inventory"
 
 
 @attrs.frozen
@@ -104,9 +111,21 @@ def _merge(existing: Device, incoming: Device, *, given: set[str]) -> Device:
 
 
 class Inventory:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, audit: Audit | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.revoker = CertificateRevoker(store, clock, audit)
+
+    def _withdraw(self, device: Device | None, ek_urn: str) -> tuple[str, ...]:
+        """Revoke what the device (None: removed) is no longer entitled to; the serials."""
+        revoked = tuple(self.revoker.device_changed(ek_urn, REVOKED_BY))
+        if revoked:
+            state = "removed" if device is None else device.status.value
+            log.info(
+                "device certificates revoked",
+                extra={"ek": ek_urn, "device_status": state, "count": len(revoked)},
+            )
+        return revoked
 
     def add(self, data: Any) -> Device:
         device = device_from_input(data, now=self.clock.now())
@@ -152,6 +171,10 @@ class Inventory:
         }
 
     def update(self, ek: str, changes: Any) -> Device:
+        return self.change(ek, changes)[0]
+
+    def change(self, ek: str, changes: Any) -> tuple[Device, tuple[str, ...]]:
+        """Update a device; the serials of the certificates this revoked come with it."""
         if not isinstance(changes, dict):
             raise BadRequest("changes must be a JSON object")
         allowed = {"serial", "name", "owner", "tags", "status"}
@@ -174,16 +197,21 @@ class Inventory:
         updated = attrs.evolve(device, **updates)
         self.store.put_device(updated)
         log.info("device updated", extra={"ek": updated.ek_urn, "fields": sorted(changes)})
-        return updated
+        revoked: tuple[str, ...] = ()
+        if updated.status != device.status or updated.tags != device.tags:
+            revoked = self._withdraw(updated, updated.ek_urn)
+        return updated, revoked
 
     def disable(self, ek: str) -> Device:
         return self.update(ek, {"status": "disabled"})
 
-    def remove(self, ek: str) -> None:
+    def remove(self, ek: str) -> tuple[str, ...]:
+        """Remove a device and revoke every certificate issued to it; their serials."""
         urn = normalize_ek_urn(ek)
         if not self.store.delete_device(urn):
             raise NotFound(f"no device {urn}")
         log.info("device removed", extra={"ek": urn})
+        return self._withdraw(None, urn)
 
     def upsert_many(
         self,
@@ -210,6 +238,8 @@ class Inventory:
                     else:
                         self.store.put_device(attrs.evolve(merged, updated_at=self.clock.now()))
                         outcome = "updated"
+                        if merged.status != existing.status or merged.tags != existing.tags:
+                            self._withdraw(merged, merged.ek_urn)
                 results.append(RowResult(index, device.ek_urn, outcome))
             except ProtocolError as exc:
                 results.append(

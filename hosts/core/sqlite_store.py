@@ -26,9 +26,11 @@ from engine.crl import RevokedEntry
 from engine.errors import ConfigurationError
 from engine.inventory import Device, DeviceFilter, DeviceStatus
 
-from .store import CertificateRecord, Revocation, UsedToken
+from .store import CertificateRecord, Revocation, UsedToken, certificate_device
 
-SCHEMA_VERSION = 1
+# 1: the first versioned schema. 2: certificates.device, the EK URN of the device a
+# certificate was issued to (to revoke all of them when the device is disabled).
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY,
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS certificates (
     status TEXT NOT NULL DEFAULT 'active',
     der BLOB NOT NULL,
     evidence TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    device TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_by_provisioner ON certificates(provisioner_name);
 CREATE TABLE IF NOT EXISTS used_tokens (
@@ -169,9 +172,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
                 raise ConfigurationError(f"{path} was written by a newer devid (schema {version})")
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"cannot open the database {path}: {exc}") from None
@@ -187,6 +188,46 @@ class SQLiteStore:
         self._writer_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._writes_since_prune = 0
         self.path = path
+        if version < SCHEMA_VERSION:
+            try:
+                self._migrate()
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                raise ConfigurationError(f"cannot upgrade the database {path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older devid up to SCHEMA_VERSION, in one
+        transaction (another process opening it meanwhile waits, then finds it done)."""
+        with self._writing():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(certificates)")}
+                if "device" not in columns:
+                    self._db.execute("ALTER TABLE certificates ADD COLUMN device TEXT")
+                    self._fill_certificate_devices()
+                self._db.execute(
+                    "CREATE INDEX IF NOT EXISTS certificates_by_device ON certificates(device)"
+                )
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _fill_certificate_devices(self) -> None:
+        """certificates.device for rows stored before the column existed."""
+        rows = self._db.execute("SELECT serial, evidence, der FROM certificates").fetchall()
+        for serial, evidence, der in rows:
+            try:
+                facts = json.loads(str(evidence))
+            except ValueError:
+                facts = {}
+            device = certificate_device(facts if isinstance(facts, dict) else {}, bytes(der))
+            if device is not None:
+                self._db.execute(
+                    "UPDATE certificates SET device = ? WHERE serial = ?", (device, serial)
+                )
 
     def close(self) -> None:
         with self._lock:
@@ -213,7 +254,7 @@ class SQLiteStore:
         self._db.execute(
             "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
             " provisioner_name, not_before, not_after, status, der, evidence,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.serial,
                 record.issuer,
@@ -227,6 +268,7 @@ class SQLiteStore:
                 record.der,
                 json.dumps(record.evidence, default=str) if record.evidence else "{}",
                 _ts(created),
+                record.device or certificate_device(record.evidence, record.der),
             ),
         )
 
@@ -326,7 +368,8 @@ class SQLiteStore:
             item.error = exc
 
     def _row(self, row: tuple[object, ...]) -> CertificateRecord:
-        (serial, issuer, subject, sans, ptype, pname, nb, na, status, der, evidence, created) = row
+        (serial, issuer, subject, sans, ptype, pname, nb, na, status, der, evidence, created,
+         device) = row  # fmt: skip
         return CertificateRecord(
             serial=str(serial),
             issuer=str(issuer),
@@ -340,11 +383,12 @@ class SQLiteStore:
             der=bytes(der),  # type: ignore[call-overload]
             evidence=json.loads(str(evidence)),
             created_at=_dt(float(created)),  # type: ignore[arg-type]
+            device=None if device is None else str(device),
         )
 
     _COLUMNS = (
         "serial, issuer, subject, sans, provisioner_type, provisioner_name,"
-        " not_before, not_after, status, der, evidence, created_at"
+        " not_before, not_after, status, der, evidence, created_at, device"
     )
 
     def get_certificate(self, serial: str) -> CertificateRecord | None:
@@ -368,6 +412,26 @@ class SQLiteStore:
     def count_certificates(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0])
+
+    def certificates_of_device(self, ek_urn: str, now: datetime) -> Sequence[CertificateRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM certificates WHERE device = ?"
+                " AND status = 'active' AND not_after > ? ORDER BY created_at, serial",
+                (ek_urn, _ts(now)),
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def certificates_of_provisioner(
+        self, provisioner: str, now: datetime
+    ) -> Sequence[CertificateRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM certificates WHERE provisioner_name = ?"
+                " AND status = 'active' AND not_after > ? ORDER BY created_at, serial",
+                (provisioner, _ts(now)),
+            ).fetchall()
+        return [self._row(r) for r in rows]
 
     # --- one-time tokens ---------------------------------------------------
 

@@ -35,14 +35,21 @@ from engine.acme.identifiers import (
     IPNetwork,
 )
 from engine.csr import CSRInfo
-from engine.errors import BadRequest, ConfigurationError, Unauthorized
+from engine.errors import BadRequest, ConfigurationError, Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.jose import b64url_decode
 from engine.keys import KeyType
 from engine.policy import DurationLimits, KeyTypeIn, SignPolicy, Validator
 from plugins.attestation.base import AttestationContext
 from plugins.options import Options, durations_view
-from plugins.provisioner import Authorization, AuthorizeContext, ProvisionerEnvironment
+from plugins.provisioner import (
+    Authorization,
+    AuthorizeContext,
+    ProvisionerEnvironment,
+    RenewAuthorization,
+    RenewContext,
+    require_active_device,
+)
 
 DEFAULT_DURATIONS = DurationLimits(
     minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
@@ -170,6 +177,7 @@ class ACMEProvisioner:
         attestation_formats: tuple[str, ...] = (),
         attestation_roots: Mapping[str, tuple[x509.Certificate, ...]] | None = None,
         require_inventory: bool = False,
+        allow_renewal: bool = False,
     ) -> None:
         self.name = name
         self.issuer = issuer
@@ -180,6 +188,7 @@ class ACMEProvisioner:
         self.attestation_formats = attestation_formats
         self.attestation_roots = dict(attestation_roots or {})
         self.require_inventory = require_inventory
+        self.allow_renewal = allow_renewal
         self.ref = ProvisionerRef(type=self.type_name, name=name)
 
     # --- configuration -----------------------------------------------------
@@ -246,6 +255,7 @@ class ACMEProvisioner:
             attestation_formats=tuple(formats) if DEVICE_ATTEST_01 in challenges else (),
             attestation_roots=_load_roots(opts, env.data_dir, formats),
             require_inventory=opts.boolean("require_inventory", False),
+            allow_renewal=opts.boolean("allow_renewal", False),
         )
         opts.finish()
         return provisioner
@@ -287,6 +297,19 @@ class ACMEProvisioner:
         self, credential: str, serial: int, ctx: AuthorizeContext
     ) -> Authorization:
         raise Unauthorized(f"certificates of {self.name!r} are revoked through ACME revokeCert")
+
+    def authorize_renew(self, ctx: RenewContext) -> RenewAuthorization:
+        """A device certificate (device-attest-01) renews while its device is registered
+        and active; any other certificate only with ``allow_renewal = true`` (ACME
+        clients renew by ordering again)."""
+        if "attestation" in ctx.record.evidence:
+            return RenewAuthorization(checked=require_active_device(ctx))
+        if not self.allow_renewal:
+            raise Forbidden(
+                f"provisioner {self.name!r} does not renew its certificates over /1.0/renew:"
+                " order a new one over ACME"
+            )
+        return RenewAuthorization(checked={"allow_renewal": True})
 
     def authorize_finalize(self, request: FinalizeRequest) -> Authorization:
         """The policy for a ready order: names from the order, the attested key if any."""

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from engine.csr import CSRInfo
-from engine.errors import BadRequest, ConfigurationError, Unauthorized
+from engine.errors import BadRequest, ConfigurationError, Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.jose import (
     CompactJWS,
@@ -45,6 +45,8 @@ from plugins.provisioner import (
     Authorization,
     AuthorizeContext,
     ProvisionerEnvironment,
+    RenewAuthorization,
+    RenewContext,
     TokenUse,
 )
 from plugins.tokens import check_registered_claims, csr_binding, subject_and_sans
@@ -72,6 +74,7 @@ class JWKProvisioner:
         require_csr_binding: bool = False,
         key_types: frozenset[KeyType] = frozenset(KeyType),
         encrypted_key: Path | None = None,
+        allow_renewal: bool = True,
     ) -> None:
         self.name = name
         self.issuer = issuer
@@ -84,6 +87,7 @@ class JWKProvisioner:
         self.require_csr_binding = require_csr_binding
         self.key_types = key_types
         self.encrypted_key = encrypted_key
+        self.allow_renewal = allow_renewal
         self.ref = ProvisionerRef(type=self.type_name, name=name)
 
     # --- configuration -----------------------------------------------------
@@ -119,6 +123,7 @@ class JWKProvisioner:
             require_csr_binding=opts.boolean("require_csr_binding", False),
             key_types=opts.key_types(),
             encrypted_key=(env.data_dir / encrypted) if isinstance(encrypted, str) else None,
+            allow_renewal=opts.boolean("allow_renewal", True),
         )
         opts.finish()
         return provisioner
@@ -239,3 +244,9 @@ class JWKProvisioner:
         if claims.get("sub") != str(serial):
             raise Unauthorized("token subject is not the serial number being revoked")
         return Authorization(policy=None, token=use)
+
+    def authorize_renew(self, ctx: RenewContext) -> RenewAuthorization:
+        """A token's certificate renews with its own key unless ``allow_renewal = false``."""
+        if not self.allow_renewal:
+            raise Forbidden(f"provisioner {self.name!r} does not allow renewal")
+        return RenewAuthorization(checked={"allow_renewal": True})

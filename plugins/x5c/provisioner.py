@@ -54,7 +54,10 @@ from plugins.provisioner import (
     Authorization,
     AuthorizeContext,
     ProvisionerEnvironment,
+    RenewAuthorization,
+    RenewContext,
     TokenUse,
+    require_active_leaf,
 )
 from plugins.tokens import TokenTimes, check_registered_claims, csr_binding, subject_and_sans
 
@@ -198,6 +201,7 @@ class X5CProvisioner:
         allowed_sans: Sequence[str] = (),
         require_csr_binding: bool = False,
         leaf_check: LeafCheck | None = None,
+        allow_renewal: bool = False,
     ) -> None:
         where = f"provisioner {name!r}"
         if not isinstance(name, str) or not name:
@@ -218,6 +222,7 @@ class X5CProvisioner:
         self.allowed_sans = NamePatterns.parse(allowed_sans, f"{where}: allowed_sans")
         self.require_csr_binding = require_csr_binding
         self.leaf_check = leaf_check
+        self.allow_renewal = allow_renewal
         self.ref = ProvisionerRef(type=self.type_name, name=name)
 
     # --- configuration -----------------------------------------------------
@@ -253,6 +258,7 @@ class X5CProvisioner:
             allowed_subjects=_string_list(opts, "allowed_subjects"),
             allowed_sans=_string_list(opts, "allowed_sans"),
             require_csr_binding=opts.boolean("require_csr_binding", False),
+            allow_renewal=opts.boolean("allow_renewal", False),
         )
         opts.finish()
         return provisioner
@@ -401,6 +407,23 @@ class X5CProvisioner:
         if token.claims.get("sub") != str(serial):
             raise Unauthorized("token subject is not the serial number being revoked")
         return Authorization(policy=None, token=token.use)
+
+    def authorize_renew(self, ctx: RenewContext) -> RenewAuthorization:
+        """Only with ``allow_renewal = true``. If this CA issued the x5c certificate that
+        obtained the certificate, that one must still be active, and the renewal ends no
+        later than it does (as the first issuance did)."""
+        if not self.allow_renewal:
+            raise Forbidden(
+                f"provisioner {self.name!r} does not allow renewal: sign a new token with"
+                " the x5c certificate"
+            )
+        checked: dict[str, Any] = {"allow_renewal": True}
+        if ctx.leaf is None:
+            return RenewAuthorization(checked=checked)
+        leaf = require_active_leaf(ctx)
+        checked["leaf_serial"] = leaf.serial
+        checked["leaf_status"] = leaf.status
+        return RenewAuthorization(checked=checked, not_after_limit=leaf.not_after)
 
 
 def _string_list(opts: Options, key: str) -> list[str]:

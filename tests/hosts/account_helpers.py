@@ -104,7 +104,8 @@ def issue_device_certificate(
     identify: bool = True,
 ) -> DeviceCertificate:
     """A certificate from the Agent CA carrying the device's PermanentIdentifier (devid's
-    EK-digest assigner), recorded in the store as issued by the ``devices`` provisioner."""
+    EK-digest assigner), recorded in the store as issued by the ``devices`` provisioner
+    with evidence shaped as device-attest-01 stores it."""
     issuer = authority.issuers["agent"]
     key = ec.generate_private_key(ec.SECP256R1())
     value = permanent_identifier_value(ek_digest(label))
@@ -125,11 +126,18 @@ def issue_device_certificate(
         now + lifetime,
         provisioner,
     )
+    evidence = {
+        "method": "acme",
+        "provisioner": "devices",
+        "identifiers": [{"type": "permanent-identifier", "value": value}],
+        "attestation": {"format": "tpm", "ek_urns": [ek_of(label)]},
+    }
     issued = IssuedCertificate(
         certificate=cert,
         der=cert.public_bytes(serialization.Encoding.DER),
         issuer=issuer,
         provisioner=provisioner,
+        evidence=evidence if identify else {},
     )
     authority.record_issued(issued)
     return DeviceCertificate(key=key, certificate=cert, agent_ca=issuer.certificate)

@@ -184,7 +184,8 @@ async def test_a_disabled_device_is_refused(
 ) -> None:
     server.authority.inventory.disable(ek_of("laptop-1"))
     r = await sign(server, laptop, "corp-wifi", "laptop-1", ["laptop-1.wifi.example.com"])
-    assert "is disabled" in assert_json_error(r, 403)["message"]
+    # Disabling the device revoked its device certificate.
+    assert "the device certificate is revoked" in assert_json_error(r, 401)["message"]
 
 
 async def test_a_removed_device_is_refused(
@@ -192,7 +193,8 @@ async def test_a_removed_device_is_refused(
 ) -> None:
     server.authority.inventory.remove(ek_of("laptop-1"))
     r = await sign(server, laptop, "corp-wifi", "laptop-1", ["laptop-1.wifi.example.com"])
-    assert "not in this CA's inventory" in assert_json_error(r, 403)["message"]
+    # Removing the device revoked its device certificate.
+    assert "the device certificate is revoked" in assert_json_error(r, 401)["message"]
 
 
 async def test_a_revoked_device_certificate_is_refused(

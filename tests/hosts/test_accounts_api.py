@@ -281,7 +281,8 @@ async def test_a_disabled_device_lists_nothing(
     server.authority.inventory.disable(urn)
     async with client(server, cert=device.client_pem(tmp_path / "device.pem")) as http:
         r = await http.get(DEVICE_ACCOUNTS)
-    assert "disabled" in assert_json_error(r, 403)["message"]
+    # Disabling the device revoked its device certificate.
+    assert "revoked" in assert_json_error(r, 401)["message"]
 
 
 async def test_a_revoked_device_certificate_lists_nothing(

@@ -1,0 +1,152 @@
+"""``POST /1.0/renew``: the host's half of renewal.
+
+The client proves the current certificate over mTLS. The host checks that this CA
+issued it and still holds it active, gathers what the store knows (the certificate's
+record, the device it names, the certificate that obtained it, the account), and asks
+the provisioner that issued it (``authorize_renew``); a provisioner that does not
+implement that step renews nothing. The renewed certificate keeps the original's
+provisioner and evidence, adds ``renewed_from`` and what the renewal checked, and ends
+no later than the provisioner's limit (an account certificate: its device certificate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from engine.errors import Forbidden, Unauthorized
+from engine.extensions import ProvisionerRef
+from engine.pipeline import IssuedCertificate, renew_certificate
+from plugins.provisioner import (
+    CertificateFacts,
+    Provisioner,
+    RenewAuthorization,
+    RenewContext,
+    refuse_renewal,
+)
+
+from .store import CertificateRecord
+
+if TYPE_CHECKING:
+    from .authority import Authority
+
+# Evidence keys a renewal replaces rather than inherits.
+_RENEWAL_KEYS = ("renewed_from", "renewal")
+
+
+def certificate_facts(record: CertificateRecord) -> CertificateFacts:
+    return CertificateFacts(
+        serial=record.serial,
+        issuer=record.issuer,
+        provisioner_type=record.provisioner_type,
+        provisioner_name=record.provisioner_name,
+        status=record.status,
+        not_before=record.not_before,
+        not_after=record.not_after,
+        evidence=dict(record.evidence),
+        device=record.device,
+    )
+
+
+def renew_context(
+    authority: Authority, cert: x509.Certificate, record: CertificateRecord
+) -> RenewContext:
+    """What the store says, now, about the certificate being renewed and what it rests on."""
+    store = authority.store
+    evidence = record.evidence
+    device = store.get_device(record.device) if record.device is not None else None
+    leaf = None
+    leaf_serial = evidence.get("leaf_serial")
+    if isinstance(leaf_serial, str) and leaf_serial:
+        found = store.get_certificate(leaf_serial.lower())
+        leaf = certificate_facts(found) if found is not None else None
+    account = None
+    account_name = evidence.get("account")
+    if isinstance(account_name, str) and account_name:
+        account = store.get_account(account_name)
+    return RenewContext(
+        now=authority.clock.now(),
+        certificate=cert,
+        record=certificate_facts(record),
+        device=device,
+        leaf=leaf,
+        account=account,
+    )
+
+
+def _provisioner(authority: Authority, record: CertificateRecord) -> Provisioner:
+    name = record.provisioner_name
+    provisioner = authority.provisioners.get(name)
+    if provisioner is None:
+        provisioner = authority.account_sync.find(name)  # an account another process added
+    if provisioner is None:
+        if record.provisioner_type == "attestation":
+            raise Forbidden(
+                "AK certificates are not renewed: the device attests again (POST /attest)"
+            )
+        raise Unauthorized(f"the provisioner {name!r} that issued this certificate is gone")
+    if provisioner.type_name != record.provisioner_type:
+        raise Unauthorized(
+            f"the provisioner {name!r} is no longer the one that issued this certificate"
+        )
+    return provisioner
+
+
+def authorize_renewal(provisioner: Provisioner, ctx: RenewContext) -> RenewAuthorization:
+    """The provisioner's decision; fail closed when it has no ``authorize_renew``."""
+    authorize = getattr(provisioner, "authorize_renew", None)
+    if authorize is None:
+        return refuse_renewal(provisioner.name)
+    result = authorize(ctx)
+    if not isinstance(result, RenewAuthorization):
+        raise Forbidden(f"provisioner {provisioner.name!r} did not authorize the renewal")
+    return result
+
+
+def renewal_evidence(
+    record: CertificateRecord, authorization: RenewAuthorization, ctx: RenewContext
+) -> dict[str, Any]:
+    """The original evidence, the serial it was renewed from, and what the renewal checked."""
+    inherited = {k: v for k, v in record.evidence.items() if k not in _RENEWAL_KEYS}
+    renewal: dict[str, Any] = {
+        "provisioner": record.provisioner_name,
+        "at": ctx.now.isoformat(),
+        "certificate_status": record.status,
+        "checked": _jsonable(authorization.checked),
+    }
+    if authorization.not_after_limit is not None:
+        renewal["not_after_limit"] = authorization.not_after_limit.isoformat()
+    return {**inherited, "renewed_from": record.serial, "renewal": renewal}
+
+
+def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+        for k, v in value.items()
+    }
+
+
+def renew(authority: Authority, cert: x509.Certificate) -> IssuedCertificate:
+    """Check, authorize and sign the renewal of *cert* (the mTLS client certificate)."""
+    record, issuer = authority._known_certificate(cert)
+    if record.der != cert.public_bytes(Encoding.DER):
+        raise Unauthorized("certificate is unknown to this CA")
+    if record.issuer != issuer.name:
+        raise Unauthorized("certificate was not issued by this CA")
+    ref = ProvisionerRef.from_certificate(cert)
+    if ref is None or (ref.type, ref.name) != (record.provisioner_type, record.provisioner_name):
+        raise Forbidden("certificate was not issued by a devid provisioner")
+    provisioner = _provisioner(authority, record)
+    ctx = renew_context(authority, cert, record)
+    authorization = authorize_renewal(provisioner, ctx)
+    return renew_certificate(
+        cert,
+        issuer,
+        authority.clock,
+        authority.random,
+        not_after_limit=authorization.not_after_limit,
+        evidence=renewal_evidence(record, authorization, ctx),
+    )

@@ -1,0 +1,160 @@
+"""Revoking certificates: one at a time (operators, provisioners, a certificate's own key),
+and all those a device or an account no longer entitles.
+
+Disabling or removing a device revokes every certificate issued to it (its device
+certificates, account certificates and AK certificates); removing or disabling an
+account, or taking a device out of its assignment, revokes that account's certificates
+of the devices that lost it. The CRLs are built from the store on request, so they
+list each revocation as soon as it is committed. Enabling a device again revokes
+nothing and restores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from engine.accounts import PROVISIONER_PREFIX, Account, is_assigned, provisioner_name
+from engine.errors import BadRequest
+from engine.inventory import Device
+from engine.ports import Clock
+
+from .store import CertificateRecord, Revocation, Store
+
+log = logging.getLogger("devid.ca")
+
+MAX_REASON_LENGTH = 512
+# RFC 5280 CRLReason codes used here.
+CESSATION_OF_OPERATION = 5
+PRIVILEGE_WITHDRAWN = 9
+# affiliationChanged (3) would also fit, but 9 says what happened: the privilege ended.
+CA_ONLY_CODES = (2, 7, 8)  # cACompromise, (unused), removeFromCRL
+
+Audit = Callable[[str, Mapping[str, Any]], None]
+
+
+def parse_reason(body: Mapping[str, Any]) -> tuple[int, str]:
+    """``reasonCode`` and ``reason`` of a revocation request; BadRequest if invalid."""
+    reason = body.get("reason")
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str):
+        raise BadRequest("field 'reason' must be a string")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise BadRequest("reason is too long")
+    reason_code = body.get("reasonCode", 0)
+    if (
+        isinstance(reason_code, bool)
+        or not isinstance(reason_code, int)
+        or not (0 <= reason_code <= 10 and reason_code not in CA_ONLY_CODES)
+    ):
+        raise BadRequest("reasonCode must be an RFC 5280 CRLReason other than CA-only codes")
+    return reason_code, reason
+
+
+@attrs.frozen
+class Withdrawal:
+    """Why a certificate is to be revoked."""
+
+    code: int
+    reason: str
+
+
+def withdrawal(
+    record: CertificateRecord, device: Device | None, account: Account | None
+) -> Withdrawal | None:
+    """Whether the certificate *record* (issued to the device *device* names, or to a
+    removed one if None) has lost what entitled it; *account* is the account its
+    evidence names, if it is an account certificate. None if it still holds."""
+    ek = record.device
+    if ek is not None:
+        if device is None:
+            return Withdrawal(CESSATION_OF_OPERATION, f"the device {ek} was removed")
+        if not device.active:
+            return Withdrawal(PRIVILEGE_WITHDRAWN, f"the device {ek} was disabled")
+    if not record.provisioner_name.startswith(PROVISIONER_PREFIX):
+        return None
+    name = record.provisioner_name[len(PROVISIONER_PREFIX) :]
+    account_id = record.evidence.get("account_id")
+    if account is None or (account_id is not None and account.id != account_id):
+        return Withdrawal(CESSATION_OF_OPERATION, f"the account {name} was removed")
+    if not account.active:
+        return Withdrawal(PRIVILEGE_WITHDRAWN, f"the account {name} was disabled")
+    if device is not None and not is_assigned(account, device):
+        return Withdrawal(
+            PRIVILEGE_WITHDRAWN, f"the account {name} is no longer assigned to the device {ek}"
+        )
+    return None
+
+
+class CertificateRevoker:
+    """Revokes in the store, then logs and audits each revocation."""
+
+    def __init__(self, store: Store, clock: Clock, audit: Audit | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.audit = audit
+
+    def revoke(self, record: CertificateRecord, code: int, reason: str, revoked_by: str) -> bool:
+        """Revoke one certificate; False if it was revoked already."""
+        revocation = Revocation(
+            serial=record.serial,
+            issuer=record.issuer,
+            revoked_at=self.clock.now(),
+            reason_code=code,
+            reason=reason,
+            revoked_by=revoked_by,
+        )
+        if not self.store.revoke(revocation):
+            return False
+        fields: dict[str, Any] = {
+            "serial": record.serial,
+            "issuer": record.issuer,
+            "reason_code": code,
+            "reason": reason,
+            "by": revoked_by,
+        }
+        if record.device is not None:
+            fields["device"] = record.device
+        log.info("certificate revoked", extra=fields)
+        if self.audit is not None:
+            self.audit("certificate.revoked", fields)
+        return True
+
+    def _withdraw(self, records: Sequence[CertificateRecord], revoked_by: str) -> list[str]:
+        devices: dict[str, Device | None] = {}
+        accounts: dict[str, Account | None] = {}
+        revoked: list[str] = []
+        for record in records:
+            device = None
+            if record.device is not None:
+                if record.device not in devices:
+                    devices[record.device] = self.store.get_device(record.device)
+                device = devices[record.device]
+            account = None
+            name = record.evidence.get("account")
+            if record.provisioner_name.startswith(PROVISIONER_PREFIX) and isinstance(name, str):
+                if name not in accounts:
+                    accounts[name] = self.store.get_account(name)
+                account = accounts[name]
+                if account is not None and account.provisioner_name != record.provisioner_name:
+                    account = None
+            found = withdrawal(record, device, account)
+            if found is not None and self.revoke(record, found.code, found.reason, revoked_by):
+                revoked.append(record.serial)
+        return revoked
+
+    def device_changed(self, ek_urn: str, revoked_by: str) -> list[str]:
+        """Revoke the certificates of the device *ek_urn* it is no longer entitled to
+        (all of them if it was disabled or removed); the serials revoked."""
+        records = self.store.certificates_of_device(ek_urn, self.clock.now())
+        return self._withdraw(records, revoked_by)
+
+    def account_changed(self, name: str, revoked_by: str) -> list[str]:
+        """Revoke the certificates of the account *name* whose devices lost it (all of
+        them if it was removed or disabled); the serials revoked."""
+        records = self.store.certificates_of_provisioner(provisioner_name(name), self.clock.now())
+        return self._withdraw(records, revoked_by)
