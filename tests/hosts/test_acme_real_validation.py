@@ -119,3 +119,29 @@ async def test_a_wrong_txt_record_makes_the_challenge_invalid_with_its_error(
     assert shown["status"] == "invalid"
     assert shown["error"]["type"].startswith("urn:ietf:params:acme:error:")
     assert "wrong.devid.test" in shown["error"]["detail"]
+
+
+async def test_a_failed_http01_never_shows_the_client_what_the_target_served(
+    acme_quart: RunningServer, challtestsrv: ChallTestSrv
+) -> None:
+    """An account holder points http-01 at an internal page: the challenge turns
+    invalid, and its error (all the client ever sees) carries none of the page."""
+    secret = "internal-admin-console: password=hunter2"
+    with http01_responder() as (port, answers):
+        acme_quart.authority.acme.configure(
+            http01_port=port, dns_resolver=challtestsrv.dns_resolver
+        )
+        async with acme_client(acme_quart) as acme:
+            await acme.new_account()
+            order = (await acme.new_order(("dns", "probe.devid.test"))).json()
+            (challenge,) = await challenges_of(acme, order, "http-01")
+            answers[challenge["token"]] = secret
+            await acme.post(challenge["url"], {})
+            authz = await acme.wait_for(challenge["authz"], ["valid", "invalid"])
+            seen = (await acme.get(challenge["url"])).text
+    assert authz["status"] == "invalid"
+    shown = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    assert shown["error"]["type"] == "urn:ietf:params:acme:error:incorrectResponse"
+    assert "not the key authorization" in shown["error"]["detail"]
+    for text in (str(authz), seen):
+        assert "hunter2" not in text and "internal-admin-console" not in text
