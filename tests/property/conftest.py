@@ -15,6 +15,6 @@ _COMMON = {
     "database": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("devid", max_examples=60, **_COMMON)
-settings.register_profile("thorough", max_examples=5_000, **_COMMON)
+settings.register_profile("devid", max_examples=100, **_COMMON)
+settings.register_profile("thorough", max_examples=2_000, **_COMMON)
 settings.load_profile("devid")
