@@ -76,9 +76,14 @@ def b64url_decode(text: str | bytes, *, what: str = "value") -> bytes:
         raise BadRequest(f"{what} is not base64url") from None
 
 
-def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH, text: bytes | str | None = None) -> bool:
     """Whether decoded JSON nests objects and arrays more than *limit* levels deep
-    (walked with a list, not recursion)."""
+    (walked with a list, not recursion). With the JSON *text* it was decoded from, a
+    text with at most *limit* brackets opening in all is not walked at all."""
+    if isinstance(text, bytes) and text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    if isinstance(text, str) and text.count("[") + text.count("{") <= limit:
+        return False
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -102,7 +107,7 @@ def json_value(data: bytes | str, what: str) -> Any:
         raise BadRequest(f"{what} is not JSON") from None
     except RecursionError:
         raise BadRequest(f"{what} is nested too deeply") from None
-    if too_deep(value):
+    if too_deep(value, text=data):
         raise BadRequest(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     return value
 

@@ -71,7 +71,7 @@ def loads(data: bytes | str, what: str) -> Any:
         raise malformed(f"{what} is not valid JSON") from None
     except RecursionError:
         raise malformed(f"{what} is nested too deeply") from None
-    if too_deep(value):
+    if too_deep(value, text=data):
         raise malformed(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     return value
 

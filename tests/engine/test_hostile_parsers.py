@@ -202,6 +202,11 @@ def test_json_nested_within_the_limit_is_read() -> None:
     assert loads(deep_json(8), "the JWS payload") == {"x": [[[[[[[[]]]]]]]]}
 
 
+def test_brackets_inside_strings_are_no_nesting() -> None:
+    text = json.dumps({"x": "[{" * 100, "y": [[1]] * 50})
+    assert loads(text, "the JWS payload")["x"] == "[{" * 100
+
+
 def test_an_acme_request_whose_protected_header_nests_deep_is_malformed() -> None:
     protected = b64url_encode(deep_header({"alg": "ES256", "nonce": "n", "url": "u"}).encode())
     body = json.dumps({"protected": protected, "payload": "", "signature": "AA"}).encode()
