@@ -206,7 +206,14 @@ def acme_jws(keys: dict[str, Key]) -> None:
     from engine.acme.jws import sign_flattened
     from engine.jose import b64url_encode, jwk_from_public_key
 
-    from .targets.acme_jws import ACCOUNT_KEY, BASE, EAB_KEYS, KEY_CHANGE, NEW_ACCOUNT
+    from .targets.acme_jws import (
+        ACCOUNT_KEY,
+        BASE,
+        EAB_KEYS,
+        KEY_CHANGE,
+        NEW_ACCOUNT,
+        REVOKE_CERT,
+    )
 
     def body(jws: dict[str, Any]) -> bytes:
         return b"\x00" + _json(jws)
@@ -217,6 +224,7 @@ def acme_jws(keys: dict[str, Key]) -> None:
         jws = sign_flattened(key, account, {"nonce": "bm9uY2U", "url": NEW_ACCOUNT, "jwk": jwk})
         _write("acme_jws", f"new-account-{kind}", body(jws))
     key = keys["p256"]
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     jwk = jwk_from_public_key(key.public_key())
     kid, secret = next(iter(EAB_KEYS.items()))
     import hmac
@@ -254,6 +262,19 @@ def acme_jws(keys: dict[str, Key]) -> None:
         "acme_jws",
         "key-change",
         body(sign_flattened(ACCOUNT_KEY, inner, {**headers, "url": KEY_CHANGE})),
+    )
+    certificate = _certificate(_name("revoked.example"), _name("Fuzz ACME CA"), key, key)
+    revocation = {
+        "certificate": b64url_encode(certificate.public_bytes(Encoding.DER)),
+        "reason": 1,
+    }
+    by_key: dict[str, Any] = {"nonce": "bm9uY2U", "url": REVOKE_CERT, "jwk": jwk}
+    by_account: dict[str, Any] = {**headers, "url": REVOKE_CERT}
+    _write("acme_jws", "revoke-cert-by-key", body(sign_flattened(key, revocation, by_key)))
+    _write(
+        "acme_jws",
+        "revoke-cert-by-account",
+        body(sign_flattened(ACCOUNT_KEY, revocation, by_account)),
     )
 
 

@@ -1,7 +1,8 @@
 """ACME request bodies (engine/acme/jws.py): the flattened JWS, its protected header,
 the account JWK, the signature pinned to the key, and what newAccount reads before
 an account exists: contacts, flags and the external account binding (MACed with a
-provisioner's EAB key), plus keyChange's inner JWS."""
+provisioner's EAB key); keyChange's inner JWS; and revokeCert's certificate, which
+a request signed by the certificate's own key may carry."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from engine.acme.jws import (
     verify,
     verify_external_binding,
 )
+from engine.acme.revocation import parse_revocation
 from engine.jose import PublicKey
 from fuzz.harness import attempt
 
 BASE = "https://ca.example/acme/acme"
 NEW_ACCOUNT = f"{BASE}/new-account"
 KEY_CHANGE = f"{BASE}/key-change"
+REVOKE_CERT = f"{BASE}/revoke-cert"
 #: The EAB key the seeds' bindings are MACed with, by key id.
 EAB_KEYS = {"eab-kid-1": b"fuzz external account binding key 32B"}
 #: The key of the account every ``kid`` request claims to come from.
@@ -40,6 +43,10 @@ def _new_account(request: SignedRequest, key: PublicKey) -> None:
     binding = payload.get("externalAccountBinding")
     if binding is not None:
         verify_external_binding(binding, account_key=key, url=NEW_ACCOUNT, keys=EAB_KEYS)
+
+
+def _revocation(request: SignedRequest) -> None:
+    parse_revocation(request.payload_object()).serial  # noqa: B018 (the serial is read)
 
 
 def _signed(request: SignedRequest) -> tuple[PublicKey, Any]:
@@ -67,4 +74,6 @@ def test_one_input(data: bytes) -> None:
         attempt(_new_account, request, key)
     if request.url == KEY_CHANGE:
         attempt(parse_key_change, request)
+    if request.url == REVOKE_CERT:
+        attempt(_revocation, request)
     attempt(request.payload)
