@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from .errors import Unauthorized
 
 MAX_DEPTH = 6
+# What cryptography raises for extensions it cannot read (a CA whose extensions cannot be
+# read is no CA here): bad DER, an extension twice, a general name of an unknown type.
+_MALFORMED_EXTENSIONS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 class ChainError(Unauthorized):
@@ -31,7 +34,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         # X.509 v1 roots carry no extensions; only trusted roots may be v1.
         return cert.version is x509.Version.v1
-    except ValueError:
+    except _MALFORMED_EXTENSIONS:
         return False
     return bc.ca
 
@@ -41,7 +44,7 @@ def _can_sign_certificates(cert: x509.Certificate) -> bool:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return True
-    except ValueError:
+    except _MALFORMED_EXTENSIONS:
         return False
     return ku.key_cert_sign
 
@@ -115,7 +118,7 @@ def _check_path_lengths(issuers: list[x509.Certificate]) -> None:
     for index, issuer in enumerate(issuers):
         try:
             bc = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except (x509.ExtensionNotFound, ValueError):
+        except (x509.ExtensionNotFound, *_MALFORMED_EXTENSIONS):
             continue
         below = index  # intermediate CAs between this issuer and the leaf
         if bc.path_length is not None and below > bc.path_length:

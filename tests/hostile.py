@@ -32,6 +32,10 @@ ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
 # The version field of a TBSCertificate: [0] EXPLICIT INTEGER.
 CERTIFICATE_V3 = bytes.fromhex("a003020102")
 CERTIFICATE_V4 = bytes.fromhex("a003020103")
+# Extension OIDs (2.5.29.x) of the same length.
+BASIC_CONSTRAINTS = bytes.fromhex("0603551d13")
+KEY_USAGE = bytes.fromhex("0603551d0f")
+SUBJECT_ALT_NAME = bytes.fromhex("0603551d11")
 
 DEEP = 5000
 
@@ -87,11 +91,26 @@ def csr_with_unknown_curve(name: str = "svc.example.com") -> bytes:
     return resign(_csr(key, name), P256_CURVE, UNKNOWN_CURVE, key)
 
 
+def csr_with_duplicate_extension(name: str = "svc.example.com") -> bytes:
+    """A CSR asking for two SubjectAlternativeName extensions (its basicConstraints
+    extension renamed), correctly self-signed."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return resign(csr.public_bytes(Encoding.DER), BASIC_CONSTRAINTS, SUBJECT_ALT_NAME, key)
+
+
 HOSTILE_CSRS = {
     "version 6": lambda: csr_with_version(6),
     "version 2": lambda: csr_with_version(1),
     "unknown key algorithm": csr_with_unknown_key_algorithm,
     "unknown curve": csr_with_unknown_curve,
+    "duplicate extension": csr_with_duplicate_extension,
 }
 
 
@@ -139,6 +158,14 @@ def certificate_with_malformed_issuer(
         raise ValueError("the issuer does not start with a plain attribute")
     broken = issuer[:11] + b"\x01" + issuer[12:]
     return resign(certificate.public_bytes(Encoding.DER), issuer, broken, issuer_key)
+
+
+def certificate_with_duplicate_extension(
+    certificate: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """*certificate* (with basicConstraints and keyUsage) whose keyUsage extension is
+    renamed basicConstraints: two of them, which cryptography refuses to read."""
+    return resign(certificate.public_bytes(Encoding.DER), KEY_USAGE, BASIC_CONSTRAINTS, issuer_key)
 
 
 # --- JSON and JOSE -----------------------------------------------------------------------------

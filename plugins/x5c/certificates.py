@@ -48,6 +48,11 @@ _UNDERSTOOD_CRITICAL = frozenset(
 )
 
 
+# What cryptography raises for extensions it cannot read: bad DER, an extension twice,
+# a general name of a type it does not know.
+_MALFORMED_EXTENSIONS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, lowercase hex."""
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
@@ -111,7 +116,7 @@ def _extension(cert: x509.Certificate, kind: type[Any], what: str) -> Any:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
-    except ValueError:
+    except _MALFORMED_EXTENSIONS:
         raise Unauthorized(f"the {what} has malformed extensions") from None
 
 
@@ -123,7 +128,7 @@ def _check_profile(cert: x509.Certificate, what: str) -> None:
     """
     try:
         extensions = list(cert.extensions)
-    except ValueError:
+    except _MALFORMED_EXTENSIONS:
         raise Unauthorized(f"the {what} has malformed extensions") from None
     for ext in extensions:
         if ext.critical and ext.oid not in _UNDERSTOOD_CRITICAL:
@@ -204,7 +209,7 @@ def is_ca_certificate(cert: x509.Certificate) -> bool:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         return cert.version is x509.Version.v1
-    except ValueError:
+    except _MALFORMED_EXTENSIONS:
         return False
     return constraints.ca
 

@@ -43,6 +43,7 @@ from tests.hostile import (
     UNKNOWN_KEY_ALGORITHM,
     _split,
     certificate_v4,
+    certificate_with_duplicate_extension,
     certificate_with_malformed_issuer,
     certificate_with_unknown_key_algorithm,
     compact_with,
@@ -324,3 +325,48 @@ def test_a_hostile_ek_certificate_for_the_inventory_is_a_bad_request(kind: str) 
         return
     with pytest.raises(BadRequest):
         device_from_input(record, now=datetime.now(UTC))
+
+
+# --- certificate paths (EK, x5c, attestation statements) ---------------------------------------
+
+
+def test_a_pool_certificate_whose_extensions_cannot_be_read_is_no_issuer() -> None:
+    """A client-supplied "intermediate" with two basicConstraints extensions is skipped
+    (fail closed), not an exception out of the path search."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from engine.chain import ChainError, verify_chain
+
+    now = datetime.now(UTC)
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    mid_key = ec.generate_private_key(ec.SECP256R1())
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def build(subject: str, issuer: str, key: Any, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, ca, ca, False, False), critical=True
+            )
+        )
+        return builder.sign(signer, hashes.SHA256())
+
+    root = build("Root", "Root", root_key, root_key, True)
+    mid = build("Mid", "Root", mid_key, root_key, True)
+    leaf = build("Leaf", "Mid", ec.generate_private_key(ec.SECP256R1()), mid_key, False)
+    assert verify_chain(leaf, [mid], [root], now) == [leaf, mid, root]
+    spoiled = x509.load_der_x509_certificate(certificate_with_duplicate_extension(mid, root_key))
+    with pytest.raises(ChainError):
+        verify_chain(leaf, [spoiled], [root], now)

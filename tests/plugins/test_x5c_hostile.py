@@ -24,6 +24,7 @@ from hosts.core.authority import Authority
 from tests.conftest import CA
 from tests.hostile import (
     certificate_v4,
+    certificate_with_duplicate_extension,
     certificate_with_malformed_issuer,
     certificate_with_unknown_key_algorithm,
 )
@@ -65,6 +66,7 @@ SPOILED: dict[str, tuple[Spoil, type[ProtocolError]]] = {
     "version 4": (certificate_v4, BadRequest),
     "malformed issuer": (certificate_with_malformed_issuer, BadRequest),
     "unknown key algorithm": (certificate_with_unknown_key_algorithm, Unauthorized),
+    "duplicate extension": (certificate_with_duplicate_extension, Unauthorized),
 }
 
 
@@ -101,10 +103,11 @@ def test_a_spoiled_leaf_is_refused(send: Submit, x5c_ca: Authority, kind: str) -
 def test_a_spoiled_intermediate_is_refused(send: Submit, x5c_ca: Authority, kind: str) -> None:
     holder, x5c = _x5c_with_spoiled_intermediate(x5c_ca, kind)
     token = signed_with_header(holder, x5c, claims_for(x5c_ca))
-    # An intermediate whose key cannot be read verifies nothing: the leaf has no path.
-    error, match = (
-        (Unauthorized, "chain") if kind == "unknown key algorithm" else (BadRequest, "x5c")
-    )
+    # An intermediate whose key or extensions cannot be read is no issuer: no path.
+    error, match = {
+        "unknown key algorithm": (Unauthorized, "chain"),
+        "duplicate extension": (Unauthorized, "chain"),
+    }.get(kind, (BadRequest, "x5c"))
     refuse(send, x5c_ca, token, CSR_PEM, error, match)
 
 
