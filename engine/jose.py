@@ -33,8 +33,9 @@ MAX_TOKEN_BYTES = 16 * 1024
 # How deep JSON from a peer may nest (objects and arrays). Tokens, JWKs and ACME bodies
 # need a handful of levels; anything deeper is refused before any code walks it.
 MAX_JSON_DEPTH = 32
-# The largest RSA JWK modulus read (RSA-4096 is the largest key devid issues for), and the
-# largest public exponent (as Go's crypto/rsa): bounds the work one signature check costs.
+# The largest RSA JWK modulus read (twice RSA-4096, the largest key type devid names) and
+# the largest public exponent (Go's crypto/rsa has the same): they bound the work one
+# signature check can cost.
 MAX_RSA_JWK_BITS = 8192
 MAX_RSA_EXPONENT = 2**31 - 1
 
