@@ -217,17 +217,26 @@ class SQLiteStore:
 
     def _fill_certificate_devices(self) -> None:
         """certificates.device for rows stored before the column existed."""
-        rows = self._db.execute("SELECT serial, evidence, der FROM certificates").fetchall()
-        for serial, evidence, der in rows:
-            try:
-                facts = json.loads(str(evidence))
-            except ValueError:
-                facts = {}
-            device = certificate_device(facts if isinstance(facts, dict) else {}, bytes(der))
-            if device is not None:
-                self._db.execute(
-                    "UPDATE certificates SET device = ? WHERE serial = ?", (device, serial)
-                )
+        last = 0
+        while True:  # a page at a time: the table may be large
+            rows = self._db.execute(
+                "SELECT rowid, evidence, der FROM certificates WHERE rowid > ?"
+                " ORDER BY rowid LIMIT 1000",
+                (last,),
+            ).fetchall()
+            if not rows:
+                return
+            for rowid, evidence, der in rows:
+                last = rowid
+                try:
+                    facts = json.loads(str(evidence))
+                except ValueError:
+                    facts = {}
+                device = certificate_device(facts if isinstance(facts, dict) else {}, bytes(der))
+                if device is not None:
+                    self._db.execute(
+                        "UPDATE certificates SET device = ? WHERE rowid = ?", (device, rowid)
+                    )
 
     def close(self) -> None:
         with self._lock:

@@ -8,23 +8,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import attrs
-import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from engine.accounts import update_account
 from engine.extensions import ProvisionerRef
 from engine.inventory import DeviceStatus
-from engine.pipeline import IssuedCertificate, build_certificate, random_serial
 from engine.ports import FrozenClock
-from engine.template import CertificateTemplate
-from hosts.core.store import CertificateRecord
-from tests.conftest import CA, RunningServer, new_csr
+from tests.conftest import CA, RunningServer
 
 from .account_helpers import (
     DeviceCertificate,
@@ -33,92 +25,23 @@ from .account_helpers import (
     issue_device_certificate,
     register_device,
 )
-from .helpers import assert_json_error, client, issue, load_pem
-
-WIFI: dict[str, Any] = {
-    "name": "corp-wifi",
-    "type": "wifi",
-    "commonName": "{device.name}",
-    "sans": ["dns:{device.name}.wifi.example.com", "{device.ek}"],
-    "tags": ["laptops"],
-}
-SANS = ["laptop-1.wifi.example.com", ek_of("laptop-1")]
-
-
-@attrs.frozen
-class Held:
-    """A certificate a client holds: its key and chain, ready for mTLS."""
-
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-    chain: tuple[x509.Certificate, ...]
-
-    def client_pem(self, path: Path) -> Path:
-        key_pem = self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        pems = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
-        path.write_bytes(pems + key_pem)
-        path.chmod(0o600)
-        return path
-
-    @property
-    def serial(self) -> str:
-        return format(self.certificate.serial_number, "x")
-
-
-def held_device(device: DeviceCertificate) -> Held:
-    return Held(device.key, device.certificate, (device.certificate, device.agent_ca))
-
-
-def held_from(key: ec.EllipticCurvePrivateKey, response: dict[str, Any]) -> Held:
-    return Held(key, load_pem(response["crt"]), tuple(load_pem(p) for p in response["certChain"]))
-
-
-async def account_certificate(server: RunningServer, device: DeviceCertificate) -> Held:
-    """The corp-wifi certificate for laptop-1, signed through an X5C token."""
-    key, _, csr_pem = new_csr("laptop-1", SANS)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    ott = device.token(f"{server.url}/1.0/sign", "corp-wifi", "laptop-1", SANS)
-    async with client(server) as http:
-        r = await http.post("/1.0/sign", json={"csr": csr_pem, "ott": ott})
-    assert r.status_code == 201, r.text
-    return held_from(key, r.json())
-
-
-async def renew(server: RunningServer, held: Held, tmp_path: Path) -> httpx.Response:
-    pem = held.client_pem(tmp_path / f"{held.serial}.pem")
-    async with client(server, cert=pem) as http:
-        return await http.post("/1.0/renew")
-
-
-async def renewed(server: RunningServer, held: Held, tmp_path: Path) -> Held:
-    r = await renew(server, held, tmp_path)
-    assert r.status_code == 201, r.text
-    return held_from(held.key, r.json())
-
-
-def record_of(server: RunningServer, serial: str) -> CertificateRecord:
-    record = server.authority.store.get_certificate(serial)
-    assert record is not None
-    return record
-
-
-def refused(r: httpx.Response, text: str) -> None:
-    """Refused with 401 or 403 and a message saying why."""
-    assert r.status_code in (401, 403), r.text
-    assert text in assert_json_error(r, r.status_code)["message"]
+from .device_certs import (
+    WIFI,
+    account_certificate,
+    held_device,
+    issue_ak_certificate,
+    record_of,
+    refused,
+    renew,
+    renewed,
+    setup_laptop,
+)
+from .helpers import client, issue, load_pem
 
 
 @pytest.fixture
 async def laptop(server: RunningServer, ca: CA) -> DeviceCertificate:
-    register_device(server.authority, "laptop-1", tags=["laptops"])
-    async with admin(server, ca) as http:
-        r = await http.post("/api/v1/accounts", json=WIFI)
-    assert r.status_code == 201, r.text
-    return issue_device_certificate(server.authority, "laptop-1")
+    return await setup_laptop(server, ca)
 
 
 # Changes made behind the revocation (another process, an older devid, a direct store
@@ -374,36 +297,3 @@ async def test_a_provisioner_without_authorize_renew_renews_nothing(
     async with client(server, cert=pem) as http:
         r = await http.post("/1.0/renew")
     refused(r, "does not renew certificates")
-
-
-def issue_ak_certificate(server: RunningServer, label: str) -> Held:
-    """An AK certificate from the Attestation CA, recorded as credential activation does."""
-    authority = server.authority
-    issuer = authority.issuers["attestation"]
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = authority.clock.now()
-    template = CertificateTemplate(
-        subject=x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "AK")]),
-        key_usage=frozenset({"digital_signature"}),
-        extended_key_usage=(),
-    )
-    provisioner = ProvisionerRef(type="attestation", name="tpm")
-    cert = build_certificate(
-        template,
-        key.public_key(),
-        issuer,
-        random_serial(authority.random),
-        now - timedelta(minutes=1),
-        now + timedelta(days=1),
-        provisioner,
-    )
-    authority.record_issued(
-        IssuedCertificate(
-            certificate=cert,
-            der=cert.public_bytes(serialization.Encoding.DER),
-            issuer=issuer,
-            provisioner=provisioner,
-            evidence={"method": "tpm-credential-activation", "ek": ek_of(label)},
-        )
-    )
-    return Held(key, cert, (cert, issuer.certificate))
