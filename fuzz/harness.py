@@ -65,6 +65,26 @@ def attempt(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
             raise UnexpectedLog(f"{record.name} logged an error: {detail}")
 
 
+def split(data: bytes, count: int) -> list[bytes]:
+    """*count* parts, each but the last after a two-byte big-endian length (missing
+    parts are empty, the last takes what is left): how targets whose input is several
+    binary values let the fuzzer change each one directly."""
+    parts: list[bytes] = []
+    for index in range(count):
+        if index == count - 1:
+            parts.append(data)
+            break
+        size = int.from_bytes(data[:2], "big")
+        parts.append(data[2 : 2 + size])
+        data = data[2 + size :]
+    return parts
+
+
+def join(*parts: bytes) -> bytes:
+    """The inverse of :func:`split` (used to make seeds)."""
+    return b"".join(len(p).to_bytes(2, "big") + p for p in parts[:-1]) + parts[-1]
+
+
 def corpus(target: str) -> Iterator[Path]:
     """The files of *target*'s corpus, in a stable order."""
     directory = CORPUS_DIR / target

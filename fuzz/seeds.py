@@ -311,7 +311,8 @@ def _vendor() -> Any:
 def tpm_and_attest() -> None:
     from tests.attestation_fakes import make_device
 
-    from .targets.tpm import AK_CREATION, join
+    from .harness import join
+    from .targets.tpm import AK_CREATION
 
     vendor = _vendor()
     _fixture("attest", "ek-root.der", vendor.root.public_bytes(Encoding.DER))
@@ -442,6 +443,51 @@ def _certificate(
     return builder.sign(signer, hashes.SHA256())
 
 
+def envelopes() -> None:
+    """The seeds of jose, acme_jws and attest again in their envelope form: the binary
+    values inside the JSON, so the fuzzer changes them directly."""
+    from engine.jose import b64url_decode
+
+    from .harness import corpus, join
+    from .targets import acme_jws as acme_target
+    from .targets import attest as attest_target
+    from .targets import jose as jose_target
+
+    def seed_files(target: str) -> list[Path]:
+        return [
+            p for p in corpus(target) if p.name.startswith("seed-") and "envelope" not in p.name
+        ]
+
+    for path in seed_files("jose"):
+        parts = [b64url_decode(part) for part in path.read_text().split(".")]
+        _write("jose", f"envelope-{path.name[5:]}", bytes([jose_target.ENVELOPE]) + join(*parts))
+    for path in seed_files("acme_jws"):
+        flattened = json.loads(path.read_bytes()[1:])
+        parts = [b64url_decode(flattened[m]) for m in ("protected", "payload", "signature")]
+        _write(
+            "acme_jws",
+            f"envelope-{path.name[5:]}",
+            bytes([acme_target.ENVELOPE]) + join(*parts),
+        )
+    for path in seed_files("attest"):
+        body = json.loads(path.read_bytes())
+        if "params" not in body:
+            continue
+        params = body["params"]
+        certificates = body.get("ekCerts") or [""]
+        values = [
+            _json(body.get("tpmInfo", {})),
+            base64.b64decode(body.get("ek", "")),
+            base64.b64decode(certificates[0]),
+            *(base64.b64decode(params[name]) for name in attest_target.FIELDS[3:]),
+        ]
+        _write(
+            "attest",
+            f"envelope-{path.name[5:]}",
+            bytes([attest_target.ENVELOPE]) + join(*values),
+        )
+
+
 def write_all() -> list[Path]:
     """Write every fixture and seed; returns the corpus directories."""
     keys = _keys()
@@ -455,4 +501,5 @@ def write_all() -> list[Path]:
     tpm_and_attest()
     device_attest()
     x5c(keys)
+    envelopes()
     return sorted(p for p in CORPUS_DIR.iterdir() if p.is_dir())

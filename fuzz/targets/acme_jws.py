@@ -2,10 +2,17 @@
 the account JWK, the signature pinned to the key, and what newAccount reads before
 an account exists: contacts, flags and the external account binding (MACed with a
 provisioner's EAB key); keyChange's inner JWS; and revokeCert's certificate, which
-a request signed by the certificate's own key may carry."""
+a request signed by the certificate's own key may carry.
+
+The first byte chooses the request's content type and the form of the rest: the
+body itself, or (byte 3 modulo 4) the protected header, payload and signature as
+raw bytes (see :func:`fuzz.harness.split`) for the target to encode, so that the
+fuzzer changes the JSON inside the JWS directly.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,8 +27,8 @@ from engine.acme.jws import (
     verify_external_binding,
 )
 from engine.acme.revocation import parse_revocation
-from engine.jose import PublicKey
-from fuzz.harness import attempt
+from engine.jose import PublicKey, b64url_encode
+from fuzz.harness import attempt, split
 
 BASE = "https://ca.example/acme/acme"
 NEW_ACCOUNT = f"{BASE}/new-account"
@@ -32,6 +39,7 @@ EAB_KEYS = {"eab-kid-1": b"fuzz external account binding key 32B"}
 #: The key of the account every ``kid`` request claims to come from.
 ACCOUNT_KEY = ec.derive_private_key(0xACC0_0017, ec.SECP256R1())
 CONTENT_TYPES = ("application/jose+json", "application/json", "")
+ENVELOPE = 3
 
 
 def _new_account(request: SignedRequest, key: PublicKey) -> None:
@@ -59,9 +67,20 @@ def _signed(request: SignedRequest) -> tuple[PublicKey, Any]:
     return key, request.payload()
 
 
+def request_body(data: bytes) -> tuple[bytes, str]:
+    """The body and content type an input stands for."""
+    if not data:
+        return b"", ""
+    if data[0] % 4 == ENVELOPE:
+        protected, payload, signature = (b64url_encode(p) for p in split(data[1:], 3))
+        flattened = {"protected": protected, "payload": payload, "signature": signature}
+        return json.dumps(flattened).encode(), CONTENT_TYPES[0]
+    return data[1:], CONTENT_TYPES[data[0] % 4 % len(CONTENT_TYPES)]
+
+
 def test_one_input(data: bytes) -> None:
-    content_type = CONTENT_TYPES[data[0] % len(CONTENT_TYPES)] if data else ""
-    request = attempt(parse_request, data[1:], content_type)
+    body, content_type = request_body(data)
+    request = attempt(parse_request, body, content_type)
     if request is None:
         return
     if request.jwk is not None:

@@ -18,27 +18,9 @@ from engine.tpm import (
     public_key_from_tpmt,
     verify_ak_creation,
 )
-from fuzz.harness import attempt
+from fuzz.harness import attempt, split
 
 AK_CREATION = 5
-
-
-def split(data: bytes, count: int) -> list[bytes]:
-    """*count* length-prefixed parts (missing ones are empty, the last takes what is left)."""
-    parts: list[bytes] = []
-    for index in range(count):
-        if index == count - 1:
-            parts.append(data)
-            break
-        size = int.from_bytes(data[:2], "big")
-        parts.append(data[2 : 2 + size])
-        data = data[2 + size :]
-    return parts
-
-
-def join(*parts: bytes) -> bytes:
-    """The inverse of :func:`split` (used to make seeds)."""
-    return b"".join(len(p).to_bytes(2, "big") + p for p in parts[:-1]) + parts[-1]
 
 
 def _public(data: bytes) -> None:

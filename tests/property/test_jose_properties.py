@@ -14,7 +14,7 @@ from fuzz.targets import jose
 
 from .mutations import corpus_inputs, json_values, mutated, mutated_tree, seeds
 
-TOKENS = [seed.decode() for seed in seeds("jose")]
+TOKENS = [seed.decode() for seed in seeds("jose") if seed[0] != jose.ENVELOPE]
 
 
 def _parts(token: str) -> tuple[Any, Any, str]:

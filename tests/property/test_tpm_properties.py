@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.tpm import verify_ak_creation
+from fuzz.harness import join, split
 from fuzz.targets import tpm
-from fuzz.targets.tpm import AK_CREATION, join, split
+from fuzz.targets.tpm import AK_CREATION
 
 from .mutations import corpus_inputs, mutated, seeds
 
