@@ -167,8 +167,9 @@ class CAClient:
         headers = {"Authorization": f"Bearer {admin_token}"}
         self._request("POST", f"/api/v1/certificates/{serial}/revoke", body, headers)
 
-    def crl(self) -> bytes:
-        return self._request("GET", "/crl").content
+    def crl(self, issuer: str = "agent") -> bytes:
+        """The CRL of one intermediate (attestation, agent, account or tls)."""
+        return self._request("GET", f"/crl/{issuer}").content
 
 
 def write_chain(path: Path, response: dict[str, Any]) -> x509.Certificate:

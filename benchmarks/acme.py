@@ -19,7 +19,7 @@ The set-up, identical for every server:
 - http-01: one responder (:class:`benchmarks.acme_client.Http01Responder`) on
   one port P, devid's ``--acme-http01-port P`` and pebble's ``httpPort``;
 - devid: a fresh P-256 CA (``devid init`` defaults: the ``acme`` provisioner
-  allows any DNS name, issues from the Agent CA), the default SQLite store
+  allows any DNS name, issues from the TLS CA), the default SQLite store
   (``synchronous=full``), ``--log-level warning``;
 - pebble: ``PEBBLE_VA_NOSLEEP=1`` (no random sleep of up to 15 s before
   validating), ``PEBBLE_VA_ALWAYS_VALID=0`` (validation is done, not
@@ -46,7 +46,7 @@ order through every server proves the path and reads the issuer's key type.
 The servers differ in ways the client cannot change, recorded with the
 figures: pebble's validator makes three validation requests per challenge
 (its log says "Starting 3 validations."), devid's one; pebble issues from an
-RSA-2048 intermediate it generates at start, devid from its P-256 Agent CA;
+RSA-2048 intermediate it generates at start, devid from its P-256 TLS CA;
 pebble keeps everything in memory, devid in SQLite with an fsync per commit;
 devid sends ``Retry-After: 1`` on a processing challenge, pebble none (the
 client ignores both, see :mod:`benchmarks.acme_client`).

@@ -259,7 +259,7 @@ def machine_info(work_dir: Path) -> dict[str, Any]:
 
 
 def create_ca(directory: Path, key_type: KeyType) -> InitResult:
-    """A fresh CA (root + three intermediates of *key_type*) with the default JWK provisioner."""
+    """A fresh CA (root + four intermediates of *key_type*) with the default JWK provisioner."""
     return init_data_dir(directory, Password(PASSWORD, "benchmark"), key_type=key_type)
 
 

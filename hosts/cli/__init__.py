@@ -8,7 +8,15 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigurationError, DevidError
 
-from . import account_commands, agent_commands, ca_commands, demo, device_commands, server_commands
+from . import (
+    account_commands,
+    admin_commands,
+    agent_commands,
+    ca_commands,
+    demo,
+    device_commands,
+    server_commands,
+)
 
 DESCRIPTION = """\
 devid: a device-identity PKI. Devices proven by their TPM get short-lived
@@ -16,12 +24,13 @@ certificates for Wi-Fi, VPN and internal services.
 
 Server side (on the CA host; --data DIR defaults to $DEVID_DATA or the
 per-user data directory):
-  devid init        create a CA: root, Attestation/Agent/Account CAs, config, database
+  devid init        create a CA: root, Attestation/Agent/Account/TLS CAs, config, database
   devid serve       run the CA (HTTPS, HTTP/1.1 and HTTP/2)
   devid token       mint a one-time token from a JWK provisioner
   devid plugins     list loaded plugins, provisioner types and attestation formats
   devid device      the device inventory: add, list, show, disable, remove, import, sync
   devid account     Wi-Fi, VPN and web accounts for devices: add, list, show, remove
+  devid admin certificate  an admin client certificate (TLS CA) for the admin API
 
 On the device (TPM through --tcti, default device:/dev/tpmrm0):
   devid agent info      print the EK URN and what else registering the device needs
@@ -51,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_commands.register(sub)
     device_commands.register(sub)
     account_commands.register(sub)
+    admin_commands.register(sub)
     ca_commands.register(sub)
     agent_commands.register(sub)
     demo.register(sub)

@@ -104,8 +104,15 @@ def register(sub: Any) -> None:
     _add_ca(p)
     p.set_defaults(func=cmd_revoke)
 
-    p = ca_sub.add_parser("crl", help="download the Agent CA's CRL")
+    p = ca_sub.add_parser("crl", help="download a CA's CRL (default the Agent CA's)")
     p.add_argument("file", type=Path, help="where to write the CRL (DER)")
+    p.add_argument(
+        "--issuer",
+        default="agent",
+        choices=["agent", "account", "tls", "attestation"],
+        help="whose CRL: agent (device certificates, the default), account, tls (ACME"
+        " http-01/dns-01/tls-alpn-01, token and admin certificates) or attestation",
+    )
     _add_ca(p, url_required=True)
     p.set_defaults(func=cmd_crl)
 
@@ -198,7 +205,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_crl(args: argparse.Namespace) -> int:
     with CAClient(_need_url(args), args.root) as client:
-        der = client.crl()
+        der = client.crl(args.issuer)
     crl = x509.load_der_x509_crl(der)
     args.file.write_bytes(der)
     print(f"The CRL has been saved in {args.file} ({len(list(crl))} revoked).")

@@ -114,7 +114,7 @@ async def _demo(work: Path) -> int:
     _say("devid demo: a device proven by its TPM gets Wi-Fi and VPN certificates, no password.")
     _say(f"Working in {work}")
 
-    _step(1, "devid init: a new CA (root, Attestation CA, Agent CA, Account CA)")
+    _step(1, "devid init: a new CA (root, Attestation CA, Agent CA, Account CA, TLS CA)")
     result = init_data_dir(data, resolve_password(data, None))
     password = require_password(data, None)
     _say(f"      data directory: {data}")

@@ -22,7 +22,18 @@ from .common import add_data_options, data_dir
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("init", help="create a new CA in the data directory")
+    p = sub.add_parser(
+        "init",
+        help="create a new CA in the data directory",
+        description="Create a CA in the data directory: a root and four intermediates under it,"
+        " each vouching for one thing (docs/ca.md): the Attestation CA (TPM attestation keys),"
+        " the Agent CA (device certificates, ACME device-attest-01 only), the Account CA"
+        " (Wi-Fi/VPN account certificates) and the TLS CA (everything else: ACME"
+        " http-01/dns-01/tls-alpn-01, JWK tokens, the server's own certificate, admin client"
+        " certificates); their keys encrypted with the password; devid.toml with a JWK"
+        " provisioner and the `acme` (TLS CA) and `devices` (Agent CA) ACME provisioners;"
+        " an admin API token; the database.",
+    )
     add_data_options(p)
     p.add_argument("--name", default="devid", help="organisation name in CA subjects")
     p.add_argument(
@@ -49,7 +60,8 @@ def register(sub: Any) -> None:
         help="run the CA server",
         description="Run the CA over HTTPS (the REST API, the Attestation CA and an ACME server"
         " per ACME provisioner at /acme/NAME/directory). Initialises the data directory first"
-        " if it is empty.",
+        " if it is empty; a data directory made by an older devid first gets what this version"
+        " adds (the TLS CA; see docs/ca.md).",
     )
     add_data_options(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT", help="default from devid.toml")
@@ -121,10 +133,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_plugins)
 
 
+def ca_summary() -> str:
+    """The intermediates and what each vouches for, in one line."""
+    return (
+        "Attestation CA (TPM attestation keys), Agent CA (devices), Account CA (accounts),"
+        " TLS CA (servers, tokens, admins)"
+    )
+
+
 def _print_init(result: InitResult) -> None:
     print(f"Initialised a devid CA in {result.data_dir}")
     print(f"  root certificate: {result.root_path}")
     print(f"  root fingerprint: {result.root_fingerprint}")
+    print(f"  intermediates:    {ca_summary()}")
     print(f"  JWK provisioner:  {result.provisioner}")
     print(f"  admin API token:  {result.admin_token} (mode 0600)")
     if result.generated_password:
@@ -181,6 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def ready(urls: list[str]) -> None:
         print(f"devid CA ready; root fingerprint {authority.root_fingerprint}", flush=True)
+        print(f"  intermediates: {ca_summary()}", flush=True)
         for url in urls:
             print(f"  {url}", flush=True)
 
@@ -254,11 +276,13 @@ def _jwk_provisioner(directory: Path, name: str | None) -> Any:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from hosts.core.ports import SystemClock
+    from hosts.core.upgrade import upgrade_data_dir
     from plugins.jwk import mint_token
 
     directory = data_dir(args)
-    config, provisioner = _jwk_provisioner(directory, args.provisioner)
     password = require_password(directory, args.password_file)
+    upgrade_data_dir(directory, password.value)  # an older data directory gets the TLS CA
+    config, provisioner = _jwk_provisioner(directory, args.provisioner)
     key = provisioner.load_private_key(password.value)
     if args.ca_url:
         ca_url = args.ca_url.rstrip("/")

@@ -66,15 +66,18 @@ from plugins.provisioner import (
 
 from .accounts import AccountProvisionerSync, Accounts, device_accounts
 from .acme_service import ACMEService
+from .admin_certs import is_admin_record
 from .attestation import load_attestation_policy
 from .config import Config, load_config
 from .inventory import ImportReport, Inventory
+from .issuer_scope import check_provisioner_issuer
 from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
 from .renewal import renew
 from .revocation import CertificateRevoker, parse_reason
 from .sqlite_store import SQLiteStore
 from .store import CertificateRecord, Store, UsedToken
+from .upgrade import upgrade_data_dir
 
 log = logging.getLogger("devid.ca")
 
@@ -138,6 +141,7 @@ def load_provisioners(
             raise ConfigurationError(f"two provisioners are named {name!r}")
         cls = plugins.provisioner_type(type_name)
         found[name] = cls.from_config(name, table, env)
+        check_provisioner_issuer(found[name])
     return found
 
 
@@ -189,7 +193,18 @@ class Authority:
         random: Random | None = None,
         store: Store | None = None,
     ) -> Authority:
+        # A data directory made by an older devid gets what this version needs first
+        # (the TLS CA); under a lock, so concurrent processes do it once.
+        upgrade_data_dir(data_dir, password)
         config = load_config(data_dir)
+        if config.admin.client_subjects:
+            log.warning(
+                "[admin] client_subjects in %s grants nothing any more (anyone can get a"
+                " certificate with a given subject, e.g. over ACME http-01): issue each admin"
+                " a certificate with `devid admin certificate NAME OUT.crt OUT.key`, then"
+                " remove client_subjects",
+                data_dir / "devid.toml",
+            )
         plugins = plugins or PluginManager(disabled=config.plugins_disabled)
         root, issuers = load_issuers(config, password)
         provisioners = load_provisioners(config, plugins, password)
@@ -546,25 +561,35 @@ class Authority:
     # --- admin ---------------------------------------------------------------
 
     def check_admin(self, bearer: str | None, peer_der: bytes | None) -> str:
-        """Authenticate an admin API caller; returns who it is, or raises Unauthorized."""
+        """Authenticate an admin API caller; returns who it is, or raises Unauthorized.
+
+        A bearer token must hash to one of ``[admin] token_sha256``. A client certificate
+        counts only if ``devid admin certificate`` issued it: verified against the TLS CA,
+        recorded by the internal admin-client provisioner, the same bytes as the record,
+        active and unexpired. Its subject counts for nothing (``client_subjects`` is
+        ignored), so no certificate anyone else can obtain ever authenticates an admin.
+        """
         admin = self.config.admin
-        if not admin.token_sha256 and not admin.client_subjects:
-            raise Unauthorized("the admin API is disabled: no admin credential is configured")
         if bearer:
             digest = hashlib.sha256(bearer.encode()).hexdigest()
             if any(hmac.compare_digest(digest, known) for known in admin.token_sha256):
                 return "admin-token"
             raise Unauthorized("the admin token is not valid")
-        if peer_der is not None and admin.client_subjects:
+        if peer_der is not None:
             cert = _load_peer(peer_der)
-            self._known_certificate(cert)
+            record, _ = self._known_certificate(cert)
             subject = cert.subject.rfc4514_string()
-            if subject in admin.client_subjects:
-                return f"admin-certificate:{subject}"
-            raise Forbidden(f"certificate {subject} is not an admin")
+            if not is_admin_record(record) or not hmac.compare_digest(
+                record.der, cert.public_bytes(Encoding.DER)
+            ):
+                raise Unauthorized(
+                    f"certificate {subject} is not an admin certificate (only certificates"
+                    " from `devid admin certificate` open the admin API)"
+                )
+            return f"admin-certificate:{subject}"
         raise Unauthorized(
             "the admin API needs 'Authorization: Bearer <admin token>'"
-            " or an admin client certificate"
+            " or an admin client certificate (`devid admin certificate`)"
         )
 
     def root_by_fingerprint(self, sha256: str) -> str:

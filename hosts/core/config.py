@@ -14,7 +14,13 @@ import platformdirs
 from engine.errors import ConfigurationError
 
 CONFIG_NAME = "devid.toml"
-ISSUER_NAMES = ("attestation", "agent", "account")
+# The intermediates under the root, each vouching for one thing only (docs/ca.md):
+# attestation: TPM attestation keys; agent: devices (device-attest-01); account:
+# Wi-Fi/VPN accounts of devices; tls: everything else (ACME http-01/dns-01/tls-alpn-01,
+# JWK tokens, the server's own certificate, admin client certificates).
+ISSUER_NAMES = ("attestation", "agent", "account", "tls")
+# The intermediates a data directory made before the TLS CA existed has.
+LEGACY_ISSUER_NAMES = ("attestation", "agent", "account")
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
@@ -109,7 +115,12 @@ def _server_config(server: Mapping[str, Any], where: str) -> ServerConfig:
 
 @attrs.frozen
 class AdminConfig:
-    """Who may use the admin API: bearer tokens (by SHA-256) or client certificates."""
+    """Who may use the admin API: bearer tokens (by SHA-256), or client certificates
+    issued by ``devid admin certificate`` (recorded in the store; see check_admin).
+
+    ``client_subjects`` is what older versions matched client certificates by; it is
+    still read, so such a config loads, but it grants nothing (Authority.load warns).
+    """
 
     token_sha256: tuple[str, ...] = ()
     client_subjects: tuple[str, ...] = ()
@@ -183,6 +194,12 @@ def load_config(data_dir: Path) -> Config:
     intermediates = _table(ca, "intermediates", where + " [ca]")
     for name in ISSUER_NAMES:
         entry = _table(intermediates, name, where + " [ca.intermediates]")
+        if not entry and name not in LEGACY_ISSUER_NAMES:
+            raise ConfigurationError(
+                f"{where}: [ca.intermediates.{name}] is missing: this data directory was made"
+                f" by an older devid; `devid serve` (or any command given the CA password)"
+                f" adds the {name} CA to it"
+            )
         if not entry:
             raise ConfigurationError(f"{where}: [ca.intermediates.{name}] is missing")
         issuers[name] = KeyPair(

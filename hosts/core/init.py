@@ -24,7 +24,8 @@ from .secrets import Password, generate_password
 from .sqlite_store import SQLiteStore
 
 DEFAULT_PROVISIONER = "admin"
-# ACME: `acme` for servers (http-01, dns-01, tls-alpn-01), `devices` for TPM-attested devices.
+# ACME: `acme` for servers (http-01, dns-01, tls-alpn-01; TLS CA), `devices` for TPM-attested
+# devices (device-attest-01 only; the Agent CA, which issues nothing else).
 ACME_PROVISIONER = "acme"
 DEVICES_PROVISIONER = "devices"
 DEVICES_OPTIONS: dict[str, Any] = {
@@ -113,10 +114,8 @@ def init_data_dir(
         "server": {"listen": listen, "dns_names": list(dns_names)},
         "store": {"path": "db/devid.sqlite", "synchronous": "full"},
         "plugins": {"disabled": []},
-        "admin": {
-            "token_sha256": [hashlib.sha256(admin_token.encode()).hexdigest()],
-            "client_subjects": [],
-        },
+        # Admin client certificates come from `devid admin certificate` (see check_admin).
+        "admin": {"token_sha256": [hashlib.sha256(admin_token.encode()).hexdigest()]},
         "provisioners": provisioners,
     }
     (data_dir / DEFAULT_EK_ROOTS_DIR).mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""The CA hierarchy on disk: one root and three intermediates, keys encrypted at rest."""
+"""The CA hierarchy on disk: one root and four intermediates, keys encrypted at rest."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ ISSUER_TITLES = {
     "attestation": "Attestation CA",
     "agent": "Agent CA",
     "account": "Account CA",
+    "tls": "TLS CA",
 }
 
 
@@ -98,7 +99,7 @@ class CreatedHierarchy:
 def create_hierarchy(
     data_dir: Path, name: str, password: bytes, key_type: KeyType
 ) -> CreatedHierarchy:
-    """Write a root and the three intermediates under DIR/certs and DIR/secrets."""
+    """Write a root and the four intermediates under DIR/certs and DIR/secrets."""
     now = datetime.now(UTC)
     encryption = serialization.BestAvailableEncryption(password)
     certs = data_dir / "certs"
@@ -128,35 +129,60 @@ def create_hierarchy(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         ),
     )
-    issuers: dict[str, KeyPair] = {}
-    for issuer in ISSUER_NAMES:
-        key = generate_key(key_type)
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{name} {ISSUER_TITLES[issuer]}"),
-            ]
-        )
-        cert = _ca_certificate(
-            subject,
-            root_name,
-            key.public_key(),
-            root_key,
-            root_key.public_key(),
-            now,
-            INTERMEDIATE_LIFETIME,
-            0,
-        )
-        files = KeyPair(certs / f"{issuer}_ca.crt", data_dir / "secrets" / f"{issuer}_ca.key")
-        files.certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        write_private(
-            files.key,
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            ),
-        )
-        issuers[issuer] = files
+    issuers = {
+        issuer: create_intermediate(data_dir, issuer, name, root, root_key, password, key_type)
+        for issuer in ISSUER_NAMES
+    }
     return CreatedHierarchy(root=root, files=root_files, issuers=issuers)
+
+
+def intermediate_files(issuer: str) -> KeyPair:
+    """Where an intermediate's certificate and encrypted key live (relative to DIR)."""
+    return KeyPair(Path("certs") / f"{issuer}_ca.crt", Path("secrets") / f"{issuer}_ca.key")
+
+
+def create_intermediate(
+    data_dir: Path,
+    issuer: str,
+    name: str,
+    root: x509.Certificate,
+    root_key: CertificateIssuerPrivateKeyTypes,
+    password: bytes,
+    key_type: KeyType,
+) -> KeyPair:
+    """A new intermediate *issuer* signed by the root: DIR/certs/ISSUER_ca.crt and its key,
+    encrypted with *password*, in DIR/secrets/ISSUER_ca.key (mode 0600)."""
+    key = generate_key(key_type)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} {ISSUER_TITLES[issuer]}"),
+        ]
+    )
+    cert = _ca_certificate(
+        subject,
+        root.subject,
+        key.public_key(),
+        root_key,
+        root_key.public_key(),
+        datetime.now(UTC),
+        INTERMEDIATE_LIFETIME,
+        0,
+    )
+    relative = intermediate_files(issuer)
+    files = KeyPair(data_dir / relative.certificate, data_dir / relative.key)
+    # The key first: a certificate on disk always has its key beside it.
+    write_private(
+        files.key,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password),
+        ),
+    )
+    files.certificate.parent.mkdir(parents=True, exist_ok=True)
+    files.certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return files
 
 
 def load_certificate(path: Path) -> x509.Certificate:
@@ -188,7 +214,7 @@ def load_private_key(path: Path, password: bytes) -> CertificateIssuerPrivateKey
 
 
 def load_issuers(config: Config, password: bytes) -> tuple[x509.Certificate, dict[str, Issuer]]:
-    """Load the root certificate and decrypt the three intermediates."""
+    """Load the root certificate and decrypt the intermediates."""
     root = load_certificate(config.root.certificate)
     issuers: dict[str, Issuer] = {}
     for name, files in config.issuers.items():

@@ -1,4 +1,4 @@
-"""The HTTPS certificate a host presents, issued by the devid CA itself."""
+"""The HTTPS certificate a host presents, issued by the devid TLS CA."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class ServerTLS:
 
     def issue(self) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:
         authority = self.authority
-        issuer = authority.issuers["agent"]
+        issuer = authority.issuers["tls"]
         key = ec.generate_private_key(ec.SECP256R1())
         sans = [SAN.parse(name) for name in self.names]
         template = CertificateTemplate(

@@ -262,11 +262,12 @@ class ACMEProvisioner:
 
     @classmethod
     def default_config(cls, name: str, env: ProvisionerEnvironment) -> dict[str, Any]:
-        """http-01, dns-01 and tls-alpn-01 for any DNS name, issued by the Agent CA."""
+        """http-01, dns-01 and tls-alpn-01 for any DNS name, issued by the TLS CA (the Agent
+        CA issues device certificates only: device-attest-01)."""
         return {
             "type": cls.type_name,
             "name": name,
-            "issuer": "agent",
+            "issuer": "tls",
             "challenges": list(NETWORK_CHALLENGES),
             "allowed_domains": ["*"],
             "allowed_ip_ranges": [],

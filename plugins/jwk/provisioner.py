@@ -147,7 +147,7 @@ class JWKProvisioner:
         return {
             "type": cls.type_name,
             "name": name,
-            "issuer": "agent",
+            "issuer": "tls",  # a token proves no device: never the Agent CA
             "key": jwk_from_public_key(key.public_key()),
             "encrypted_key": str(relative),
             "max_token_lifetime": "5m",

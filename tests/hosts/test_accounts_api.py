@@ -259,10 +259,16 @@ async def test_the_listing_needs_the_device_certificate(server: RunningServer) -
 async def test_a_certificate_without_a_device_identity_lists_nothing(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    service = await issue(server, "svc.example.com")  # Agent CA, but no PermanentIdentifier
-    async with client(server, cert=service.write_client_pem(tmp_path / "svc.pem")) as http:
+    # Agent CA, but no PermanentIdentifier
+    bare = issue_device_certificate(server.authority, "svc", identify=False)
+    async with client(server, cert=bare.client_pem(tmp_path / "bare.pem")) as http:
         r = await http.get(DEVICE_ACCOUNTS)
     assert "does not identify an attested device" in assert_json_error(r, 403)["message"]
+    # A JWK-token certificate comes from the TLS CA, which identifies no device.
+    service = await issue(server, "svc.example.com")
+    async with client(server, cert=service.write_client_pem(tmp_path / "svc.pem")) as http:
+        r = await http.get(DEVICE_ACCOUNTS)
+    assert "from the Agent CA" in assert_json_error(r, 403)["message"]
 
 
 async def test_an_unregistered_device_lists_nothing(server: RunningServer, tmp_path: Path) -> None:

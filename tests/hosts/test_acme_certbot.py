@@ -138,7 +138,7 @@ async def test_certbot_acme_library_completes_http01_issuance(acme_server: Runni
     leaf, issuer = result["chain"][:2]
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
-    assert issuer.subject == acme_server.authority.issuers["agent"].certificate.subject
+    assert issuer.subject == acme_server.authority.issuers["tls"].certificate.subject
     leaf.verify_directly_issued_by(issuer)
     assert leaf.not_valid_before_utc < result["renewal_at"].astimezone(datetime.UTC)
     assert result["renewal_at"].astimezone(datetime.UTC) < leaf.not_valid_after_utc

@@ -473,7 +473,7 @@ async def test_issued_certificate_names_come_from_the_order(acme_server: Running
     assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME) == []
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert leaf.issuer == acme_server.authority.issuers["agent"].certificate.subject
+    assert leaf.issuer == acme_server.authority.issuers["tls"].certificate.subject
     assert_problem(again, 403, "orderNotReady")
     record = acme_server.authority.store.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None and record.provisioner_type == "ACME"
@@ -527,7 +527,7 @@ async def test_revocation_by_the_ordering_account(acme_server: RunningServer) ->
     assert_problem(again, 400, "alreadyRevoked")
     record = acme_server.authority.store.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None and record.status == "revoked"
-    crl = x509.load_der_x509_crl(acme_server.authority.crl("agent"))
+    crl = x509.load_der_x509_crl(acme_server.authority.crl("tls"))
     entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
     assert entry is not None
 

@@ -120,7 +120,7 @@ def test_init_creates_the_acme_and_devices_provisioners(ca: CA) -> None:
     assert tables["acme"]["type"] == "ACME"
     assert tables["acme"]["challenges"] == ["http-01", "dns-01", "tls-alpn-01"]
     assert tables["acme"]["allowed_domains"] == ["*"]
-    assert tables["acme"]["issuer"] == "agent"
+    assert tables["acme"]["issuer"] == "tls"  # the Agent CA issues device certificates only
     devices = tables["devices"]
     assert devices["challenges"] == ["device-attest-01"]
     assert devices["attestation_formats"] == ["tpm", "apple", "step"]

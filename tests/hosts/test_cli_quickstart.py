@@ -223,7 +223,12 @@ def test_the_quick_start_works_end_to_end(tmp_path: Path) -> None:
             "token", "--data", data, "--revoke", serial, "--ca-url", url
         ).stdout.strip()
         run_devid("ca", "revoke", serial, "--token", revoke_token, "--root", root)
+        # A token certificate is the TLS CA's; the Agent CA's CRL (the default) never lists it.
         run_devid("ca", "crl", crl, "--ca-url", url, "--root", root)
+        agent_crl = x509.load_der_x509_crl(crl.read_bytes())
+        assert agent_crl.get_revoked_certificate_by_serial_number(int(serial)) is None
+        run_devid("ca", "crl", crl, "--issuer", "tls", "--ca-url", url, "--root", root)
         revoked = x509.load_der_x509_crl(crl.read_bytes())
+        assert "TLS CA" in revoked.issuer.rfc4514_string()
         assert revoked.get_revoked_certificate_by_serial_number(int(serial)) is not None
         assert revoked.get_revoked_certificate_by_serial_number(first.serial_number) is None

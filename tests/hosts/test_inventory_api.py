@@ -2,14 +2,13 @@
 
 Device identifiers are EK URNs (``urn:ek:sha256:<standard base64>``): they contain '/',
 '+' and '=', so clients percent-encode them in paths. Every route needs an admin
-credential: the bearer token from DIR/secrets/admin-token, or a client certificate whose
-subject is listed in ``[admin] client_subjects``.
+credential: the bearer token from DIR/secrets/admin-token, or a client certificate from
+``devid admin certificate``.
 """
 
 from __future__ import annotations
 
 import base64
-import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,14 +17,15 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import tomli_w
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from engine.inventory import DeviceFilter, ek_urn_from_digest
+from hosts.core.admin_certs import issue_admin_certificate
+from hosts.core.store import Revocation
 from tests.attestation_fakes import make_ek, make_vendor
-from tests.conftest import CA, PASSWORD, RunningServer, new_csr
+from tests.conftest import CA, RunningServer, new_csr
 
-from .helpers import Issued, assert_json_error, client, issued_from, running_server
+from .helpers import Issued, assert_json_error, client, issued_from
 
 DEVICES = "/api/v1/devices"
 
@@ -394,6 +394,7 @@ async def test_delete_removes_the_device(server: RunningServer, ca: CA) -> None:
 
 
 # --- admin by client certificate ---------------------------------------------------------------
+# (tests/hosts/test_admin_certificates.py covers who can and cannot get one)
 
 
 def _issue(server: RunningServer, subject: str) -> Issued:
@@ -403,57 +404,54 @@ def _issue(server: RunningServer, subject: str) -> Issued:
     return issued_from(key, response)
 
 
-@asynccontextmanager
-async def cert_admin_server(ca: CA) -> AsyncIterator[RunningServer]:
-    path = ca.data_dir / "devid.toml"
-    config = tomllib.loads(path.read_text())
-    config["admin"]["client_subjects"] = ["CN=ops.example"]
-    path.write_text(tomli_w.dumps(config))
-    async with running_server(ca.data_dir, PASSWORD) as server:
-        yield server
+def _admin_pem(server: RunningServer, path: Path) -> tuple[Path, int]:
+    """An admin certificate (as `devid admin certificate` issues it) with its key in one file."""
+    issued, key = issue_admin_certificate(server.authority, "ops")
+    chain = "".join(c.public_bytes(Encoding.PEM).decode() for c in issued.chain)
+    key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    path.write_text(chain + key_pem)
+    path.chmod(0o600)
+    return path, issued.certificate.serial_number
 
 
-async def test_an_admin_client_certificate_opens_the_api(ca: CA, tmp_path: Path) -> None:
-    async with cert_admin_server(ca) as server:
-        ops = _issue(server, "ops.example").write_client_pem(tmp_path / "ops.pem")
-        async with client(server, cert=ops) as http:
-            r = await http.post(DEVICES, json={"ek": awkward_urn(70), "name": "by cert"})
-            assert r.status_code == 201, r.text
-            r = await http.get(DEVICES)
-            assert r.status_code == 200 and r.json()["total"] == 1
-        # The bearer token keeps working alongside.
-        async with admin(server, ca) as http:
-            assert (await http.get(DEVICES)).status_code == 200
+async def test_an_admin_client_certificate_opens_the_api(
+    server: RunningServer, ca: CA, tmp_path: Path
+) -> None:
+    ops, _ = _admin_pem(server, tmp_path / "ops.pem")
+    async with client(server, cert=ops) as http:
+        r = await http.post(DEVICES, json={"ek": awkward_urn(70), "name": "by cert"})
+        assert r.status_code == 201, r.text
+        r = await http.get(DEVICES)
+        assert r.status_code == 200 and r.json()["total"] == 1
+    # The bearer token keeps working alongside.
+    async with admin(server, ca) as http:
+        assert (await http.get(DEVICES)).status_code == 200
 
 
-async def test_another_client_certificate_is_forbidden(ca: CA, tmp_path: Path) -> None:
-    async with cert_admin_server(ca) as server:
-        other = _issue(server, "intruder.example").write_client_pem(tmp_path / "other.pem")
-        async with client(server, cert=other) as http:
-            r = await http.post(DEVICES, json={"ek": awkward_urn(71)})
-            assert "not an admin" in assert_json_error(r, 403)["message"]
-            assert_json_error(await http.get(DEVICES), 403)
-        assert server.authority.store.get_device(awkward_urn(71)) is None
-
-
-async def test_a_revoked_admin_certificate_is_refused(ca: CA, tmp_path: Path) -> None:
-    async with cert_admin_server(ca) as server:
-        issued = _issue(server, "ops.example")
-        ops = issued.write_client_pem(tmp_path / "ops.pem")
-        server.authority.revoke(
-            {
-                "serial": str(issued.serial),
-                "ott": server.token(str(issued.serial), path="/1.0/revoke"),
-            },
-            None,
-        )
-        async with client(server, cert=ops) as http:
-            assert_json_error(await http.get(DEVICES), 401)
-
-
-async def test_without_client_subjects_a_certificate_is_no_credential(
+async def test_another_client_certificate_is_no_credential(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    ops = _issue(server, "ops.example").write_client_pem(tmp_path / "ops.pem")
+    other = _issue(server, "ops").write_client_pem(tmp_path / "other.pem")  # same subject
+    async with client(server, cert=other) as http:
+        r = await http.post(DEVICES, json={"ek": awkward_urn(71)})
+        assert "not an admin certificate" in assert_json_error(r, 401)["message"]
+        assert_json_error(await http.get(DEVICES), 401)
+    assert server.authority.store.get_device(awkward_urn(71)) is None
+
+
+async def test_a_revoked_admin_certificate_is_refused(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    ops, serial = _admin_pem(server, tmp_path / "ops.pem")
+    server.authority.store.revoke(
+        Revocation(
+            serial=format(serial, "x"),
+            issuer="tls",
+            revoked_at=server.authority.clock.now(),
+            reason_code=0,
+            reason="",
+            revoked_by="test",
+        )
+    )
     async with client(server, cert=ops) as http:
         assert_json_error(await http.get(DEVICES), 401)

@@ -65,8 +65,9 @@ def revoke_token(server: RunningServer, serial: int) -> str:
 
 
 async def fetch_crl(server: RunningServer) -> x509.CertificateRevocationList:
+    """The TLS CA's CRL: what JWK tokens get is issued by the TLS CA."""
     async with client(server) as http:
-        r = await http.get("/crl")
+        r = await http.get("/crl/tls")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/pkix-crl"
     return x509.load_der_x509_crl(r.content)
@@ -307,7 +308,7 @@ async def test_renew_with_a_certificate_from_another_devid_ca_is_refused(
     finally:
         other.close()
     # Same names everywhere: only the signatures tell the two CAs apart.
-    assert foreign.certificate.issuer == server.authority.issuers["agent"].certificate.subject
+    assert foreign.certificate.issuer == server.authority.issuers["tls"].certificate.subject
     pem_file = foreign.write_client_pem(tmp_path / "foreign.pem")
     count = server.authority.store.count_certificates()
     try:
@@ -337,13 +338,13 @@ async def test_revoke_by_the_issuing_provisioner_lists_the_serial_in_the_crl(
                 "reason": "stolen",
             },
         )
-        pem = await http.get("/crl", params={"format": "pem"})
+        pem = await http.get("/crl/tls", params={"format": "pem"})
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "ok"}
     crl = await fetch_crl(server)
-    agent_ca = server.authority.issuers["agent"].certificate
-    assert crl.issuer == agent_ca.subject
-    assert crl.is_signature_valid(agent_ca.public_key())  # type: ignore[arg-type]
+    tls_ca = server.authority.issuers["tls"].certificate
+    assert crl.issuer == tls_ca.subject
+    assert crl.is_signature_valid(tls_ca.public_key())  # type: ignore[arg-type]
     entry = crl.get_revoked_certificate_by_serial_number(issued.serial)
     assert entry is not None
     reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
@@ -409,7 +410,7 @@ def add_jwk_provisioner(data_dir: Path, name: str) -> ec.EllipticCurvePrivateKey
         {
             "type": "JWK",
             "name": name,
-            "issuer": "agent",
+            "issuer": "tls",
             "key": jwk_from_public_key(key.public_key()),
         }
     )

@@ -65,7 +65,7 @@ class Server:
     def tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.root))
 
-    def crl_serials(self, issuer: str = "agent") -> set[int]:
+    def crl_serials(self, issuer: str = "tls") -> set[int]:  # ACME http-01 certs: TLS CA
         response = httpx.get(f"{self.url}/crl/{issuer}", verify=self.tls(), timeout=10)
         assert response.status_code == 200, response.text
         crl = x509.load_der_x509_crl(response.content)

@@ -22,7 +22,7 @@ from plugins.manager import PluginManager
 from plugins.provisioner import ProvisionerEnvironment
 from tests.conftest import TokenFactory, new_csr
 
-ISSUERS = frozenset({"attestation", "agent", "account"})
+ISSUERS = frozenset({"attestation", "agent", "account", "tls"})
 
 
 def env(tmp_path: Path) -> ProvisionerEnvironment:

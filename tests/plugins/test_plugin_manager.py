@@ -51,7 +51,7 @@ class AllowListProvisioner:
         opts = Options(f"provisioner {name!r}", options)
         provisioner = cls(
             name=name,
-            issuer=opts.string("issuer", "agent"),
+            issuer=opts.string("issuer", "tls"),
             subjects=frozenset(opts.require("subjects")),
         )
         opts.finish()

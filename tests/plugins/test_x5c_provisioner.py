@@ -42,7 +42,7 @@ from tests.conftest import CA, new_csr, provisioner_of
 BASE = "https://ca.test"
 AUDIENCE = f"{BASE}/1.0/sign"
 USER = "alice.vpn.example.com"
-ISSUERS = frozenset({"attestation", "agent", "account"})
+ISSUERS = frozenset({"attestation", "agent", "account", "tls"})
 
 
 # --- in-test CAs ----------------------------------------------------------------------------------
@@ -534,7 +534,8 @@ def test_provisioner_added_at_run_time_is_reached_by_its_iss(authority: Authorit
     runtime = X5CProvisioner(
         name="account:wifi",
         issuer="account",
-        roots=[authority.issuers["agent"].certificate],
+        # The "device" below gets its certificate with a JWK token: from the TLS CA.
+        roots=[authority.issuers["tls"].certificate],
         durations=DurationLimits(timedelta(minutes=5), timedelta(hours=24), timedelta(hours=24)),
         eku=["clientAuth"],
     )

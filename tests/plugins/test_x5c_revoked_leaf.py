@@ -20,7 +20,7 @@ def _with_x5c_provisioner(ca: CA) -> Authority:
     path = ca.data_dir / "devid.toml"
     config = tomllib.loads(path.read_text())
     config["provisioners"].append(
-        {"type": "X5C", "name": "devices-x5c", "issuer": "account", "roots": ["certs/agent_ca.crt"]}
+        {"type": "X5C", "name": "devices-x5c", "issuer": "account", "roots": ["certs/tls_ca.crt"]}
     )
     path.write_text(tomli_w.dumps(config))
     authority = Authority.load(ca.data_dir, ca.password)
@@ -34,12 +34,12 @@ def test_a_token_signed_with_a_revoked_leaf_is_refused(ca: CA, token: TokenFacto
         key, _, csr_pem = new_csr("leaf.example")
         issued = authority.sign({"csr": csr_pem, "ott": token("leaf.example")})
         leaf = x509.load_pem_x509_certificate(issued["crt"].encode())
-        agent_ca = x509.load_pem_x509_certificate(issued["ca"].encode())
+        tls_ca = x509.load_pem_x509_certificate(issued["ca"].encode())  # JWK: the TLS CA
 
         def x5c_token() -> str:
             return mint_x5c_token(
                 key,  # type: ignore[arg-type]
-                [leaf, agent_ca],
+                [leaf, tls_ca],
                 provisioner="devices-x5c",
                 subject="leaf.example",
                 audience="https://ca.test/1.0/sign",

@@ -2,7 +2,8 @@
 
 The CA under test trusts its own Agent CA for X5C (``roots = certs/agent_ca.crt``)
 and issues from the Account CA, as accounts do. The device's certificate comes
-from the Agent CA through the JWK flow (it carries clientAuth); the odd leaves
+from the Agent CA as device-attest-01 would issue it (clientAuth, recorded as the
+``devices`` provisioner's; JWK tokens issue from the TLS CA, never the Agent CA); the odd leaves
 the forgeries need are signed with the Agent CA's key directly, or by CAs the
 tests build with cryptography.
 
@@ -40,13 +41,20 @@ from engine.csr import parse_csr
 from engine.errors import BadRequest, Forbidden, ProtocolError, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.jose import MAX_TOKEN_BYTES, PrivateKey, b64url_encode, sign_compact
-from engine.pipeline import SignRequest, issue_certificate
+from engine.names import SAN
+from engine.pipeline import (
+    IssuedCertificate,
+    SignRequest,
+    build_certificate,
+    issue_certificate,
+    random_serial,
+)
 from engine.ports import CountingRandom, FrozenClock
+from engine.template import CertificateTemplate
 from hosts.core.authority import Authority
-from plugins.jwk import mint_token
 from plugins.x5c import X5CProvisioner, mint_x5c_token, x5c_header
 from plugins.x5c.certificates import MAX_X5C_CERTIFICATES, MAX_X5C_ENTRY_CHARS
-from tests.conftest import CA, new_csr, provisioner_of
+from tests.conftest import CA, new_csr
 
 NAME = "accounts"
 BASE = "https://ca.test"
@@ -96,19 +104,34 @@ def agent_ca(authority: Authority) -> x509.Certificate:
 
 
 def enrol_device(authority: Authority, ca: CA, name: str = "device-1.example.com") -> Holder:
-    """A device certificate from the Agent CA, the ordinary way: a JWK token and a CSR."""
-    admin_key = provisioner_of(authority).load_private_key(ca.password)
-    key, _, csr_pem = new_csr(name)
-    ott = mint_token(
-        admin_key,
-        provisioner="admin",
-        subject=name,
-        audience=AUDIENCE,
-        now=authority.clock.now(),
-        jti=uuid.uuid4().hex,
+    """A device certificate from the Agent CA, as the ``devices`` provisioner issues and
+    records it (clientAuth, the device's name as CN and SAN)."""
+    issuer = authority.issuers["agent"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    template = CertificateTemplate(
+        subject=_name(name),
+        sans=(SAN.parse(name),),
+        extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
     )
-    response = authority.sign({"csr": csr_pem, "ott": ott})
-    cert = x509.load_pem_x509_certificate(response["crt"].encode())
+    now = authority.clock.now()
+    devices = ProvisionerRef(type="ACME", name="devices")
+    cert = build_certificate(
+        template,
+        key.public_key(),
+        issuer,
+        random_serial(authority.random),
+        now - timedelta(minutes=1),
+        now + timedelta(hours=24),
+        devices,
+    )
+    authority.record_issued(
+        IssuedCertificate(
+            certificate=cert,
+            der=cert.public_bytes(Encoding.DER),
+            issuer=issuer,
+            provisioner=devices,
+        )
+    )
     return Holder(key=key, certificate=cert, chain=(cert, agent_ca(authority)))
 
 

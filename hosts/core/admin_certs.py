@@ -1,0 +1,94 @@
+"""Admin client certificates: the only certificates that open the admin API.
+
+``devid admin certificate NAME`` issues one from the TLS CA through the internal
+``admin-client`` provisioner, which no request can reach: the store records it under
+that provisioner, so it is revocable like any certificate (and then listed in the TLS
+CA's CRL). :meth:`Authority.check_admin` accepts a client certificate only if it is
+such a record: verified against the TLS CA, in the store byte for byte, active and
+unexpired. The subject counts for nothing, so a certificate anyone can get for the same
+name (ACME http-01, a JWK token, a device certificate) never authenticates an admin.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from engine.errors import BadRequest, ConfigurationError
+from engine.extensions import ProvisionerRef
+from engine.pipeline import IssuedCertificate, build_certificate, random_serial
+from engine.template import CertificateTemplate
+
+from .store import CertificateRecord
+
+if TYPE_CHECKING:  # authority imports this module
+    from .authority import Authority
+
+# type "internal": no [[provisioners]] table can have it (no plugin registers it).
+ADMIN_PROVISIONER = ProvisionerRef(type="internal", name="admin-client")
+ADMIN_ISSUER = "tls"
+DEFAULT_ADMIN_LIFETIME = timedelta(days=30)
+MAX_ADMIN_LIFETIME = timedelta(days=365)
+
+
+def is_admin_record(record: CertificateRecord) -> bool:
+    """Issued as an admin certificate (by ``devid admin certificate``)."""
+    return (
+        record.provisioner_type == ADMIN_PROVISIONER.type
+        and record.provisioner_name == ADMIN_PROVISIONER.name
+        and record.issuer == ADMIN_ISSUER
+    )
+
+
+def admin_subject(name: str) -> x509.Name:
+    if not name or name != name.strip() or not name.isprintable():
+        raise ConfigurationError("the admin name must be printable text without edge spaces")
+    try:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    except ValueError:
+        raise ConfigurationError("the admin name must be at most 64 characters") from None
+
+
+def issue_admin_certificate(
+    authority: Authority, name: str, lifetime: timedelta = DEFAULT_ADMIN_LIFETIME
+) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:
+    """A new P-256 key and a clientAuth certificate ``CN=name`` for it from the TLS CA,
+    recorded in the store as the ``admin-client`` provisioner's."""
+    if not timedelta(minutes=5) <= lifetime <= MAX_ADMIN_LIFETIME:
+        raise ConfigurationError("an admin certificate's validity must be between 5m and 365d")
+    subject = admin_subject(name)
+    issuer = authority.issuers[ADMIN_ISSUER]
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = authority.clock.now()
+    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc)
+    template = CertificateTemplate(
+        subject=subject,
+        key_usage=frozenset({"digital_signature"}),
+        extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+    )
+    try:
+        cert = build_certificate(
+            template,
+            key.public_key(),
+            issuer,
+            random_serial(authority.random),
+            now - timedelta(minutes=1),
+            not_after,
+            ADMIN_PROVISIONER,
+        )
+    except BadRequest as exc:
+        raise ConfigurationError(exc.detail) from None
+    issued = IssuedCertificate(
+        certificate=cert,
+        der=cert.public_bytes(Encoding.DER),
+        issuer=issuer,
+        provisioner=ADMIN_PROVISIONER,
+        evidence={"method": "admin-certificate", "name": name},
+    )
+    authority.record_issued(issued)
+    return issued, key
