@@ -141,6 +141,7 @@ _GENERIC: dict[str, str] = {
     "conflict": "malformed",
     "payloadTooLarge": "malformed",
     "unsupportedMediaType": "malformed",
+    "rateLimited": "rateLimited",
 }
 
 

@@ -10,7 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .authority import Authority
-from .http import HTTPRequest, HTTPResponse, Router
+from .http import Access, HTTPRequest, HTTPResponse, Router
+from .ratelimit import limiter_for
 
 PEM = "application/x-pem-file"
 
@@ -21,23 +22,29 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def build_router(authority: Authority) -> Router:
-    router = Router(authority.config.server.max_body_bytes)
+    server = authority.config.server
+    router = Router(
+        server.max_body_bytes,
+        limiter=limiter_for(server.rate_limit_per_second, server.rate_limit_burst),
+    )
     route = router.route
+    # Routes that need no credential are Access.ANONYMOUS: each request takes a token of
+    # its client's rate limit (hosts/core/ratelimit.py, docs/api.md "Limits").
     inventory = authority.inventory
 
-    @route("GET", "/health")
+    @route("GET", "/health", access=Access.UNLIMITED)
     async def health(request: HTTPRequest) -> HTTPResponse:
         return HTTPResponse.json({"status": "ok"})
 
-    @route("GET", "/roots.pem")
+    @route("GET", "/roots.pem", access=Access.ANONYMOUS)
     async def roots(request: HTTPRequest) -> HTTPResponse:
         return HTTPResponse.data(authority.root_pem, PEM)
 
-    @route("GET", "/root/{sha256}")
+    @route("GET", "/root/{sha256}", access=Access.ANONYMOUS)
     async def root(request: HTTPRequest, sha256: str) -> HTTPResponse:
         return HTTPResponse.json({"ca": authority.root_by_fingerprint(sha256)})
 
-    @route("GET", "/provisioners")
+    @route("GET", "/provisioners", access=Access.ANONYMOUS)
     async def provisioners(request: HTTPRequest) -> HTTPResponse:
         return HTTPResponse.json({"provisioners": authority.provisioners_view(), "nextCursor": ""})
 
@@ -56,11 +63,11 @@ def build_router(authority: Authority) -> Router:
             await _run(authority.revoke, body, request.peer_certificate, request.bearer)
         )
 
-    @route("POST", "/attest")
+    @route("POST", "/attest", access=Access.ANONYMOUS)
     async def attest(request: HTTPRequest) -> HTTPResponse:
         return HTTPResponse.json(await _run(authority.attest, request.json_object()))
 
-    @route("POST", "/secret")
+    @route("POST", "/secret", access=Access.ANONYMOUS)
     async def secret(request: HTTPRequest) -> HTTPResponse:
         return HTTPResponse.json(await _run(authority.activate, request.json_object()))
 
@@ -71,11 +78,11 @@ def build_router(authority: Authority) -> Router:
             return HTTPResponse.data(text, PEM)
         return HTTPResponse.data(der, "application/pkix-crl")
 
-    @route("GET", "/crl")
+    @route("GET", "/crl", access=Access.ANONYMOUS)
     async def crl(request: HTTPRequest) -> HTTPResponse:
         return await crl_response(request, "agent")
 
-    @route("GET", "/crl/{issuer}")
+    @route("GET", "/crl/{issuer}", access=Access.ANONYMOUS)
     async def crl_of(request: HTTPRequest, issuer: str) -> HTTPResponse:
         return await crl_response(request, issuer)
 
@@ -156,9 +163,9 @@ def build_router(authority: Authority) -> Router:
     acme = authority.acme
     router.on_refusal("/acme/", acme.refuse)
     base = "/acme/{provisioner}"
-    router.add("GET", f"{base}/directory", acme.directory)
-    router.add("GET", f"{base}/new-nonce", acme.new_nonce)
-    router.add("POST", f"{base}/new-account", acme.new_account)
+    router.add("GET", f"{base}/directory", acme.directory, access=Access.ANONYMOUS)
+    router.add("GET", f"{base}/new-nonce", acme.new_nonce, access=Access.ANONYMOUS)
+    router.add("POST", f"{base}/new-account", acme.new_account, access=Access.ANONYMOUS)
     router.add("POST", f"{base}/acct/{{account_id}}", acme.account)
     router.add("POST", f"{base}/acct/{{account_id}}/orders", acme.account_orders)
     router.add("POST", f"{base}/key-change", acme.key_change)
@@ -169,6 +176,8 @@ def build_router(authority: Authority) -> Router:
     router.add("POST", f"{base}/chall/{{challenge_id}}", acme.challenge)
     router.add("POST", f"{base}/cert/{{serial}}", acme.certificate)
     router.add("POST", f"{base}/revoke-cert", acme.revoke_cert)
-    router.add("GET", f"{base}/renewal-info/{{cert_id}}", acme.renewal_info)
+    router.add(
+        "GET", f"{base}/renewal-info/{{cert_id}}", acme.renewal_info, access=Access.ANONYMOUS
+    )
 
     return router

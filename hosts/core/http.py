@@ -8,6 +8,7 @@ objects into :class:`HTTPRequest`, call :meth:`Router.dispatch`, and write the
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import re
@@ -24,6 +25,8 @@ from engine.errors import (
     ProtocolError,
     UnsupportedMediaType,
 )
+
+from .ratelimit import RateLimited, RateLimiter, retry_after
 
 log = logging.getLogger("devid.http")
 
@@ -116,12 +119,25 @@ Refuser = Callable[[HTTPRequest, ProtocolError], Awaitable[HTTPResponse]]
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
 
+class Access(enum.Enum):
+    """What a route asks of a client, for the rate limit (hosts/core/ratelimit.py)."""
+
+    #: A credential (token, client certificate, signed JWS): served while the client's
+    #: bucket has a token, without taking one, unless refused for the credential (401/403).
+    CREDENTIAL = "credential"
+    #: Nothing: every request takes a token.
+    ANONYMOUS = "anonymous"
+    #: Never limited (``/health``, for monitoring).
+    UNLIMITED = "unlimited"
+
+
 @attrs.frozen
 class Route:
     method: str
     pattern: str
     handler: Handler
     regex: re.Pattern[str]
+    access: Access = Access.CREDENTIAL
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -137,17 +153,22 @@ def _compile(pattern: str) -> re.Pattern[str]:
 class Router:
     """Routes ``METHOD /path/{param}`` (``{param:path}`` may contain '/') to async handlers."""
 
-    def __init__(self, max_body_bytes: int) -> None:
+    def __init__(self, max_body_bytes: int, *, limiter: RateLimiter | None = None) -> None:
         self.max_body_bytes = max_body_bytes
+        self.limiter = limiter
         self._routes: list[Route] = []
         self._refusers: list[tuple[str, Refuser]] = []
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes.append(Route(method.upper(), pattern, handler, _compile(pattern)))
+    def add(
+        self, method: str, pattern: str, handler: Handler, *, access: Access = Access.CREDENTIAL
+    ) -> None:
+        self._routes.append(Route(method.upper(), pattern, handler, _compile(pattern), access))
 
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def route(
+        self, method: str, pattern: str, *, access: Access = Access.CREDENTIAL
+    ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
-            self.add(method, pattern, handler)
+            self.add(method, pattern, handler, access=access)
             return handler
 
         return decorate
@@ -169,13 +190,17 @@ class Router:
         return error_response(exc)
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        route, params = self._find(method, path)
+        return route.handler, params
+
+    def _find(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: set[str] = set()
         for route in self._routes:
             found = route.regex.match(path)
             if found is None:
                 continue
             if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route.handler, found.groupdict()
+                return route, found.groupdict()
             allowed.add(route.method)
         if allowed:
             raise MethodNotAllowed(
@@ -192,17 +217,51 @@ class Router:
             raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
 
     async def dispatch(self, request: HTTPRequest) -> HTTPResponse:
+        """Answer *request*. With a rate limit, requests to anonymous routes (and to no
+        route at all) take a token from the client's bucket, a 401 or 403 takes one
+        after the fact, and while the bucket is empty every request but those to
+        unlimited routes gets 429 (hosts/core/ratelimit.py)."""
         try:
             if len(request.body) > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
-            handler, params = self.match(request.method, request.path)
+            route, params = self._find(request.method, request.path)
         except ProtocolError as exc:
-            response = await self.refuse(request, exc)
+            response = await self._limit(request, Access.ANONYMOUS) or await self.refuse(
+                request, exc
+            )
         else:
-            response = await self._handle(request, handler, params)
+            limited = await self._limit(request, route.access)
+            if limited is not None:
+                response = limited
+            else:
+                response = await self._handle(request, route.handler, params)
+                if response.status in (401, 403) and route.access is Access.CREDENTIAL:
+                    self._charge(request)
         if request.method == "HEAD":
             response = attrs.evolve(response, body=b"")
         return response
+
+    async def _limit(self, request: HTTPRequest, access: Access) -> HTTPResponse | None:
+        """The 429 for *request* if its client is over the rate limit, else None."""
+        if self.limiter is None or not request.client or access is Access.UNLIMITED:
+            return None
+        if access is Access.ANONYMOUS:
+            wait = self.limiter.take(request.client)
+        else:
+            wait = self.limiter.wait(request.client)
+        if wait <= 0:
+            return None
+        seconds = retry_after(wait)
+        refusal = RateLimited(
+            f"too many requests from this address; try again in {seconds} s", seconds
+        )
+        response = await self.refuse(request, refusal)
+        return attrs.evolve(response, headers=(*response.headers, ("retry-after", str(seconds))))
+
+    def _charge(self, request: HTTPRequest) -> None:
+        """A request refused for its credential counts as an anonymous one."""
+        if self.limiter is not None and request.client:
+            self.limiter.take(request.client)
 
     async def _handle(
         self, request: HTTPRequest, handler: Handler, params: dict[str, str]

@@ -7,6 +7,7 @@ tests stay fast; each is a real HTTPS server on a loopback port.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,14 +17,16 @@ import h2.config
 import h2.connection
 import h2.events
 import h11
+import httpx
 import pytest
 import trio
 
 from engine.errors import ConfigurationError
 from hosts.core.config import load_config
-from tests.conftest import CA, HOSTS, RunningServer, start_server
+from hosts.core.ratelimit import RateLimiter, client_key
+from tests.conftest import CA, HOSTS, RunningServer, new_csr, start_server
 
-from .helpers import tls_context
+from .helpers import assert_json_error, client, tls_context
 
 # How long a test waits for the server to close a connection before it fails: far
 # above the idle timeouts configured here, so that a slow machine does not fail them.
@@ -230,3 +233,163 @@ def test_bad_limits_are_refused_with_a_clear_error(
 def test_a_rate_limit_of_zero_needs_no_burst(ca: CA) -> None:
     configure(ca, rate_limit_per_second=0, rate_limit_burst=0)
     assert load_config(ca.data_dir).server.rate_limit_per_second == 0
+
+
+# --- rate limits for anonymous clients ----------------------------------------------------
+
+
+def assert_rate_limited(response: httpx.Response) -> int:
+    """A 429 with Retry-After (whole seconds) and a JSON error body; the Retry-After."""
+    body = assert_json_error(response, 429)
+    assert body["error"] == "rateLimited"
+    retry = int(response.headers["retry-after"])
+    assert retry >= 1
+    return retry
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_anonymous_requests_past_the_burst_get_429_until_the_bucket_refills(
+    ca: CA, host: str
+) -> None:
+    async with (
+        serving(ca, host, rate_limit_per_second=1, rate_limit_burst=3) as server,
+        client(server) as http,
+    ):
+        for path in ("/roots.pem", "/provisioners", "/crl"):
+            assert (await http.get(path)).status_code == 200
+        retry = assert_rate_limited(await http.get("/roots.pem"))
+        assert_rate_limited(await http.post("/attest", json={}))
+
+        # While the bucket is empty, requests with a credential wait too ...
+        _, _, csr = new_csr("limited.example.com")
+        signed = await http.post(
+            "/1.0/sign", json={"csr": csr, "ott": server.token("limited.example.com")}
+        )
+        assert_rate_limited(signed)
+        # ... but /health answers, for monitoring.
+        assert (await http.get("/health")).status_code == 200
+
+        await trio.sleep(retry)  # what Retry-After asked for: a token is back
+        assert (await http.get("/roots.pem")).status_code == 200
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_acme_gets_a_rate_limited_problem_with_a_nonce(ca: CA, host: str) -> None:
+    async with (
+        serving(ca, host, rate_limit_per_second=1, rate_limit_burst=2) as server,
+        client(server) as http,
+    ):
+        assert (await http.get("/acme/acme/directory")).status_code == 200
+        assert (await http.head("/acme/acme/new-nonce")).status_code == 200
+        r = await http.head("/acme/acme/new-nonce")
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["replay-nonce"]
+        r = await http.post(
+            "/acme/acme/new-account",
+            content=b"{}",
+            headers={"content-type": "application/jose+json"},
+        )
+        assert r.status_code == 429
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["type"] == "urn:ietf:params:acme:error:rateLimited"
+        assert r.json()["status"] == 429
+        assert r.headers["replay-nonce"]
+        assert int(r.headers["retry-after"]) >= 1
+
+
+def forged(token: str) -> str:
+    """*token* with a signature that no longer verifies."""
+    header, claims, signature = token.split(".")
+    flipped = "B" if signature[10] != "B" else "C"
+    return f"{header}.{claims}.{signature[:10]}{flipped}{signature[11:]}"
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_requests_refused_for_a_bad_credential_use_up_the_bucket(ca: CA, host: str) -> None:
+    async with (
+        serving(ca, host, rate_limit_per_second=1, rate_limit_burst=3) as server,
+        client(server) as http,
+    ):
+        _, _, csr = new_csr("guess.example.com")
+        for _ in range(3):
+            ott = forged(server.token("guess.example.com"))
+            r = await http.post("/1.0/sign", json={"csr": csr, "ott": ott})
+            assert_json_error(r, 401)
+        ott = forged(server.token("guess.example.com"))
+        assert_rate_limited(await http.post("/1.0/sign", json={"csr": csr, "ott": ott}))
+        assert_rate_limited(
+            await http.get("/api/v1/devices", headers={"authorization": "Bearer x"})
+        )
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_valid_credentials_do_not_use_up_the_bucket(ca: CA, host: str) -> None:
+    async with (
+        serving(ca, host, rate_limit_per_second=1, rate_limit_burst=2) as server,
+        client(server) as http,
+    ):
+        for n in range(4):
+            subject = f"fleet-{n}.example.com"
+            _, _, csr = new_csr(subject)
+            r = await http.post("/1.0/sign", json={"csr": csr, "ott": server.token(subject)})
+            assert r.status_code == 201, r.text
+        assert (await http.get("/roots.pem")).status_code == 200
+
+
+async def test_a_rate_limit_of_zero_turns_it_off(ca: CA) -> None:
+    async with (
+        serving(ca, "raw", rate_limit_per_second=0) as server,
+        client(server) as http,
+    ):
+        for _ in range(30):
+            assert (await http.get("/roots.pem")).status_code == 200
+
+
+def test_the_default_rate_limit(ca: CA) -> None:
+    settings = load_config(ca.data_dir).server
+    assert (settings.rate_limit_per_second, settings.rate_limit_burst) == (20.0, 200)
+
+
+# --- the token buckets themselves ---------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_refills_at_the_configured_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, 4, clock=clock)
+    assert [limiter.take("192.0.2.1") for _ in range(4)] == [0.0] * 4
+    assert limiter.take("192.0.2.1") == pytest.approx(0.5)
+    assert limiter.wait("192.0.2.1") == pytest.approx(0.5)
+    assert limiter.take("192.0.2.2") == 0.0  # another client has its own bucket
+    clock.now += 0.5
+    assert limiter.take("192.0.2.1") == 0.0
+    assert limiter.take("192.0.2.1") > 0
+    clock.now += 3600  # never more than the burst
+    assert [limiter.take("192.0.2.1") for _ in range(4)] == [0.0] * 4
+    assert limiter.take("192.0.2.1") > 0
+
+
+def test_a_flood_of_distinct_addresses_keeps_memory_bounded() -> None:
+    limiter = RateLimiter(1, 1, max_clients=1000, clock=FakeClock())
+    for n in range(50_000):
+        limiter.take(str(ipaddress.IPv4Address(0x0A000000 + n)))
+        assert len(limiter) <= 1000
+    # The most recent clients are the ones kept: their buckets are still empty.
+    assert limiter.take("10.0.195.79") > 0
+
+
+def test_ipv6_clients_share_a_bucket_per_64_and_mapped_ipv4_is_ipv4() -> None:
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9")
+    assert client_key("2001:db8:1:2::1") != client_key("2001:db8:1:3::1")
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    limiter = RateLimiter(1, 1, clock=FakeClock())
+    assert limiter.take("2001:db8::1") == 0.0
+    assert limiter.take("2001:db8::2") > 0
