@@ -18,6 +18,7 @@ import pytest
 import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.errors import Forbidden
 from engine.extensions import ProvisionerRef
@@ -190,3 +191,20 @@ def test_example_plugin_public_view_is_public(example_authority: Authority) -> N
     view = example_authority.provisioners["lab"].public_view()
     assert view["type"] == "DOMAINKEY"
     assert "d" not in view["key"]
+
+
+def test_example_plugin_renews_only_names_still_under_its_domain(
+    example_authority: Authority, lab_key: ec.EllipticCurvePrivateKey
+) -> None:
+    name = "db.lab.example.com"
+    response = example_authority.sign(
+        {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)}
+    )
+    der = x509.load_pem_x509_certificate(response["crt"].encode()).public_bytes(Encoding.DER)
+    renewed = x509.load_pem_x509_certificate(example_authority.renew(der)["crt"].encode())
+    record = example_authority.store.get_certificate(format(renewed.serial_number, "x"))
+    assert record is not None and record.provisioner_name == "lab"
+    assert record.evidence["renewal"]["checked"] == {"domain": "lab.example.com"}
+    example_authority.provisioners["lab"].domain = "other.example.com"  # type: ignore[attr-defined]
+    with pytest.raises(Forbidden, match=r"no longer under other\.example\.com"):
+        example_authority.renew(der)
