@@ -225,6 +225,18 @@ def _edit_text(text: str, table: dict[str, str], moved: list[int]) -> str:
     return "".join(out)
 
 
+def _replace(path: Path, backup: Path, text: str) -> None:
+    """Keep *path* as *backup*, then put *text* in its place in one rename."""
+    shutil.copy2(path, backup)
+    temporary = path.with_name(f".{path.name}.upgrade")
+    with temporary.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    shutil.copymode(path, temporary)
+    os.replace(temporary, path)
+
+
 def _add_tls_ca(data_dir: Path, path: Path, password: bytes) -> list[str]:
     text = path.read_text()
     raw = tomllib.loads(text)
@@ -246,14 +258,13 @@ def _add_tls_ca(data_dir: Path, path: Path, password: bytes) -> list[str]:
         )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     backup = path.with_name(f"{path.name}.bak-{stamp}")
-    shutil.copy2(path, backup)
-    temporary = path.with_name(f".{path.name}.upgrade")
-    with temporary.open("w") as handle:
-        handle.write(new_text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    shutil.copymode(path, temporary)
-    os.replace(temporary, path)
+    try:
+        _replace(path, backup, new_text)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot update {path} to add the TLS CA ({exc.strerror or exc}); devid needs"
+            " to write it once after this upgrade (docs/ca.md)"
+        ) from None
     changes.append(f"added [ca.intermediates.{NEW_ISSUER}] to {path} (previous file: {backup})")
     if not kept_comments:
         changes.append(

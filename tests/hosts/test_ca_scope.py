@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,6 +143,7 @@ def test_device_attest_01_alone_on_the_agent_ca_loads(ca: CA) -> None:
         authority.close()
 
 
-def test_init_help_names_the_tls_ca() -> None:
+def test_init_help_and_output_name_the_tls_ca(tmp_path: Path) -> None:
     assert "TLS CA" in run_devid("init", "--help").stdout
     assert "TLS" in run_devid("--help").stdout
+    assert "TLS CA" in run_devid("init", "--data", tmp_path / "ca").stdout

@@ -247,3 +247,24 @@ def test_a_provisioner_mixing_device_attest_with_http01_is_left_and_refused(
     config = tomllib.loads(path.read_text())
     assert "tls" in config["ca"]["intermediates"]
     assert config["provisioners"][2]["issuer"] == "agent"
+
+
+def test_an_unwritable_config_stops_with_a_clear_error_and_the_next_load_finishes(
+    old: OldDataDir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "copy2", refuse)
+        with pytest.raises(ConfigurationError, match=r"cannot update .*devid\.toml"):
+            Authority.load(old.data_dir, old.password)
+    assert (old.data_dir / "devid.toml").read_text() == old.config_text
+    made = (old.data_dir / "certs" / "tls_ca.crt").read_bytes()  # made before the write
+    with caplog.at_level(logging.INFO, logger="devid.upgrade"):
+        Authority.load(old.data_dir, old.password).close()
+    assert (old.data_dir / "certs" / "tls_ca.crt").read_bytes() == made  # kept, not re-made
+    assert any("kept the TLS CA" in r.getMessage() for r in caplog.records)
+    assert "tls" in tomllib.loads((old.data_dir / "devid.toml").read_text())["ca"]["intermediates"]
