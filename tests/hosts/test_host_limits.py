@@ -11,6 +11,7 @@ import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -393,3 +394,12 @@ def test_ipv6_clients_share_a_bucket_per_64_and_mapped_ipv4_is_ipv4() -> None:
     limiter = RateLimiter(1, 1, clock=FakeClock())
     assert limiter.take("2001:db8::1") == 0.0
     assert limiter.take("2001:db8::2") > 0
+
+
+def test_benchmark_cas_run_without_the_rate_limit(tmp_path: Path) -> None:
+    """Every benchmark request comes from 127.0.0.1: the limit would be measured, not devid."""
+    from benchmarks.common import create_ca
+    from engine.keys import KeyType
+
+    create_ca(tmp_path / "ca", KeyType.P256)
+    assert load_config(tmp_path / "ca").server.rate_limit_per_second == 0
