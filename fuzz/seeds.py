@@ -192,6 +192,8 @@ def scalars() -> None:
         "12345",
         "0x1F",
         "0XABCDEF0123456789",
+        "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+        "AAAA.AQ",
     ]
     for index, value in enumerate(values):
         _write("scalars", f"{index:02d}", value.encode())
@@ -202,7 +204,7 @@ def jose(tokens: dict[str, str]) -> None:
         _write("jose", name, token.encode())
 
 
-def acme_jws(keys: dict[str, Key]) -> None:
+def acme_jws(keys: dict[str, Key], csrs: dict[str, bytes]) -> None:
     from engine.acme.jws import sign_flattened
     from engine.jose import b64url_encode, jwk_from_public_key
 
@@ -229,10 +231,10 @@ def acme_jws(keys: dict[str, Key]) -> None:
     kid, secret = next(iter(EAB_KEYS.items()))
     import hmac
 
-    protected = b64url_encode(_json({"alg": "HS256", "kid": kid, "url": NEW_ACCOUNT}))
-    payload = b64url_encode(_json(jwk))
-    mac = hmac.new(secret, f"{protected}.{payload}".encode(), hashlib.sha256).digest()
-    binding = {"protected": protected, "payload": payload, "signature": b64url_encode(mac)}
+    eab_header = b64url_encode(_json({"alg": "HS256", "kid": kid, "url": NEW_ACCOUNT}))
+    eab_payload = b64url_encode(_json(jwk))
+    mac = hmac.new(secret, f"{eab_header}.{eab_payload}".encode(), hashlib.sha256).digest()
+    binding = {"protected": eab_header, "payload": eab_payload, "signature": b64url_encode(mac)}
     jws = sign_flattened(
         key,
         {**account, "externalAccountBinding": binding},
@@ -240,13 +242,29 @@ def acme_jws(keys: dict[str, Key]) -> None:
     )
     _write("acme_jws", "new-account-eab", body(jws))
     kid_url = f"{BASE}/acct/1"
-    order = {"identifiers": [{"type": "dns", "value": "device.example"}]}
+    orders: dict[str, dict[str, Any]] = {
+        "new-order": {"identifiers": [{"type": "dns", "value": "device.example"}]},
+        "new-order-every-kind": {
+            "identifiers": [
+                {"type": "dns", "value": "*.device.example"},
+                {"type": "ip", "value": "192.0.2.9"},
+                {"type": "ip", "value": "2001:db8::9"},
+                {"type": "permanent-identifier", "value": "device-1234"},
+                {"type": "hardware-module", "value": "SN-0042"},
+            ],
+            "notBefore": "2025-06-01T00:00:00Z",
+            "notAfter": "2025-06-02T00:00:00+02:00",
+        },
+    }
     headers = {"nonce": "bm9uY2U", "kid": kid_url}
-    _write(
-        "acme_jws",
-        "new-order",
-        body(sign_flattened(ACCOUNT_KEY, order, {**headers, "url": f"{BASE}/new-order"})),
-    )
+    for name, order in orders.items():
+        at_new_order = {**headers, "url": f"{BASE}/new-order"}
+        _write("acme_jws", name, body(sign_flattened(ACCOUNT_KEY, order, at_new_order)))
+    at_finalize = {**headers, "url": f"{BASE}/order/1/finalize"}
+    for name, der in csrs.items():
+        finalize = {"csr": b64url_encode(der)}
+        signed = sign_flattened(ACCOUNT_KEY, finalize, at_finalize)
+        _write("acme_jws", f"finalize-{name}", body(signed))
     _write(
         "acme_jws",
         "post-as-get",
@@ -496,7 +514,7 @@ def write_all() -> list[Path]:
     json_body(keys, csrs, tokens)
     scalars()
     jose(tokens)
-    acme_jws(keys)
+    acme_jws(keys, csrs)
     csr(csrs)
     tpm_and_attest()
     device_attest()

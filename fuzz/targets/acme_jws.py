@@ -2,7 +2,9 @@
 the account JWK, the signature pinned to the key, and what newAccount reads before
 an account exists: contacts, flags and the external account binding (MACed with a
 provisioner's EAB key); keyChange's inner JWS; and revokeCert's certificate, which
-a request signed by the certificate's own key may carry.
+a request signed by the certificate's own key may carry. An ACME account costs
+nothing where no external account binding is required, so newOrder's identifiers
+and times and finalize's CSR are read too.
 
 The first byte chooses the request's content type and the form of the rest: the
 body itself, or (byte 3 modulo 4) the protected header, payload and signature as
@@ -18,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from engine.acme.accounts import parse_contacts
+from engine.acme.identifiers import parse_identifiers
 from engine.acme.jws import (
     SignedRequest,
     key_from_jwk,
@@ -26,8 +29,10 @@ from engine.acme.jws import (
     verify,
     verify_external_binding,
 )
+from engine.acme.orders import _time
 from engine.acme.revocation import parse_revocation
-from engine.jose import PublicKey, b64url_encode
+from engine.csr import parse_csr
+from engine.jose import PublicKey, b64url_decode, b64url_encode
 from fuzz.harness import attempt, split
 
 BASE = "https://ca.example/acme/acme"
@@ -55,6 +60,19 @@ def _new_account(request: SignedRequest, key: PublicKey) -> None:
 
 def _revocation(request: SignedRequest) -> None:
     parse_revocation(request.payload_object()).serial  # noqa: B018 (the serial is read)
+
+
+def _order(payload: dict[str, Any]) -> None:
+    """newOrder's identifiers and validity (anyone may open an account first)."""
+    parse_identifiers(payload.get("identifiers"))
+    _time(payload, "notBefore")
+    _time(payload, "notAfter")
+
+
+def _finalize(payload: dict[str, Any]) -> None:
+    text = payload.get("csr")
+    if isinstance(text, str):
+        parse_csr(b64url_decode(text, what="csr"))
 
 
 def _signed(request: SignedRequest) -> tuple[PublicKey, Any]:
@@ -95,4 +113,7 @@ def test_one_input(data: bytes) -> None:
         attempt(parse_key_change, request)
     if request.url == REVOKE_CERT:
         attempt(_revocation, request)
-    attempt(request.payload)
+    payload = attempt(request.payload_object)
+    if payload is not None:
+        attempt(_order, payload)
+        attempt(_finalize, payload)

@@ -1,8 +1,10 @@
-"""Durations and times (engine/durations.py: ``notBefore``/``notAfter``) and
-certificate serials (``authority.parse_serial``)."""
+"""Durations and times (engine/durations.py: ``notBefore``/``notAfter``), certificate
+serials (``authority.parse_serial``) and ACME renewal-info certificate identifiers
+(``GET /acme/{provisioner}/renewal-info/{id}``, engine/acme/renewal.py)."""
 
 from __future__ import annotations
 
+from engine.acme.renewal import parse_cert_id
 from engine.durations import parse_duration, parse_time, parse_time_or_duration
 from fuzz.harness import NOW, attempt, text
 from hosts.core.authority import parse_serial
@@ -14,3 +16,4 @@ def test_one_input(data: bytes) -> None:
     attempt(parse_duration, value)
     attempt(parse_time, value)
     attempt(parse_serial, value)
+    attempt(parse_cert_id, value)
