@@ -18,6 +18,7 @@ from hosts.core.accounts import Accounts
 from hosts.core.config import load_config
 from hosts.core.ports import SystemClock, SystemRandom
 from hosts.core.sqlite_store import SQLiteStore
+from plugins.manager import PluginManager
 
 from .common import add_data_options, data_dir
 
@@ -109,7 +110,10 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_show)
 
-    p = asub.add_parser("remove", help="remove an account (its provisioner goes with it)")
+    p = asub.add_parser(
+        "remove",
+        help="remove an account (its provisioner goes with it, and its certificates are revoked)",
+    )
     add_data_options(p)
     p.add_argument("name")
     p.set_defaults(func=cmd_remove)
@@ -118,7 +122,9 @@ def register(sub: Any) -> None:
 def _accounts(args: argparse.Namespace) -> Accounts:
     config = load_config(data_dir(args))
     store = SQLiteStore(config.store.path, synchronous=config.store.synchronous)
-    return Accounts(store, SystemClock(), SystemRandom())
+    # Revocations caused by a change (remove, disable, reassign) are audited too.
+    audit = PluginManager(disabled=config.plugins_disabled).audit
+    return Accounts(store, SystemClock(), SystemRandom(), audit=audit)
 
 
 def _show(account: Account) -> None:

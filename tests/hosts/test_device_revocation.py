@@ -16,10 +16,11 @@ from cryptography import x509
 from hosts.core.authority import Authority
 from hosts.core.config import load_config
 from hosts.core.sqlite_store import SQLiteStore
-from tests.conftest import CA, RunningServer
+from tests.conftest import CA, RunningServer, new_csr
 
 from .account_helpers import DeviceCertificate, admin, ek_of, issue_device_certificate
 from .device_certs import (
+    WIFI,
     Held,
     account_certificate,
     held_device,
@@ -247,5 +248,31 @@ def test_devid_device_disable_and_remove_revoke(ca: CA) -> None:
             first.certificate.serial_number: 9,
             second.certificate.serial_number: 5,
         }
+    finally:
+        store.close()
+
+
+def test_devid_account_remove_revokes_its_certificates(ca: CA) -> None:
+    authority = Authority.load(ca.data_dir, ca.password)
+    try:
+        authority.set_base_urls(["https://ca.test"])
+        authority.accounts.add(WIFI)
+        authority.inventory.add({"ek": ek_of("laptop-1"), "name": "laptop-1", "tags": ["laptops"]})
+        device = issue_device_certificate(authority, "laptop-1")
+        sans = ["laptop-1.wifi.example.com", ek_of("laptop-1")]
+        ott = device.token("https://ca.test/1.0/sign", "corp-wifi", "laptop-1", sans)
+        response = authority.sign({"csr": new_csr("laptop-1", sans)[2], "ott": ott})
+    finally:
+        authority.close()
+    wifi = x509.load_pem_x509_certificate(response["crt"].encode())
+    run_devid("account", "remove", "--data", ca.data_dir, "corp-wifi")
+    store = SQLiteStore(load_config(ca.data_dir).store.path)
+    try:
+        record = store.get_certificate(format(wifi.serial_number, "x"))
+        assert record is not None and record.status == "revoked"
+        device_record = store.get_certificate(format(device.certificate.serial_number, "x"))
+        assert device_record is not None and device_record.status == "active"
+        revoked = store.revoked_entries("account", datetime.now(UTC))
+        assert [(e.serial, e.reason_code) for e in revoked] == [(wifi.serial_number, 5)]
     finally:
         store.close()
