@@ -28,8 +28,9 @@ The certificate comes from the TLS CA through the internal admin-client provisio
 is recorded in the CA's store. A client certificate opens the admin API only if it is
 one of these, unrevoked and unexpired; its subject counts for nothing, so nobody
 becomes an admin by getting a certificate for the same name elsewhere (ACME, a token).
-A running `devid serve` accepts it at once. Revoke it like any certificate of this CA
-(by its serial); it is then listed in the TLS CA's CRL (/crl/tls).
+A running `devid serve` accepts it at once. Withdraw it with `devid ca revoke SERIAL
+--reason R` (the admin token), like any certificate of this CA; it is refused from then
+on and listed in the TLS CA's CRL (/crl/tls).
 
   curl --cert OUT.crt --key OUT.key --cacert root_ca.crt https://HOST:8443/api/v1/devices
 """
@@ -98,5 +99,5 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     print(f"  serial:      {issued.serial_hex}")
     print(f"  sha256:      {fingerprint(issued.certificate)}")
     print(f"  valid until: {issued.not_after.isoformat()}")
-    print("  revoke it by its serial to withdraw it; the TLS CA's CRL then lists it")
+    print(f"  withdraw it with: devid ca revoke 0x{issued.serial_hex} --reason R")
     return 0

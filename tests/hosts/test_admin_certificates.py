@@ -28,7 +28,6 @@ from engine.ports import FrozenClock
 from hosts.cli import main
 from hosts.core.admin_certs import ADMIN_PROVISIONER, issue_admin_certificate
 from hosts.core.authority import Authority
-from hosts.core.store import Revocation
 from tests.conftest import CA, HOSTS, PASSWORD, RunningServer, new_csr
 
 from .acme_helpers import acme_client, acme_server_for
@@ -215,25 +214,28 @@ def test_devid_admin_certificate_keeps_existing_files(ca: CA, tmp_path: Path) ->
 
 
 async def test_a_revoked_admin_certificate_is_refused_and_listed_in_the_crl(
-    server: RunningServer, tmp_path: Path
+    server: RunningServer, ca: CA, tmp_path: Path
 ) -> None:
     issued, key = issue_admin_certificate(server.authority, "ops")
     cert, key_path = write_pair(tmp_path, "ops", list(issued.chain), key)
     async with as_client(server, cert, key_path) as http:
         assert (await http.get(DEVICES)).status_code == 200
-    server.authority.store.revoke(
-        Revocation(
-            serial=issued.serial_hex,
-            issuer="tls",
-            revoked_at=server.authority.clock.now(),
-            reason_code=1,
-            reason="laptop stolen",
-            revoked_by="test",
+    # An operator withdraws it with the admin token, like any certificate of this CA.
+    token = (ca.data_dir / "secrets" / "admin-token").read_text().strip()
+    async with httpx.AsyncClient(
+        base_url=server.url,
+        verify=ssl.create_default_context(cafile=str(server.root_path)),
+        timeout=30,
+    ) as http:
+        r = await http.post(
+            f"/api/v1/certificates/{issued.certificate.serial_number}/revoke",
+            json={"reasonCode": 1, "reason": "laptop stolen"},
+            headers={"Authorization": f"Bearer {token}"},
         )
-    )
-    await refused_as_admin(server, cert, key_path)
-    crl = x509.load_der_x509_crl(server.authority.crl("tls"))
+        assert r.status_code == 200, r.text
+        crl = x509.load_der_x509_crl((await http.get("/crl/tls")).content)
     assert crl.get_revoked_certificate_by_serial_number(issued.certificate.serial_number)
+    await refused_as_admin(server, cert, key_path)
 
 
 def test_an_expired_admin_certificate_is_refused(
