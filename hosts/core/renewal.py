@@ -87,7 +87,8 @@ def _provisioner(authority: Authority, record: CertificateRecord) -> Provisioner
             raise Forbidden(
                 "AK certificates are not renewed: the device attests again (POST /attest)"
             )
-        raise Unauthorized(f"the provisioner {name!r} that issued this certificate is gone")
+        # Removed from the config, or devid's own (an admin certificate): nobody renews it.
+        raise Forbidden(f"no provisioner named {name!r} renews certificates here")
     if provisioner.type_name != record.provisioner_type:
         raise Unauthorized(
             f"the provisioner {name!r} is no longer the one that issued this certificate"

@@ -297,3 +297,15 @@ async def test_a_provisioner_without_authorize_renew_renews_nothing(
     async with client(server, cert=pem) as http:
         r = await http.post("/1.0/renew")
     refused(r, "does not renew certificates")
+
+
+async def test_a_certificate_whose_provisioner_is_gone_is_not_renewed(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    current = await issue(server, "svc.example.com")
+    remaining = {k: v for k, v in server.authority.provisioners.items() if k != "admin"}
+    server.authority.provisioners = remaining
+    pem = current.write_client_pem(tmp_path / "svc.pem")
+    async with client(server, cert=pem) as http:
+        r = await http.post("/1.0/renew")
+    refused(r, "no provisioner named 'admin' renews certificates here")
