@@ -164,6 +164,31 @@ async def test_an_idle_http2_connection_is_closed(ca: CA) -> None:
         assert await closed_by_server(silent)
 
 
+async def slow_body(pieces: list[bytes], pause: float) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        await trio.sleep(pause)
+        yield piece
+
+
+@pytest.mark.parametrize(
+    ("host", "http2"), [("quart", False), ("quart", True), ("raw", False)], ids=str
+)
+async def test_a_request_in_progress_is_not_idle(ca: CA, host: str, http2: bool) -> None:
+    """A body that takes longer than the idle timeout to arrive still gets its answer."""
+    async with (
+        serving(ca, host, idle_timeout=0.5) as server,
+        client(server, http2=http2) as http,
+    ):
+        pieces = [b'{"ekPub"', b": ", b'"not', b' a key"', b"}"]
+        r = await http.post(
+            "/attest",
+            content=slow_body(pieces, 0.4),  # 2 s in all
+            headers={"content-type": "application/json"},
+        )
+        assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        assert_json_error(r, 400)
+
+
 def test_the_idle_timeout_defaults_to_15_seconds(ca: CA) -> None:
     assert load_config(ca.data_dir).server.idle_timeout == 15.0
 
