@@ -53,7 +53,7 @@ def check_provisioner_issuer(provisioner: Provisioner) -> None:
             f' challenges = [{listed}] and issuer = "tls"'
         )
     raise ConfigurationError(
-        f'{where}: the Agent CA (issuer "agent") issues {ISSUER_PURPOSES["agent"]} only,'
-        f' and this provisioner issues other certificates; set issuer = "tls" in its'
-        " [[provisioners]] table"
+        f'{where}: the Agent CA (issuer "agent") issues only device certificates (ACME'
+        " device-attest-01 and renewals of them), and this provisioner issues other"
+        ' certificates; set issuer = "tls" in its [[provisioners]] table'
     )
