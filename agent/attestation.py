@@ -35,7 +35,7 @@ from engine.tpm import public_key_from_tpmt
 from .state import AgentError, AgentState, EKRecord
 from .tpm import TPM, AKParameters, EndorsementKey, KeyAlgorithm, TPMInfo, public_of
 
-__all__ = ["AgentError", "attest", "attest_request"]
+__all__ = ["AgentError", "ak_certificate_revoked", "attest", "attest_request"]
 
 TIMEOUT = httpx.Timeout(30.0)
 MAX_MESSAGE = 300
@@ -193,3 +193,36 @@ def attest(
     )
     state.save_chain(chain)
     return chain
+
+
+def ak_certificate_revoked(
+    ca_url: str, root_pem_path: Path | str, chain: list[x509.Certificate]
+) -> bool:
+    """Whether the Attestation CA's CRL lists the AK certificate *chain[0]*.
+
+    A CA revokes a device's AK certificate when the device is disabled or removed;
+    a device enabled again must attest again before it can enrol. The CRL must be
+    signed by the chain's issuer (*chain[1]*). Raises AgentError when the CRL cannot
+    be fetched or checked: the caller then goes on, and the CA decides.
+    """
+    if len(chain) < 2:
+        return False
+    try:
+        context = ssl.create_default_context(cafile=str(root_pem_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise AgentError(f"cannot use {root_pem_path} as a TLS root: {exc}") from None
+    url = f"{ca_url.rstrip('/')}/crl/attestation"
+    try:
+        with httpx.Client(verify=context, timeout=TIMEOUT) as client:
+            response = client.get(url)
+    except httpx.HTTPError as exc:
+        raise AgentError(f"cannot fetch {url}: {exc}") from None
+    if response.status_code != 200:
+        raise AgentError(f"{url} answered {response.status_code}")
+    try:
+        crl = x509.load_der_x509_crl(response.content)
+    except ValueError:
+        raise AgentError(f"{url} did not return a DER CRL") from None
+    if crl.issuer != chain[1].subject or not crl.is_signature_valid(chain[1].public_key()):  # type: ignore[arg-type]
+        raise AgentError(f"the CRL at {url} is not signed by the Attestation CA")
+    return crl.get_revoked_certificate_by_serial_number(chain[0].serial_number) is not None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -47,9 +48,11 @@ from engine.jose import b64url_encode
 from engine.tpm import ECCSignature, TPMAlg, TPMTPublic, public_key_from_tpmt
 
 from .acme import ACMEClient, ACMEResource, load_or_create_account_key
-from .attestation import _load_roots, attest
+from .attestation import _load_roots, ak_certificate_revoked, attest
 from .state import AgentError, AgentState, WrappedKey
 from .tpm import TPM, Certification, KeyAlgorithm, public_of
+
+log = logging.getLogger("devid.agent")
 
 __all__ = [
     "CHALLENGE_TYPE",
@@ -243,8 +246,19 @@ def _ak_material(
     ek_algorithm: Literal["rsa", "ecc"] | None,
     ak_algorithm: KeyAlgorithm,
 ) -> tuple[WrappedKey, list[x509.Certificate]]:
-    """The AK and its certificate chain from the state directory, attesting first if needed."""
+    """The AK and its certificate chain from the state directory, attesting first if needed
+    (also when the CA has revoked the stored AK certificate, as it does when a device is
+    disabled or removed)."""
     chain, ak = state.load_chain(), state.load_ak()
+    if chain is not None and ak is not None and ca_url is not None:
+        try:
+            revoked = ak_certificate_revoked(ca_url, root, chain)
+        except AgentError as exc:
+            log.warning("cannot check the AK certificate against the CA's CRL: %s", exc)
+            revoked = False
+        if revoked:
+            log.warning("the CA revoked the AK certificate in %s; attesting again", state.directory)
+            chain = None
     if chain is None or ak is None:
         if ca_url is None:
             raise AgentError(

@@ -9,8 +9,12 @@ then applies the rule that the ordered identifier must be bound to the device
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.acme.device_attest import AttestedDevice, bad_statement, decode_attestation_object
 from engine.acme.problems import ACMEProblem, unauthorized
@@ -68,9 +72,26 @@ def verify_device_attestation(
         chain=tuple(result.chain),
         evidence=result.evidence,
     )
+    require_unrevoked_ak(authority, result.chain)
     if provisioner.require_inventory:
         require_registered(authority, device)
     return device
+
+
+def require_unrevoked_ak(authority: Authority, chain: Sequence[x509.Certificate]) -> None:
+    """An AK certificate from this CA's Attestation CA counts only while it is active in
+    the store: disabling or removing a device revokes it, and the device must attest again."""
+    attestation_ca = authority.issuers.get("attestation")
+    if not chain or attestation_ca is None:
+        return
+    leaf = chain[0]
+    if leaf.issuer != attestation_ca.certificate.subject:
+        return
+    record = authority.store.get_certificate(format(leaf.serial_number, "x"))
+    if record is None or record.der != leaf.public_bytes(Encoding.DER):
+        raise unauthorized("the AK certificate is unknown to this CA: attest again")
+    if record.status != "active":
+        raise unauthorized(f"the AK certificate is {record.status}: attest again")
 
 
 def require_registered(authority: Authority, device: AttestedDevice) -> None:

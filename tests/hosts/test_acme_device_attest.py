@@ -35,13 +35,18 @@ from engine.attestation.akcert import (
     identities_of_ak_certificate,
     permanent_identifier_name,
 )
+from engine.extensions import ProvisionerRef
 from engine.inventory import ek_urn_from_digest, permanent_identifier_value
 from engine.jose import b64url_encode
+from engine.pipeline import build_certificate
+from engine.template import CertificateTemplate
+from hosts.core.store import Revocation
 from plugins.attestation.base import AttestationContext, AttestationResult
 from plugins.hookspecs import hookimpl
 from tests.conftest import CA, RunningServer, ServerStop, start_server
 
 from .acme_helpers import ACMEClient, acme_client, assert_problem, edit_provisioner, new_key
+from .device_certs import issue_ak_certificate
 
 DIGEST = hashlib.sha256(b"the EK of device one").digest()
 DEVICE = permanent_identifier_value(DIGEST)  # what an AK certificate from devid binds
@@ -69,6 +74,7 @@ class FakeFormat:
             permanent_identifiers=tuple(i for i in ids if not i.startswith("serial:")),
             serial_numbers=tuple(i[7:] for i in ids if i.startswith("serial:")),
             evidence={"fake": True, "nonce": b"\x01\x02"},
+            chain=tuple(x509.load_der_x509_certificate(d) for d in statement.get("chain", ())),
         )
 
 
@@ -438,3 +444,72 @@ async def test_the_inventory_can_be_required(ca: CA, nursery: trio.Nursery) -> N
             assert "disabled" in disabled["error"]["detail"]
     finally:
         await stop.close()
+
+
+async def test_an_ak_certificate_revoked_here_attests_nothing(devices: RunningServer) -> None:
+    """Disabling a device revokes its AK certificate; an attestation that leans on it (the
+    device enabled again, or a copy of its old statement) must attest anew first."""
+    authority = devices.authority
+    ak = issue_ak_certificate(devices, "device-one")
+    chain = [c.public_bytes(Encoding.DER) for c in ak.chain]
+    async with acme_client(devices, "devices") as acme:
+        await acme.new_account()
+        _, _, challenge = await device_order(acme)
+        fine = await attest_with(acme, challenge, new_key(), [DEVICE], chain=chain)
+        assert fine["status"] == "valid", fine
+
+        revocation = Revocation(
+            serial=format(ak.certificate.serial_number, "x"),
+            issuer="attestation",
+            revoked_at=authority.clock.now(),
+            reason_code=9,
+            reason="device disabled",
+            revoked_by="test",
+        )
+        assert await trio.to_thread.run_sync(authority.store.revoke, revocation)
+        _, _, challenge = await device_order(acme)
+        refused = await attest_with(acme, challenge, new_key(), [DEVICE], chain=chain)
+        assert refused["status"] == "invalid"
+        assert refused["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+        assert "AK certificate is revoked" in refused["error"]["detail"]
+
+
+async def test_an_ak_certificate_this_ca_never_recorded_attests_nothing(
+    devices: RunningServer,
+) -> None:
+    """Signed by the Attestation CA but absent from the store (a lost database, a forged
+    issuance): fail closed."""
+    ak = issue_ak_certificate(devices, "device-one")
+    stranger = build_certificate(
+        CertificateTemplate(subject=ak.certificate.subject, extended_key_usage=()),
+        ak.key.public_key(),
+        devices.authority.issuers["attestation"],
+        ak.certificate.serial_number + 1,
+        ak.certificate.not_valid_before_utc,
+        ak.certificate.not_valid_after_utc,
+        ProvisionerRef(type="attestation", name="tpm"),
+    )
+    chain = [stranger.public_bytes(Encoding.DER), ak.chain[1].public_bytes(Encoding.DER)]
+    async with acme_client(devices, "devices") as acme:
+        await acme.new_account()
+        _, _, challenge = await device_order(acme)
+        refused = await attest_with(acme, challenge, new_key(), [DEVICE], chain=chain)
+        assert refused["status"] == "invalid"
+        assert "unknown to this CA" in refused["error"]["detail"]
+
+
+async def attest_with(
+    acme: ACMEClient,
+    challenge: dict[str, Any],
+    key: ec.EllipticCurvePrivateKey,
+    ids: list[str],
+    *,
+    chain: list[bytes],
+) -> dict[str, Any]:
+    r = await acme.post(
+        challenge["url"],
+        {"attObj": att_obj(key, ids, key_authorization(acme, challenge), chain=chain)},
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
