@@ -96,6 +96,18 @@ def _provisioner(authority: Authority, record: CertificateRecord) -> Provisioner
     return provisioner
 
 
+def _same_issuer(provisioner: Provisioner, record: CertificateRecord) -> None:
+    """A renewal comes from the CA the provisioner issues from now. A JWK certificate an
+    earlier version issued from the Agent CA, renewed there, would keep a non-device
+    certificate on the device CA."""
+    issuer = getattr(provisioner, "issuer", None)
+    if issuer != record.issuer:
+        raise Forbidden(
+            f"this certificate is from the {record.issuer!r} CA, and the provisioner"
+            f" {record.provisioner_name!r} now issues from {issuer!r}: get a new certificate"
+        )
+
+
 def authorize_renewal(provisioner: Provisioner, ctx: RenewContext) -> RenewAuthorization:
     """The provisioner's decision; fail closed when it has no ``authorize_renew``."""
     authorize = getattr(provisioner, "authorize_renew", None)
@@ -143,6 +155,7 @@ def renew(authority: Authority, cert: x509.Certificate) -> IssuedCertificate:
     provisioner = _provisioner(authority, record)
     ctx = renew_context(authority, cert, record)
     authorization = authorize_renewal(provisioner, ctx)
+    _same_issuer(provisioner, record)
     return renew_certificate(
         cert,
         issuer,

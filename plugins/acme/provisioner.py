@@ -204,12 +204,15 @@ class ACMEProvisioner:
                 " '.', '_', '~' or '-'"
             )
         opts = Options(where, options)
-        issuer = opts.string("issuer", "agent")
+        challenges = _strings(opts, "challenges", NETWORK_CHALLENGES)
+        # By default devices get their certificates from the Agent CA, anything else from
+        # the TLS CA (docs/ca.md: what each CA vouches for).
+        default_issuer = "agent" if list(challenges) == [DEVICE_ATTEST_01] else "tls"
+        issuer = opts.string("issuer", default_issuer)
         if issuer not in env.issuers:
             raise ConfigurationError(
                 f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
             )
-        challenges = _strings(opts, "challenges", NETWORK_CHALLENGES)
         unknown = sorted(set(challenges) - set(CHALLENGE_TYPES))
         if unknown or not challenges:
             raise ConfigurationError(

@@ -104,7 +104,7 @@ class JWKProvisioner:
             raise ConfigurationError(f"{where}: invalid key: {exc.detail}") from None
         if not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             raise ConfigurationError(f"{where}: the key must be EC (ES256/ES384) or Ed25519")
-        issuer = opts.string("issuer", "agent")
+        issuer = opts.string("issuer", "tls")
         if issuer not in env.issuers:
             raise ConfigurationError(
                 f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"

@@ -309,3 +309,18 @@ async def test_a_certificate_whose_provisioner_is_gone_is_not_renewed(
     async with client(server, cert=pem) as http:
         r = await http.post("/1.0/renew")
     refused(r, "no provisioner named 'admin' renews certificates here")
+
+
+async def test_a_certificate_from_a_ca_its_provisioner_no_longer_uses_is_not_renewed(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A JWK certificate from before the TLS CA (issued by the Agent CA) must not be renewed
+    on the Agent CA, which now vouches for devices only."""
+    current = await issue(server, "svc.example.com")
+    provisioner = server.authority.provisioners["admin"]
+    assert provisioner.issuer == "tls"
+    provisioner.issuer = "account"  # type: ignore[misc]  # as if the certificate predates a move
+    pem = current.write_client_pem(tmp_path / "svc.pem")
+    async with client(server, cert=pem) as http:
+        r = await http.post("/1.0/renew")
+    refused(r, "now issues from 'account': get a new certificate")

@@ -38,9 +38,18 @@ def test_it_registers_through_the_entry_point() -> None:
     assert PluginManager().provisioner_type("acme") is ACMEProvisioner
 
 
+def test_device_attest_only_defaults_to_the_agent_ca(tmp_path: Path) -> None:
+    devices = build(
+        tmp_path, challenges=["device-attest-01"], attestation_formats=["tpm"], name="devices"
+    )
+    assert devices.issuer == "agent"
+    mixed = build(tmp_path, challenges=["device-attest-01", "http-01"], attestation_formats=["tpm"])
+    assert mixed.issuer == "tls"
+
+
 def test_defaults_are_closed(tmp_path: Path) -> None:
     p = build(tmp_path)
-    assert p.issuer == "agent"
+    assert p.issuer == "tls"  # the Agent CA vouches for devices only
     assert p.profile.challenges == {"http-01", "dns-01", "tls-alpn-01"}
     assert p.profile.identifiers.allowed_domains == ()  # nothing until configured
     assert p.profile.require_eab is False
