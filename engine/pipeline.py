@@ -78,6 +78,9 @@ class SignRequest:
     csr: CSRInfo
     not_before: datetime | None = None
     not_after: datetime | None = None
+    # When the client asked for these bounds (an ACME order's creation), if not now:
+    # a requested notBefore must be within the provisioner's skew of that time.
+    requested_at: datetime | None = None
 
 
 def _sans_of(names: Iterable[x509.GeneralName]) -> tuple[SAN, ...]:
@@ -195,6 +198,10 @@ def resolve_validity(
     """Apply requested bounds, backdating and the policy's duration limits."""
     limits = policy.durations
     if request.not_before is not None:
+        asked = request.requested_at if request.requested_at is not None else now
+        refusal = limits.not_before_refusal(request.not_before, asked)
+        if refusal is not None:
+            raise BadRequest(refusal)
         not_before = request.not_before
         start = not_before
     else:
