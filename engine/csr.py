@@ -166,7 +166,12 @@ def _facts_from_objects(
     try:
         cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         extensions = csr.extensions
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+    except (
+        ValueError,
+        TypeError,  # a name attribute of a type its OID does not allow (a BIT STRING CN)
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
         raise BadRequest(f"CSR has malformed attributes: {exc}") from None
     common_name = None
     if cns:

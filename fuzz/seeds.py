@@ -301,6 +301,16 @@ def csr(csrs: dict[str, bytes]) -> None:
         _write("csr", f"{name}.der", der)
     _write("csr", "p256.pem", _pem(csrs["p256"]))
     _write("csr", "rsa.pem", _pem(csrs["rsa"]))
+    resigning()
+
+
+def resigning() -> None:
+    """CSRs of the target's own key, as the CertificationRequestInfo it signs again."""
+    from .targets.csr import RESIGN, SIGNING_KEY, request_info
+
+    key: Key = SIGNING_KEY
+    for name, der in _csrs({"p256": key}).items():
+        _write("csr", f"resign-{name}", bytes([RESIGN]) + request_info(der))
 
 
 def _vendor() -> Any:

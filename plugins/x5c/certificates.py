@@ -91,7 +91,7 @@ def _certificate(der: bytes, index: int) -> x509.Certificate:
         raise BadRequest(f"token x5c[{index}] is not a DER certificate") from None
     try:
         _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a name attribute of a wrong type
         raise BadRequest(f"token x5c[{index}] is a malformed certificate: {exc}") from None
     return cert
 

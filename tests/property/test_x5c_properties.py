@@ -4,9 +4,11 @@ Unauthorized, never another exception."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzz.harness import CORPUS_DIR
 from fuzz.targets import x5c
 from fuzz.targets.x5c import split_der
 
@@ -57,3 +59,31 @@ def test_reordered_and_shortened_chains(
     alg, certificates = chain
     picked = [certificates[i] for i in order if i < len(certificates)][: keep + 1]
     x5c.test_one_input(bytes([alg]) + b"".join(picked))
+
+
+def _bit_string_subject(der: bytes) -> bytes:
+    """The certificate with its subject's commonName (UTF8String) turned into a BIT
+    STRING of the same length: an attribute type cryptography allows only for
+    x500UniqueIdentifier, so reading the subject raises TypeError, not ValueError."""
+    common_name = bytes([0x0C, 11]) + b"device-p256"
+    assert common_name in der
+    return der.replace(common_name, bytes([0x03, 11, 0]) + b"evice-p256", 1)
+
+
+def test_a_name_holding_a_bit_string_is_refused_not_crashed_on() -> None:
+    """Regression (found by fuzzing): a name attribute of type BIT STRING made reading
+    the name raise TypeError, which X5C verification let through (a 500)."""
+    from engine.errors import ProtocolError
+
+    alg, chain = next((a, c) for a, c in CHAINS if b"device-p256" in c[0])
+    hostile = [_bit_string_subject(chain[0]), *chain[1:]]
+    token = x5c.token(hostile, x5c.ALGORITHMS[alg])
+    with pytest.raises(ProtocolError) as info:
+        x5c.PROVISIONER.verify_token(token, x5c.CONTEXT)
+    assert "x5c[0]" in info.value.detail
+    x5c.test_one_input(bytes([alg]) + b"".join(hostile))
+
+
+def test_the_input_the_fuzzer_found_is_refused_cleanly() -> None:
+    """The fuzzer's input: an x5c leaf whose name holds a BIT STRING attribute."""
+    x5c.test_one_input((CORPUS_DIR / "x5c" / "regression-name-bit-string").read_bytes())
