@@ -45,10 +45,14 @@ class Outcome:
     seconds: float
     crashes: tuple[Path, ...]
     corpus_files: int
+    # The worker exited with an error and left no crashing input (atheris missing...).
+    failed: bool = False
 
     @property
     def result(self) -> str:
-        return "crash" if self.crashes else "ok"
+        if self.crashes:
+            return "crash"
+        return "error" if self.failed else "ok"
 
 
 def _worker(target: str, *args: str) -> list[str]:
@@ -81,10 +85,10 @@ def fuzz_target(target: str, runs: int, *, update_corpus: bool, seed: int | None
         if seed is not None:
             args.append(f"-seed={seed}")
         started = time.monotonic()
-        stats = _run_reporting(target, _worker(target, *args))
+        returncode, stats = _run_reporting(target, _worker(target, *args))
         seconds = time.monotonic() - started
         new_crashes = tuple(sorted(set(crashes.iterdir()) - before))
-        if update_corpus and not new_crashes:
+        if update_corpus and returncode == 0:
             _merge(target, corpus, found, Path(scratch) / "merged")
     executions = stats.get("number_of_executed_units", 0)
     return Outcome(
@@ -94,11 +98,12 @@ def fuzz_target(target: str, runs: int, *, update_corpus: bool, seed: int | None
         seconds=seconds,
         crashes=new_crashes,
         corpus_files=sum(1 for p in corpus.iterdir() if p.is_file()),
+        failed=returncode != 0 and not new_crashes,
     )
 
 
-def _run_reporting(target: str, command: list[str]) -> dict[str, int]:
-    """Run a worker, echo its progress lines and return libFuzzer's final statistics."""
+def _run_reporting(target: str, command: list[str]) -> tuple[int, dict[str, int]]:
+    """Run a worker, echo its progress lines; its exit status and libFuzzer's statistics."""
     stats: dict[str, int] = {}
     tail: list[str] = []
     with subprocess.Popen(
@@ -126,7 +131,7 @@ def _run_reporting(target: str, command: list[str]) -> dict[str, int]:
                 stats[stat.group(1)] = int(stat.group(2))
     if process.returncode != 0:
         print("\n".join(f"  {target}| {line}" for line in tail), file=sys.stderr, flush=True)
-    return stats
+    return process.returncode, stats
 
 
 def _merge(target: str, corpus: Path, found: Path, merged: Path) -> None:
@@ -159,13 +164,13 @@ def _merge(target: str, corpus: Path, found: Path, merged: Path) -> None:
 
 def table(outcomes: list[Outcome]) -> str:
     lines = [
-        "| target | executions | exec/s | wall time | crashes | corpus files |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| target | executions | exec/s | wall time | crashes | corpus files | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for o in outcomes:
         lines.append(
             f"| {o.target} | {o.executions:,} | {o.exec_per_second:,.0f} |"
-            f" {o.seconds / 60:.1f} min | {len(o.crashes)} | {o.corpus_files} |"
+            f" {o.seconds / 60:.1f} min | {len(o.crashes)} | {o.corpus_files} | {o.result} |"
         )
     return "\n".join(lines)
 
@@ -175,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m fuzz",
         description=(
             "Fuzz every parser a client reaches without credentials (atheris, one target"
-            " after another) and print a summary table. Exit status 1 if a target crashed;"
-            " crashing inputs are saved in fuzz/crashes/TARGET/."
+            " after another) and print a summary table. Exit status 1 if a target crashed"
+            " (the input is saved in fuzz/crashes/TARGET/) or its fuzzer could not run."
         ),
     )
     parser.add_argument(
@@ -223,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(outcome)
         for crash in outcome.crashes:
             print(f"  {target}: CRASH, input saved as {crash}", flush=True)
+        if outcome.failed:
+            print(f"  {target}: the fuzzer failed (is atheris installed? make fuzz installs it)")
     print()
     print(time.strftime("%Y-%m-%d %H:%M %Z"))
     print(table(outcomes))
-    return 1 if any(o.crashes for o in outcomes) else 0
+    return 0 if all(o.result == "ok" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

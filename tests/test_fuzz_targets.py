@@ -41,3 +41,25 @@ def test_the_runner_lists_its_targets() -> None:
         check=True,
     )
     assert result.stdout.split() == list(TARGETS)
+
+
+def test_the_readme_describes_every_target() -> None:
+    readme = (FUZZ_DIR / "README.md").read_text()
+    for target in TARGETS:
+        assert f"| `{target}` |" in readme
+
+
+def test_a_short_run_under_atheris_reports_its_executions() -> None:
+    """The runner itself (needs the fuzz extra: make fuzz installs it)."""
+    pytest.importorskip("atheris")
+    result = subprocess.run(
+        [sys.executable, "-m", "fuzz", "--runs", "500", "--target", "scalars"]
+        + ["--no-corpus-update", "--seed", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| scalars |"))
+    assert "| 500 |" in row and row.endswith("| ok |")
