@@ -52,9 +52,9 @@ def test_the_readme_describes_every_target() -> None:
 def test_a_short_run_under_atheris_reports_its_executions() -> None:
     """The runner itself (needs the fuzz extra: make fuzz installs it)."""
     pytest.importorskip("atheris")
+    command = ["--runs", "500", "--target", "scalars", "--no-corpus-update", "--seed", "1"]
     result = subprocess.run(
-        [sys.executable, "-m", "fuzz", "--runs", "500", "--target", "scalars"]
-        + ["--no-corpus-update", "--seed", "1"],
+        [sys.executable, "-m", "fuzz", *command],
         cwd=REPO,
         capture_output=True,
         text=True,
