@@ -1,15 +1,17 @@
-"""What every target shares: the one rule (only devid's errors may come out), the
-logging trap, and the fixed facts (time, trusted roots) the targets verify against."""
+"""What every target shares: the one rule (only devid's protocol errors, answered with
+a 4xx, may come out), the logging trap, and the fixed facts (the time, where the
+trusted roots are) the targets verify against."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.errors import DevidError
+from engine.errors import ProtocolError
 
 FUZZ_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = FUZZ_DIR / "corpus"
@@ -23,6 +25,10 @@ T = TypeVar("T")
 
 class UnexpectedLog(AssertionError):
     """devid logged an error while handling the input: a swallowed crash is still a crash."""
+
+
+class BadAnswer(AssertionError):
+    """A protocol error the hosts could not send as a 4xx in the protocol's own form."""
 
 
 class _Trap(logging.Handler):
@@ -43,16 +49,17 @@ logging.getLogger("devid").addHandler(_TRAP)
 
 
 def attempt(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-    """Run *parse*; a devid error (the answer a client gets) gives None, anything
-    else propagates, and so does an error devid logged while handling the input
-    (``plugins.attestation.guarded`` turns an unexpected exception into a 4xx but
-    logs it as the bug it is)."""
+    """Run *parse*; a refusal the hosts answer with a 4xx (a :class:`ProtocolError`)
+    gives None. Anything else propagates, and so does an error devid logged while
+    handling the input (``plugins.attestation.guarded`` turns an unexpected exception
+    into a 4xx but logs it as the bug it is)."""
     if not _TRAP.depth:
         _TRAP.records.clear()
     _TRAP.depth += 1
     try:
         return parse(*args, **kwargs)
-    except DevidError:
+    except ProtocolError as exc:
+        check_answer(exc)
         return None
     finally:
         _TRAP.depth -= 1
@@ -63,6 +70,16 @@ def attempt(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
             if record.exc_info and record.exc_info[1] is not None:
                 detail += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
             raise UnexpectedLog(f"{record.name} logged an error: {detail}")
+
+
+def check_answer(exc: ProtocolError) -> None:
+    """The refusal is a 4xx whose body (JSON or an ACME problem document) can be written."""
+    if not 400 <= exc.http_status < 500:
+        raise BadAnswer(f"{type(exc).__name__} answers {exc.http_status}: {exc.detail}")
+    try:
+        json.dumps(exc.to_json())
+    except (TypeError, ValueError) as error:
+        raise BadAnswer(f"{type(exc).__name__} cannot be sent as JSON: {error}") from None
 
 
 def split(data: bytes, count: int) -> list[bytes]:
