@@ -28,6 +28,8 @@ from . import TARGETS
 from .harness import CORPUS_DIR, FUZZ_DIR
 
 CRASH_DIR = FUZZ_DIR / "crashes"
+#: libFuzzer dictionaries (tokens and member names the mutations insert), per target.
+DICTIONARIES_DIR = FUZZ_DIR / "dictionaries"
 DEFAULT_RUNS = 1_000_000
 #: A target's corpus holds at most this many files besides its seeds.
 MAX_CORPUS_FILES = 300
@@ -82,6 +84,9 @@ def fuzz_target(target: str, runs: int, *, update_corpus: bool, seed: int | None
             "-rss_limit_mb=2048",
             "-print_final_stats=1",
         ]
+        dictionary = DICTIONARIES_DIR / f"{target}.dict"
+        if dictionary.exists():
+            args.append(f"-dict={dictionary}")
         if seed is not None:
             args.append(f"-seed={seed}")
         started = time.monotonic()
