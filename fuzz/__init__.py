@@ -23,4 +23,5 @@ TARGETS = (
     "attest",
     "device_attest",
     "x5c",
+    "acme_validation",
 )

@@ -471,6 +471,57 @@ def _certificate(
     return builder.sign(signer, hashes.SHA256())
 
 
+def acme_validation() -> None:
+    import ipaddress
+
+    from .targets.acme_validation import ADDRESS, HOST, KEY_AUTHORIZATION
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = hashlib.sha256(KEY_AUTHORIZATION.encode()).digest()
+    for selector, name, san in (
+        (0, "alpn-dns", x509.DNSName(HOST)),
+        (1, "alpn-ip", x509.IPAddress(ipaddress.ip_address(ADDRESS))),
+    ):
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name("ACME validation"))
+            .issuer_name(_name("ACME validation"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1))
+            .not_valid_after(NOW + timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"), b"\x04\x20" + digest
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        _write("acme_validation", name, bytes([selector]) + certificate.public_bytes(Encoding.DER))
+    locations = [
+        "https://device.example/.well-known/acme-challenge/dG9rZW4",
+        "/elsewhere?x=1",
+        "http://192.0.2.8:80/y",
+        "http://[2001:db8::1]/",
+        "//other.example:443/z",
+    ]
+    for index, location in enumerate(locations):
+        _write("acme_validation", f"location-{index}", b"\x02" + location.encode())
+    body = KEY_AUTHORIZATION.encode()
+    responses = {
+        "ok": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+        % (len(body), body),
+        "redirect": b"HTTP/1.1 301 Moved\r\nLocation: https://device.example/x\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        "close": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body + b"\n",
+    }
+    for name, answer in responses.items():
+        _write("acme_validation", f"response-{name}", b"\x03" + answer)
+
+
 def envelopes() -> None:
     """The seeds of jose, acme_jws and attest again in their envelope form: the binary
     values inside the JSON, so the fuzzer changes them directly."""
@@ -529,5 +580,6 @@ def write_all() -> list[Path]:
     tpm_and_attest()
     device_attest()
     x5c(keys)
+    acme_validation()
     envelopes()
     return sorted(p for p in CORPUS_DIR.iterdir() if p.is_dir())

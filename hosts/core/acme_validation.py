@@ -736,7 +736,12 @@ def _check_acme_certificate(
     try:
         cert = x509.load_der_x509_certificate(der)
         extensions = cert.extensions
-    except ValueError as exc:
+    except (
+        ValueError,
+        x509.InvalidVersion,  # a version other than v1, v2 or v3
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
         raise wrong("cannot be parsed") from exc
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
