@@ -10,6 +10,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from engine.der import read_tlv, tlv
 from fuzz.harness import corpus
 
 INTERESTING_BYTES = (0x00, 0x01, 0x02, 0x7F, 0x80, 0x81, 0x82, 0xFF)
@@ -156,3 +157,21 @@ def finite(value: Any) -> bool:
     if isinstance(value, list):
         return all(finite(v) for v in value)
     return True
+
+
+def with_duplicate_first_extension(der: bytes) -> bytes:
+    """A DER certificate with its first extension twice (its signature no longer matches:
+    for certificates whose own signature is not what is being tested)."""
+    _, certificate, _ = read_tlv(der)
+    tag, tbs, end = read_tlv(certificate)
+    items: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset < len(tbs):
+        item_tag, value, offset = read_tlv(tbs, offset)
+        items.append((item_tag, value))
+    assert items[-1][0] == 0xA3  # [3] extensions
+    _, extensions, _ = read_tlv(items[-1][1])
+    _, _, first_end = read_tlv(extensions)
+    items[-1] = (0xA3, tlv(0x30, extensions + extensions[:first_end]))
+    changed = b"".join(tlv(item_tag, value) for item_tag, value in items)
+    return tlv(0x30, tlv(tag, changed) + certificate[end:])

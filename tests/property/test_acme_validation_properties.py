@@ -10,11 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.acme.problems import ACMEProblem
-from engine.der import read_tlv, tlv
 from fuzz.harness import CORPUS_DIR
 from fuzz.targets import acme_validation
 
-from .mutations import corpus_inputs, mutated, seeds
+from .mutations import corpus_inputs, mutated, seeds, with_duplicate_first_extension
 
 SEEDS = seeds("acme_validation")
 CERTIFICATES = [seed[1:] for seed in SEEDS if seed[0] in (0, 1)]
@@ -65,28 +64,10 @@ def test_the_inputs_the_fuzzer_found_are_refused_cleanly() -> None:
         acme_validation.test_one_input(path.read_bytes())
 
 
-def _with_a_duplicate_extension(der: bytes) -> bytes:
-    """The certificate with its first extension twice (the signature no longer matters:
-    a validation certificate is self-signed and never verified)."""
-    _, certificate, _ = read_tlv(der)
-    tag, tbs, end = read_tlv(certificate)
-    items: list[tuple[int, bytes]] = []
-    offset = 0
-    while offset < len(tbs):
-        item_tag, value, offset = read_tlv(tbs, offset)
-        items.append((item_tag, value))
-    assert items[-1][0] == 0xA3  # [3] extensions
-    _, extensions, _ = read_tlv(items[-1][1])
-    _, _, first_end = read_tlv(extensions)
-    items[-1] = (0xA3, tlv(0x30, extensions + extensions[:first_end]))
-    changed = b"".join(tlv(item_tag, value) for item_tag, value in items)
-    return tlv(0x30, tlv(tag, changed) + certificate[end:])
-
-
 def test_a_validation_certificate_with_a_duplicate_extension_is_an_incorrect_response() -> None:
     """cryptography raises DuplicateExtension (not a ValueError) when reading them."""
     with pytest.raises(ACMEProblem) as info:
         acme_validation._certificate(
-            _with_a_duplicate_extension(CERTIFICATES[0]), acme_validation.HOST
+            with_duplicate_first_extension(CERTIFICATES[0]), acme_validation.HOST
         )
     assert info.value.problem == "incorrectResponse"

@@ -4,15 +4,22 @@ Unauthorized, never another exception."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz.harness import CORPUS_DIR
+from fuzz.harness import CORPUS_DIR, FIXTURES_DIR, NOW
 from fuzz.targets import x5c
 from fuzz.targets.x5c import split_der
 
-from .mutations import corpus_inputs, mutated, seeds
+from .mutations import corpus_inputs, mutated, seeds, with_duplicate_first_extension
 
 CHAINS = [(seed[0], split_der(seed[1:])) for seed in seeds("x5c")]
 
@@ -87,3 +94,79 @@ def test_a_name_holding_a_bit_string_is_refused_not_crashed_on() -> None:
 def test_the_input_the_fuzzer_found_is_refused_cleanly() -> None:
     """The fuzzer's input: an x5c leaf whose name holds a BIT STRING attribute."""
     x5c.test_one_input((CORPUS_DIR / "x5c" / "regression-name-bit-string").read_bytes())
+
+
+# --- chains an attacker signs: a leaf under an intermediate of the attacker's own key ------
+
+_ATTACKER_KEY = ec.generate_private_key(ec.SECP256R1())
+_LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+_ROOT_NAME = x509.load_der_x509_certificate(
+    (FIXTURES_DIR / "x5c" / "root.der").read_bytes()
+).subject
+_EXTENSION_OIDS = [
+    ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE,
+    ExtensionOID.EXTENDED_KEY_USAGE,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    ExtensionOID.NAME_CONSTRAINTS,
+    ExtensionOID.CERTIFICATE_POLICIES,
+]
+
+
+def _attacker_chain(extensions: list[tuple[x509.ObjectIdentifier, bytes, bool]]) -> list[bytes]:
+    """[leaf, intermediate]: the intermediate names the real root as its issuer but is the
+    attacker's (its own signature is junk), and carries *extensions* as raw DER; the leaf
+    is properly signed by it, so path building looks at the intermediate's extensions."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Attacker CA")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(_ROOT_NAME)
+        .public_key(_ATTACKER_KEY.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+    )
+    for oid, value, critical in extensions:
+        builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical)
+    intermediate = builder.sign(_ATTACKER_KEY, hashes.SHA256())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")]))
+        .issuer_name(name)
+        .public_key(_LEAF_KEY.public_key())
+        .serial_number(2)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .sign(_ATTACKER_KEY, hashes.SHA256())
+    )
+    return [c.public_bytes(Encoding.DER) for c in (leaf, intermediate)]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_EXTENSION_OIDS), st.binary(max_size=12), st.booleans()),
+        max_size=3,
+        unique_by=lambda e: e[0],
+    )
+)
+def test_any_extensions_on_an_intermediate_the_attacker_signs_with(
+    extensions: list[tuple[x509.ObjectIdentifier, bytes, bool]],
+) -> None:
+    leaf, intermediate = _attacker_chain(extensions)
+    x5c.test_one_input(bytes([x5c.ALGORITHMS.index("ES256")]) + leaf + intermediate)
+
+
+def test_an_intermediate_with_a_duplicate_extension_is_refused_not_crashed_on() -> None:
+    """cryptography raises DuplicateExtension (not a ValueError) when path building reads
+    such an intermediate's basicConstraints, and anyone can make one and sign a leaf
+    with it: the chain is refused."""
+    from engine.errors import ProtocolError
+
+    ca = (ExtensionOID.BASIC_CONSTRAINTS, bytes.fromhex("30030101ff"), True)
+    leaf, intermediate = _attacker_chain([ca])
+    hostile = with_duplicate_first_extension(intermediate)
+    token = x5c.token([leaf, hostile], "ES256")
+    with pytest.raises(ProtocolError):
+        x5c.PROVISIONER.verify_token(token, x5c.CONTEXT)
+    x5c.test_one_input(bytes([x5c.ALGORITHMS.index("ES256")]) + leaf + hostile)
