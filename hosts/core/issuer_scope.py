@@ -3,8 +3,9 @@
 A relying party trusts one intermediate for one purpose (docs/ca.md): a RADIUS server
 or VPN gateway trusts the Agent CA to mean "a registered device proved its TPM". That
 only holds if nothing else is ever issued from it, so a provisioner that could issue
-anything else from the Agent CA, or anything at all from the Attestation CA, is refused
-when the configuration is loaded.
+anything else from the Agent CA, or anything at all from the Attestation CA or the
+Account CA (whose certificates come only from devid's accounts), is refused when the
+configuration is loaded.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def check_provisioner_issuer(provisioner: Provisioner) -> None:
             f'{where}: issuer "attestation" issues {ISSUER_PURPOSES["attestation"]} only;'
             ' set issuer = "tls" in its [[provisioners]] table (or "agent" for an ACME'
             ' provisioner with challenges = ["device-attest-01"])'
+        )
+    if issuer == "account":
+        raise ConfigurationError(
+            f'{where}: the Account CA (issuer "account") issues {ISSUER_PURPOSES["account"]}'
+            " only, through devid's own accounts (`devid account add`), whose provisioners"
+            ' are not configured in devid.toml; set issuer = "tls" in its [[provisioners]]'
+            " table"
         )
     if issuer != "agent" or issues_device_certificates_only(provisioner):
         return

@@ -8,7 +8,8 @@ CA for device certificates only, so the first load with the CA password:
   signed by the root) as DIR/certs/tls_ca.crt and DIR/secrets/tls_ca.key;
 - adds ``[ca.intermediates.tls]`` to devid.toml;
 - moves every provisioner that issued other certificates from the Agent CA (JWK, X5C,
-  ACME without device-attest-01) to ``issuer = "tls"``.
+  ACME without device-attest-01), and every configured provisioner on the Account CA
+  (which now issues only through devid's own accounts), to ``issuer = "tls"``.
 
 devid.toml is edited line by line, so comments and everything else stay as they were;
 the edit is checked by parsing the result, and only if that does not give exactly the
@@ -51,13 +52,13 @@ from .pki import (
 log = logging.getLogger("devid.upgrade")
 
 NEW_ISSUER = "tls"
-# What provisioner types issue from when their table names no issuer (their defaults).
-_DEFAULT_AGENT_TYPES = frozenset({"jwk", "acme"})
+# What provisioner types issued from, in older versions, when their table names no issuer.
+_OLD_DEFAULT_ISSUERS = {"jwk": "agent", "acme": "agent", "x5c": "account"}
 _HEADER = re.compile(r"^\s*\[")
 _INTERMEDIATE_HEADER = re.compile(r"^\s*\[\s*ca\s*\.\s*intermediates\s*\.[^\]]+\]\s*(#.*)?$")
 _PROVISIONER_HEADER = re.compile(r"^\s*\[\[\s*provisioners\s*\]\]\s*(#.*)?$")
 _NAME_KEY = re.compile(r"^\s*name\s*=")
-_AGENT_ISSUER = re.compile(r"""^(\s*issuer\s*=\s*)(["'])agent\2(\s*(#.*)?)$""")
+_OLD_ISSUER = re.compile(r"""^(\s*issuer\s*=\s*)(["'])(?:agent|account)\2(\s*(#.*)?)$""")
 
 
 def upgrade_data_dir(data_dir: Path, password: bytes) -> list[str]:
@@ -110,7 +111,10 @@ def _resolve(data_dir: Path, value: Any, what: str) -> Path:
 
 def _moves(provisioners: Any) -> tuple[list[int], list[str]]:
     """Which [[provisioners]] tables (by index) move to the TLS CA; and the names of
-    those that stay on the Agent CA although they offer more than device-attest-01."""
+    those that stay on the Agent CA although they offer more than device-attest-01.
+
+    Account certificates come only from devid's accounts (``devid account add``), whose
+    provisioners are not in devid.toml: a configured one on the Account CA moves too."""
     moved: list[int] = []
     mixed: list[str] = []
     if not isinstance(provisioners, list):
@@ -119,7 +123,10 @@ def _moves(provisioners: Any) -> tuple[list[int], list[str]]:
         if not isinstance(table, Mapping):
             continue
         kind = str(table.get("type", "")).lower()
-        issuer = table.get("issuer", "agent" if kind in _DEFAULT_AGENT_TYPES else None)
+        issuer = table.get("issuer", _OLD_DEFAULT_ISSUERS.get(kind))
+        if issuer == "account":
+            moved.append(index)
+            continue
         if issuer != "agent":
             continue
         challenges = table.get("challenges", []) if kind == "acme" else []
@@ -189,7 +196,7 @@ def _edit_text(text: str, table: dict[str, str], moved: list[int]) -> str:
         start = starts[index]
         end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
         for i in range(start + 1, end):
-            match = _AGENT_ISSUER.match(lines[i].rstrip("\n"))
+            match = _OLD_ISSUER.match(lines[i].rstrip("\n"))
             if match:
                 prefix, quote, rest = match.group(1), match.group(2), match.group(3)
                 replaced[i] = f"{prefix}{quote}{NEW_ISSUER}{quote}{rest}\n"
@@ -273,8 +280,11 @@ def _add_tls_ca(data_dir: Path, path: Path, password: bytes) -> list[str]:
         )
     for index in moved:
         table = raw["provisioners"][index]
+        kind = str(table.get("type", "")).lower()
+        was = table.get("issuer", _OLD_DEFAULT_ISSUERS.get(kind))
+        title = "Account CA" if was == "account" else "Agent CA"
         changes.append(
-            f"provisioner {table.get('name')!r} ({table.get('type')}) moved from the Agent CA"
+            f"provisioner {table.get('name')!r} ({table.get('type')}) moved from the {title}"
             f' to the TLS CA (issuer = "{NEW_ISSUER}")'
         )
     for name in mixed:

@@ -233,7 +233,7 @@ class X5CProvisioner:
     ) -> X5CProvisioner:
         where = f"provisioner {name!r}"
         opts = Options(where, options)
-        issuer = opts.string("issuer", "account")
+        issuer = opts.string("issuer", "tls")
         if issuer not in env.issuers:
             raise ConfigurationError(
                 f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
@@ -266,11 +266,11 @@ class X5CProvisioner:
     @classmethod
     def default_config(cls, name: str, env: ProvisionerEnvironment) -> dict[str, Any]:
         """Trust the Agent CA (device certificates); issue clientAuth certificates from the
-        Account CA."""
+        TLS CA (the Account CA issues only through devid's accounts, docs/ca.md)."""
         return {
             "type": cls.type_name,
             "name": name,
-            "issuer": "account",
+            "issuer": "tls",
             "roots": ["certs/agent_ca.crt"],
             "max_token_lifetime": "5m",
             "durations": durations_view(DEFAULT_DURATIONS),

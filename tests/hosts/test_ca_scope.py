@@ -127,6 +127,23 @@ def test_an_x5c_provisioner_on_the_agent_ca_is_refused(ca: CA) -> None:
     assert "'x5c'" in refused(ca)
 
 
+def test_a_configured_x5c_provisioner_on_the_account_ca_is_refused(ca: CA) -> None:
+    """Account CA certificates mean "a device an account is assigned to"; an X5C
+    provisioner trusting the TLS CA there would let anyone with an http-01 certificate
+    onto the Wi-Fi."""
+    add_provisioner(
+        ca.data_dir,
+        {"type": "X5C", "name": "wifi", "issuer": "account", "roots": ["certs/tls_ca.crt"]},
+    )
+    message = refused(ca)
+    assert "'wifi'" in message and "Account CA" in message and 'issuer = "tls"' in message
+
+
+def test_a_jwk_provisioner_on_the_account_ca_is_refused(ca: CA) -> None:
+    edit_provisioner(ca.data_dir, "admin", issuer="account")
+    assert "Account CA" in refused(ca)
+
+
 def test_no_provisioner_issues_from_the_attestation_ca(ca: CA) -> None:
     edit_provisioner(ca.data_dir, "acme", issuer="attestation")
     message = refused(ca)

@@ -268,3 +268,23 @@ def test_an_unwritable_config_stops_with_a_clear_error_and_the_next_load_finishe
     assert (old.data_dir / "certs" / "tls_ca.crt").read_bytes() == made  # kept, not re-made
     assert any("kept the TLS CA" in r.getMessage() for r in caplog.records)
     assert "tls" in tomllib.loads((old.data_dir / "devid.toml").read_text())["ca"]["intermediates"]
+
+
+def test_configured_provisioners_on_the_account_ca_move_to_the_tls_ca(old: OldDataDir) -> None:
+    """The Account CA now issues only through devid's accounts: an old X5C table on it,
+    named explicitly or by the old default, moves to the TLS CA."""
+    path = old.data_dir / "devid.toml"
+    path.write_text(
+        path.read_text() + '\n[[provisioners]]\ntype = "X5C"\nname = "wifi"\nissuer = "account"\n'
+        'roots = ["certs/agent_ca.crt"]\n'
+        '\n[[provisioners]]\ntype = "X5C"\nname = "vpn"\nroots = ["certs/agent_ca.crt"]\n'
+    )
+    changes = upgrade_data_dir(old.data_dir, old.password)
+    assert any("'wifi' (X5C) moved from the Account CA" in line for line in changes), changes
+    assert any("'vpn' (X5C) moved from the Account CA" in line for line in changes), changes
+    authority = Authority.load(old.data_dir, old.password)
+    try:
+        assert authority.provisioners["wifi"].issuer == "tls"
+        assert authority.provisioners["vpn"].issuer == "tls"
+    finally:
+        authority.close()

@@ -433,7 +433,7 @@ def test_roots_from_files_and_inline_pem(tmp_path: Path, root: Cert) -> None:
         "CN=Test Root",
         "CN=Other Root",
     ]
-    assert provisioner.issuer == "account"  # the default: account certificates
+    assert provisioner.issuer == "tls"  # the default: only accounts issue from the Account CA
     assert provisioner.describe_ekus() == ["clientAuth", "1.3.6.1.5.5.7.3.17"]
     assert provisioner.max_token_lifetime == timedelta(minutes=10)
     assert provisioner.durations.minimum == timedelta(minutes=10)
@@ -470,7 +470,7 @@ def test_default_config_trusts_the_agent_ca(ca: CA) -> None:
     provisioner = X5CProvisioner.from_config("accounts", table, env(ca.data_dir))
     agent = x509.load_pem_x509_certificate((ca.data_dir / "certs/agent_ca.crt").read_bytes())
     assert provisioner.roots == (agent,)
-    assert provisioner.issuer == "account"
+    assert provisioner.issuer == "tls"
     assert provisioner.describe_ekus() == ["clientAuth"]
 
 
@@ -509,7 +509,7 @@ def test_public_view_shows_roots_by_fingerprint_and_no_secrets(authority: Author
     assert view == {
         "type": "X5C",
         "name": "accounts",
-        "issuer": "account",
+        "issuer": "tls",
         "roots": [
             {
                 "subject": agent.subject.rfc4514_string(),

@@ -20,7 +20,7 @@ def _with_x5c_provisioner(ca: CA) -> Authority:
     path = ca.data_dir / "devid.toml"
     config = tomllib.loads(path.read_text())
     config["provisioners"].append(
-        {"type": "X5C", "name": "devices-x5c", "issuer": "account", "roots": ["certs/tls_ca.crt"]}
+        {"type": "X5C", "name": "devices-x5c", "issuer": "tls", "roots": ["certs/tls_ca.crt"]}
     )
     path.write_text(tomli_w.dumps(config))
     authority = Authority.load(ca.data_dir, ca.password)
