@@ -95,8 +95,9 @@ def require_unrevoked_ak(authority: Authority, chain: Sequence[x509.Certificate]
 
 
 def require_registered(authority: Authority, device: AttestedDevice) -> None:
-    """A device attested through its EK (``tpm``) must be in the inventory and active
-    now: its AK certificate may be older than its disabling."""
+    """The device must be in the inventory, by an EK its attestation names, and active
+    now (its AK certificate may be older than its disabling). An attestation that names
+    no EK (``apple``, ``step``) cannot be registered, so it is refused."""
     urns: set[str] = set()
     for urn in device.ek_urns:
         try:
@@ -111,7 +112,12 @@ def require_registered(authority: Authority, device: AttestedDevice) -> None:
         if len(digest) == 32:
             urns.add(ek_urn_from_digest(digest))
     if not urns:
-        return  # apple, step: no EK to look up; their vendor roots vouch for the device
+        # apple, step: the vendor vouches for the hardware, not that it is one of ours,
+        # and the inventory holds devices by their TPM's EK: nothing to find, so refuse.
+        raise unauthorized(
+            "this provisioner admits registered devices only (require_inventory), and the"
+            " inventory holds TPM devices by their EK; this attestation names no EK"
+        )
     store = authority.store
     known = [d for d in (store.get_device(u) for u in sorted(urns)) if d is not None]
     if not known:

@@ -31,7 +31,9 @@ DEVICES_PROVISIONER = "devices"
 DEVICES_OPTIONS: dict[str, Any] = {
     "issuer": "agent",
     "challenges": ["device-attest-01"],
-    "attestation_formats": ["tpm", "apple", "step"],
+    # Registered devices only: the inventory holds TPM devices by EK, so `apple` and
+    # `step` (no EK) belong on a provisioner of their own without require_inventory.
+    "attestation_formats": ["tpm"],
     "allowed_domains": [],
     "require_inventory": True,
     "template": {"ekus": ["clientAuth"]},

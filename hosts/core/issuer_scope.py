@@ -48,7 +48,17 @@ def check_provisioner_issuer(provisioner: Provisioner) -> None:
             ' are not configured in devid.toml; set issuer = "tls" in its [[provisioners]]'
             " table"
         )
-    if issuer != "agent" or issues_device_certificates_only(provisioner):
+    if issuer == "agent" and issues_device_certificates_only(provisioner):
+        assert isinstance(provisioner, ACMEProvisioner)
+        if not provisioner.require_inventory:
+            raise ConfigurationError(
+                f'{where}: the Agent CA (issuer "agent") vouches for registered devices only,'
+                " and this provisioner admits devices the inventory does not hold; set"
+                ' require_inventory = true, or issuer = "tls" for vendor-attested devices'
+                " (apple, step) that are not in the inventory"
+            )
+        return
+    if issuer != "agent":
         return
     challenges = provisioner.profile.challenges if isinstance(provisioner, ACMEProvisioner) else ()
     if DEVICE_ATTEST_01 in challenges:

@@ -205,9 +205,12 @@ class ACMEProvisioner:
             )
         opts = Options(where, options)
         challenges = _strings(opts, "challenges", NETWORK_CHALLENGES)
-        # By default devices get their certificates from the Agent CA, anything else from
-        # the TLS CA (docs/ca.md: what each CA vouches for).
-        default_issuer = "agent" if list(challenges) == [DEVICE_ATTEST_01] else "tls"
+        # By default registered devices get their certificates from the Agent CA, anything
+        # else from the TLS CA (docs/ca.md: what each CA vouches for).
+        registered_devices = list(challenges) == [DEVICE_ATTEST_01] and opts.boolean(
+            "require_inventory", False
+        )
+        default_issuer = "agent" if registered_devices else "tls"
         issuer = opts.string("issuer", default_issuer)
         if issuer not in env.issuers:
             raise ConfigurationError(

@@ -92,6 +92,8 @@ async def start_devices(
         "devices",
         attestation_formats=["tpm", "apple", "step", "fake"],
         require_inventory=require_inventory,
+        # The Agent CA vouches for registered devices only (docs/ca.md).
+        issuer="agent" if require_inventory else "tls",
     )
     running, stop = await start_server(ca, nursery, "quart")
     running.authority.plugins.register(FakePlugin(), name="fake-attestation")
@@ -181,7 +183,7 @@ async def test_bound_identifier_validates_and_the_certificate_carries_it(
         chain = x509.load_pem_x509_certificates((await acme.get(done["certificate"])).content)
     leaf = chain[0]
     assert leaf.public_key() == device_key.public_key()
-    assert leaf.issuer == devices.authority.issuers["agent"].certificate.subject
+    assert leaf.issuer == devices.authority.issuers["tls"].certificate.subject  # no inventory
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     (other,) = san.get_values_for_type(x509.OtherName)
     assert other.type_id == PERMANENT_IDENTIFIER_OID
@@ -442,6 +444,14 @@ async def test_the_inventory_can_be_required(ca: CA, nursery: trio.Nursery) -> N
             disabled = await attest(acme, challenge, new_key(), [DEVICE])
             assert disabled["status"] == "invalid"
             assert "disabled" in disabled["error"]["detail"]
+
+            # An attestation that names no EK (apple, step: a serial number) cannot be
+            # found in the inventory, so it is refused rather than waved through.
+            _, _, challenge = await device_order(acme, "SN-0042", "hardware-module")
+            vendor_only = await attest(acme, challenge, new_key(), ["serial:SN-0042"])
+            assert vendor_only["status"] == "invalid"
+            assert vendor_only["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+            assert "names no EK" in vendor_only["error"]["detail"]
     finally:
         await stop.close()
 

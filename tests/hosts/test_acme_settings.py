@@ -123,7 +123,7 @@ def test_init_creates_the_acme_and_devices_provisioners(ca: CA) -> None:
     assert tables["acme"]["issuer"] == "tls"  # the Agent CA issues device certificates only
     devices = tables["devices"]
     assert devices["challenges"] == ["device-attest-01"]
-    assert devices["attestation_formats"] == ["tpm", "apple", "step"]
+    assert devices["attestation_formats"] == ["tpm"]  # registered devices: EKs only
     assert devices["issuer"] == "agent"
 
 

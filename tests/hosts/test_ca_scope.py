@@ -144,6 +144,14 @@ def test_a_jwk_provisioner_on_the_account_ca_is_refused(ca: CA) -> None:
     assert "Account CA" in refused(ca)
 
 
+def test_device_attest_without_the_inventory_on_the_agent_ca_is_refused(ca: CA) -> None:
+    """Without require_inventory any genuine TPM (or Apple device, or YubiKey) would get
+    an Agent CA certificate, which promises a registered device."""
+    edit_provisioner(ca.data_dir, "devices", require_inventory=False)
+    message = refused(ca)
+    assert "'devices'" in message and "require_inventory = true" in message
+
+
 def test_no_provisioner_issues_from_the_attestation_ca(ca: CA) -> None:
     edit_provisioner(ca.data_dir, "acme", issuer="attestation")
     message = refused(ca)

@@ -40,9 +40,15 @@ def test_it_registers_through_the_entry_point() -> None:
 
 def test_device_attest_only_defaults_to_the_agent_ca(tmp_path: Path) -> None:
     devices = build(
-        tmp_path, challenges=["device-attest-01"], attestation_formats=["tpm"], name="devices"
+        tmp_path,
+        challenges=["device-attest-01"],
+        attestation_formats=["tpm"],
+        require_inventory=True,
+        name="devices",
     )
     assert devices.issuer == "agent"
+    unregistered = build(tmp_path, challenges=["device-attest-01"], attestation_formats=["tpm"])
+    assert unregistered.issuer == "tls"
     mixed = build(tmp_path, challenges=["device-attest-01", "http-01"], attestation_formats=["tpm"])
     assert mixed.issuer == "tls"
 

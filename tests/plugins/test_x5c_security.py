@@ -2,11 +2,11 @@
 
 The CA under test trusts its own Agent CA for X5C (``roots = certs/agent_ca.crt``);
 built in code it issues from the Account CA, as accounts do, and configured in
-devid.toml from the TLS CA (the only issuer a configured X5C provisioner may name). The device's certificate comes
-from the Agent CA as device-attest-01 would issue it (clientAuth, recorded as the
-``devices`` provisioner's; JWK tokens issue from the TLS CA, never the Agent CA); the odd leaves
-the forgeries need are signed with the Agent CA's key directly, or by CAs the
-tests build with cryptography.
+devid.toml from the TLS CA (the only issuer a configured X5C provisioner may name).
+The device's certificate comes from the Agent CA as device-attest-01 would issue
+it (clientAuth, recorded as the ``devices`` provisioner's; JWK tokens issue from
+the TLS CA, never the Agent CA); the odd leaves the forgeries need are signed
+with the Agent CA's key directly, or by CAs the tests build with cryptography.
 
 Each case runs twice: through ``X5CProvisioner.authorize_sign`` (a provisioner
 built in code, as accounts will build them) followed by the engine pipeline,
