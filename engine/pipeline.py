@@ -253,6 +253,35 @@ def build_certificate(
     return certificate or x509.load_der_x509_certificate(certificate_der)
 
 
+def issue_own_certificate(
+    template: CertificateTemplate,
+    public_key: Any,
+    issuer: Issuer,
+    provisioner: ProvisionerRef,
+    *,
+    now: datetime,
+    lifetime: timedelta,
+    random: Random,
+    evidence: Mapping[str, Any] | None = None,
+) -> IssuedCertificate:
+    """A certificate the CA issues for itself, with no CSR or sign policy (its server
+    certificate, an admin client certificate, an AK certificate): backdated a minute,
+    *lifetime* long, and never outside its issuer's validity."""
+    ca = issuer.certificate
+    not_before = max(now - timedelta(minutes=1), ca.not_valid_before_utc)
+    not_after = min(now + lifetime, ca.not_valid_after_utc)
+    cert = build_certificate(
+        template, public_key, issuer, random_serial(random), not_before, not_after, provisioner
+    )
+    return IssuedCertificate(
+        certificate=cert,
+        der=cert.public_bytes(Encoding.DER),
+        issuer=issuer,
+        provisioner=provisioner,
+        evidence=dict(evidence or {}),
+    )
+
+
 def sign_certificate(
     template: CertificateTemplate,
     public_key: Any,

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.errors import BadRequest, ConfigurationError
 from engine.extensions import ProvisionerRef
-from engine.pipeline import IssuedCertificate, build_certificate, random_serial
+from engine.pipeline import IssuedCertificate, issue_own_certificate
 from engine.template import CertificateTemplate
 
 from .store import CertificateRecord
@@ -62,33 +61,24 @@ def issue_admin_certificate(
     if not timedelta(minutes=5) <= lifetime <= MAX_ADMIN_LIFETIME:
         raise ConfigurationError("an admin certificate's validity must be between 5m and 365d")
     subject = admin_subject(name)
-    issuer = authority.issuers[ADMIN_ISSUER]
     key = ec.generate_private_key(ec.SECP256R1())
-    now = authority.clock.now()
-    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc)
     template = CertificateTemplate(
         subject=subject,
         key_usage=frozenset({"digital_signature"}),
         extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
     )
     try:
-        cert = build_certificate(
+        issued = issue_own_certificate(
             template,
             key.public_key(),
-            issuer,
-            random_serial(authority.random),
-            now - timedelta(minutes=1),
-            not_after,
+            authority.issuers[ADMIN_ISSUER],
             ADMIN_PROVISIONER,
+            now=authority.clock.now(),
+            lifetime=lifetime,
+            random=authority.random,
+            evidence={"method": "admin-certificate", "name": name},
         )
     except BadRequest as exc:
         raise ConfigurationError(exc.detail) from None
-    issued = IssuedCertificate(
-        certificate=cert,
-        der=cert.public_bytes(Encoding.DER),
-        issuer=issuer,
-        provisioner=ADMIN_PROVISIONER,
-        evidence={"method": "admin-certificate", "name": name},
-    )
     authority.record_issued(issued)
     return issued, key

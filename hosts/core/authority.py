@@ -47,9 +47,8 @@ from engine.pipeline import (
     IssuedCertificate,
     Issuer,
     SignRequest,
-    build_certificate,
+    issue_own_certificate,
     prepare_certificate,
-    random_serial,
 )
 from engine.policy import SignPolicy
 from engine.ports import Clock, Random
@@ -526,28 +525,14 @@ class Authority:
         }
 
     def issue_ak_certificate(self, session: AttestationSession) -> IssuedCertificate:
-        issuer = self.issuers["attestation"]
-        ak_key = public_key_from_tpmt(TPMTPublic.from_bytes(session.ak_public))
-        now = self.clock.now()
-        not_before = max(now - timedelta(minutes=1), issuer.certificate.not_valid_before_utc)
-        not_after = min(
-            now + self.attestation_policy.ak_certificate_lifetime,
-            issuer.certificate.not_valid_after_utc,
-        )
-        cert = build_certificate(
+        issued = issue_own_certificate(
             ak_certificate_template(session.tpm, session.ek_digest),
-            ak_key,
-            issuer,
-            random_serial(self.random),
-            not_before,
-            not_after,
+            public_key_from_tpmt(TPMTPublic.from_bytes(session.ak_public)),
+            self.issuers["attestation"],
             ATTESTATION_PROVISIONER,
-        )
-        issued = IssuedCertificate(
-            certificate=cert,
-            der=cert.public_bytes(Encoding.DER),
-            issuer=issuer,
-            provisioner=ATTESTATION_PROVISIONER,
+            now=self.clock.now(),
+            lifetime=self.attestation_policy.ak_certificate_lifetime,
+            random=self.random,
             evidence=session.evidence(),
         )
         self.record_issued(issued)

@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from engine.extensions import ProvisionerRef
 from engine.names import SAN
-from engine.pipeline import IssuedCertificate, build_certificate, random_serial
+from engine.pipeline import IssuedCertificate, issue_own_certificate
 from engine.template import CertificateTemplate, subject_with_common_name
 
 from .authority import Authority
@@ -53,34 +53,22 @@ class ServerTLS:
 
     def issue(self) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:
         authority = self.authority
-        issuer = authority.issuers["tls"]
         key = ec.generate_private_key(ec.SECP256R1())
-        sans = [SAN.parse(name) for name in self.names]
         template = CertificateTemplate(
             subject=subject_with_common_name(self.names[0] if self.names else "devid"),
-            sans=tuple(sans),
+            sans=tuple(SAN.parse(name) for name in self.names),
             extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
         )
-        now = authority.clock.now()
-        not_after = min(now + SERVER_CERT_LIFETIME, issuer.certificate.not_valid_after_utc)
-        cert = build_certificate(
+        issued = issue_own_certificate(
             template,
             key.public_key(),
-            issuer,
-            random_serial(authority.random),
-            now - timedelta(minutes=1),
-            not_after,
+            authority.issuers["tls"],
             SERVER_PROVISIONER,
+            now=authority.clock.now(),
+            lifetime=SERVER_CERT_LIFETIME,
+            random=authority.random,
         )
-        return (
-            IssuedCertificate(
-                certificate=cert,
-                der=cert.public_bytes(serialization.Encoding.DER),
-                issuer=issuer,
-                provisioner=SERVER_PROVISIONER,
-            ),
-            key,
-        )
+        return issued, key
 
     def rotate(self) -> None:
         """Issue a fresh server certificate and load it; new handshakes use it."""
