@@ -283,7 +283,7 @@ async def test_a_device_certificate_from_device_attest_01_gets_account_certifica
     from . import test_acme_device_attest as attest_flow
     from .acme_helpers import acme_client
 
-    devices, stop = await attest_flow.start_devices(ca, nursery)
+    devices, stop = await attest_flow.start_devices(ca, nursery, require_inventory=True)
     try:
         ek = ek_urn_from_digest(attest_flow.DIGEST)
         devices.authority.inventory.add({"ek": ek, "name": "laptop-9", "tags": ["laptops"]})
