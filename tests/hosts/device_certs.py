@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from engine.extensions import ProvisionerRef
-from engine.pipeline import IssuedCertificate, build_certificate, random_serial
+from engine.pipeline import (
+    issue_own_certificate,
+)
 from engine.template import CertificateTemplate
 from hosts.core.store import CertificateRecord
 from tests.conftest import CA, RunningServer, new_csr
@@ -131,23 +133,15 @@ def issue_ak_certificate(server: RunningServer, label: str) -> Held:
         key_usage=frozenset({"digital_signature"}),
         extended_key_usage=(),
     )
-    provisioner = ProvisionerRef(type="attestation", name="tpm")
-    cert = build_certificate(
+    issued = issue_own_certificate(
         template,
         key.public_key(),
         issuer,
-        random_serial(authority.random),
-        now - timedelta(minutes=1),
-        now + timedelta(days=1),
-        provisioner,
+        ProvisionerRef(type="attestation", name="tpm"),
+        now=now,
+        lifetime=timedelta(days=1),
+        random=authority.random,
+        evidence={"method": "tpm-credential-activation", "ek": ek_of(label)},
     )
-    authority.record_issued(
-        IssuedCertificate(
-            certificate=cert,
-            der=cert.public_bytes(serialization.Encoding.DER),
-            issuer=issuer,
-            provisioner=provisioner,
-            evidence={"method": "tpm-credential-activation", "ek": ek_of(label)},
-        )
-    )
-    return Held(key, cert, (cert, issuer.certificate))
+    authority.record_issued(issued)
+    return Held(key, issued.certificate, (issued.certificate, issuer.certificate))

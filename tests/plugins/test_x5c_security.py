@@ -44,11 +44,9 @@ from engine.extensions import ProvisionerRef
 from engine.jose import MAX_TOKEN_BYTES, PrivateKey, b64url_encode, sign_compact
 from engine.names import SAN
 from engine.pipeline import (
-    IssuedCertificate,
     SignRequest,
-    build_certificate,
     issue_certificate,
-    random_serial,
+    issue_own_certificate,
 )
 from engine.ports import CountingRandom, FrozenClock
 from engine.template import CertificateTemplate
@@ -114,25 +112,17 @@ def enrol_device(authority: Authority, ca: CA, name: str = "device-1.example.com
         sans=(SAN.parse(name),),
         extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
     )
-    now = authority.clock.now()
-    devices = ProvisionerRef(type="ACME", name="devices")
-    cert = build_certificate(
+    issued = issue_own_certificate(
         template,
         key.public_key(),
         issuer,
-        random_serial(authority.random),
-        now - timedelta(minutes=1),
-        now + timedelta(hours=24),
-        devices,
+        ProvisionerRef(type="ACME", name="devices"),
+        now=authority.clock.now(),
+        lifetime=timedelta(hours=24),
+        random=authority.random,
     )
-    authority.record_issued(
-        IssuedCertificate(
-            certificate=cert,
-            der=cert.public_bytes(Encoding.DER),
-            issuer=issuer,
-            provisioner=devices,
-        )
-    )
+    authority.record_issued(issued)
+    cert = issued.certificate
     return Holder(key=key, certificate=cert, chain=(cert, agent_ca(authority)))
 
 
