@@ -210,6 +210,31 @@ async def test_a_second_enrolment_reuses_the_account_and_gets_a_new_key(
     assert second.enrollment.certificate.serial_number != first.enrollment.certificate.serial_number
 
 
+async def test_a_device_disabled_and_enabled_again_attests_anew_before_enrolling(
+    quart_server: RunningServer, device: Swtpm, tmp_path: Path
+) -> None:
+    """Disabling revokes the device's AK certificate; enrolling with the CA's URL, the
+    agent finds it on the Attestation CA's CRL and attests again first."""
+    state_dir = tmp_path / "agent"
+    first = await run_enroll(quart_server, device, state_dir)
+    urn = register_urn(device)
+    inventory = quart_server.authority.inventory
+    await trio.to_thread.run_sync(inventory.disable, urn)
+    await trio.to_thread.run_sync(inventory.update, urn, {"status": "active"})
+
+    again = await run_enroll(quart_server, device, state_dir)
+    assert again.ak_chain[0].serial_number != first.ak_chain[0].serial_number  # attested anew
+    record = quart_server.authority.store.get_certificate(
+        format(first.ak_chain[0].serial_number, "x")
+    )
+    assert record is not None and record.status == "revoked"
+
+
+def register_urn(swtpm: Swtpm) -> str:
+    with TPM(swtpm.tcti) as tpm:
+        return tpm.endorsement_key().urn
+
+
 async def test_an_identifier_the_ak_certificate_does_not_bind_is_refused(
     quart_server: RunningServer, device: Swtpm, tmp_path: Path
 ) -> None:
