@@ -29,16 +29,8 @@ from engine.acme.problems import ACMEProblem
 from engine.errors import ConfigurationError
 from plugins.options import Options
 
-#: Never contacted by default: link-local networks (AWS, GCP, Azure, OpenStack and
-#: Oracle metadata live at 169.254.169.254) and the other clouds' metadata endpoints.
-DEFAULT_DENY: tuple[str, ...] = (
-    "169.254.0.0/16",  # IPv4 link-local
-    "fe80::/10",  # IPv6 link-local
-    "fd00:ec2::254/128",  # AWS metadata over IPv6
-    "fd20:ce::254/128",  # GCP metadata over IPv6
-    "100.100.100.200/32",  # Alibaba Cloud metadata
-    "168.63.129.16/32",  # Azure wireserver
-)
+from . import acme_validation
+from .acme_validation import DEFAULT_DENY
 
 
 def parse_host_port(text: str, what: str = "dns_resolver") -> tuple[str, int]:
@@ -131,8 +123,6 @@ ChallengeValidator = Callable[[StartValidation, ValidationConfig], Awaitable[Non
 
 async def validate_over_network(job: StartValidation, config: ValidationConfig) -> None:
     """The default validator: http-01, dns-01 and tls-alpn-01 from acme_validation."""
-    from . import acme_validation
-
     settings = acme_validation.ValidationSettings(
         http01_port=config.http01_port,
         tlsalpn01_port=config.tlsalpn01_port,

@@ -45,8 +45,6 @@ from cryptography.x509.oid import ObjectIdentifier
 
 from engine.acme.problems import ACMEProblem
 
-from .acme_settings import DEFAULT_DENY
-
 log = logging.getLogger("devid.acme")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -64,6 +62,18 @@ _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME: Final = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+#: Never contacted by default: link-local networks (AWS, GCP, Azure, OpenStack and
+#: Oracle metadata live at 169.254.169.254) and the other clouds' metadata endpoints.
+DEFAULT_DENY: tuple[str, ...] = (
+    "169.254.0.0/16",  # IPv4 link-local
+    "fe80::/10",  # IPv6 link-local
+    "fd00:ec2::254/128",  # AWS metadata over IPv6
+    "fd20:ce::254/128",  # GCP metadata over IPv6
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "168.63.129.16/32",  # Azure wireserver
+)
 
 
 @attrs.frozen
