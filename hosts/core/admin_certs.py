@@ -11,8 +11,9 @@ name (ACME http-01, a JWK token, a device certificate) never authenticates an ad
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,13 +21,27 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.errors import BadRequest, ConfigurationError
 from engine.extensions import ProvisionerRef
-from engine.pipeline import IssuedCertificate, issue_own_certificate
+from engine.pipeline import IssuedCertificate, Issuer, issue_own_certificate
+from engine.ports import Clock, Random
 from engine.template import CertificateTemplate
 
 from .store import CertificateRecord
 
-if TYPE_CHECKING:  # authority imports this module
-    from .authority import Authority
+
+class IssuingAuthority(Protocol):
+    """What issuing an admin certificate needs of the CA (an ``Authority``)."""
+
+    @property
+    def issuers(self) -> Mapping[str, Issuer]: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def random(self) -> Random: ...
+
+    def record_issued(self, issued: IssuedCertificate) -> None: ...
+
 
 # type "internal": no [[provisioners]] table can have it (no plugin registers it).
 ADMIN_PROVISIONER = ProvisionerRef(type="internal", name="admin-client")
@@ -54,7 +69,7 @@ def admin_subject(name: str) -> x509.Name:
 
 
 def issue_admin_certificate(
-    authority: Authority, name: str, lifetime: timedelta = DEFAULT_ADMIN_LIFETIME
+    authority: IssuingAuthority, name: str, lifetime: timedelta = DEFAULT_ADMIN_LIFETIME
 ) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:
     """A new P-256 key and a clientAuth certificate ``CN=name`` for it from the TLS CA,
     recorded in the store as the ``admin-client`` provisioner's."""

@@ -317,13 +317,16 @@ class Authority:
         log.info("certificate issued", extra=fields)
         self.plugins.audit("certificate.issued", fields)
 
+    def provisioner_named(self, name: str) -> Provisioner | None:
+        """A configured provisioner, or an account's (also one another process added)."""
+        found = self.provisioners.get(name)
+        return found if found is not None else self.account_sync.find(name)
+
     def _token_provisioner(self, token: str | CompactJWS) -> Provisioner:
         """Find the provisioner a token names (its ``iss``); the signature is checked later."""
         claims = (token if isinstance(token, CompactJWS) else parse_compact(token)).claims()
         name = claims.get("iss")
-        provisioner = self.provisioners.get(name) if isinstance(name, str) else None
-        if provisioner is None and isinstance(name, str):
-            provisioner = self.account_sync.find(name)  # an account another process added
+        provisioner = self.provisioner_named(name) if isinstance(name, str) else None
         if provisioner is None or not getattr(provisioner, "accepts_sign_tokens", True):
             raise Unauthorized(f"token issuer {name!r} is not a provisioner that signs tokens here")
         return provisioner
@@ -408,7 +411,16 @@ class Authority:
                 "renewal needs the current certificate as the TLS client certificate"
             )
         cert = _load_peer(peer_der)
-        issued = renew(self, cert)
+        record, issuer = self._known_certificate(cert)
+        issued = renew(
+            cert,
+            record,
+            issuer,
+            find_provisioner=self.provisioner_named,
+            store=self.store,
+            clock=self.clock,
+            random=self.random,
+        )
         self.record_issued(issued)
         return self.chain_pem(issued)
 

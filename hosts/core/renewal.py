@@ -11,15 +11,17 @@ no later than the provisioner's limit (an account certificate: its device certif
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.errors import Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
-from engine.pipeline import IssuedCertificate, renew_certificate
+from engine.pipeline import IssuedCertificate, Issuer, renew_certificate
+from engine.ports import Clock, Random
 from plugins.provisioner import (
     CertificateFacts,
     Provisioner,
@@ -28,10 +30,10 @@ from plugins.provisioner import (
     refuse_renewal,
 )
 
-from .store import CertificateRecord
+from .store import CertificateRecord, Store
 
-if TYPE_CHECKING:
-    from .authority import Authority
+#: Finds a provisioner by name (configured, or an account's), None if there is none.
+FindProvisioner = Callable[[str], Provisioner | None]
 
 # Evidence keys a renewal replaces rather than inherits.
 _RENEWAL_KEYS = ("renewed_from", "renewal")
@@ -52,10 +54,9 @@ def certificate_facts(record: CertificateRecord) -> CertificateFacts:
 
 
 def renew_context(
-    authority: Authority, cert: x509.Certificate, record: CertificateRecord
+    store: Store, now: datetime, cert: x509.Certificate, record: CertificateRecord
 ) -> RenewContext:
     """What the store says, now, about the certificate being renewed and what it rests on."""
-    store = authority.store
     evidence = record.evidence
     device = store.get_device(record.device) if record.device is not None else None
     leaf = None
@@ -68,7 +69,7 @@ def renew_context(
     if isinstance(account_name, str) and account_name:
         account = store.get_account(account_name)
     return RenewContext(
-        now=authority.clock.now(),
+        now=now,
         certificate=cert,
         record=certificate_facts(record),
         device=device,
@@ -77,11 +78,9 @@ def renew_context(
     )
 
 
-def _provisioner(authority: Authority, record: CertificateRecord) -> Provisioner:
+def _provisioner(find: FindProvisioner, record: CertificateRecord) -> Provisioner:
     name = record.provisioner_name
-    provisioner = authority.provisioners.get(name)
-    if provisioner is None:
-        provisioner = authority.account_sync.find(name)  # an account another process added
+    provisioner = find(name)
     if provisioner is None:
         if record.provisioner_type == "attestation":
             raise Forbidden(
@@ -142,9 +141,18 @@ def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def renew(authority: Authority, cert: x509.Certificate) -> IssuedCertificate:
-    """Check, authorize and sign the renewal of *cert* (the mTLS client certificate)."""
-    record, issuer = authority._known_certificate(cert)
+def renew(
+    cert: x509.Certificate,
+    record: CertificateRecord,
+    issuer: Issuer,
+    *,
+    find_provisioner: FindProvisioner,
+    store: Store,
+    clock: Clock,
+    random: Random,
+) -> IssuedCertificate:
+    """Check, authorize and sign the renewal of *cert* (the mTLS client certificate),
+    which the caller found active and verified against *issuer* (its *record*)."""
     if record.der != cert.public_bytes(Encoding.DER):
         raise Unauthorized("certificate is unknown to this CA")
     if record.issuer != issuer.name:
@@ -152,15 +160,15 @@ def renew(authority: Authority, cert: x509.Certificate) -> IssuedCertificate:
     ref = ProvisionerRef.from_certificate(cert)
     if ref is None or (ref.type, ref.name) != (record.provisioner_type, record.provisioner_name):
         raise Forbidden("certificate was not issued by a devid provisioner")
-    provisioner = _provisioner(authority, record)
-    ctx = renew_context(authority, cert, record)
+    provisioner = _provisioner(find_provisioner, record)
+    ctx = renew_context(store, clock.now(), cert, record)
     authorization = authorize_renewal(provisioner, ctx)
     _same_issuer(provisioner, record)
     return renew_certificate(
         cert,
         issuer,
-        authority.clock,
-        authority.random,
+        clock,
+        random,
         not_after_limit=authorization.not_after_limit,
         evidence=renewal_evidence(record, authorization, ctx),
     )
