@@ -17,7 +17,6 @@ from cryptography import x509
 
 from engine.acme.device_attest import (
     AttestationObject,
-    AttestedDevice,
     attestation_bytes,
     decode_attestation_object,
 )
@@ -54,16 +53,7 @@ def _verify(obj: AttestationObject) -> None:
     if fmt is None:
         return
     result = fmt.verify(obj.statement, KEY_AUTHORIZATIONS[obj.format], CONTEXTS[obj.format])
-    device = AttestedDevice.from_parts(
-        obj.format,
-        result.public_key,
-        permanent_identifiers=tuple(result.permanent_identifiers),
-        ek_urns=tuple(result.ek_urns),
-        serial_numbers=tuple(result.serial_numbers),
-        chain=tuple(result.chain),
-        evidence=result.evidence,
-    )
-    json.dumps(device.evidence_record())
+    json.dumps(result.attested_device(obj.format).evidence_record())
 
 
 def test_one_input(data: bytes) -> None:

@@ -63,15 +63,7 @@ def verify_device_attestation(
     except Exception:
         log.exception("attestation format %s failed unexpectedly", statement.format)
         raise bad_statement("the attestation statement could not be verified") from None
-    device = AttestedDevice.from_parts(
-        statement.format,
-        result.public_key,
-        permanent_identifiers=tuple(result.permanent_identifiers),
-        ek_urns=tuple(result.ek_urns),
-        serial_numbers=tuple(result.serial_numbers),
-        chain=tuple(result.chain),
-        evidence=result.evidence,
-    )
+    device: AttestedDevice = result.attested_device(statement.format)
     require_unrevoked_ak(authority, result.chain)
     if provisioner.require_inventory:
         require_registered(authority, device)

@@ -18,6 +18,8 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from engine.acme.device_attest import AttestedDevice
+
 
 @attrs.frozen
 class AttestationContext:
@@ -49,6 +51,18 @@ class AttestationResult:
 
     def identities(self) -> frozenset[str]:
         return frozenset((*self.permanent_identifiers, *self.ek_urns, *self.serial_numbers))
+
+    def attested_device(self, format: str) -> AttestedDevice:
+        """The result as the ACME engine keeps it, for a statement of *format*."""
+        return AttestedDevice.from_parts(
+            format,
+            self.public_key,
+            permanent_identifiers=tuple(self.permanent_identifiers),
+            ek_urns=tuple(self.ek_urns),
+            serial_numbers=tuple(self.serial_numbers),
+            chain=tuple(self.chain),
+            evidence=self.evidence,
+        )
 
 
 class AttestationFormat(Protocol):
