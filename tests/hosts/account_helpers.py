@@ -33,6 +33,16 @@ ACCOUNTS = "/api/v1/accounts"
 DEVICE_ACCOUNTS = "/api/v1/device/accounts"
 
 
+#: The Wi-Fi account most account tests use: names from the inventory, given by tag.
+WIFI: dict[str, Any] = {
+    "name": "corp-wifi",
+    "type": "wifi",
+    "commonName": "{device.name}",
+    "sans": ["dns:{device.name}.wifi.example.com", "{device.ek}"],
+    "tags": ["laptops"],
+}
+
+
 def admin_token(ca: CA) -> str:
     return (ca.data_dir / "secrets" / "admin-token").read_text().strip()
 

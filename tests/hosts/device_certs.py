@@ -22,6 +22,7 @@ from hosts.core.store import CertificateRecord
 from tests.conftest import CA, RunningServer, new_csr
 
 from .account_helpers import (
+    WIFI,
     DeviceCertificate,
     admin,
     ek_of,
@@ -29,14 +30,6 @@ from .account_helpers import (
     register_device,
 )
 from .helpers import assert_json_error, client, load_pem
-
-WIFI: dict[str, Any] = {
-    "name": "corp-wifi",
-    "type": "wifi",
-    "commonName": "{device.name}",
-    "sans": ["dns:{device.name}.wifi.example.com", "{device.ek}"],
-    "tags": ["laptops"],
-}
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ from tests.conftest import CA, RunningServer, new_csr
 from .account_helpers import (
     ACCOUNTS,
     DEVICE_ACCOUNTS,
+    WIFI,
     DeviceCertificate,
     admin,
     ek_of,
@@ -33,14 +34,6 @@ from .account_helpers import (
     register_device,
 )
 from .helpers import assert_json_error, client, load_pem
-
-WIFI: dict[str, Any] = {
-    "name": "corp-wifi",
-    "type": "wifi",
-    "commonName": "{device.name}",
-    "sans": ["dns:{device.name}.wifi.example.com", "{device.ek}"],
-    "tags": ["laptops"],
-}
 
 
 async def create(server: RunningServer, ca: CA, **fields: Any) -> dict[str, Any]:

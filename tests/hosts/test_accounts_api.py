@@ -14,20 +14,13 @@ from tests.conftest import CA, RunningServer
 from .account_helpers import (
     ACCOUNTS,
     DEVICE_ACCOUNTS,
+    WIFI,
     admin,
     ek_of,
     issue_device_certificate,
     register_device,
 )
 from .helpers import assert_json_error, client, issue
-
-WIFI: dict[str, Any] = {
-    "name": "corp-wifi",
-    "type": "wifi",
-    "commonName": "{device.name}",
-    "sans": ["dns:{device.name}.wifi.example.com", "{device.ek}"],
-    "tags": ["laptops"],
-}
 
 
 async def create(server: RunningServer, ca: CA, **fields: Any) -> dict[str, Any]:
