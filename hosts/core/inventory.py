@@ -116,6 +116,12 @@ class Inventory:
         self.clock = clock
         self.revoker = CertificateRevoker(store, clock, audit)
 
+    def _changed(self, before: Device, after: Device) -> tuple[str, ...]:
+        """After an update: revoke what a new status or new tags no longer entitle."""
+        if after.status == before.status and after.tags == before.tags:
+            return ()
+        return self._withdraw(after, after.ek_urn)
+
     def _withdraw(self, device: Device | None, ek_urn: str) -> tuple[str, ...]:
         """Revoke what the device (None: removed) is no longer entitled to; the serials."""
         revoked = tuple(self.revoker.device_changed(ek_urn, REVOKED_BY))
@@ -197,10 +203,7 @@ class Inventory:
         updated = attrs.evolve(device, **updates)
         self.store.put_device(updated)
         log.info("device updated", extra={"ek": updated.ek_urn, "fields": sorted(changes)})
-        revoked: tuple[str, ...] = ()
-        if updated.status != device.status or updated.tags != device.tags:
-            revoked = self._withdraw(updated, updated.ek_urn)
-        return updated, revoked
+        return updated, self._changed(device, updated)
 
     def disable(self, ek: str) -> Device:
         return self.update(ek, {"status": "disabled"})
@@ -238,8 +241,7 @@ class Inventory:
                     else:
                         self.store.put_device(attrs.evolve(merged, updated_at=self.clock.now()))
                         outcome = "updated"
-                        if merged.status != existing.status or merged.tags != existing.tags:
-                            self._withdraw(merged, merged.ek_urn)
+                        self._changed(existing, merged)
                 results.append(RowResult(index, device.ek_urn, outcome))
             except ProtocolError as exc:
                 results.append(
