@@ -424,6 +424,16 @@ class Authority:
         self.record_issued(issued)
         return self.chain_pem(issued)
 
+    def _issued_record(self, serial: int) -> CertificateRecord:
+        record = self.store.get_certificate(serial_hex(serial))
+        if record is None:
+            raise NotFound(f"no certificate with serial {serial}")
+        return record
+
+    def _revoke(self, record: CertificateRecord, code: int, reason: str, by: str) -> None:
+        if not self.revoker.revoke(record, code, reason, by):
+            raise Conflict("certificate is already revoked")
+
     def revoke(
         self, body: Mapping[str, Any], peer_der: bytes | None, bearer: str | None = None
     ) -> dict[str, Any]:
@@ -432,9 +442,7 @@ class Authority:
         serial = parse_serial(body.get("serial"))
         token = _string_field(body, "ott", required=False)
         reason_code, reason = parse_reason(body)
-        record = self.store.get_certificate(serial_hex(serial))
-        if record is None:
-            raise NotFound(f"no certificate with serial {serial}")
+        record = self._issued_record(serial)
         if token is not None:
             provisioner = self.provisioners.get(record.provisioner_name)
             if provisioner is None:
@@ -455,8 +463,7 @@ class Authority:
                 "revocation needs a token from the issuing provisioner, an admin credential"
                 " or the certificate over mTLS"
             )
-        if not self.revoker.revoke(record, reason_code, reason, revoked_by):
-            raise Conflict("certificate is already revoked")
+        self._revoke(record, reason_code, reason, revoked_by)
         return {"status": "ok"}
 
     def admin_revoke(self, serial_text: str, body: Mapping[str, Any], admin: str) -> dict[str, Any]:
@@ -464,11 +471,8 @@ class Authority:
         ``check_admin`` named them) revokes any certificate this CA issued."""
         serial = parse_serial(serial_text)
         reason_code, reason = parse_reason(body)
-        record = self.store.get_certificate(serial_hex(serial))
-        if record is None:
-            raise NotFound(f"no certificate with serial {serial}")
-        if not self.revoker.revoke(record, reason_code, reason, admin):
-            raise Conflict("certificate is already revoked")
+        record = self._issued_record(serial)
+        self._revoke(record, reason_code, reason, admin)
         return {
             "status": "ok",
             "serial": str(serial),
