@@ -26,7 +26,6 @@ from plugins.keygen import generate_key
 
 PASSWORD = b"correct horse battery staple"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VECTORS = REPO_ROOT.parent / "shared" / "vectors"
 
 
 @attrs.frozen

@@ -1,6 +1,6 @@
 """The ``apple`` device-attest-01 format (Apple Managed Device Attestation).
 
-No real Apple attestation is available (only the root, in shared/vectors/roots),
+No real Apple attestation is available (only the root, in tests/vectors/roots),
 so the chains here come from an Apple-like CA built in the test and passed as
 the context's root: a P-384 root, a P-256 intermediate and a leaf carrying the
 freshness code, serial number and UDID as raw extension values, as Apple's do.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,8 +31,9 @@ from plugins.attestation.apple import (
     AppleFormat,
 )
 from plugins.attestation.base import AttestationContext, AttestationResult
+from tests.vectors_path import VECTORS
 
-ROOTS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "roots"
+ROOTS = VECTORS / "roots"
 APPLE_ROOT = x509.load_pem_x509_certificate((ROOTS / "apple-att-ca.crt").read_bytes())
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

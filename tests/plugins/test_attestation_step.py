@@ -3,7 +3,7 @@
 A real YubiKey signature cannot be made here, so statements come from
 YubiKey-like chains built in the test (a PIV root, a per-device slot-f9
 intermediate, a slot attestation certificate with Yubico's extensions). The
-real Yubico roots and intermediates in shared/vectors/roots are checked to
+real Yubico roots and intermediates in tests/vectors/roots are checked to
 chain as that folder's README says, and to refuse the self-made chains.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -36,8 +35,9 @@ from plugins.attestation.step import (
     StepFormat,
     cbor_byte_string,
 )
+from tests.vectors_path import VECTORS
 
-ROOTS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "roots"
+ROOTS = VECTORS / "roots"
 
 
 def _pem(name: str) -> list[x509.Certificate]:

@@ -4,7 +4,7 @@ software TPM stand-in: the AK, the certified key and the TPM2_Certify output are
 built here with software keys and engine.tpm's own marshalling; the real TPM
 exchange is covered by the agent tests.
 
-The WebAuthn vectors in shared/vectors/webauthn-tpm (README.md there) are real
+The WebAuthn vectors in tests/vectors/webauthn-tpm (README.md there) are real
 Windows Hello statements chained to the Microsoft TPM Root CA 2014; they bind
 ``extraData`` = H_alg(authData || clientDataHash) instead of device-attest-01's
 SHA-256(key authorization), so they go through the same internal verifier with
@@ -20,7 +20,6 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -63,8 +62,8 @@ from plugins.attestation.tpm import (
     key_authorization_digest,
     verify_tpm_statement,
 )
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 WEBAUTHN = VECTORS / "webauthn-tpm"
 MICROSOFT_ROOT = x509.load_pem_x509_certificate(
     (VECTORS / "roots" / "microsoft-tpm-root-ca-2014.pem").read_bytes()

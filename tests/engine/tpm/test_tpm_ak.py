@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -29,10 +28,11 @@ from engine.tpm import (
     verify_ak_creation,
     verify_attestation,
 )
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "tpm" / "ak-params"
-GO_ATTESTATION = json.loads((VECTORS / "go_attestation_activation_ak_params.json").read_text())
-WINDOWS = json.loads((VECTORS / "windows_gcp_shielded_vm.json").read_text())
+AK_VECTORS = VECTORS / "tpm" / "ak-params"
+GO_ATTESTATION = json.loads((AK_VECTORS / "go_attestation_activation_ak_params.json").read_text())
+WINDOWS = json.loads((AK_VECTORS / "windows_gcp_shielded_vm.json").read_text())
 EVIDENCE_FIELDS = ("Public", "CreateData", "CreateAttestation", "CreateSignature")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -34,10 +33,11 @@ from engine.tpm import (
     unwrap_credential,
 )
 from engine.tpm.kdf import kdfa
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "tpm"
+TPM_VECTORS = VECTORS / "tpm"
 E2E: list[dict[str, Any]] = json.loads(
-    (VECTORS / "makecredential" / "makecredential_e2e.json").read_text()
+    (TPM_VECTORS / "makecredential" / "makecredential_e2e.json").read_text()
 )["cases"]
 CASES = {case["name"]: case for case in E2E}
 AK_NAME = bytes.fromhex(CASES["keylime_ecc_p256"]["object_name"])

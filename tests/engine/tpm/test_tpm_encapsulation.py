@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +24,13 @@ from engine.tpm._marshal import Reader, parse_exact
 from engine.tpm.encapsulation import rsa_oaep_hash
 from engine.tpm.hashing import digest_size
 from engine.tpm.keys import curve_info
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "tpm"
+TPM_VECTORS = VECTORS / "tpm"
 
 
 def _cases(name: str) -> list[Any]:
-    cases: list[Any] = json.loads((VECTORS / "makecredential" / name).read_text())
+    cases: list[Any] = json.loads((TPM_VECTORS / "makecredential" / name).read_text())
     return [pytest.param(case, id=case["Name"]) for case in cases]
 
 
@@ -99,7 +99,7 @@ def test_ecc_encapsulation_reproduces_vector(case: dict[str, Any]) -> None:
 
 
 def _first(name: str, predicate: Any) -> dict[str, Any]:
-    cases: list[dict[str, Any]] = json.loads((VECTORS / "makecredential" / name).read_text())
+    cases: list[dict[str, Any]] = json.loads((TPM_VECTORS / "makecredential" / name).read_text())
     return next(case for case in cases if predicate(case))
 
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.tpm import TPMAlg, kdfa, kdfe
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "tpm"
+TPM_VECTORS = VECTORS / "tpm"
 
 
 def _cases(name: str) -> list[Any]:
-    cases: list[Any] = json.loads((VECTORS / "makecredential" / name).read_text())
+    cases: list[Any] = json.loads((TPM_VECTORS / "makecredential" / name).read_text())
     return [pytest.param(case, id=case["Name"]) for case in cases]
 
 

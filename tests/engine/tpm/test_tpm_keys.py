@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import attrs
 import pytest
@@ -33,11 +32,12 @@ from engine.tpm import (
 )
 from engine.tpm.ek import EK_POLICY_B_SHA384, EK_POLICY_B_SHA512
 from engine.tpm.keys import CURVES
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "tpm"
-E2E = json.loads((VECTORS / "makecredential" / "makecredential_e2e.json").read_text())["cases"]
+TPM_VECTORS = VECTORS / "tpm"
+E2E = json.loads((TPM_VECTORS / "makecredential" / "makecredential_e2e.json").read_text())["cases"]
 AK_PARAMS = json.loads(
-    (VECTORS / "ak-params" / "go_attestation_activation_ak_params.json").read_text()
+    (TPM_VECTORS / "ak-params" / "go_attestation_activation_ak_params.json").read_text()
 )
 KEYLIME_RSA_EK = TPMTPublic.from_tpm2b(bytes.fromhex(E2E[1]["ek_tpm2b_public"]))
 KEYLIME_ECC_EK = TPMTPublic.from_tpm2b(bytes.fromhex(E2E[0]["ek_tpm2b_public"]))

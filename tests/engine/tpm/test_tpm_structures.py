@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,17 +43,18 @@ from engine.tpm import (
     TPMUnsupportedError,
     split_name,
 )
+from tests.vectors_path import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "tpm"
+TPM_VECTORS = VECTORS / "tpm"
 AK_PARAMS = json.loads(
-    (VECTORS / "ak-params" / "go_attestation_activation_ak_params.json").read_text()
+    (TPM_VECTORS / "ak-params" / "go_attestation_activation_ak_params.json").read_text()
 )
-WINDOWS = json.loads((VECTORS / "ak-params" / "windows_gcp_shielded_vm.json").read_text())
-E2E = json.loads((VECTORS / "makecredential" / "makecredential_e2e.json").read_text())["cases"]
+WINDOWS = json.loads((TPM_VECTORS / "ak-params" / "windows_gcp_shielded_vm.json").read_text())
+E2E = json.loads((TPM_VECTORS / "makecredential" / "makecredential_e2e.json").read_text())["cases"]
 ENCAPS = [
     case
     for name in ("rsa_labeled_encaps.json", "ecc_labeled_encaps.json")
-    for case in json.loads((VECTORS / "makecredential" / name).read_text())
+    for case in json.loads((TPM_VECTORS / "makecredential" / name).read_text())
 ]
 
 Parser = Callable[[bytes], Any]
