@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from fuzz.harness import attempt, text
-from hosts.core import acme_validation as validation
+from hosts.validation import http01 as validation
 
 HOST = "device.example"
 ADDRESS = ipaddress.ip_address("192.0.2.7")

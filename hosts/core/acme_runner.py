@@ -20,9 +20,8 @@ import trio
 from engine.acme import challenges
 from engine.acme.effects import Audit, StartValidation
 from engine.acme.problems import ACMEProblem
+from hosts.validation import ChallengeValidator, ValidationConfig, validate_over_network
 from plugins.acme import ACMEProvisioner
-
-from .acme_settings import ChallengeValidator, ValidationConfig, validate_over_network
 
 if TYPE_CHECKING:
     from .authority import Authority

@@ -37,12 +37,12 @@ from engine.acme.problems import ACMEProblem, as_problem, not_found
 from engine.acme.renewal import RETRY_AFTER, parse_cert_id, renewal_info_json, suggested_window
 from engine.acme.resources import PREFIX, URLs, directory_json
 from engine.errors import ProtocolError
+from hosts.validation import ChallengeValidator, ValidationConfig
 from plugins.acme import ACMEProvisioner
 
 from . import acme_operations as operations
 from .acme_nonces import ReplayNonces
 from .acme_runner import ValidationRunner
-from .acme_settings import ChallengeValidator, ValidationConfig
 from .base_urls import own_base_url
 from .http import HTTPRequest, HTTPResponse, error_response
 from .store import Store

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.acme.effects import StartValidation
 from engine.jose import b64url_encode
-from hosts.core.acme_settings import ValidationConfig
+from hosts.validation import ValidationConfig
 from tests.conftest import RunningServer
 
 from .acme_helpers import (

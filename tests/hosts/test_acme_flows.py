@@ -30,7 +30,7 @@ from engine.acme.problems import ACMEProblem
 from engine.acme.renewal import cert_id
 from engine.jose import b64url_encode, jwk_from_public_key
 from engine.names import SAN
-from hosts.core.acme_settings import ValidationConfig
+from hosts.validation import ValidationConfig
 from tests.conftest import CA, RunningServer
 
 from .acme_helpers import (

@@ -6,7 +6,7 @@ import trio
 
 from engine.acme.effects import StartValidation
 from hosts.core import acme_service
-from hosts.core.acme_settings import ValidationConfig
+from hosts.validation import ValidationConfig
 from tests.conftest import RunningServer
 
 from .acme_helpers import (

@@ -12,8 +12,8 @@ import tomli_w
 from engine.errors import ConfigurationError
 from hosts.cli import build_parser
 from hosts.cli.server_commands import _configure_acme
-from hosts.core.acme_settings import ValidationConfig, parse_host_port
 from hosts.core.authority import Authority
+from hosts.validation import ValidationConfig, parse_host_port
 from plugins.acme import ACMEProvisioner
 from tests.conftest import CA
 

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from engine.acme.problems import ACMEProblem
-from hosts.core import acme_validation
-from hosts.core.acme_validation import (
+from hosts.validation import http01 as acme_validation
+from hosts.validation.http01 import (
     ID_PE_ACME_IDENTIFIER,
     MAX_BODY,
     ValidationSettings,
@@ -984,7 +984,7 @@ METADATA = [
 
 @pytest.mark.parametrize("address", METADATA)
 def test_metadata_addresses_are_denied_by_default(address: str) -> None:
-    from hosts.core.acme_settings import ValidationConfig
+    from hosts.validation import ValidationConfig
 
     addr = ipaddress.ip_address(address)
     reason = acme_validation._denied(addr, ValidationSettings())

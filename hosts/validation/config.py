@@ -1,5 +1,5 @@
 """How the host validates ACME challenges: ``[acme]`` in devid.toml, and the adapter
-to the network validators of :mod:`hosts.core.acme_validation`.
+to the network validators of :mod:`hosts.validation.http01`.
 
 ``[acme]`` keys (all optional)::
 
@@ -29,8 +29,8 @@ from engine.acme.problems import ACMEProblem
 from engine.errors import ConfigurationError
 from plugins.options import Options
 
-from . import acme_validation
-from .acme_validation import DEFAULT_DENY
+from . import http01 as acme_validation
+from .http01 import DEFAULT_DENY
 
 
 def parse_host_port(text: str, what: str = "dns_resolver") -> tuple[str, int]:
