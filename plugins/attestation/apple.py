@@ -33,7 +33,8 @@ from engine import der
 from engine.acme.problems import ACMEProblem
 from engine.errors import BadRequest
 
-from . import (
+from .base import AttestationContext, AttestationResult
+from .common import (
     bad_statement,
     certificate_sha256,
     certified_public_key,
@@ -46,7 +47,6 @@ from . import (
     unrecognized_value,
     verify_path,
 )
-from .base import AttestationContext, AttestationResult
 
 APPLE_SERIAL_NUMBER_OID = ObjectIdentifier("1.2.840.113635.100.8.9.1")
 APPLE_UDID_OID = ObjectIdentifier("1.2.840.113635.100.8.9.2")

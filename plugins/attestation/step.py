@@ -33,7 +33,8 @@ from engine import der
 from engine.acme.problems import ACMEProblem
 from engine.errors import BadRequest
 
-from . import (
+from .base import AttestationContext, AttestationResult
+from .common import (
     MAX_SIGNATURE_BYTES,
     bad_statement,
     certificate_sha256,
@@ -51,7 +52,6 @@ from . import (
     verify_cose_signature,
     verify_path,
 )
-from .base import AttestationContext, AttestationResult
 
 YUBICO_FIRMWARE_OID = ObjectIdentifier("1.3.6.1.4.1.41482.3.3")
 YUBICO_SERIAL_OID = ObjectIdentifier("1.3.6.1.4.1.41482.3.7")

@@ -60,7 +60,8 @@ from engine.tpm import (
 from engine.tpm.hashing import digest
 from engine.tpm.signature import ECCSignature
 
-from . import (
+from .base import AttestationContext, AttestationResult
+from .common import (
     MAX_SIGNATURE_BYTES,
     MAX_TPM_STRUCTURE_BYTES,
     CoseAlgorithm,
@@ -78,7 +79,6 @@ from . import (
     subject_text,
     verify_path,
 )
-from .base import AttestationContext, AttestationResult
 
 HARDWARE_MODULE_NAME_OID = ObjectIdentifier("1.3.6.1.5.5.7.8.4")
 
