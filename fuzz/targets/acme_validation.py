@@ -1,5 +1,5 @@
 """What an ACME client's own servers answer when devid validates a challenge
-(hosts/core/acme_validation.py): the tls-alpn-01 validation certificate, the
+(hosts/validation/): the tls-alpn-01 validation certificate, the
 http-01 response (status line, headers, body, through h11) and a redirect's
 Location. Any account holder controls these, and an account costs nothing where
 no external account binding is required.
@@ -17,24 +17,25 @@ import trio
 import trio.testing
 
 from fuzz.harness import attempt, text
-from hosts.validation import http01 as validation
+from hosts.validation import ValidationConfig, http01, tlsalpn01
+from hosts.validation.trace import Trace
 
 HOST = "device.example"
 ADDRESS = ipaddress.ip_address("192.0.2.7")
 KEY_AUTHORIZATION = "dG9rZW4.dGh1bWJwcmludA"
 TOKEN = "dG9rZW4"
 CURRENT = f"http://{HOST}/.well-known/acme-challenge/{TOKEN}"
-SETTINGS = validation.ValidationSettings()
+CONFIG = ValidationConfig()
 
 
 def _certificate(der: bytes, host: str | ipaddress.IPv4Address) -> None:
-    trace = validation._Trace("tls-alpn-01")
-    validation._check_acme_certificate(der, host, KEY_AUTHORIZATION, "the target", trace)
+    trace = Trace("tls-alpn-01")
+    tlsalpn01._check_acme_certificate(der, host, KEY_AUTHORIZATION, "the target", trace)
 
 
 def _location(location: str) -> None:
-    trace = validation._Trace("http-01")
-    validation._redirect(CURRENT, location, SETTINGS, trace, "the target redirected")
+    trace = Trace("http-01")
+    http01._redirect(CURRENT, location, CONFIG, trace, "the target redirected")
 
 
 class _Peer(trio.abc.Stream):
@@ -62,14 +63,14 @@ def _response(answer: bytes) -> None:
     """The exchange as validation runs it; an invalid answer is refused as there."""
     import h11
 
-    trace = validation._Trace("http-01")
+    trace = Trace("http-01")
     try:
-        response = trio.run(validation._exchange, _Peer(answer), HOST, "/")
+        response = trio.run(http01._exchange, _Peer(answer), HOST, "/")
     except h11.ProtocolError:
         return  # _fetch answers "the answer is not valid HTTP/1.1"
     location = response.headers.get("location")
-    if response.status in validation.REDIRECT_STATUSES and location:
-        validation._redirect(CURRENT, location, SETTINGS, trace, "the target redirected")
+    if response.status in http01.REDIRECT_STATUSES and location:
+        http01._redirect(CURRENT, location, CONFIG, trace, "the target redirected")
     response.body.rstrip() == KEY_AUTHORIZATION.encode()  # noqa: B015 (the check http-01 makes)
 
 

@@ -1,5 +1,4 @@
-"""How the host validates ACME challenges: ``[acme]`` in devid.toml, and the adapter
-to the network validators of :mod:`hosts.validation.http01`.
+"""How challenges are validated: ``[acme]`` in devid.toml and the ``devid serve`` flags.
 
 ``[acme]`` keys (all optional)::
 
@@ -18,19 +17,15 @@ override the file.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from engine.acme.effects import StartValidation
-from engine.acme.identifiers import DNS_01, HTTP_01, TLS_ALPN_01
-from engine.acme.problems import ACMEProblem
 from engine.errors import ConfigurationError
 from plugins.options import Options
 
-from . import http01 as acme_validation
-from .http01 import DEFAULT_DENY
+from .policy import DEFAULT_DENY
 
 
 def parse_host_port(text: str, what: str = "dns_resolver") -> tuple[str, int]:
@@ -61,9 +56,13 @@ class ValidationConfig:
 
     http01_port: int = 80
     tlsalpn01_port: int = 443
+    # (host, port); serves EVERY lookup validation makes (http-01 and tls-alpn-01
+    # A/AAAA lookups as well as dns-01 TXT); None = system resolver.
     dns_resolver: tuple[str, int] | None = None
+    # An internal CA validates private and loopback addresses by default.
     allow_private: bool = True
     deny_networks: tuple[str, ...] = DEFAULT_DENY
+    # One attempt, as a whole.
     timeout: float = 10.0
     # Retries: the first after first_retry seconds, then doubling up to max_retry_delay,
     # until retry_for seconds after the first attempt.
@@ -115,34 +114,3 @@ class ValidationConfig:
         elif dns_resolver is not None:
             changes["dns_resolver"] = dns_resolver
         return attrs.evolve(self, **changes)
-
-
-#: Validates one challenge; returns when it is met, raises ACMEProblem otherwise.
-ChallengeValidator = Callable[[StartValidation, ValidationConfig], Awaitable[None]]
-
-
-async def validate_over_network(job: StartValidation, config: ValidationConfig) -> None:
-    """The default validator: http-01, dns-01 and tls-alpn-01 from acme_validation."""
-    settings = acme_validation.ValidationSettings(
-        http01_port=config.http01_port,
-        tlsalpn01_port=config.tlsalpn01_port,
-        dns_resolver=config.dns_resolver,
-        allow_private=config.allow_private,
-        deny_networks=config.deny_networks,
-        timeout=config.timeout,
-    )
-    identifier = job.identifier
-    if job.challenge_type == HTTP_01:
-        await acme_validation.validate_http01(
-            identifier.type, identifier.value, job.token, job.key_authorization, settings
-        )
-    elif job.challenge_type == DNS_01:
-        await acme_validation.validate_dns01(identifier.value, job.key_authorization, settings)
-    elif job.challenge_type == TLS_ALPN_01:
-        await acme_validation.validate_tlsalpn01(
-            identifier.type, identifier.value, job.key_authorization, settings
-        )
-    else:
-        raise ACMEProblem(
-            "serverInternal", f"{job.challenge_type} is not validated over the network"
-        )

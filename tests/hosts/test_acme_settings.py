@@ -13,7 +13,8 @@ from engine.errors import ConfigurationError
 from hosts.cli import build_parser
 from hosts.cli.server_commands import _configure_acme
 from hosts.core.authority import Authority
-from hosts.validation import ValidationConfig, parse_host_port
+from hosts.validation import ValidationConfig
+from hosts.validation.config import parse_host_port
 from plugins.acme import ACMEProvisioner
 from tests.conftest import CA
 

@@ -1,4 +1,4 @@
-"""ACME challenge validation (hosts/core/acme_validation.py) against real servers on
+"""ACME challenge validation (hosts/validation/) against real servers on
 loopback: an HTTP responder (with TLS on the same port for https redirects), TLS
 servers presenting hand-made tls-alpn-01 certificates, and pebble-challtestsrv as
 the DNS server for every lookup."""
@@ -28,15 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from engine.acme.problems import ACMEProblem
-from hosts.validation import http01 as acme_validation
-from hosts.validation.http01 import (
-    ID_PE_ACME_IDENTIFIER,
-    MAX_BODY,
-    ValidationSettings,
-    validate_dns01,
-    validate_http01,
-    validate_tlsalpn01,
-)
+from hosts.validation import DEFAULT_DENY, ValidationConfig, dial
+from hosts.validation.dns01 import validate_dns01
+from hosts.validation.http01 import MAX_BODY, validate_http01
+from hosts.validation.policy import denied
+from hosts.validation.tlsalpn01 import ID_PE_ACME_IDENTIFIER, validate_tlsalpn01
 
 if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
     from tests.challtestsrv import ChallTestSrv
@@ -81,20 +77,20 @@ async def problem_of(call: Awaitable[None]) -> ACMEProblem:
 def dialed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Every (address, port) the validator dials."""
     calls: list[tuple[str, int]] = []
-    real = acme_validation._open_tcp
+    real = dial.open_tcp
 
     async def spy(addr: Any, port: int) -> trio.SocketStream:
         calls.append((str(addr), port))
         return await real(addr, port)
 
-    monkeypatch.setattr(acme_validation, "_open_tcp", spy)
+    monkeypatch.setattr(dial, "open_tcp", spy)
     return calls
 
 
-def settings_for(dns: ChallTestSrv, **overrides: Any) -> ValidationSettings:
+def config_for(dns: ChallTestSrv, **overrides: Any) -> ValidationConfig:
     values: dict[str, Any] = {"dns_resolver": dns.dns_resolver, "timeout": 5.0}
     values.update(overrides)
-    return ValidationSettings(**values)
+    return ValidationConfig(**values)
 
 
 # --- an HTTP responder (plain, or TLS on the same port) ------------------------------
@@ -208,7 +204,7 @@ async def test_http01_name_through_mock_dns(
 ) -> None:
     web.routes[CHALLENGE_PATH] = Route(body=KEYAUTH.encode() + b"\r\n \n")
     await validate_http01(
-        "dns", "x.devid.test", TOKEN, KEYAUTH, settings_for(challtestsrv, http01_port=web.port)
+        "dns", "x.devid.test", TOKEN, KEYAUTH, config_for(challtestsrv, http01_port=web.port)
     )
     assert web.seen == [Seen(CHALLENGE_PATH, "x.devid.test", False)]
     assert dialed == [("127.0.0.1", web.port)]
@@ -225,7 +221,7 @@ async def test_http01_ip_identifier(
     server = await start_http(nursery, host=address)
     server.routes[CHALLENGE_PATH] = Route(body=KEYAUTH.encode())
     await validate_http01(
-        "ip", address, TOKEN, KEYAUTH, settings_for(challtestsrv, http01_port=server.port)
+        "ip", address, TOKEN, KEYAUTH, config_for(challtestsrv, http01_port=server.port)
     )
     assert server.seen == [Seen(CHALLENGE_PATH, host_header, False)]
 
@@ -244,8 +240,8 @@ async def test_http01_wrong_answer(
     challtestsrv: ChallTestSrv, web: HTTPResponder, route: Route, problem: str, found: str
 ) -> None:
     web.routes[CHALLENGE_PATH] = route
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == problem
     assert f"http://x.devid.test:{web.port}{CHALLENGE_PATH}" in err.detail
     assert found in err.detail
@@ -254,8 +250,8 @@ async def test_http01_wrong_answer(
 async def test_http01_oversized_body(challtestsrv: ChallTestSrv, web: HTTPResponder) -> None:
     # Would match after stripping the trailing whitespace, but is far over the cap.
     web.routes[CHALLENGE_PATH] = Route(body=KEYAUTH.encode() + b" " * (1 << 20))
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "incorrectResponse"
     assert f"over {MAX_BODY} bytes" in err.detail
 
@@ -269,7 +265,7 @@ async def test_http01_redirect_chain(
     web.routes["/step2?q=1"] = Route(307, location=f"https://y.devid.test:{port}/final")
     web.routes["/final"] = Route(body=KEYAUTH.encode())
     await validate_http01(
-        "dns", "x.devid.test", TOKEN, KEYAUTH, settings_for(challtestsrv, http01_port=port)
+        "dns", "x.devid.test", TOKEN, KEYAUTH, config_for(challtestsrv, http01_port=port)
     )
     assert web.seen == [
         Seen(CHALLENGE_PATH, "x.devid.test", False),
@@ -288,8 +284,8 @@ async def test_http01_ten_redirects_are_followed(
     for i in range(1, 10):
         web.routes[f"/r{i}"] = Route(302, location=f"/r{i + 1}")
     web.routes["/r10"] = Route(body=KEYAUTH.encode())
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    await validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings)
+    config = config_for(challtestsrv, http01_port=web.port)
+    await validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config)
     assert len(web.seen) == 11
 
 
@@ -297,8 +293,8 @@ async def test_http01_redirect_loop_is_capped(
     challtestsrv: ChallTestSrv, web: HTTPResponder
 ) -> None:
     web.routes[CHALLENGE_PATH] = Route(302, location=CHALLENGE_PATH)
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection"
     assert "too many redirects" in err.detail
     assert len(web.seen) == 11  # the first request and ten redirects, then no more
@@ -326,8 +322,8 @@ async def test_http01_redirect_refused(
 ) -> None:
     challtestsrv.add_a("meta.devid.test", ["169.254.169.254"])
     web.routes[CHALLENGE_PATH] = Route(302, location=location)
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection", err.detail
     assert found in err.detail
     assert dialed == [("127.0.0.1", web.port)]  # the target was never contacted
@@ -338,8 +334,8 @@ async def test_http01_redirect_target_without_address(
 ) -> None:
     challtestsrv.set_servfail("broken.devid.test")
     web.routes[CHALLENGE_PATH] = Route(302, location="http://broken.devid.test/x")
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "dns"
     assert "no address for redirect 1" in err.detail
     assert "broken.devid.test" not in err.detail
@@ -347,16 +343,16 @@ async def test_http01_redirect_target_without_address(
 
 async def test_http01_connection_refused(challtestsrv: ChallTestSrv) -> None:
     port = closed_port()
-    settings = settings_for(challtestsrv, http01_port=port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection"
     assert f"127.0.0.1:{port}: connection refused" in err.detail
 
 
 async def test_http01_timeout(challtestsrv: ChallTestSrv, web: HTTPResponder) -> None:
     web.routes[CHALLENGE_PATH] = Route(hang=True)  # accepts, reads, never answers
-    settings = settings_for(challtestsrv, http01_port=web.port, timeout=1.0)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port, timeout=1.0)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection"
     assert "timed out" in err.detail
     assert f"127.0.0.1:{web.port}" in err.detail
@@ -384,10 +380,10 @@ async def test_denied_addresses_are_never_contacted(
 ) -> None:
     challtestsrv.add_a("meta.devid.test", ["169.254.169.254"])
     challtestsrv.set_cname("alias.devid.test", "meta.devid.test")
-    settings = settings_for(challtestsrv)
+    config = config_for(challtestsrv)
     calls: list[Callable[[], Awaitable[None]]] = [
-        lambda: validate_http01(identifier_type, value, TOKEN, KEYAUTH, settings),
-        lambda: validate_tlsalpn01(identifier_type, value, KEYAUTH, settings),
+        lambda: validate_http01(identifier_type, value, TOKEN, KEYAUTH, config),
+        lambda: validate_tlsalpn01(identifier_type, value, KEYAUTH, config),
     ]
     for call in calls:
         err = await problem_of(call())
@@ -403,16 +399,16 @@ async def test_denied_addresses_are_never_contacted(
 async def test_private_addresses_refused_when_not_allowed(
     challtestsrv: ChallTestSrv, dialed: list[tuple[str, int]], identifier_type: str, value: str
 ) -> None:
-    settings = settings_for(challtestsrv, allow_private=False)
-    err = await problem_of(validate_http01(identifier_type, value, TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, allow_private=False)
+    err = await problem_of(validate_http01(identifier_type, value, TOKEN, KEYAUTH, config))
     assert err.problem == "connection"
     assert "private addresses are not allowed" in err.detail
     assert dialed == []
 
 
 async def test_custom_deny_list(challtestsrv: ChallTestSrv, dialed: list[tuple[str, int]]) -> None:
-    settings = settings_for(challtestsrv, deny_networks=("127.0.0.0/8",))
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, deny_networks=("127.0.0.0/8",))
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection"
     assert "denied network 127.0.0.0/8" in err.detail
     assert dialed == []
@@ -425,8 +421,8 @@ async def test_http01_tries_each_allowed_address(
     challtestsrv.add_a("multi.devid.test", ["169.254.169.254", "127.0.0.1"])
     challtestsrv.add_aaaa("multi.devid.test", ["::1"])
     web.routes[CHALLENGE_PATH] = Route(body=KEYAUTH.encode())
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    await validate_http01("dns", "multi.devid.test", TOKEN, KEYAUTH, settings)
+    config = config_for(challtestsrv, http01_port=web.port)
+    await validate_http01("dns", "multi.devid.test", TOKEN, KEYAUTH, config)
     assert dialed == [("::1", web.port), ("127.0.0.1", web.port)]
 
 
@@ -460,11 +456,11 @@ def silent_dns() -> Iterator[tuple[str, int]]:
 
 
 async def test_nxdomain(nxdomain_dns: tuple[str, int]) -> None:
-    settings = ValidationSettings(dns_resolver=nxdomain_dns, timeout=5.0)
+    config = ValidationConfig(dns_resolver=nxdomain_dns, timeout=5.0)
     calls: list[tuple[Callable[[], Awaitable[None]], str]] = [
-        (lambda: validate_http01("dns", "gone.devid.test", TOKEN, KEYAUTH, settings), "gone"),
-        (lambda: validate_tlsalpn01("dns", "gone.devid.test", KEYAUTH, settings), "gone"),
-        (lambda: validate_dns01("gone.devid.test", KEYAUTH, settings), "_acme-challenge.gone"),
+        (lambda: validate_http01("dns", "gone.devid.test", TOKEN, KEYAUTH, config), "gone"),
+        (lambda: validate_tlsalpn01("dns", "gone.devid.test", KEYAUTH, config), "gone"),
+        (lambda: validate_dns01("gone.devid.test", KEYAUTH, config), "_acme-challenge.gone"),
     ]
     for call, name in calls:
         err = await problem_of(call())
@@ -476,7 +472,7 @@ async def test_nxdomain(nxdomain_dns: tuple[str, int]) -> None:
 async def test_no_address_records(challtestsrv: ChallTestSrv) -> None:
     challtestsrv.set_default_ipv4("")  # restored when the test ends
     err = await problem_of(
-        validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings_for(challtestsrv))
+        validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config_for(challtestsrv))
     )
     assert err.problem == "dns"
     assert "no address for x.devid.test" in err.detail
@@ -486,10 +482,10 @@ async def test_no_address_records(challtestsrv: ChallTestSrv) -> None:
 async def test_servfail(challtestsrv: ChallTestSrv) -> None:
     challtestsrv.set_servfail("sf.devid.test")
     challtestsrv.set_servfail("_acme-challenge.sf.devid.test")
-    settings = settings_for(challtestsrv)
+    config = config_for(challtestsrv)
     calls: list[Callable[[], Awaitable[None]]] = [
-        lambda: validate_http01("dns", "sf.devid.test", TOKEN, KEYAUTH, settings),
-        lambda: validate_dns01("sf.devid.test", KEYAUTH, settings),
+        lambda: validate_http01("dns", "sf.devid.test", TOKEN, KEYAUTH, config),
+        lambda: validate_dns01("sf.devid.test", KEYAUTH, config),
     ]
     for call in calls:
         err = await problem_of(call())
@@ -498,8 +494,8 @@ async def test_servfail(challtestsrv: ChallTestSrv) -> None:
 
 
 async def test_resolver_timeout(silent_dns: tuple[str, int]) -> None:
-    settings = ValidationSettings(dns_resolver=silent_dns, timeout=1.0)
-    err = await problem_of(validate_dns01("x.devid.test", KEYAUTH, settings))
+    config = ValidationConfig(dns_resolver=silent_dns, timeout=1.0)
+    err = await problem_of(validate_dns01("x.devid.test", KEYAUTH, config))
     assert err.problem == "dns"
     assert "timed out" in err.detail
     assert "_acme-challenge.x.devid.test" in err.detail
@@ -519,7 +515,7 @@ async def test_resolver_timeout(silent_dns: tuple[str, int]) -> None:
 async def test_dns01_success(challtestsrv: ChallTestSrv, domain: str, record: str) -> None:
     challtestsrv.set_txt(record, "some-other-value")
     challtestsrv.set_txt(record, TXT_VALUE)
-    await validate_dns01(domain, KEYAUTH, settings_for(challtestsrv))
+    await validate_dns01(domain, KEYAUTH, config_for(challtestsrv))
 
 
 async def test_dns01_follows_cname(challtestsrv: ChallTestSrv) -> None:
@@ -528,19 +524,19 @@ async def test_dns01_follows_cname(challtestsrv: ChallTestSrv) -> None:
     challtestsrv.set_cname(
         "_acme-challenge.delegated.devid.test", "_acme-challenge.validation.devid.test"
     )
-    await validate_dns01("delegated.devid.test", KEYAUTH, settings_for(challtestsrv))
+    await validate_dns01("delegated.devid.test", KEYAUTH, config_for(challtestsrv))
 
 
 async def test_dns01_wrong_value(challtestsrv: ChallTestSrv) -> None:
     challtestsrv.set_txt("_acme-challenge.x.devid.test", "wrong-value")
-    err = await problem_of(validate_dns01("x.devid.test", KEYAUTH, settings_for(challtestsrv)))
+    err = await problem_of(validate_dns01("x.devid.test", KEYAUTH, config_for(challtestsrv)))
     assert err.problem == "incorrectResponse"
     assert "'wrong-value'" not in err.detail
     assert TXT_VALUE in err.detail
 
 
 async def test_dns01_no_txt(challtestsrv: ChallTestSrv) -> None:
-    err = await problem_of(validate_dns01("empty.devid.test", KEYAUTH, settings_for(challtestsrv)))
+    err = await problem_of(validate_dns01("empty.devid.test", KEYAUTH, config_for(challtestsrv)))
     assert err.problem == "dns"
     assert "no TXT record at _acme-challenge.empty.devid.test" in err.detail
 
@@ -565,7 +561,7 @@ async def test_dns01_no_txt(challtestsrv: ChallTestSrv) -> None:
     ],
 )
 async def test_bad_identifiers(dialed: list[tuple[str, int]], call: Any, problem: str) -> None:
-    err = await problem_of(call(ValidationSettings(dns_resolver=("127.0.0.1", 9), timeout=2.0)))
+    err = await problem_of(call(ValidationConfig(dns_resolver=("127.0.0.1", 9), timeout=2.0)))
     assert err.problem == problem
     assert dialed == []
 
@@ -576,9 +572,9 @@ async def test_unexpected_errors_become_problems(
     async def broken(addr: Any, port: int) -> trio.SocketStream:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(acme_validation, "_open_tcp", broken)
+    monkeypatch.setattr(dial, "open_tcp", broken)
     err = await problem_of(
-        validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings_for(challtestsrv))
+        validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config_for(challtestsrv))
     )
     assert err.problem == "serverInternal"
     assert "unexpected RuntimeError" in err.detail
@@ -678,8 +674,8 @@ async def test_tlsalpn01_name_success(
 ) -> None:
     cert = acme_cert(tls_key, [x509.DNSName("x.devid.test")])
     server = await start_tls(nursery, tmp_path, tls_key, cert)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    await validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings)
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    await validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config)
     assert server.snis == ["x.devid.test"]
 
 
@@ -700,8 +696,8 @@ async def test_tlsalpn01_ip_success(
 ) -> None:
     cert = acme_cert(tls_key, [x509.IPAddress(ipaddress.ip_address(address))])
     server = await start_tls(nursery, tmp_path, tls_key, cert, host=address)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    await validate_tlsalpn01("ip", address, KEYAUTH, settings)
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    await validate_tlsalpn01("ip", address, KEYAUTH, config)
     assert server.snis == [sni]  # RFC 8738: the reverse-DNS name
 
 
@@ -739,8 +735,8 @@ async def test_tlsalpn01_bad_certificate(
             names.append(x509.DNSName(san))
     cert = acme_cert(tls_key, names, extension, critical)
     server = await start_tls(nursery, tmp_path, tls_key, cert)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "incorrectResponse"
     assert found in err.detail
     assert f"127.0.0.1:{server.port}" in err.detail
@@ -754,8 +750,8 @@ async def test_tlsalpn01_ip_needs_ip_san(
 ) -> None:
     cert = acme_cert(tls_key, [x509.DNSName("1.0.0.127.in-addr.arpa")])
     server = await start_tls(nursery, tmp_path, tls_key, cert)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    err = await problem_of(validate_tlsalpn01("ip", "127.0.0.1", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    err = await problem_of(validate_tlsalpn01("ip", "127.0.0.1", KEYAUTH, config))
     assert err.problem == "incorrectResponse"
     assert "does not name the iPAddress 127.0.0.1" in err.detail
 
@@ -773,8 +769,8 @@ async def test_tlsalpn01_without_acme_alpn(
 ) -> None:
     cert = acme_cert(tls_key, [x509.DNSName("x.devid.test")])
     server = await start_tls(nursery, tmp_path, tls_key, cert, alpn=alpn)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "tls"
     assert found in err.detail
 
@@ -786,16 +782,16 @@ async def test_tlsalpn01_not_tls(
     challtestsrv: ChallTestSrv,
 ) -> None:
     server = await start_tls(nursery, tmp_path, tls_key, None)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "tls"
     assert "handshake" in err.detail
 
 
 async def test_tlsalpn01_connection_refused(challtestsrv: ChallTestSrv) -> None:
     port = closed_port()
-    settings = settings_for(challtestsrv, tlsalpn01_port=port)
-    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=port)
+    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "connection"
     assert "connection refused" in err.detail
 
@@ -807,8 +803,8 @@ async def test_tlsalpn01_timeout(nursery: trio.Nursery, challtestsrv: ChallTestS
 
     listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
     port = listeners[0].socket.getsockname()[1]
-    settings = settings_for(challtestsrv, tlsalpn01_port=port, timeout=1.0)
-    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=port, timeout=1.0)
+    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "connection"
     assert "timed out" in err.detail
     assert "TLS handshake" in err.detail
@@ -820,13 +816,13 @@ async def test_tlsalpn01_timeout(nursery: trio.Nursery, challtestsrv: ChallTestS
 async def test_challtestsrv_dns_hook(challtestsrv: ChallTestSrv, tmp_path: Path) -> None:
     """The lego/certbot hook script writes what validate_dns01 reads."""
     hook = challtestsrv.write_dns_hook(tmp_path / "hook")
-    settings = settings_for(challtestsrv)
+    config = config_for(challtestsrv)
     await trio.run_process([str(hook), "present", "_acme-challenge.Hook.devid.test.", TXT_VALUE])
-    await validate_dns01("hook.devid.test", KEYAUTH, settings)
+    await validate_dns01("hook.devid.test", KEYAUTH, config)
     await trio.run_process(
         [str(hook), "cleanup"], env={"CERTBOT_DOMAIN": "hook.devid.test", "PATH": "/usr/bin"}
     )
-    err = await problem_of(validate_dns01("hook.devid.test", KEYAUTH, settings))
+    err = await problem_of(validate_dns01("hook.devid.test", KEYAUTH, config))
     assert err.problem == "dns"
 
 
@@ -856,8 +852,8 @@ async def test_http01_problem_never_echoes_the_target(
     challtestsrv: ChallTestSrv, web: HTTPResponder, route: Route, problem: str, said: str
 ) -> None:
     web.routes[CHALLENGE_PATH] = route
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == problem, err.detail
     assert said in err.detail
     assert SECRET not in err.detail
@@ -871,8 +867,8 @@ async def test_http01_redirect_target_is_not_named(
     host = f"{SECRET}.devid.test"
     challtestsrv.set_servfail(host)
     web.routes[CHALLENGE_PATH] = Route(302, location=f"http://{host}/x")
-    settings = settings_for(challtestsrv, http01_port=web.port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=web.port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "dns"
     assert "redirect 1" in err.detail and "SERVFAIL" in err.detail
     assert SECRET not in err.detail
@@ -891,8 +887,8 @@ async def test_http01_banner_of_a_non_http_service_is_not_echoed(
 
     listeners = await nursery.start(partial(trio.serve_tcp, banner, 0, host="127.0.0.1"))
     port = listeners[0].socket.getsockname()[1]
-    settings = settings_for(challtestsrv, http01_port=port)
-    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings))
+    config = config_for(challtestsrv, http01_port=port)
+    err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection"
     assert "not valid HTTP/1.1" in err.detail
     assert SECRET not in err.detail and "SSH" not in err.detail
@@ -900,7 +896,7 @@ async def test_http01_banner_of_a_non_http_service_is_not_echoed(
 
 async def test_dns01_problem_does_not_echo_txt_records(challtestsrv: ChallTestSrv) -> None:
     challtestsrv.set_txt("_acme-challenge.x.devid.test", SECRET)
-    err = await problem_of(validate_dns01("x.devid.test", KEYAUTH, settings_for(challtestsrv)))
+    err = await problem_of(validate_dns01("x.devid.test", KEYAUTH, config_for(challtestsrv)))
     assert err.problem == "incorrectResponse"
     assert "_acme-challenge.x.devid.test" in err.detail and TXT_VALUE in err.detail
     assert SECRET not in err.detail
@@ -914,8 +910,8 @@ async def test_tlsalpn01_problem_does_not_echo_the_certificate(
 ) -> None:
     cert = acme_cert(tls_key, [x509.DNSName(f"{SECRET}.devid.test")], WRONG_DIGEST)
     server = await start_tls(nursery, tmp_path, tls_key, cert)
-    settings = settings_for(challtestsrv, tlsalpn01_port=server.port)
-    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, settings))
+    config = config_for(challtestsrv, tlsalpn01_port=server.port)
+    err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "incorrectResponse"
     assert "does not name the dNSName x.devid.test" in err.detail
     assert SECRET not in err.detail
@@ -934,7 +930,7 @@ async def test_tlsalpn01_problem_does_not_echo_the_alpn_or_the_digest(
             "dns",
             "x.devid.test",
             KEYAUTH,
-            settings_for(challtestsrv, tlsalpn01_port=digest_server.port),
+            config_for(challtestsrv, tlsalpn01_port=digest_server.port),
         )
     )
     assert err.problem == "incorrectResponse"
@@ -946,7 +942,7 @@ async def test_tlsalpn01_problem_does_not_echo_the_alpn_or_the_digest(
             "dns",
             "x.devid.test",
             KEYAUTH,
-            settings_for(challtestsrv, tlsalpn01_port=alpn_server.port),
+            config_for(challtestsrv, tlsalpn01_port=alpn_server.port),
         )
     )
     assert err.problem == "tls"
@@ -960,9 +956,9 @@ async def test_unexpected_errors_do_not_carry_their_message(
     async def broken(addr: Any, port: int) -> trio.SocketStream:
         raise RuntimeError(SECRET)
 
-    monkeypatch.setattr(acme_validation, "_open_tcp", broken)
+    monkeypatch.setattr(dial, "open_tcp", broken)
     err = await problem_of(
-        validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, settings_for(challtestsrv))
+        validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config_for(challtestsrv))
     )
     assert err.problem == "serverInternal"
     assert SECRET not in err.detail
@@ -984,13 +980,12 @@ METADATA = [
 
 @pytest.mark.parametrize("address", METADATA)
 def test_metadata_addresses_are_denied_by_default(address: str) -> None:
-    from hosts.validation import ValidationConfig
-
     addr = ipaddress.ip_address(address)
-    reason = acme_validation._denied(addr, ValidationSettings())
+    reason = denied(addr, deny_networks=DEFAULT_DENY, allow_private=True)
     assert reason is not None and "denied network" in reason
-    from_config = ValidationSettings(deny_networks=ValidationConfig.from_table({}).deny_networks)
-    assert acme_validation._denied(addr, from_config) is not None
+    config = ValidationConfig.from_table({})
+    from_config = denied(addr, deny_networks=config.deny_networks, allow_private=True)
+    assert from_config is not None
 
 
 @pytest.mark.parametrize("address", ["100.100.100.200", "168.63.129.16", "fd20:ce::254"])
@@ -1002,12 +997,12 @@ async def test_new_metadata_addresses_are_never_contacted(
         challtestsrv.add_a("cloud.devid.test", ["100.100.100.200"])
     else:
         challtestsrv.add_a("cloud.devid.test", [address])
-    settings = settings_for(challtestsrv)
+    config = config_for(challtestsrv)
     for identifier_type, value in (("ip", address), ("dns", "cloud.devid.test")):
-        err = await problem_of(validate_http01(identifier_type, value, TOKEN, KEYAUTH, settings))
+        err = await problem_of(validate_http01(identifier_type, value, TOKEN, KEYAUTH, config))
         assert err.problem == "connection"
         assert "refusing to connect" in err.detail
         assert f"{address} in denied network" in err.detail
-        err = await problem_of(validate_tlsalpn01(identifier_type, value, KEYAUTH, settings))
+        err = await problem_of(validate_tlsalpn01(identifier_type, value, KEYAUTH, config))
         assert f"{address} in denied network" in err.detail
     assert dialed == []
