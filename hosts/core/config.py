@@ -145,7 +145,7 @@ class Config:
     admin: AdminConfig = AdminConfig()
     attestation: Mapping[str, Any] = attrs.field(factory=dict)
     inventory: Mapping[str, Any] = attrs.field(factory=dict)
-    # [acme]: how ACME challenges are validated; see hosts/core/acme_settings.py
+    # [acme]: how ACME challenges are validated; see hosts/validation/config.py
     acme: Mapping[str, Any] = attrs.field(factory=dict)
 
 
