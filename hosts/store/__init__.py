@@ -1,0 +1,37 @@
+"""Where the CA keeps its data: one store per kind, over one backend.
+
+Each kind has a small protocol of its own (:class:`CertificateStore`,
+:class:`TokenStore`, :class:`DeviceStore`, :class:`AttestationSessionStore`,
+:class:`ACMEStore`, :class:`DeviceAccountStore`), and code asks for the ones it uses.
+:class:`Stores` holds one of each; it is what the CA holds. Every write is committed
+before the call returns, so a record the caller has seen written survives the process
+being killed. The backend is SQLite (:func:`open_sqlite`); nothing outside
+``hosts.store.sqlite`` knows that.
+"""
+
+from __future__ import annotations
+
+from .accounts import DeviceAccountStore
+from .acme import ACMEStore
+from .bundle import Stores
+from .certificates import CertificateStore
+from .devices import DeviceStore
+from .records import CertificateRecord, Revocation, UsedToken, certificate_device
+from .sessions import AttestationSessionStore
+from .sqlite import open_sqlite
+from .tokens import TokenStore
+
+__all__ = [
+    "ACMEStore",
+    "AttestationSessionStore",
+    "CertificateRecord",
+    "CertificateStore",
+    "DeviceAccountStore",
+    "DeviceStore",
+    "Revocation",
+    "Stores",
+    "TokenStore",
+    "UsedToken",
+    "certificate_device",
+    "open_sqlite",
+]

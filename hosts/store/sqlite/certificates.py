@@ -1,0 +1,158 @@
+"""Issued certificates and revocations in SQLite (tables certificates, revocations)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from engine.crl import RevokedEntry
+
+from ..records import CertificateRecord, Revocation, UsedToken, certificate_device
+from .database import Database, from_timestamp, timestamp
+from .tokens import SQLiteTokens
+
+_COLUMNS = (
+    "serial, issuer, subject, sans, provisioner_type, provisioner_name,"
+    " not_before, not_after, status, der, evidence, created_at, device"
+)
+
+
+def _record(row: tuple[Any, ...]) -> CertificateRecord:
+    (serial, issuer, subject, sans, ptype, pname, nb, na, status, der, evidence, created,
+     device) = row  # fmt: skip
+    return CertificateRecord(
+        serial=str(serial),
+        issuer=str(issuer),
+        subject=str(subject),
+        sans=tuple(json.loads(str(sans))),
+        provisioner_type=str(ptype),
+        provisioner_name=str(pname),
+        not_before=from_timestamp(float(nb)),
+        not_after=from_timestamp(float(na)),
+        status=str(status),
+        der=bytes(der),
+        evidence=json.loads(str(evidence)),
+        created_at=from_timestamp(float(created)),
+        device=None if device is None else str(device),
+    )
+
+
+class SQLiteCertificates:
+    def __init__(self, database: Database, tokens: SQLiteTokens) -> None:
+        self.database = database
+        self._tokens = tokens
+
+    def insert(self, record: CertificateRecord) -> None:
+        """Insert *record* inside the caller's transaction (also the ACME store's)."""
+        created = record.created_at or datetime.now(UTC)
+        self.database.connection.execute(
+            "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
+            " provisioner_name, not_before, not_after, status, der, evidence,"
+            " created_at, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.serial,
+                record.issuer,
+                record.subject,
+                json.dumps(list(record.sans)),
+                record.provisioner_type,
+                record.provisioner_name,
+                timestamp(record.not_before),
+                timestamp(record.not_after),
+                record.status,
+                record.der,
+                json.dumps(record.evidence, default=str) if record.evidence else "{}",
+                timestamp(created),
+                record.device or certificate_device(record.evidence, record.der),
+            ),
+        )
+
+    def record_certificate(
+        self, record: CertificateRecord, used_token: UsedToken | None = None
+    ) -> bool:
+        """Store *record* (and claim *used_token*) in a transaction committed on return.
+
+        Group commit (:meth:`Database.group_commit`): certificates issued while another
+        thread commits go in one transaction together; a refused token stores nothing
+        for its caller, and the others in the group are unaffected.
+        """
+        return self.database.group_commit(partial(self._store, record, used_token))
+
+    def _store(self, record: CertificateRecord, used_token: UsedToken | None) -> bool:
+        """Inside the caller's transaction: claim the token, then insert the certificate."""
+        if used_token is not None and not self._tokens.claim(used_token):
+            return False
+        self.insert(record)
+        return True
+
+    def get_certificate(self, serial: str) -> CertificateRecord | None:
+        row = self.database.one(f"SELECT {_COLUMNS} FROM certificates WHERE serial = ?", (serial,))
+        return _record(row) if row else None
+
+    def list_certificates(
+        self, *, limit: int = 100, offset: int = 0
+    ) -> Sequence[CertificateRecord]:
+        rows = self.database.all(
+            f"SELECT {_COLUMNS} FROM certificates ORDER BY created_at, serial LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_record(r) for r in rows]
+
+    def count_certificates(self) -> int:
+        return self.database.count("SELECT COUNT(*) FROM certificates")
+
+    def certificates_of_device(self, ek_urn: str, now: datetime) -> Sequence[CertificateRecord]:
+        rows = self.database.all(
+            f"SELECT {_COLUMNS} FROM certificates WHERE device = ?"
+            " AND status = 'active' AND not_after > ? ORDER BY created_at, serial",
+            (ek_urn, timestamp(now)),
+        )
+        return [_record(r) for r in rows]
+
+    def certificates_of_provisioner(
+        self, provisioner: str, now: datetime
+    ) -> Sequence[CertificateRecord]:
+        rows = self.database.all(
+            f"SELECT {_COLUMNS} FROM certificates WHERE provisioner_name = ?"
+            " AND status = 'active' AND not_after > ? ORDER BY created_at, serial",
+            (provisioner, timestamp(now)),
+        )
+        return [_record(r) for r in rows]
+
+    # --- revocation --------------------------------------------------------------------
+
+    def revoke(self, revocation: Revocation) -> bool:
+        return self.database.transaction(partial(self._revoke, revocation))
+
+    def _revoke(self, revocation: Revocation) -> bool:
+        db = self.database.connection
+        cursor = db.execute(
+            "UPDATE certificates SET status = 'revoked' WHERE serial = ? AND status != 'revoked'",
+            (revocation.serial,),
+        )
+        if cursor.rowcount != 1:
+            return False
+        db.execute(
+            "INSERT INTO revocations (serial, issuer, revoked_at, reason_code, reason,"
+            " revoked_by) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                revocation.serial,
+                revocation.issuer,
+                timestamp(revocation.revoked_at),
+                revocation.reason_code,
+                revocation.reason,
+                revocation.revoked_by,
+            ),
+        )
+        return True
+
+    def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
+        rows = self.database.all(
+            "SELECT r.serial, r.revoked_at, r.reason_code FROM revocations r"
+            " JOIN certificates c ON c.serial = r.serial"
+            " WHERE r.issuer = ? AND c.not_after > ? ORDER BY r.revoked_at",
+            (issuer, timestamp(now)),
+        )
+        return [RevokedEntry(int(s, 16), from_timestamp(t), int(code)) for s, t, code in rows]

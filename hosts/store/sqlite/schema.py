@@ -1,0 +1,115 @@
+"""The current schema, in full: what a new database is created with.
+
+The database records its version in ``PRAGMA user_version``. A database written at an
+older version is brought here by :mod:`.migrations`, and must then look exactly as
+if it had been created from these statements (the tests compare both).
+
+History: 1, the first versioned schema (tables were added to it with ``CREATE TABLE
+IF NOT EXISTS`` while it lasted). 2, ``certificates.device``: the EK URN of the device
+a certificate was issued to, to revoke all of them when the device is disabled.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+
+STATEMENTS = (
+    """CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sans TEXT NOT NULL,
+    provisioner_type TEXT NOT NULL,
+    provisioner_name TEXT NOT NULL,
+    not_before REAL NOT NULL,
+    not_after REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    der BLOB NOT NULL,
+    evidence TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    device TEXT
+)""",
+    "CREATE INDEX certificates_by_provisioner ON certificates(provisioner_name)",
+    "CREATE INDEX certificates_by_device ON certificates(device)",
+    """CREATE TABLE used_tokens (
+    provisioner TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (provisioner, token_id)
+)""",
+    "CREATE INDEX used_tokens_by_expiry ON used_tokens(expires_at)",
+    """CREATE TABLE devices (
+    ek_urn TEXT PRIMARY KEY,
+    ek_certificate BLOB,
+    serial TEXT,
+    name TEXT,
+    owner TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)""",
+    "CREATE INDEX devices_by_owner ON devices(owner)",
+    """CREATE TABLE attestation_sessions (
+    id TEXT PRIMARY KEY,
+    ek_urn TEXT NOT NULL,
+    session TEXT NOT NULL,
+    expires_at REAL NOT NULL
+)""",
+    "CREATE INDEX attestation_sessions_by_expiry ON attestation_sessions(expires_at)",
+    """CREATE TABLE revocations (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    issuer TEXT NOT NULL,
+    revoked_at REAL NOT NULL,
+    reason_code INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_by TEXT NOT NULL
+)""",
+    """CREATE TABLE acme_accounts (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    thumbprint TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    UNIQUE (provisioner, thumbprint)
+)""",
+    """CREATE TABLE acme_orders (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+)""",
+    "CREATE INDEX acme_orders_by_account ON acme_orders(account_id, created_at)",
+    """CREATE TABLE acme_authorizations (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+)""",
+    """CREATE TABLE acme_challenges (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    authorization_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+)""",
+    "CREATE INDEX acme_challenges_by_status ON acme_challenges(status)",
+    """CREATE TABLE acme_certificates (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    order_id TEXT NOT NULL
+)""",
+    """CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)""",
+)
