@@ -21,6 +21,9 @@ from engine.ports import CountingRandom, FrozenClock
 from hosts.core.authority import Authority
 from hosts.core.init import InitResult, init_data_dir
 from hosts.core.secrets import Password
+from hosts.testing.servers import HOSTS as HOSTS
+from hosts.testing.servers import InProcessServer, start_in_process
+from hosts.testing.servers import serve_function as serve_function
 from plugins.jwk import JWKProvisioner, mint_token
 from plugins.keygen import generate_key
 
@@ -157,68 +160,43 @@ class RunningServer:
     host: str = "quart"
 
 
-HOSTS = ("quart", "raw")
-
-
-def serve_function(host: str) -> Any:
-    """The ``serve`` coroutine of a host by name (both take the same arguments)."""
-    if host == "raw":
-        from hosts.raw import serve as raw_serve
-
-        return raw_serve
-    from hosts.quart import serve as quart_serve
-
-    return quart_serve
-
-
 class ServerStop:
     """Stops a server that :func:`start_server` started."""
 
-    def __init__(self, authority: Authority) -> None:
+    def __init__(self, served: InProcessServer, authority: Authority) -> None:
+        self.served = served
         self.authority = authority
-        self.requested = trio.Event()
-        self.finished = trio.Event()
 
     def set(self) -> None:
         """Ask the server to shut down (as SIGTERM does) and return at once."""
-        self.requested.set()
+        self.served.request_stop()
 
     async def close(self) -> None:
         """Shut the server down, wait until ``serve`` has returned (its background
         threads are done with the store), then close the authority."""
-        self.requested.set()
-        with trio.move_on_after(15):
-            await self.finished.wait()
+        await self.served.stop()
         self.authority.close()
 
 
 async def start_server(
     ca: CA, nursery: trio.Nursery, host: str
 ) -> tuple[RunningServer, ServerStop]:
-    serve = serve_function(host)
     auth = Authority.load(ca.data_dir, ca.password)
-    stop = ServerStop(auth)
-
-    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
-        try:
-            await serve(
-                auth, "127.0.0.1:0", shutdown_trigger=stop.requested.wait, task_status=task_status
-            )
-        finally:
-            stop.finished.set()
-
-    urls: list[str] = await nursery.start(run)
-    url = next(u for u in urls if "127.0.0.1" in u)
+    try:
+        served = await start_in_process(auth, nursery, host)
+    except BaseException:
+        auth.close()
+        raise
     key = provisioner_of(auth).load_private_key(ca.password)
     running = RunningServer(
-        url=url,
-        urls=urls,
+        url=served.url,
+        urls=served.urls,
         root_path=ca.root_path,
         authority=auth,
-        token=make_token_factory(key, url, lambda: datetime.now(UTC)),
+        token=make_token_factory(key, served.url, lambda: datetime.now(UTC)),
         host=host,
     )
-    return running, stop
+    return running, ServerStop(served, auth)
 
 
 @pytest.fixture(params=HOSTS)

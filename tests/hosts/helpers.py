@@ -1,14 +1,13 @@
-"""Shared helpers for the host tests: TLS clients, starting servers, issuing, error checks."""
+"""Shared helpers for the host tests: TLS clients, starting servers, issuing, error checks.
+
+Servers, ports and the ``devid`` command come from :mod:`hosts.testing`; the names
+the tests import from here are kept.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import ssl
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
@@ -17,15 +16,19 @@ from typing import Any
 
 import attrs
 import httpx
-import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from hosts.core.authority import Authority
+from hosts.testing.ports import free_port as free_port
+from hosts.testing.servers import clean_env as clean_env
+from hosts.testing.servers import devid_serve as serve_subprocess
+from hosts.testing.servers import run_devid as run_devid
+from hosts.testing.servers import serving_in_process
+from hosts.testing.servers import wait_for_health as wait_for_health
 from tests.conftest import RunningServer, make_token_factory, new_csr, provisioner_of
 
-DEVID = Path(sys.executable).parent / "devid"
 ERROR_KEYS = {"status", "error", "message"}
 
 
@@ -134,76 +137,19 @@ def issue_in_process(authority: Authority, password: bytes, subject: str) -> Iss
 @asynccontextmanager
 async def running_server(data_dir: Path, password: bytes) -> AsyncIterator[RunningServer]:
     """Like the ``server`` fixture, for a data directory the test prepared itself."""
-    from hosts.quart import serve
-
     authority = Authority.load(data_dir, password)
     try:
-        async with trio.open_nursery() as nursery:
-            stop = trio.Event()
-            urls: list[str] = await nursery.start(
-                lambda task_status: serve(
-                    authority, "127.0.0.1:0", shutdown_trigger=stop.wait, task_status=task_status
-                )
-            )
-            url = next(u for u in urls if "127.0.0.1" in u)
+        async with serving_in_process(authority, "quart") as served:
             key = provisioner_of(authority).load_private_key(password)
-            try:
-                yield RunningServer(
-                    url=url,
-                    urls=urls,
-                    root_path=authority.config.root.certificate,
-                    authority=authority,
-                    token=make_token_factory(key, url, lambda: datetime.now(UTC)),
-                )
-            finally:
-                stop.set()
+            yield RunningServer(
+                url=served.url,
+                urls=served.urls,
+                root_path=authority.config.root.certificate,
+                authority=authority,
+                token=make_token_factory(key, served.url, lambda: datetime.now(UTC)),
+            )
     finally:
         authority.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a ``devid`` subprocess, without the caller's DEVID_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVID_")}
-    env.update(extra)
-    return env
-
-
-def run_devid(
-    *args: str | Path, env: dict[str, str] | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(DEVID), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env if env is not None else clean_env(),
-        timeout=60,
-    )
-    if check:
-        assert result.returncode == 0, (result.args, result.stdout, result.stderr)
-    return result
-
-
-def wait_for_health(url: str, root: Path | None, process: subprocess.Popen[Any]) -> None:
-    """Poll ``/health`` until it answers 200; fail if the process dies or 30 s pass."""
-    verify: ssl.SSLContext | bool = tls_context(root) if root is not None else False
-    deadline = time.monotonic() + 30
-    with httpx.Client(verify=verify, timeout=2) as http:
-        while True:
-            code = process.poll()
-            assert code is None, f"devid serve exited early with {code}"
-            try:
-                if http.get(f"{url}/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "devid serve did not answer /health within 30 s"
-            time.sleep(0.05)
 
 
 @contextmanager
@@ -215,26 +161,11 @@ def devid_serve(
     root: Path | None = None,
     env: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
-) -> Iterator[subprocess.Popen[str]]:
-    """Run ``devid serve`` in the background until /health answers; stop it afterwards.
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``devid serve`` on 127.0.0.1:*port* until /health answers; stop it afterwards.
 
-    stdout goes to ``logs.with_suffix('.out')`` and stderr to *logs*. *root*
-    may be None when the data directory does not exist yet (TLS unverified
-    until then; only /health is fetched that way).
+    stdout goes to ``logs.with_suffix('.out')`` and stderr to *logs*. *root* None:
+    the data directory's own root (read once the server has initialised it).
     """
-    out = logs.with_suffix(".out")
-    with open(out, "w") as stdout, open(logs, "w") as stderr:
-        process = subprocess.Popen(
-            [str(DEVID), "serve", "--data", str(data_dir), "--listen", f"127.0.0.1:{port}", *extra],
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-            env=env if env is not None else clean_env(),
-        )
-    try:
-        wait_for_health(f"https://127.0.0.1:{port}", root, process)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    with serve_subprocess(data_dir, logs, port=port, root=root, env=env, extra=extra) as server:
+        yield server.process.process

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.register_assert_rewrite("tests.challtestsrv")
+from hosts.testing.challtestsrv import ChallTestSrv, challtestsrv_available, start_challtestsrv
+from hosts.testing.ports import free_ports
+from hosts.testing.servers import devid_serve, run_devid
 
-from tests.challtestsrv import ChallTestSrv, challtestsrv_available, start_challtestsrv  # noqa: E402
-from tests.hosts.helpers import devid_serve, run_devid  # noqa: E402
-
-from .support import Server, free_ports  # noqa: E402
+from .support import Server
 
 # Validation retries stop after this long, so failing challenges end quickly.
 RETRY_FOR = "3s"
@@ -44,14 +43,13 @@ def interop_server(
     run_devid("init", "--data", data)
     with (data / "devid.toml").open("a") as config:
         config.write(f'\n[acme]\nvalidation_retry_for = "{RETRY_FOR}"\n')
-    port, http01, tlsalpn01 = free_ports(3)
+    http01, tlsalpn01 = free_ports(2)
     flags: tuple[str, ...] = ("--acme-http01-port", str(http01))
     flags += ("--acme-tlsalpn01-port", str(tlsalpn01))
     flags += ("--acme-dns-resolver", interop_dns.dns_address)
-    root = data / "certs" / "root_ca.crt"
     log = workdir / "serve.log"
-    with devid_serve(data, port, log, root=root, extra=flags):
-        yield Server(data, f"https://127.0.0.1:{port}", root, log, http01, tlsalpn01, interop_dns)
+    with devid_serve(data, log, extra=flags) as served:
+        yield Server(data, served.url, served.root_path, log, http01, tlsalpn01, interop_dns)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -15,24 +14,13 @@ import httpx
 import pytest
 from cryptography import x509
 
-from tests.hosts.helpers import clean_env
+from hosts.testing.ports import free_ports as free_ports
+from hosts.testing.servers import clean_env
 
 if TYPE_CHECKING:
-    from tests.challtestsrv import ChallTestSrv
+    from hosts.testing.challtestsrv import ChallTestSrv
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def free_ports(count: int) -> list[int]:
-    """*count* different TCP ports free on 127.0.0.1 right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def need(*programs: str) -> pytest.MarkDecorator:
