@@ -8,7 +8,8 @@ of your distribution::
     myplugin = "my_package.devid_plugin"
 
 Nothing outside :mod:`plugins.manager` calls ``pm.hook``; the typed facade
-there is the only caller.
+there is the only caller. A plugin function whose name starts with ``devid_``
+but is no hook below (a misspelling) stops loading with a clear error.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pluggy
 from engine.csr import CSRInfo
 from engine.policy import SignPolicy
 
-from .provisioner import Provisioner, ProvisionerType
+from .base import Provisioner
 
 PROJECT = "devid"
 
@@ -30,13 +31,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def devid_provisioner_types() -> Sequence[type[ProvisionerType]]:
+def devid_provisioner_types() -> Sequence[type[Provisioner]]:
     """Return the provisioner types (classes) this plugin provides.
 
-    Each class has a unique ``type_name`` (for example ``"JWK"``) that
-    ``[[provisioners]]`` tables name in their ``type`` key. Every plugin's
-    answer is collected; two plugins registering the same type name is a
-    configuration error.
+    Each class subclasses :class:`plugins.api.Provisioner` and has a unique
+    ``type_name`` (for example ``"JWK"``) that ``[[provisioners]]`` tables name in
+    their ``type`` key. Every plugin's answer is collected; two plugins registering
+    the same type name, or a class that is no Provisioner, is a configuration error.
     """
     raise NotImplementedError
 
@@ -81,7 +82,8 @@ def devid_inventory_devices(source_config: Mapping[str, Any]) -> Iterable[Mappin
 def devid_audit(event: str, fields: Mapping[str, Any]) -> None:
     """Observe an auditable event (``certificate.issued``, ``certificate.revoked``, ...).
 
-    *fields* is a read-only mapping of JSON-compatible values. Exceptions
-    raised here are logged and otherwise ignored, so an audit sink cannot
-    stop the CA.
+    *fields* is a read-only mapping of JSON-compatible values. Every plugin's
+    implementation is called, each on its own: an exception raised by one is
+    logged and ignored, and the others still see the event, so an audit sink
+    cannot stop the CA or hide an event from another sink.
     """

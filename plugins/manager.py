@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -14,7 +15,7 @@ from engine.errors import ConfigurationError
 from engine.policy import SignPolicy
 
 from . import hookspecs
-from .provisioner import Provisioner, ProvisionerType
+from .base import Provisioner, check_provisioner_class
 
 log = logging.getLogger("devid.plugins")
 
@@ -43,17 +44,50 @@ class PluginManager:
             self._pm.set_blocked(name)
         if load_entry_points:
             self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        self._check_pending()
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object directly (tests, embedding)."""
         if name is not None and name in self.disabled:
             return
         self._pm.register(plugin, name=name)
+        try:
+            self._check_pending()
+        except ConfigurationError:
+            self._pm.unregister(plugin)
+            raise
+
+    def is_registered(self, name: str) -> bool:
+        """Whether a plugin named *name* is registered (an installed one, or a test's)."""
+        return self._pm.get_plugin(name) is not None
+
+    def _check_pending(self) -> None:
+        """Refuse implementations of hooks devid does not have (a misspelt name would
+        otherwise register and never be called)."""
+        known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("devid_")))
+        for name, plugin in self._pm.list_name_plugin():
+            if plugin is None:
+                continue
+            for attr in dir(plugin):
+                if (
+                    attr.startswith("devid_")
+                    and not hasattr(hookspecs, attr)
+                    and callable(getattr(plugin, attr, None))
+                ):
+                    raise ConfigurationError(
+                        f"plugin {name!r} implements {attr!r}, which is not a devid hook"
+                        f" (misspelt? the hooks are: {known})"
+                    )
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            plugin_name = self._pm.get_name(exc.plugin) or repr(exc.plugin)
+            raise ConfigurationError(f"plugin {plugin_name!r}: {exc}") from None
 
     def unregister(self, name: str) -> None:
         self._pm.unregister(name=name)
 
-    def _types_of(self, plugin: object) -> tuple[type[ProvisionerType], ...]:
+    def _types_of(self, plugin: object) -> tuple[type[Provisioner], ...]:
         impl = getattr(plugin, "devid_provisioner_types", None)
         return tuple(impl()) if callable(impl) else ()
 
@@ -61,11 +95,12 @@ class PluginManager:
         impl = getattr(plugin, "devid_attestation_formats", None)
         return tuple(impl()) if callable(impl) else ()
 
-    def provisioner_types(self) -> dict[str, type[ProvisionerType]]:
+    def provisioner_types(self) -> dict[str, type[Provisioner]]:
         """Every registered provisioner type, by type name (case-insensitive keys)."""
-        found: dict[str, type[ProvisionerType]] = {}
+        found: dict[str, type[Provisioner]] = {}
         for group in self._pm.hook.devid_provisioner_types():
             for cls in group:
+                check_provisioner_class(cls)
                 key = cls.type_name.upper()
                 if key in found and found[key] is not cls:
                     raise ConfigurationError(
@@ -74,7 +109,7 @@ class PluginManager:
                 found[key] = cls
         return found
 
-    def provisioner_type(self, type_name: str) -> type[ProvisionerType]:
+    def provisioner_type(self, type_name: str) -> type[Provisioner]:
         types = self.provisioner_types()
         try:
             return types[type_name.upper()]
@@ -106,10 +141,15 @@ class PluginManager:
         return records
 
     def audit(self, event: str, fields: Mapping[str, Any]) -> None:
-        try:
-            self._pm.hook.devid_audit(event=event, fields=dict(fields))
-        except Exception:
-            log.exception("audit hook failed for %s", event)
+        """Hand *event* to every ``devid_audit`` implementation, each on its own: one that
+        raises is logged and the others are still called."""
+        frozen = MappingProxyType(dict(fields))
+        given = {"event": event, "fields": frozen}
+        for impl in self._pm.hook.devid_audit.get_hookimpls():
+            try:
+                impl.function(**{name: given[name] for name in impl.argnames})
+            except Exception:
+                log.exception("audit hook of plugin %r failed for %s", impl.plugin_name, event)
 
     def plugins(self) -> list[PluginInfo]:
         dists = {id(plugin): dist for plugin, dist in self._pm.list_plugin_distinfo()}

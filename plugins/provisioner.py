@@ -1,7 +1,7 @@
-"""What a provisioner is to the rest of devid.
+"""The records a provisioner receives and returns (the class itself: plugins.base).
 
-A provisioner type is a class registered through
-:func:`plugins.hookspecs.devid_provisioner_types`; a provisioner is an
+A provisioner type is a :class:`plugins.base.Provisioner` subclass registered
+through :func:`plugins.hookspecs.devid_provisioner_types`; a provisioner is an
 instance of it built from one ``[[provisioners]]`` table of ``devid.toml``.
 Its ``authorize_*`` methods are pure: they check a credential and return an
 :class:`Authorization` holding a sign policy; they never sign, store or fetch.
@@ -10,7 +10,7 @@ Renewal (``POST /1.0/renew``) is authorized by the provisioner that issued the
 certificate, through ``authorize_renew``: the host gathers the facts (the
 certificate's store record, the device, the device certificate and the account
 it names) into a :class:`RenewContext`, and the provisioner decides. A
-provisioner without ``authorize_renew`` renews nothing: the host refuses.
+provisioner that does not override ``authorize_renew`` renews nothing.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import attrs
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from engine.accounts import Account
-from engine.csr import CSRInfo
+from engine.accounts import Account, device_ek_urn
 from engine.errors import Forbidden, Unauthorized
 from engine.inventory import Device
-from engine.jose import CompactJWS
 from engine.policy import SignPolicy
 
 
@@ -70,6 +69,7 @@ class CertificateFacts:
     not_after: datetime
     evidence: Mapping[str, Any] = attrs.field(factory=dict)
     device: str | None = None  # the EK URN of the device it was issued to, if any
+    der: bytes | None = None  # the certificate itself, where the host read it
 
 
 @attrs.frozen
@@ -103,11 +103,6 @@ class RenewAuthorization:
     not_after_limit: datetime | None = None
 
 
-def refuse_renewal(provisioner: str) -> RenewAuthorization:
-    """What the host does for a provisioner that does not implement ``authorize_renew``."""
-    raise Forbidden(f"provisioner {provisioner!r} does not renew certificates")
-
-
 def require_active_device(ctx: RenewContext) -> dict[str, Any]:
     """The device the certificate was issued to is registered and active (and the host
     found the certificate itself active). Returns what was checked, for the evidence."""
@@ -136,74 +131,52 @@ def require_active_leaf(ctx: RenewContext, *, device: str | None = None) -> Cert
     return leaf
 
 
+class Lookup(Protocol):
+    """Read-only access to the CA's records, for provisioners that decide on state.
+
+    Handed in through :class:`ProvisionerEnvironment` (``lookup``).
+    Each call reads the store as it is now; nothing can be written through it.
+    """
+
+    def device(self, ek_urn: str) -> Device | None:
+        """The inventory record of the device with this EK URN, if registered."""
+        ...
+
+    def certificate(self, serial: str) -> CertificateFacts | None:
+        """What the CA recorded about the certificate with this serial (lowercase hex)."""
+        ...
+
+    def account(self, name: str) -> Account | None:
+        """The device account (Wi-Fi, VPN, …) named *name*, if it exists."""
+        ...
+
+
 @attrs.frozen
 class ProvisionerEnvironment:
-    """What a provisioner may use while it is built from config (not at request time)."""
+    """What a provisioner may use while it is built from config.
+
+    ``lookup`` (a :class:`Lookup`, None where the CA's records are not
+    open, e.g. ``devid init``) reads devices, certificates and accounts; a provisioner
+    that keeps it may call it at request time (it is read-only)."""
 
     data_dir: Path
     issuers: frozenset[str]
     password: bytes | None = None
+    lookup: Lookup | None = None
 
 
-class Provisioner(Protocol):
-    """A configured provisioner instance."""
-
-    type_name: ClassVar[str]
-    name: str
-    issuer: str
-
-    def public_view(self) -> dict[str, Any]:
-        """The fields anyone may see (``GET /provisioners``); never secrets."""
-        ...
-
-    def authorize_sign(self, credential: str, csr: CSRInfo, ctx: AuthorizeContext) -> Authorization:
-        """Check *credential* for signing *csr*; raise a ProtocolError to refuse."""
-        ...
-
-    def authorize_revoke(
-        self, credential: str, serial: int, ctx: AuthorizeContext
-    ) -> Authorization:
-        """Check *credential* for revoking the certificate *serial* this provisioner issued."""
-        ...
-
-    def authorize_renew(self, ctx: RenewContext) -> RenewAuthorization:
-        """Decide whether a certificate this provisioner issued may be renewed (``POST
-        /1.0/renew``); raise a ProtocolError to refuse. Only the facts in *ctx* count."""
-        ...
-
-
-class ParsedTokenProvisioner(Protocol):
-    """A provisioner that can take the token already split and decoded by the host.
-
-    One whose class sets ``accepts_parsed_token = True`` is called with
-    ``parsed=parse_compact(credential)`` (the host parsed it to read ``iss``),
-    so the token is not parsed twice; it still checks everything it checks
-    without it (signature, claims, kid).
-    """
-
-    def authorize_sign(
-        self,
-        credential: str,
-        csr: CSRInfo,
-        ctx: AuthorizeContext,
-        *,
-        parsed: CompactJWS | None = None,
-    ) -> Authorization: ...
-
-
-class ProvisionerType(Protocol):
-    """A class that builds provisioners of one type from their config table."""
-
-    type_name: ClassVar[str]
-
-    @classmethod
-    def from_config(
-        cls, name: str, options: Mapping[str, Any], env: ProvisionerEnvironment
-    ) -> Provisioner:
-        """Validate *options* and build the provisioner; ConfigurationError if invalid."""
-        ...
-
-    @classmethod
-    def default_config(cls, name: str, env: ProvisionerEnvironment) -> dict[str, Any]:
-        """The config table ``devid init`` writes for a new provisioner of this type."""
-        ...
+def registered_device(lookup: Lookup, leaf: x509.Certificate) -> Device:
+    """The registered, active device behind a device certificate this CA issued and has
+    not revoked (the caller has verified its chain to the Agent CA)."""
+    record = lookup.certificate(format(leaf.serial_number, "x"))
+    if record is None or record.issuer != "agent" or record.der != leaf.public_bytes(Encoding.DER):
+        raise Unauthorized("the device certificate is unknown to this CA")
+    if record.status != "active":
+        raise Unauthorized(f"the device certificate is {record.status}")
+    ek = device_ek_urn(leaf)
+    device = lookup.device(ek)
+    if device is None:
+        raise Forbidden(f"the device {ek} is not in this CA's inventory")
+    if not device.active:
+        raise Forbidden(f"the device {ek} is disabled")
+    return device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import attrs
 
 from engine.errors import ProtocolError, Unauthorized
-from engine.jose import b64url_decode, b64url_encode
+from engine.jose import CompactJWS, b64url_decode, b64url_encode, parse_compact
 from engine.names import SAN
 from engine.policy import CSRDigestIs
+
+from .base import Credential
 
 LEEWAY = timedelta(seconds=60)
 MAX_JTI_LENGTH = 256
@@ -144,3 +147,41 @@ def sign_token_claims(
     if csr_der is not None:
         claims["csr_sha256"] = b64url_encode(hashlib.sha256(csr_der).digest())
     return claims
+
+
+# The last token each request thread parsed: every JOSE provisioner type reads the same
+# token in turn while the host routes it, and it is parsed once.
+_last_parsed = threading.local()
+
+
+def parse_jose(text: str) -> CompactJWS:
+    """``engine.jose.parse_compact(text)``, remembered for the next call with the same text
+    on this thread (it refuses none, HMAC and oversized tokens)."""
+    cached = getattr(_last_parsed, "value", None)
+    if cached is not None and cached[0] is text:
+        jws: CompactJWS = cached[1]
+        return jws
+    jws = parse_compact(text)
+    _last_parsed.value = (text, jws)
+    return jws
+
+
+def read_jose_credential(text: str) -> Credential | None:
+    """The reading of a compact-JWS token for :meth:`plugins.base.Provisioner.read_credential`:
+    it addresses the provisioner its ``iss`` names. A ProtocolError if *text* is not a
+    compact JWS this code reads (none and HMAC never are) or its ``iss`` is not a name;
+    the host tries the other types before it reports that."""
+    jws = parse_jose(text)
+    issuer = jws.claims().get("iss")
+    if not isinstance(issuer, str) or not issuer:
+        raise Unauthorized(f"token issuer {issuer!r} is not a provisioner that signs tokens here")
+    return Credential(text=text, provisioner=issuer, reading=jws)
+
+
+def jose_token(credential: Credential | str) -> CompactJWS:
+    """The parsed token of *credential* (a JOSE type's reading, or the raw text)."""
+    if isinstance(credential, Credential):
+        if isinstance(credential.reading, CompactJWS):
+            return credential.reading
+        return parse_jose(credential.text)
+    return parse_jose(credential)

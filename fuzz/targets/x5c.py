@@ -17,9 +17,9 @@ from cryptography import x509
 
 from engine.jose import b64url_encode
 from fuzz.harness import FIXTURES_DIR, NOW, attempt
+from plugins.certpaths import fingerprint, is_ca_certificate, parse_x5c
 from plugins.provisioner import AuthorizeContext
 from plugins.x5c import X5CProvisioner
-from plugins.x5c.certificates import fingerprint, is_ca_certificate, parse_x5c
 
 ROOTS = tuple(
     x509.load_der_x509_certificate(p.read_bytes())

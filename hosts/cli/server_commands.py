@@ -254,36 +254,35 @@ def _configure_acme(
     )
 
 
-def _jwk_provisioner(directory: Path, name: str | None) -> Any:
+def _minting_provisioner(directory: Path, name: str | None) -> Any:
+    """The configured provisioner (*name*, or the first) whose tokens this host can mint."""
     from hosts.core.authority import load_provisioners
-    from plugins.jwk import JWKProvisioner
     from plugins.manager import PluginManager
 
     config = load_config(directory)
     plugins = PluginManager(disabled=config.plugins_disabled)
     provisioners = load_provisioners(config, plugins, None)
-    jwks = {n: p for n, p in provisioners.items() if isinstance(p, JWKProvisioner)}
-    if not jwks:
-        raise ConfigurationError("no JWK provisioner is configured")
+    minting = {n: p for n, p in provisioners.items() if p.mints_tokens}
+    if not minting:
+        raise ConfigurationError("no provisioner that mints tokens (JWK) is configured")
     if name is None:
-        return config, next(iter(jwks.values()))
-    if name not in jwks:
+        return config, next(iter(minting.values()))
+    if name not in minting:
         raise ConfigurationError(
-            f"no JWK provisioner named {name!r} (configured: {', '.join(jwks)})"
+            f"no provisioner named {name!r} mints tokens (those that do: {', '.join(minting)})"
         )
-    return config, jwks[name]
+    return config, minting[name]
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     from hosts.core.ports import SystemClock
     from hosts.core.upgrade import upgrade_data_dir
-    from plugins.jwk import mint_token
 
     directory = data_dir(args)
     password = require_password(directory, args.password_file)
     upgrade_data_dir(directory, password.value)  # an older data directory gets the TLS CA
-    config, provisioner = _jwk_provisioner(directory, args.provisioner)
-    key = provisioner.load_private_key(password.value)
+    config, provisioner = _minting_provisioner(directory, args.provisioner)
+    minter = provisioner.token_minter(password.value)
     if args.ca_url:
         ca_url = args.ca_url.rstrip("/")
     else:
@@ -294,10 +293,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         lifetime = parse_duration(args.lifetime)
     except BadRequest as exc:
         raise ConfigurationError(exc.detail) from None
-    if lifetime > provisioner.max_token_lifetime or lifetime <= timedelta(0):
+    if lifetime > minter.max_lifetime or lifetime <= timedelta(0):
         raise ConfigurationError(
             f"--lifetime must be positive and at most the provisioner's"
-            f" max_token_lifetime ({provisioner.max_token_lifetime})"
+            f" max_token_lifetime ({minter.max_lifetime})"
         )
     csr_der = None
     if args.csr is not None:
@@ -313,9 +312,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         if not args.subject:
             raise ConfigurationError("--subject is required (or --revoke SERIAL)")
         subject, audience, sans = args.subject, f"{ca_url}/1.0/sign", args.san
-    token = mint_token(
-        key,
-        provisioner=provisioner.name,
+    token = minter.mint(
         subject=subject,
         audience=audience,
         now=SystemClock().now(),

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from engine.acme.identifiers import DEVICE_ATTEST_01
 from engine.errors import ConfigurationError
-from plugins.acme import ACMEProvisioner
-from plugins.provisioner import Provisioner
+from plugins.base import Provisioner
 
 ISSUER_PURPOSES = {
     "attestation": "TPM attestation-key (AK) certificates, issued by devid's own /attest flow",
@@ -26,9 +25,8 @@ ISSUER_PURPOSES = {
 
 def issues_device_certificates_only(provisioner: Provisioner) -> bool:
     """An ACME provisioner whose only challenge is device-attest-01."""
-    return isinstance(provisioner, ACMEProvisioner) and provisioner.profile.challenges == {
-        DEVICE_ATTEST_01
-    }
+    acme = provisioner.acme()
+    return acme is not None and acme.profile.challenges == {DEVICE_ATTEST_01}
 
 
 def check_provisioner_issuer(provisioner: Provisioner) -> None:
@@ -48,9 +46,9 @@ def check_provisioner_issuer(provisioner: Provisioner) -> None:
             ' are not configured in devid.toml; set issuer = "tls" in its [[provisioners]]'
             " table"
         )
-    if issuer == "agent" and issues_device_certificates_only(provisioner):
-        assert isinstance(provisioner, ACMEProvisioner)
-        if not provisioner.require_inventory:
+    acme = provisioner.acme()
+    if issuer == "agent" and acme is not None and issues_device_certificates_only(provisioner):
+        if not acme.require_inventory:
             raise ConfigurationError(
                 f'{where}: the Agent CA (issuer "agent") vouches for registered devices only,'
                 " and this provisioner admits devices the inventory does not hold; set"
@@ -60,7 +58,7 @@ def check_provisioner_issuer(provisioner: Provisioner) -> None:
         return
     if issuer != "agent":
         return
-    challenges = provisioner.profile.challenges if isinstance(provisioner, ACMEProvisioner) else ()
+    challenges = acme.profile.challenges if acme is not None else frozenset[str]()
     if DEVICE_ATTEST_01 in challenges:
         others = sorted(set(challenges) - {DEVICE_ATTEST_01})
         listed = ", ".join(f'"{c}"' for c in others)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from plugins.hookspecs import hookimpl
-from plugins.provisioner import ProvisionerType
+from plugins.api import Provisioner, hookimpl
 
 from .provisioner import ACMEProvisioner
 
@@ -14,5 +13,5 @@ __all__ = ["ACMEProvisioner"]
 
 
 @hookimpl
-def devid_provisioner_types() -> Sequence[type[ProvisionerType]]:
+def devid_provisioner_types() -> Sequence[type[Provisioner]]:
     return [ACMEProvisioner]

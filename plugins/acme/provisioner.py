@@ -1,10 +1,10 @@
 """ACME provisioner: who may order what, validated how, issued from which CA.
 
-It never sees a token: ``accepts_sign_tokens`` is False, so ``/1.0/sign``
+It reads no credential (the base class's ``read_credential``), so ``/1.0/sign``
 cannot reach it (step-ca GHSA-h8cp-697h-8c8p), and revocation goes through
-ACME's own revokeCert. Its ``profile`` is what the ACME engine applies to
-accounts and orders; :meth:`authorize_finalize` returns the sign policy the
-one signing pipeline applies to a finalized order.
+ACME's own revokeCert; :meth:`acme` makes it an ACME directory. Its ``profile``
+is what the ACME engine applies to accounts and orders; :meth:`authorize_finalize`
+returns the sign policy the one signing pipeline applies to a finalized order.
 """
 
 from __future__ import annotations
@@ -40,14 +40,17 @@ from engine.extensions import ProvisionerRef
 from engine.jose import b64url_decode
 from engine.keys import KeyType
 from engine.policy import DurationLimits, KeyTypeIn, SignPolicy, Validator
-from plugins.attestation.base import AttestationContext
-from plugins.options import Options, durations_view
-from plugins.provisioner import (
+from plugins.api import (
+    AttestationContext,
     Authorization,
     AuthorizeContext,
+    Credential,
+    Options,
+    Provisioner,
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
+    durations_view,
     require_active_device,
 )
 
@@ -157,10 +160,8 @@ def _load_roots(
     return roots
 
 
-class ACMEProvisioner:
+class ACMEProvisioner(Provisioner):
     type_name: ClassVar[str] = "ACME"
-    # Only ACME requests reach this provisioner; /1.0/sign refuses tokens naming it.
-    accepts_sign_tokens: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -297,11 +298,16 @@ class ACMEProvisioner:
 
     # --- authorization ------------------------------------------------------
 
-    def authorize_sign(self, credential: str, csr: CSRInfo, ctx: AuthorizeContext) -> Authorization:
+    def acme(self) -> ACMEProvisioner:
+        return self
+
+    def authorize_sign(
+        self, credential: Credential, csr: CSRInfo, ctx: AuthorizeContext
+    ) -> Authorization:
         raise Unauthorized(f"provisioner {self.name!r} issues through ACME only")
 
     def authorize_revoke(
-        self, credential: str, serial: int, ctx: AuthorizeContext
+        self, credential: Credential, serial: int, ctx: AuthorizeContext
     ) -> Authorization:
         raise Unauthorized(f"certificates of {self.name!r} are revoked through ACME revokeCert")
 

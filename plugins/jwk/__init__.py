@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from plugins.hookspecs import hookimpl
-from plugins.provisioner import ProvisionerType
+from plugins.api import Provisioner, hookimpl
 
 from .provisioner import JWKProvisioner
 from .tokens import mint_token
@@ -14,5 +13,5 @@ __all__ = ["JWKProvisioner", "mint_token"]
 
 
 @hookimpl
-def devid_provisioner_types() -> Sequence[type[ProvisionerType]]:
+def devid_provisioner_types() -> Sequence[type[Provisioner]]:
     return [JWKProvisioner]

@@ -10,8 +10,8 @@ SHA-256 of the CSR's DER) optionally binds the token to one CSR.
 from __future__ import annotations
 
 import stat
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,12 +22,10 @@ from engine.csr import CSRInfo
 from engine.errors import BadRequest, ConfigurationError, Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.jose import (
-    CompactJWS,
     PrivateKey,
     PublicKey,
     jwk_from_public_key,
     jwk_thumbprint,
-    parse_compact,
     public_key_from_jwk,
 )
 from engine.keys import KeyType
@@ -40,16 +38,25 @@ from engine.policy import (
     SignPolicy,
     Validator,
 )
-from plugins.options import Options, durations_view
-from plugins.provisioner import (
+from plugins.api import (
     Authorization,
     AuthorizeContext,
+    Credential,
+    Options,
+    Provisioner,
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
     TokenUse,
+    check_registered_claims,
+    csr_binding,
+    durations_view,
+    jose_token,
+    read_jose_credential,
+    subject_and_sans,
 )
-from plugins.tokens import check_registered_claims, csr_binding, subject_and_sans
+
+from .tokens import mint_token
 
 MAX_TOKEN_LIFETIME_CAP = timedelta(hours=1)
 DEFAULT_DURATIONS = DurationLimits(
@@ -57,10 +64,9 @@ DEFAULT_DURATIONS = DurationLimits(
 )
 
 
-class JWKProvisioner:
+class JWKProvisioner(Provisioner):
     type_name: ClassVar[str] = "JWK"
-    # Authority.sign parses the token to find its provisioner and hands it over (parsed=).
-    accepts_parsed_token: ClassVar[bool] = True
+    mints_tokens: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -173,6 +179,10 @@ class JWKProvisioner:
         assert isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey)
         return key
 
+    def token_minter(self, password: bytes) -> JWKTokenMinter:
+        """Mints this provisioner's tokens with its decrypted key (``devid ca token``)."""
+        return JWKTokenMinter(self.name, self.load_private_key(password), self.max_token_lifetime)
+
     def public_view(self) -> dict[str, Any]:
         return {
             "type": self.type_name,
@@ -187,10 +197,15 @@ class JWKProvisioner:
 
     # --- authorization ------------------------------------------------------
 
+    @classmethod
+    def read_credential(cls, text: str) -> Credential | None:
+        """A compact JWS (never none or HMAC) addressed by ``iss`` to a provisioner."""
+        return read_jose_credential(text)
+
     def _verify(
-        self, credential: str, ctx: AuthorizeContext, parsed: CompactJWS | None = None
+        self, credential: Credential | str, ctx: AuthorizeContext
     ) -> tuple[dict[str, Any], TokenUse]:
-        jws = parsed if parsed is not None else parse_compact(credential)
+        jws = jose_token(credential)
         kid = jws.header.get("kid")
         if kid is not None and kid != self.kid:
             raise Unauthorized("token kid does not name this provisioner's key")
@@ -208,15 +223,9 @@ class JWKProvisioner:
         return claims, use
 
     def authorize_sign(
-        self,
-        credential: str,
-        csr: CSRInfo,
-        ctx: AuthorizeContext,
-        *,
-        parsed: CompactJWS | None = None,
+        self, credential: Credential | str, csr: CSRInfo, ctx: AuthorizeContext
     ) -> Authorization:
-        """*parsed*: ``parse_compact(credential)`` when the caller has it already."""
-        claims, use = self._verify(credential, ctx, parsed)
+        claims, use = self._verify(credential, ctx)
         subject, sans = subject_and_sans(claims)
         validators: list[Validator] = [
             KeyTypeIn(self.key_types),
@@ -238,7 +247,7 @@ class JWKProvisioner:
         return Authorization(policy=policy, token=use)
 
     def authorize_revoke(
-        self, credential: str, serial: int, ctx: AuthorizeContext
+        self, credential: Credential | str, serial: int, ctx: AuthorizeContext
     ) -> Authorization:
         claims, use = self._verify(credential, ctx)
         if claims.get("sub") != str(serial):
@@ -250,3 +259,35 @@ class JWKProvisioner:
         if not self.allow_renewal:
             raise Forbidden(f"provisioner {self.name!r} does not allow renewal")
         return RenewAuthorization(checked={"allow_renewal": True})
+
+
+class JWKTokenMinter:
+    """Mints one-time sign tokens of one JWK provisioner with its private key."""
+
+    def __init__(self, provisioner: str, key: PrivateKey, max_lifetime: timedelta) -> None:
+        self.provisioner = provisioner
+        self.key = key
+        self.max_lifetime = max_lifetime
+
+    def mint(
+        self,
+        *,
+        subject: str,
+        audience: str,
+        now: datetime,
+        jti: str,
+        sans: Sequence[str] = (),
+        lifetime: timedelta = timedelta(minutes=5),
+        csr_der: bytes | None = None,
+    ) -> str:
+        return mint_token(
+            self.key,
+            provisioner=self.provisioner,
+            subject=subject,
+            audience=audience,
+            now=now,
+            jti=jti,
+            sans=sans,
+            lifetime=lifetime,
+            csr_der=csr_der,
+        )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from engine.jose import PrivateKey, jwk_from_public_key, jwk_thumbprint, sign_compact
-from plugins.tokens import sign_token_claims
+from plugins.api import sign_token_claims
 
 
 def mint_token(

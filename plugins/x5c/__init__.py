@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from plugins.hookspecs import hookimpl
-from plugins.provisioner import ProvisionerType
+from plugins.api import Provisioner, X5CToken, hookimpl
 
-from .provisioner import SetExtendedKeyUsage, X5CNames, X5CProvisioner, X5CToken
+from .provisioner import SetExtendedKeyUsage, X5CNames, X5CProvisioner
 from .tokens import mint_x5c_token, x5c_header
 
 __all__ = [
@@ -21,5 +20,5 @@ __all__ = [
 
 
 @hookimpl
-def devid_provisioner_types() -> Sequence[type[ProvisionerType]]:
+def devid_provisioner_types() -> Sequence[type[Provisioner]]:
     return [X5CProvisioner]

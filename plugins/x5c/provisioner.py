@@ -36,7 +36,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from engine.csr import CSRInfo
 from engine.errors import ConfigurationError, Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
-from engine.jose import CompactJWS, parse_compact
 from engine.keys import KeyType
 from engine.names import SAN
 from engine.policy import (
@@ -49,33 +48,32 @@ from engine.policy import (
     Validator,
 )
 from engine.template import CertificateTemplate
-from plugins.options import Options, durations_view
-from plugins.provisioner import (
+from plugins.api import (
     Authorization,
     AuthorizeContext,
+    Credential,
+    Options,
+    Provisioner,
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
-    TokenUse,
-    require_active_leaf,
-)
-from plugins.tokens import TokenTimes, check_registered_claims, csr_binding, subject_and_sans
-
-from .certificates import (
-    VerifiedPath,
+    X5CToken,
     check_roots,
+    csr_binding,
+    durations_view,
     fingerprint,
-    parse_x5c,
-    verify_x5c_path,
+    read_jose_credential,
+    require_active_leaf,
+    subject_and_sans,
+    verify_certificate_token,
 )
+
 from .patterns import NamePatterns
 
 MAX_TOKEN_LIFETIME_CAP = timedelta(hours=1)
 DEFAULT_DURATIONS = DurationLimits(
     minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
 )
-# The algorithms an X5C token may name; the leaf's key type then picks the one that verifies.
-X5C_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "RS256", "PS256"})
 
 EKU_NAMES: dict[str, x509.ObjectIdentifier] = {
     "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
@@ -154,20 +152,6 @@ class SetExtendedKeyUsage:
 
 
 @attrs.frozen
-class X5CToken:
-    """A token whose signature, certificate path and registered claims all verified."""
-
-    claims: Mapping[str, Any]
-    path: VerifiedPath
-    times: TokenTimes
-    use: TokenUse
-
-    @property
-    def leaf(self) -> x509.Certificate:
-        return self.path.leaf
-
-
-@attrs.frozen
 class X5CNames:
     """What a sign token asks for: the certificate's common name and SANs."""
 
@@ -180,11 +164,8 @@ class X5CNames:
 LeafCheck = Callable[[X5CToken, X5CNames], None]
 
 
-class X5CProvisioner:
+class X5CProvisioner(Provisioner):
     type_name: ClassVar[str] = "X5C"
-    # The host may hand over the token it already parsed to read ``iss`` (parsed=);
-    # everything is still verified here.
-    accepts_parsed_token: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -299,33 +280,20 @@ class X5CProvisioner:
 
     # --- verification --------------------------------------------------------
 
-    def verify_token(
-        self, credential: str, ctx: AuthorizeContext, parsed: CompactJWS | None = None
-    ) -> X5CToken:
-        """Check the token's path, signature and registered claims; raise to refuse.
+    @classmethod
+    def read_credential(cls, text: str) -> Credential | None:
+        """A compact JWS (never none or HMAC) addressed by ``iss`` to a provisioner."""
+        return read_jose_credential(text)
 
-        *parsed* is ``parse_compact(credential)`` when the caller has it already.
-        """
-        # parse_compact refuses none and HMAC, and oversized tokens.
-        jws = parsed if parsed is not None else parse_compact(credential)
-        if jws.alg not in X5C_ALGORITHMS:
-            raise Unauthorized(f"algorithm {jws.alg!r} is not allowed for X5C tokens")
-        if "jwk" in jws.header or "jku" in jws.header or "x5u" in jws.header:
-            raise Unauthorized("an X5C token names its key only through x5c")
-        certificates = parse_x5c(jws.header)
-        path = verify_x5c_path(certificates, self.roots, ctx.now)
-        claims = jws.verify(path.leaf_key)  # the algorithm must be the leaf key's
-        times = check_registered_claims(
-            claims,
-            issuer=self.name,
-            audiences=ctx.audiences,
-            now=ctx.now,
+    def verify_token(self, credential: Credential | str, ctx: AuthorizeContext) -> X5CToken:
+        """Check the token's path, signature and registered claims; raise to refuse."""
+        return verify_certificate_token(
+            credential,
+            name=self.name,
+            roots=self.roots,
+            ctx=ctx,
             max_lifetime=self.max_token_lifetime,
         )
-        use = TokenUse(
-            provisioner=self.name, token_id=str(claims["jti"]), expires_at=times.replay_until
-        )
-        return X5CToken(claims=claims, path=path, times=times, use=use)
 
     def _names(self, token: X5CToken) -> X5CNames:
         subject, sans = subject_and_sans(token.claims)
@@ -365,14 +333,9 @@ class X5CProvisioner:
     # --- authorization ------------------------------------------------------
 
     def authorize_sign(
-        self,
-        credential: str,
-        csr: CSRInfo,
-        ctx: AuthorizeContext,
-        *,
-        parsed: CompactJWS | None = None,
+        self, credential: Credential | str, csr: CSRInfo, ctx: AuthorizeContext
     ) -> Authorization:
-        token = self.verify_token(credential, ctx, parsed)
+        token = self.verify_token(credential, ctx)
         names = self._names(token)
         not_after_limit = self._not_after_limit(token, ctx.now)
         validators: list[Validator] = [
@@ -401,7 +364,7 @@ class X5CProvisioner:
         return Authorization(policy=policy, token=token.use)
 
     def authorize_revoke(
-        self, credential: str, serial: int, ctx: AuthorizeContext
+        self, credential: Credential | str, serial: int, ctx: AuthorizeContext
     ) -> Authorization:
         token = self.verify_token(credential, ctx)
         if token.claims.get("sub") != str(serial):

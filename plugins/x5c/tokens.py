@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.jose import PrivateKey, sign_compact
-from plugins.tokens import sign_token_claims
+from plugins.api import sign_token_claims
 
 
 def x5c_header(chain: Sequence[x509.Certificate]) -> list[str]:

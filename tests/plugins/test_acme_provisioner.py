@@ -61,7 +61,9 @@ def test_defaults_are_closed(tmp_path: Path) -> None:
     assert p.profile.require_eab is False
     assert p.attestation_formats == ()
     assert p.describe_ekus() == ["serverAuth", "clientAuth"]
-    assert ACMEProvisioner.accepts_sign_tokens is False
+    # It reads no credential, so /1.0/sign never routes a token to it.
+    assert ACMEProvisioner.read_credential("a.b.c") is None
+    assert p.acme() is p
 
 
 def test_default_config_round_trips(tmp_path: Path) -> None:

@@ -12,29 +12,34 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from engine.csr import CSRInfo
-from engine.errors import ConfigurationError, Forbidden, Unauthorized
-from engine.extensions import ProvisionerRef
-from engine.jose import parse_compact, sign_compact
-from engine.policy import CommonNameIs, SignPolicy
+from engine.jose import sign_compact
 from hosts.core.authority import Authority
-from plugins.hookspecs import hookimpl
-from plugins.jwk import JWKProvisioner
-from plugins.manager import PluginManager
-from plugins.options import Options
-from plugins.provisioner import (
+from plugins.api import (
     Authorization,
     AuthorizeContext,
+    CommonNameIs,
+    ConfigurationError,
+    Credential,
+    CSRInfo,
+    Forbidden,
+    Options,
     Provisioner,
     ProvisionerEnvironment,
-    ProvisionerType,
+    ProvisionerRef,
+    SignPolicy,
+    Unauthorized,
+    hookimpl,
+    jose_token,
+    read_jose_credential,
 )
+from plugins.jwk import JWKProvisioner
+from plugins.manager import PluginManager
 from tests.conftest import CA, TokenFactory, new_csr
 
 # --- a tiny third-party provisioner type ------------------------------------------------------
 
 
-class AllowListProvisioner:
+class AllowListProvisioner(Provisioner):
     """Test double: accepts a token whose ``sub`` is in its allow-list (signature unchecked)."""
 
     type_name: ClassVar[str] = "ALLOWLIST"
@@ -64,8 +69,14 @@ class AllowListProvisioner:
     def public_view(self) -> dict[str, Any]:
         return {"type": self.type_name, "name": self.name}
 
-    def authorize_sign(self, credential: str, csr: CSRInfo, ctx: AuthorizeContext) -> Authorization:
-        subject = parse_compact(credential).claims().get("sub")
+    @classmethod
+    def read_credential(cls, text: str) -> Credential | None:
+        return read_jose_credential(text)
+
+    def authorize_sign(
+        self, credential: Credential, csr: CSRInfo, ctx: AuthorizeContext
+    ) -> Authorization:
+        subject = jose_token(credential).claims().get("sub")
         if subject not in self.subjects:
             raise Unauthorized(f"{subject!r} is not on the allow-list")
         policy = SignPolicy(
@@ -75,22 +86,17 @@ class AllowListProvisioner:
         )
         return Authorization(policy=policy)
 
-    def authorize_revoke(
-        self, credential: str, serial: int, ctx: AuthorizeContext
-    ) -> Authorization:
-        raise Unauthorized("revocation is not supported")
-
 
 class AllowListPlugin:
     @hookimpl
-    def devid_provisioner_types(self) -> Sequence[type[ProvisionerType]]:
+    def devid_provisioner_types(self) -> Sequence[type[Provisioner]]:
         return [AllowListProvisioner]
 
 
 def _plugin_providing(cls: type[Any]) -> object:
     class Plugin:
         @hookimpl
-        def devid_provisioner_types(self) -> Sequence[type[ProvisionerType]]:
+        def devid_provisioner_types(self) -> Sequence[type[Provisioner]]:
             return [cls]
 
     return Plugin()
@@ -224,7 +230,7 @@ def test_third_party_provisioner_type_is_built_from_devid_toml_and_issues(
             authority.sign(
                 {"csr": new_csr("x.example.com")[2], "ott": _allowlist_token("x.example.com")}
             )
-        assert authority.store.count_certificates() == 1
+        assert authority.stores.certificates.count_certificates() == 1
     finally:
         authority.close()
 
@@ -303,7 +309,7 @@ def test_check_sign_veto_stops_issuance_and_stores_nothing(
     name = "forbidden.example.com"
     with pytest.raises(Forbidden, match="organisation policy"):
         authority.sign({"csr": new_csr(name)[2], "ott": token(name)})
-    assert authority.store.count_certificates() == 0
+    assert authority.stores.certificates.count_certificates() == 0
 
 
 def test_check_sign_sees_the_provisioner_csr_and_policy_and_may_allow(
@@ -311,7 +317,7 @@ def test_check_sign_sees_the_provisioner_csr_and_policy_and_may_allow(
 ) -> None:
     authority.sign({"csr": new_csr("ok.example.com")[2], "ott": token("ok.example.com")})
     assert veto.calls == [("admin", "ok.example.com", ProvisionerRef("JWK", "admin"))]
-    assert authority.store.count_certificates() == 1
+    assert authority.stores.certificates.count_certificates() == 1
 
 
 def test_check_sign_is_not_consulted_for_requests_the_provisioner_refused(
@@ -346,5 +352,5 @@ def test_exception_in_an_audit_hook_does_not_break_issuance(
     finally:
         authority.plugins.unregister("broken-audit")
     assert "crt" in response
-    assert authority.store.count_certificates() == 1
-    assert "audit hook failed" in caplog.text
+    assert authority.stores.certificates.count_certificates() == 1
+    assert "audit hook of plugin 'broken-audit' failed" in caplog.text

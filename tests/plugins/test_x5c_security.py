@@ -51,8 +51,8 @@ from engine.pipeline import (
 from engine.ports import CountingRandom, FrozenClock
 from engine.template import CertificateTemplate
 from hosts.core.authority import Authority
+from plugins.certpaths import MAX_X5C_CERTIFICATES, MAX_X5C_ENTRY_CHARS
 from plugins.x5c import X5CProvisioner, mint_x5c_token, x5c_header
-from plugins.x5c.certificates import MAX_X5C_CERTIFICATES, MAX_X5C_ENTRY_CHARS
 from tests.conftest import CA, new_csr
 
 NAME = "accounts"
@@ -303,11 +303,11 @@ def refuse(
     match: str,
 ) -> None:
     """The request fails with *error* (or a subclass such as ChainError) and stores nothing."""
-    before = authority.store.count_certificates()
+    before = authority.stores.certificates.count_certificates()
     with pytest.raises(ProtocolError, match=match) as info:
         submit(authority, token, csr_pem)
     assert isinstance(info.value, error), f"{type(info.value).__name__}: {info.value}"
-    assert authority.store.count_certificates() == before
+    assert authority.stores.certificates.count_certificates() == before
 
 
 CSR_PEM = new_csr(USER)[2]
@@ -341,7 +341,7 @@ def test_the_leaf_alone_is_enough_when_it_is_signed_by_a_root(
 
 def test_evidence_names_the_leaf_and_the_root(authority: Authority, device: Holder) -> None:
     cert = _via_authority(authority, x5c_token(authority, device, jti="evidence-1"), CSR_PEM)
-    record = authority.store.get_certificate(format(cert.serial_number, "x"))
+    record = authority.stores.certificates.get_certificate(format(cert.serial_number, "x"))
     assert record is not None
     assert record.provisioner_type == "X5C"
     assert record.provisioner_name == NAME
@@ -731,13 +731,13 @@ def test_token_missing_a_required_claim_is_unauthorized(
 def test_replayed_token_is_unauthorized_and_the_first_certificate_stays(
     authority: Authority, device: Holder
 ) -> None:
-    before = authority.store.count_certificates()
+    before = authority.stores.certificates.count_certificates()
     token = x5c_token(authority, device)
     first = _via_authority(authority, token, CSR_PEM)
     with pytest.raises(Unauthorized, match="already been used"):
         _via_authority(authority, token, new_csr(USER)[2])
-    assert authority.store.count_certificates() == before + 1
-    record = authority.store.get_certificate(format(first.serial_number, "x"))
+    assert authority.stores.certificates.count_certificates() == before + 1
+    record = authority.stores.certificates.get_certificate(format(first.serial_number, "x"))
     assert record is not None and record.status == "active"
 
 
@@ -800,10 +800,10 @@ def test_requested_not_after_beyond_the_leaf_is_forbidden(
     authority: Authority, device: Holder
 ) -> None:
     short = agent_leaf(authority, not_after=timedelta(hours=3))
-    before = authority.store.count_certificates()
+    before = authority.stores.certificates.count_certificates()
     with pytest.raises(Forbidden, match="credential allows"):
         authority.sign({"csr": CSR_PEM, "ott": x5c_token(authority, short), "notAfter": "6h"})
-    assert authority.store.count_certificates() == before
+    assert authority.stores.certificates.count_certificates() == before
     cert = x509.load_pem_x509_certificate(
         authority.sign({"csr": CSR_PEM, "ott": x5c_token(authority, short), "notAfter": "2h"})[
             "crt"
@@ -885,7 +885,7 @@ def test_revoke_with_an_x5c_token_naming_the_serial(authority: Authority, device
         authority.revoke({"serial": str(serial), "ott": sign_audience}, None)
     right = x5c_token(authority, device, subject=str(serial), audience=f"{BASE}/1.0/revoke")
     assert authority.revoke({"serial": str(serial), "ott": right}, None) == {"status": "ok"}
-    record = authority.store.get_certificate(format(serial, "x"))
+    record = authority.stores.certificates.get_certificate(format(serial, "x"))
     assert record is not None and record.status == "revoked"
 
 

@@ -1,0 +1,147 @@
+"""Everything a devid plugin imports: the public plugin API.
+
+Import from here and nothing else of devid; a name not in ``__all__`` may change
+without notice. A provisioner type subclasses :class:`Provisioner`, overrides
+what it supports (everything else refuses) and is registered by a
+``devid_provisioner_types`` hook implementation marked with :data:`hookimpl`.
+The walk-through is docs/plugins.md; the test kit is :mod:`hosts.testing`
+(``pytest -p hosts.testing.plugin`` is loaded automatically once devid is
+installed).
+
+Grouped by use:
+
+- the class and its capabilities: :class:`Provisioner`, :class:`Credential`,
+  :class:`ACMEIssuing`, :class:`TokenMinter`, :data:`hookimpl`;
+- what the host hands a provisioner: :class:`ProvisionerEnvironment` (with the
+  read-only :class:`Lookup`), :class:`AuthorizeContext`, :class:`RenewContext`,
+  :class:`CertificateFacts`, :class:`CSRInfo`, :class:`Device`, :class:`Account`;
+- what a provisioner returns: :class:`Authorization` with a :class:`SignPolicy`
+  and a :class:`TokenUse`, :class:`RenewAuthorization`;
+- building a policy: :class:`DurationLimits`, :class:`ProvisionerRef`, the
+  validators and modifiers (:class:`CommonNameIs`, :class:`SANsAre`,
+  :class:`KeyTypeIn`, :class:`CSRDigestIs`, :class:`SetSubjectAndSANs`),
+  :class:`SAN`, :class:`KeyType`;
+- reading config: :class:`Options`, :func:`durations_view`;
+- tokens: :func:`check_registered_claims`, :func:`subject_and_sans`,
+  :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
+  :func:`jose_token`, :data:`LEEWAY`;
+- refusing: :class:`ProtocolError` and its kinds :class:`BadRequest` (400),
+  :class:`Unauthorized` (401), :class:`Forbidden` (403), and
+  :class:`ConfigurationError` for a bad ``[[provisioners]]`` table;
+- renewal and state helpers: :func:`require_active_device`,
+  :func:`require_active_leaf`, :func:`registered_device` (the active device behind a
+  device certificate, read through a :class:`Lookup`), :func:`verify_certificate_token`
+  (an x5c token verified to given roots, :class:`X5CToken`), :func:`parse_x5c`
+  (the certificates of an ``x5c`` header, unverified), :func:`check_roots` (trust
+  anchors from config), :func:`fingerprint` (a certificate's SHA-256, hex);
+- attestation formats (device-attest-01): :class:`AttestationFormat`,
+  :class:`AttestationContext`, :class:`AttestationResult`.
+"""
+
+from __future__ import annotations
+
+from engine.accounts import Account
+from engine.csr import CSRInfo
+from engine.errors import BadRequest, ConfigurationError, Forbidden, ProtocolError, Unauthorized
+from engine.extensions import ProvisionerRef
+from engine.inventory import Device
+from engine.keys import KeyType
+from engine.names import SAN
+from engine.policy import (
+    CommonNameIs,
+    CSRDigestIs,
+    DurationLimits,
+    KeyTypeIn,
+    SANsAre,
+    SetSubjectAndSANs,
+    SignPolicy,
+    TemplateModifier,
+    Validator,
+)
+
+from .attestation.base import AttestationContext, AttestationFormat, AttestationResult
+from .base import ACMEIssuing, Credential, Provisioner, TokenMinter
+from .certificate_tokens import X5CToken, verify_certificate_token
+from .certpaths import check_roots, fingerprint, parse_x5c
+from .hookspecs import hookimpl
+from .options import Options, durations_view
+from .provisioner import (
+    Authorization,
+    AuthorizeContext,
+    CertificateFacts,
+    Lookup,
+    ProvisionerEnvironment,
+    RenewAuthorization,
+    RenewContext,
+    TokenUse,
+    registered_device,
+    require_active_device,
+    require_active_leaf,
+)
+from .tokens import (
+    LEEWAY,
+    TokenTimes,
+    check_registered_claims,
+    csr_binding,
+    jose_token,
+    read_jose_credential,
+    sign_token_claims,
+    subject_and_sans,
+)
+
+__all__ = [
+    "LEEWAY",
+    "SAN",
+    "ACMEIssuing",
+    "Account",
+    "AttestationContext",
+    "AttestationFormat",
+    "AttestationResult",
+    "Authorization",
+    "AuthorizeContext",
+    "BadRequest",
+    "CSRDigestIs",
+    "CSRInfo",
+    "CertificateFacts",
+    "CommonNameIs",
+    "ConfigurationError",
+    "Credential",
+    "Device",
+    "DurationLimits",
+    "Forbidden",
+    "KeyType",
+    "KeyTypeIn",
+    "Lookup",
+    "Options",
+    "ProtocolError",
+    "Provisioner",
+    "ProvisionerEnvironment",
+    "ProvisionerRef",
+    "RenewAuthorization",
+    "RenewContext",
+    "SANsAre",
+    "SetSubjectAndSANs",
+    "SignPolicy",
+    "TemplateModifier",
+    "TokenMinter",
+    "TokenTimes",
+    "TokenUse",
+    "Unauthorized",
+    "Validator",
+    "X5CToken",
+    "check_registered_claims",
+    "check_roots",
+    "csr_binding",
+    "durations_view",
+    "fingerprint",
+    "hookimpl",
+    "jose_token",
+    "parse_x5c",
+    "read_jose_credential",
+    "registered_device",
+    "require_active_device",
+    "require_active_leaf",
+    "sign_token_claims",
+    "subject_and_sans",
+    "verify_certificate_token",
+]
