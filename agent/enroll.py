@@ -1,6 +1,6 @@
 """The device's enrolment with the Agent CA: ACME device-attest-01 with the TPM.
 
-Step 5 of the flow in ARCHITECTURE.md, after ``devid agent attest`` earned an
+Step 5 of the flow in docs/architecture.md, after ``devid agent attest`` earned an
 AK certificate:
 
 1. The identifier is the device's own: ``permanent-identifier`` with the

@@ -1,6 +1,6 @@
 """The architecture, enforced: engine/ is sans-IO, and dependencies point one way.
 
-ARCHITECTURE.md: "No sockets, files, threads, event loops, clocks or randomness
+docs/architecture.md: "No sockets, files, threads, event loops, clocks or randomness
 inside engine/" and "hosts, agent -> plugins -> engine. Nothing imports hosts.
 hosts.quart and hosts.raw never import each other." Every .py file is parsed
 with ``ast`` (nothing is imported), so the check also covers modules that are
@@ -213,7 +213,7 @@ def test_engine_performs_no_io_and_reads_no_clock_or_randomness() -> None:
     for path in python_files("engine"):
         module, _ = module_name_of(path)
         offences += engine_offences(path.read_text(encoding="utf-8"), _relative(path), module)
-    _fail_with(offences, "engine/ must stay sans-IO (ARCHITECTURE.md)")
+    _fail_with(offences, "engine/ must stay sans-IO (docs/architecture.md)")
 
 
 @pytest.mark.parametrize("package", ["engine", "plugins", "agent", "hosts"])
