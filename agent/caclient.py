@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from engine.errors import DevidError
 from engine.jose import parse_compact
 from engine.keys import signature_hash_for
 from engine.names import SAN
@@ -21,7 +22,7 @@ from engine.names import SAN
 TIMEOUT = httpx.Timeout(30.0)
 
 
-class CAClientError(Exception):
+class CAClientError(DevidError):
     """The CA refused a request or could not be reached; the message says why."""
 
 

@@ -1,22 +1,19 @@
-"""The ``devid`` command line."""
+"""The ``devid`` command line.
+
+Only the chosen command's module is imported. ``devid agent ...`` on a device loads
+:mod:`agent.cli` and nothing of the server (no web framework, host, store or CA
+service), and ``devid --help`` is built from :data:`COMMANDS` without importing any
+command module. ``tests/agent/test_agent_lean.py`` checks both.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from engine.errors import ConfigurationError, DevidError
-
-from . import (
-    account_commands,
-    admin_commands,
-    agent_commands,
-    ca_commands,
-    demo,
-    device_commands,
-    server_commands,
-)
 
 DESCRIPTION = """\
 devid: a device-identity PKI. Devices proven by their TPM get short-lived
@@ -49,26 +46,75 @@ Client side (against a running CA):
   devid ca crl          download the CRL
 """
 
+_SERVER = "hosts.cli.server_commands"
 
-def build_parser() -> argparse.ArgumentParser:
+#: Every top-level command, in the order ``devid --help`` lists them: its name, its
+#: one-line help (the same words its module registers it with; a test compares them)
+#: and the module whose ``register(subparsers)`` adds it.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("init", "create a new CA in the data directory", _SERVER),
+    ("serve", "run the CA server", _SERVER),
+    ("token", "mint a one-time token for `devid ca certificate` or `devid ca revoke`", _SERVER),
+    ("plugins", "list loaded plugins and what they register", _SERVER),
+    (
+        "device",
+        "the device inventory: add, list, show, disable, remove, import, sync",
+        "hosts.cli.device_commands",
+    ),
+    (
+        "account",
+        "accounts (Wi-Fi, VPN, web, generic): add, list, show, remove",
+        "hosts.cli.account_commands",
+    ),
+    ("admin", "admin credentials: client certificates", "hosts.cli.admin_commands"),
+    (
+        "ca",
+        "talk to a running CA (root, certificate, renew, revoke, crl)",
+        "hosts.cli.ca_commands",
+    ),
+    ("agent", "the device agent: TPM identity and AK attestation", "agent.cli"),
+    (
+        "demo",
+        "run the whole flow on this machine: CA, swtpm device, accounts, agent",
+        "hosts.cli.demo",
+    ),
+)
+
+
+def _parser(modules: Collection[str]) -> argparse.ArgumentParser:
+    """The ``devid`` parser with the commands of *modules* fully registered; every other
+    command is a placeholder that only lists its name and help."""
     parser = argparse.ArgumentParser(
         prog="devid",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    server_commands.register(sub)
-    device_commands.register(sub)
-    account_commands.register(sub)
-    admin_commands.register(sub)
-    ca_commands.register(sub)
-    agent_commands.register(sub)
-    demo.register(sub)
+    registered: set[str] = set()
+    for name, helptext, module in COMMANDS:
+        if module not in modules:
+            sub.add_parser(name, help=helptext, add_help=False)
+        elif module not in registered:
+            importlib.import_module(module).register(sub)
+            registered.add(module)
     return parser
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser, every command module imported."""
+    return _parser({module for _, _, module in COMMANDS})
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command *argv* names: the top level has no options but ``--help``, so it is the
+    first argument that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command(argv)
+    parser = _parser({module for name, _, module in COMMANDS if name == command})
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -78,10 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"devid: configuration error: {exc}", file=sys.stderr)
         return 2
-    except ca_commands.CAClientError as exc:
-        print(f"devid: {exc}", file=sys.stderr)
-        return 1
-    except DevidError as exc:
+    except DevidError as exc:  # the CA client's errors (CAClientError) among them
         print(f"devid: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
