@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import os
 import platform
@@ -351,3 +352,11 @@ def sign_bodies(requests: Sequence[ClientRequest], tokens: Sequence[str]) -> lis
     if len(requests) != len(tokens):
         raise ValueError("one token per request")
     return [{"csr": r.csr_pem, "ott": t} for r, t in zip(requests, tokens, strict=True)]
+
+
+def encode_bodies(requests: Sequence[ClientRequest], tokens: Sequence[str]) -> list[bytes]:
+    """``POST /1.0/sign`` bodies as JSON bytes: {csr, ott}."""
+    return [
+        json.dumps({"csr": r.csr_pem, "ott": t}).encode()
+        for r, t in zip(requests, tokens, strict=True)
+    ]

@@ -1,9 +1,10 @@
-"""Processes measured from outside: CPU time, memory and children, read from /proc.
+"""Processes measured from outside: CPU time and memory, read from /proc.
 
 A ``devid serve --workers N`` is a supervisor process plus N forked workers;
 its cost is the sum over that tree. Children are found through
-``/proc/PID/task/*/children`` (Linux >= 3.5), so no extra dependency is needed.
-Every reader tolerates a process that exits while it is being read.
+``/proc/PID/task/*/children`` (Linux >= 3.5, :mod:`hosts.testing.processes`),
+so no extra dependency is needed. Every reader tolerates a process that exits
+while it is being read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from hosts.testing.processes import children as children
+from hosts.testing.processes import descendants as descendants
 
 #: The /proc/PID/status fields kept (kB): resident now, and the high-water mark.
 MEMORY_FIELDS = ("VmRSS", "VmHWM")
@@ -42,33 +45,6 @@ def proc_cpu_seconds(pid: int) -> float | None:
     fields = raw[raw.rindex(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of *pid* (of every one of its threads)."""
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            text = (task / "children").read_text()
-        except OSError:
-            continue
-        found.extend(int(part) for part in text.split())
-    return sorted(set(found))
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below *pid*, depth first (bounded: a tree of at most 256)."""
-    out: list[int] = []
-    pending = children(pid)
-    while pending and len(out) < 256:
-        child = pending.pop(0)
-        out.append(child)
-        pending.extend(children(child))
-    return out
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.__main__ import build_parser, main
+from benchmarks.cli import build_parser, main
 from benchmarks.common import BenchmarkError, Progress, create_ca, percentile, write_password_file
-from benchmarks.http import ServerProcess
 from benchmarks.procs import children, descendants, tree_memory
+from benchmarks.servers import ServerProcess
 from engine.keys import KeyType
 
 ARGS = [
@@ -70,19 +70,19 @@ Run = tuple[int, Path, dict[str, Any]]
 
 
 def swtpm_usable() -> bool:
-    from benchmarks.attestation import prerequisites
+    from benchmarks.sections.attestation import prerequisites
 
     return not prerequisites()
 
 
 def pebble_usable() -> bool:
-    from benchmarks.acme import pebble_missing
+    from benchmarks.pebble import pebble_missing
 
     return pebble_missing() is None
 
 
 def matplotlib_usable() -> bool:
-    from benchmarks.plot import missing
+    from benchmarks.report.plot import missing
 
     return missing() is None
 

@@ -19,15 +19,12 @@ share of the per-issuance time spent in unavoidable public-key work.
 
 from __future__ import annotations
 
-import cProfile
-import io
+import argparse
 import os
-import pstats
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from cryptography import x509
@@ -38,10 +35,10 @@ from engine.keys import KeyType
 from engine.signer import SoftwareSigner
 from hosts.core.authority import Authority
 from hosts.core.init import DEFAULT_PROVISIONER
-from hosts.core.sqlite_store import SQLiteStore
+from hosts.store.sqlite import open_sqlite
 from plugins.jwk import JWKProvisioner
 
-from .common import (
+from ..common import (
     PASSWORD,
     SIGN_PATH,
     BenchmarkError,
@@ -57,14 +54,52 @@ from .common import (
     sign_bodies,
     spread,
 )
+from . import RunContext, parse_key_type, parse_positive
 
+NAME = "inprocess"
 BASE_URL = "https://bench.test"
 SYNC_MODES = ("full", "normal")
+DEFAULT_KEY_TYPES = (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.RSA2048)
+SIZE_OPTIONS = ("issuances", "repetitions", "key_type")
+
+SUMMARY = """\
+  inprocess    Authority.sign per issuer key type (P-256, P-384, Ed25519, RSA-2048),
+               SQLite store at synchronous=full and at synchronous=normal, next to the
+               crypto-only limit measured in the same run.
+"""
+FIGURES = """\
+  inprocess
+    sync=full/s, sync=normal/s
+                 certificates issued per second by Authority.sign({csr, ott}) in one
+                 thread: token verify, CSR parse + signature check, policy, build, issuer
+                 signature, two SQLite commits (used token, certificate). Requests are
+                 prepared before timing; the figure is the median of the repetitions.
+                 full = the default (every commit fsynced); normal = WAL fsync only at
+                 checkpoints (durable against a crash of devid, not of the machine).
+    crypto limit/s
+                 1 / (token verify + CSR verify + issuer sign), each timed alone in a
+                 tight loop with the same keys: the ES256 token signature via
+                 engine.jose.verify_signature, the client CSR's self-signature
+                 (is_signature_valid on a freshly loaded CSR), and one raw signature by
+                 the issuer key over a message the size of a real TBS certificate
+                 (engine.signer.SoftwareSigner.sign). No issuance can beat it on one core.
+    full÷limit, normal÷limit
+                 issuances/s ÷ crypto limit/s: the share of an issuance spent in
+                 unavoidable public-key work. 1.0 would mean zero overhead; it is
+                 comparable across machines where absolute rates are not.
+    p50 ms, p99 ms
+                 per-issuance latency percentiles (sync=full), all repetitions pooled.
+    non-crypto µs
+                 1e6 / (sync=full rate) - crypto sum: what the Python, X.509 encoding
+                 and the store cost per issuance beyond the three public-key operations.
+    token verify, CSR verify, issuer sign, sum (µs)
+                 the three parts of the crypto-only limit, median per operation.
+"""
 
 
 @dataclass(frozen=True)
 class InprocessParams:
-    key_types: tuple[KeyType, ...] = (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.RSA2048)
+    key_types: tuple[KeyType, ...] = DEFAULT_KEY_TYPES
     n: int = 400
     repetitions: int = 5
     warmup: int = 20
@@ -107,8 +142,8 @@ class BenchCA:
         authorities: dict[str, Authority] = {}
         try:
             for mode in sync_modes:
-                store = SQLiteStore(data_dir / "db" / f"bench-{mode}.sqlite", synchronous=mode)
-                authority = Authority.load(data_dir, PASSWORD, store=store)
+                stores = open_sqlite(data_dir / "db" / f"bench-{mode}.sqlite", synchronous=mode)
+                authority = Authority.load(data_dir, PASSWORD, stores=stores)
                 authority.set_base_urls([BASE_URL])
                 authorities[mode] = authority
             first = next(iter(authorities.values()))
@@ -147,11 +182,9 @@ class BenchCA:
 
 def effective_synchronous(authority: Authority) -> str | None:
     """What SQLite reports for PRAGMA synchronous on the store's own connection."""
-    db = getattr(authority.store, "_db", None)
-    if db is None:
-        return None
-    value = int(db.execute("PRAGMA synchronous").fetchone()[0])
-    return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(value, str(value))
+    database = getattr(authority.stores.certificates, "database", None)
+    synchronous = getattr(database, "synchronous", None)
+    return str(synchronous()) if callable(synchronous) else None
 
 
 def timed_issuance(authority: Authority, bodies: Sequence[Mapping[str, str]]) -> list[float]:
@@ -303,7 +336,7 @@ def bench_key_type(
             "crypto": crypto,
         }
         for mode, authority in ca.authorities.items():
-            stored = authority.store.count_certificates()
+            stored = authority.stores.certificates.count_certificates()
             if stored != ca.issued[mode]:
                 raise BenchmarkError(
                     f"{key_type.value} sync={mode}: {ca.issued[mode]} issued, {stored} stored"
@@ -339,337 +372,75 @@ def run_inprocess(params: InprocessParams, work_dir: Path, progress: Progress) -
     return {"parameters": params.describe(), "key_types": results}
 
 
-# --- where the time goes --------------------------------------------------------
+# --- the section ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Probe:
-    """A function Authority.sign calls, wrapped with a timer while the breakdown runs."""
-
-    label: str
-    where: str  # "authority", "store", "plugins", "provisioners", or a module/class path
-    attr: str
-    description: str
-    parent: str | None = None
-
-
-# Looked up by name, so a refactoring of Authority.sign does not break the breakdown:
-# a probe whose function no longer exists (or is no longer called) is left out, and
-# whatever is no longer covered shows up as "unaccounted".
-PROBES = (
-    Probe(
-        "parse_csr",
-        "hosts.core.authority",
-        "parse_csr",
-        "load the PEM, check the CSR self-signature, read the names",
-    ),
-    Probe(
-        "Authority._token_provisioner",
-        "authority",
-        "_token_provisioner",
-        "parse the token (first time) to find the provisioner named by iss",
-    ),
-    Probe(
-        "JWKProvisioner.authorize_sign",
-        "provisioners",
-        "authorize_sign",
-        "parse the token again, verify it, check claims, build the sign policy",
-    ),
-    Probe(
-        "jose.verify_signature",
-        "engine.jose",
-        "verify_signature",
-        "the ES256 token signature check",
-        parent="JWKProvisioner.authorize_sign",
-    ),
-    Probe("plugins.check_sign", "plugins", "check_sign", "org-wide policy hooks"),
-    Probe(
-        "prepare_certificate",
-        "hosts.core.authority",
-        "prepare_certificate",
-        "validators, template, modifiers, validity (nothing signed yet)",
-    ),
-    Probe(
-        "PreparedCertificate.sign",
-        "engine.pipeline:PreparedCertificate",
-        "sign",
-        "serial, certificate build, issuer signature, DER",
-    ),
-    Probe(
-        "x509 CertificateBuilder.sign",
-        "cryptography.x509:CertificateBuilder",
-        "sign",
-        "encoding and signing in cryptography's Rust code",
-        parent="PreparedCertificate.sign",
-    ),
-    Probe(
-        "Authority.record_issued",
-        "authority",
-        "record_issued",
-        "store the certificate and the used token, log it, call the audit hook",
-    ),
-    Probe(
-        "store.record_certificate",
-        "store",
-        "record_certificate",
-        "one SQLite transaction: token jti + certificate, one commit",
-        parent="Authority.record_issued",
-    ),
-    Probe("Authority.chain_pem", "authority", "chain_pem", "the leaf and chain as PEM"),
-)
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inprocess, breakdown and profile")
+    group.add_argument(
+        "--key-type",
+        action="append",
+        type=parse_key_type,
+        metavar="TYPE",
+        help="in-process issuer key type (repeatable; default P-256, P-384, Ed25519, RSA-2048)",
+    )
+    group.add_argument(
+        "-n",
+        "--issuances",
+        type=parse_positive,
+        metavar="N",
+        help="in-process issuances per repetition (default 500; quick 100)",
+    )
+    group.add_argument(
+        "--repetitions",
+        type=parse_positive,
+        metavar="R",
+        help="in-process repetitions; the median is reported (default 7; quick 3)",
+    )
 
 
-def _probe_targets(authority: Authority, where: str) -> list[object]:
-    import importlib
-
-    if where == "authority":
-        return [authority]
-    if where == "store":
-        return [authority.store]
-    if where == "plugins":
-        return [authority.plugins]
-    if where == "provisioners":
-        return list(authority.provisioners.values())
-    module_name, _, class_name = where.partition(":")
-    module = importlib.import_module(module_name)
-    return [getattr(module, class_name)] if class_name else [module]
+def params_for(context: RunContext) -> InprocessParams:
+    n = context.size("issuances", "n")
+    return InprocessParams(
+        key_types=tuple(context.options.key_type or DEFAULT_KEY_TYPES),
+        n=n,
+        repetitions=context.size("repetitions", "repetitions"),
+        warmup=min(context.sizes["warmup"], n),
+        client_key_type=context.options.client_key_type,
+    )
 
 
-class Instrumented:
-    """Wraps the probes' functions with timers; :meth:`restore` puts the originals back."""
-
-    def __init__(self, authority: Authority, probes: Sequence[Probe] = PROBES) -> None:
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self._undo: list[Callable[[], None]] = []
-        try:
-            for probe in probes:
-                for target in _probe_targets(authority, probe.where):
-                    self._patch(target, probe)
-        except BaseException:
-            self.restore()
-            raise
-
-    def _wrap(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        clock = time.perf_counter
-        seconds, calls = self.seconds, self.calls
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = clock()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                seconds[label] = seconds.get(label, 0.0) + clock() - started
-                calls[label] = calls.get(label, 0) + 1
-
-        return timed
-
-    def _patch(self, target: object, probe: Probe) -> None:
-        name = probe.attr
-        if isinstance(target, type | ModuleType):
-            original = vars(target).get(name)
-            if not callable(original):
-                return
-            setattr(target, name, self._wrap(probe.label, original))
-            self._undo.append(lambda: setattr(target, name, original))
-            return
-        bound = getattr(target, name, None)
-        if not callable(bound):
-            return
-        own = name in vars(target)
-        setattr(target, name, self._wrap(probe.label, bound))
-        if own:
-            self._undo.append(lambda: setattr(target, name, bound))
-        else:
-            self._undo.append(lambda: delattr(target, name))
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
+def run(context: RunContext) -> dict[str, Any]:
+    return run_inprocess(params_for(context), context.work_dir, context.progress)
 
 
-BREAKDOWN_CHUNK = 10
+def reference_rate(context: RunContext) -> tuple[float | None, str]:
+    """The in-process P-256 sync=full rate the host figures are divided by: from this
+    run's inprocess section, else measured now (once per run)."""
+    cached = context.shared.get("inprocess_reference")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    reference = _reference_rate(context)
+    context.shared["inprocess_reference"] = reference
+    return reference
 
 
-def run_breakdown(
-    work_dir: Path,
-    progress: Progress,
-    *,
-    key_type: KeyType = KeyType.P256,
-    n: int = 400,
-    repetitions: int = 5,
-    warmup: int = 20,
-    sync: str = "full",
-) -> dict[str, Any]:
-    """Mean µs per issuance in each function Authority.sign calls, next to the whole call.
-
-    Each repetition issues *n* certificates with the probes in place and *n*
-    without them (the "whole" figure, timed exactly like the inprocess section),
-    alternating every ``BREAKDOWN_CHUNK`` issuances.
-    """
-    total = warmup + 2 * n * repetitions
-    progress(f"breakdown {key_type.value} sync={sync}: preparing {total} requests")
-    requests = make_client_requests(total, KeyType.P256, prefix="stage")
-    per_rep: dict[str, list[float]] = {}
-    whole: list[float] = []
-    with BenchCA.create(work_dir / "breakdown", key_type, (sync,)) as ca:
-        authority = ca.authorities[sync]
-        for body in ca.bodies(requests[:warmup]):
-            authority.sign(body)
-        for rep in range(repetitions):
-            base = warmup + 2 * rep * n
-            staged_bodies = ca.bodies(requests[base : base + n])
-            whole_bodies = ca.bodies(requests[base + n : base + 2 * n])
-            # Probed and plain issuances alternate in small chunks, so that a slow
-            # patch of fsyncs lands on both sides alike.
-            seconds: dict[str, float] = {}
-            whole_s = 0.0
-            for start in range(0, n, BREAKDOWN_CHUNK):
-                end = start + BREAKDOWN_CHUNK
-                probes = Instrumented(authority)
-                try:
-                    timed_issuance(authority, staged_bodies[start:end])
-                finally:
-                    probes.restore()
-                for label, value in probes.seconds.items():
-                    seconds[label] = seconds.get(label, 0.0) + value
-                whole_s += sum(timed_issuance(authority, whole_bodies[start:end]))
-            for label, value in seconds.items():
-                per_rep.setdefault(label, []).append(value / n)
-            whole.append(whole_s / n)
-            # top-level probes do not overlap; nested ones are part of their parent
-            top = sum(v for k, v in seconds.items() if _probe(k).parent is None)
-            progress(
-                f"breakdown {key_type.value}: repetition {rep + 1}/{repetitions}:"
-                f" probed {top / n * 1e6:7.1f} µs, whole {whole[-1] * 1e6:7.1f} µs"
-            )
-    stages: list[dict[str, Any]] = []
-    top_level = 0.0
-    for probe in PROBES:
-        if probe.label not in per_rep:
-            continue
-        us = median(per_rep[probe.label]) * 1e6
-        if probe.parent is None:
-            top_level += us
-        stages.append(
-            {
-                "name": probe.label,
-                "us": rounded(us, 1),
-                "parent": probe.parent,
-                "description": probe.description,
-            }
-        )
-    measured = median(whole) * 1e6
-    return {
-        "key_type": key_type.value,
-        "sync": sync,
-        "issuances_per_repetition": n,
-        "repetitions": repetitions,
-        "stages": stages,
-        "top_level_total_us": rounded(top_level, 1),
-        "authority_sign_us": rounded(measured, 1),
-        "unaccounted_us": rounded(measured - top_level, 1),
-    }
-
-
-def _probe(label: str) -> Probe:
-    return next(p for p in PROBES if p.label == label)
-
-
-# --- cProfile of the P-256 path ---------------------------------------------------
-
-# (label, file suffix, function name) for the grouped profile summary. Rust getters such as
-# CSR.is_signature_valid are invisible to cProfile; their time lands in the caller.
-_PROFILE_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("Authority.sign (total)", "hosts/core/authority.py", "sign"),
-    ("parse_csr (load + verify CSR)", "engine/csr.py", "parse_csr"),
-    ("token: _token_provisioner (parse #1)", "hosts/core/authority.py", "_token_provisioner"),
-    ("token: JWKProvisioner.authorize_sign", "plugins/jwk/provisioner.py", "authorize_sign"),
-    ("  jose.verify_signature", "engine/jose.py", "verify_signature"),
-    ("  jose.parse_compact (both parses)", "engine/jose.py", "parse_compact"),
-    ("prepare_certificate (policy, template)", "engine/pipeline.py", "prepare_certificate"),
-    ("PreparedCertificate.sign (build + sign)", "engine/pipeline.py", "sign"),
-    ("  build_certificate", "engine/pipeline.py", "build_certificate"),
-    ("  x509 builder .sign (Rust: encode + sign)", "cryptography/x509/base.py", "sign"),
-    ("record_issued", "hosts/core/authority.py", "record_issued"),
-    (
-        "  store.record_certificate (token + certificate, one commit)",
-        "hosts/core/sqlite_store.py",
-        "record_certificate",
-    ),
-    ("  sqlite3 Connection.execute (all)", "", "<method 'execute' of 'sqlite3.Connection'"),
-    ("chain_pem", "hosts/core/authority.py", "chain_pem"),
-)
-
-
-def _profile_groups(stats: pstats.Stats, calls: int) -> list[dict[str, Any]]:
-    table: Mapping[tuple[str, int, str], tuple[int, int, float, float, Any]]
-    table = stats.stats  # type: ignore[attr-defined]
-    out = []
-    for label, file_part, func in _PROFILE_GROUPS:
-        total = 0.0
-        found = False
-        for (filename, _line, name), (_cc, _nc, _tt, ct, _callers) in table.items():
-            if file_part and not filename.endswith(file_part):
-                continue
-            if name == func or (func.startswith("<") and name.startswith(func)):
-                total += ct
-                found = True
-        if not found:  # not called (or renamed) in this version of the code
-            continue
-        out.append({"function": label, "cumulative_us_per_issuance": rounded(total / calls * 1e6)})
-    return out
-
-
-def run_profile(
-    work_dir: Path,
-    progress: Progress,
-    out_stem: Path,
-    *,
-    n: int = 400,
-    key_type: KeyType = KeyType.P256,
-) -> dict[str, Any]:
-    """cProfile over *n* issuances (sync=full); writes OUT_STEM.pstats and OUT_STEM.txt.
-
-    cProfile adds per-call overhead, so absolute numbers are inflated; read
-    the shares, and take the rates from the inprocess section.
-    """
-    progress(f"profile {key_type.value}: preparing {n} requests")
-    requests = make_client_requests(n + 10, KeyType.P256, prefix="profile")
-    with BenchCA.create(work_dir / "profile", key_type, ("full",)) as ca:
-        authority = ca.authorities["full"]
-        for body in ca.bodies(requests[:10]):
-            authority.sign(body)
-        bodies = ca.bodies(requests[10:])
-        profiler = cProfile.Profile()
-        progress(f"profile {key_type.value}: {n} issuances under cProfile")
-        profiler.enable()
-        for body in bodies:
-            authority.sign(body)
-        profiler.disable()
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    pstats_path = out_stem.with_suffix(".pstats")
-    text_path = out_stem.with_suffix(".txt")
-    profiler.dump_stats(str(pstats_path))
-    buffer = io.StringIO()
-    stats = pstats.Stats(profiler, stream=buffer)
-    groups = _profile_groups(stats, n)
-    buffer.write(f"cProfile of {n} x Authority.sign ({key_type.value} issuer, sync=full)\n\n")
-    buffer.write("Grouped, cumulative µs per issuance (profiler overhead included):\n")
-    for group in groups:
-        buffer.write(f"  {group['function']:42} {group['cumulative_us_per_issuance']:10.1f}\n")
-    buffer.write("\n")
-    stats.strip_dirs().sort_stats("cumulative").print_stats(35)
-    stats.sort_stats("tottime").print_stats(20)
-    text_path.write_text(buffer.getvalue())
-    return {
-        "key_type": key_type.value,
-        "issuances": n,
-        "groups": groups,
-        "pstats": str(pstats_path),
-        "text": str(text_path),
-    }
+def _reference_rate(context: RunContext) -> tuple[float | None, str]:
+    try:
+        rate = context.results["inprocess"]["key_types"][KeyType.P256.value]["sync_full"]
+        return float(rate["issuances_per_s"]), "inprocess section, same run"
+    except (KeyError, TypeError):
+        pass
+    context.progress("http: measuring the in-process P-256 sync=full reference first")
+    params = params_for(context)
+    reference = InprocessParams(
+        key_types=(KeyType.P256,),
+        n=params.n,
+        repetitions=params.repetitions,
+        warmup=params.warmup,
+        client_key_type=params.client_key_type,
+        sync_modes=("full",),
+    )
+    measured = run_inprocess(reference, context.work_dir / "reference", context.progress)
+    rate = measured["key_types"][KeyType.P256.value]["sync_full"]["issuances_per_s"]
+    return float(rate), "reference run (P-256, sync=full), same run"

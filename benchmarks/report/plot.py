@@ -3,7 +3,7 @@
 Drawn with matplotlib's Agg backend (no display needed) from the results
 dictionary alone, so a plot can be redrawn from any ``bench-*.json``::
 
-    python -m benchmarks.plot benchmarks/results/latest.json out.png
+    python -m benchmarks.report.plot benchmarks/results/latest.json out.png
 
 Panels, each only when its section ran: (1) issuances/s against concurrency
 for every host, with the spread of the rounds as error bars and the in-process
@@ -192,11 +192,11 @@ def write_plot(results: dict[str, Any], path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2:
-        print("usage: python -m benchmarks.plot RESULTS.json OUT.png", file=sys.stderr)
+        print("usage: python -m benchmarks.report.plot RESULTS.json OUT.png", file=sys.stderr)
         return 2
     reason = missing()
     if reason:
-        print(f"benchmarks.plot: {reason}", file=sys.stderr)
+        print(f"benchmarks.report.plot: {reason}", file=sys.stderr)
         return 1
     results = json.loads(Path(args[0]).read_text())
     print(write_plot(results, Path(args[1])))

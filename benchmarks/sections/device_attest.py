@@ -30,6 +30,7 @@ level, one in flight per connection. Each must come back ``valid``.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import ssl
 import time
@@ -40,11 +41,30 @@ from typing import Any, TypeVar
 
 import trio
 
-from .acme_client import AcmeClient, AcmeFailure
-from .common import BenchmarkError, Progress, percentile, rounded
-from .http import LOOPBACK, ServerProcess
-from .loadgen import Connection, ConnectionBroken
-from .procs import proc_cpu_seconds
+from hosts.testing.ports import LOOPBACK
+
+from ..acme_client import AcmeClient, AcmeFailure
+from ..common import BenchmarkError, Progress, percentile, rounded
+from ..loadgen import Connection, ConnectionBroken
+from ..rounds import Meter
+from ..servers import ServerProcess
+from . import RunContext, parse_count, parse_levels, parse_positive
+
+DEFAULT_CONCURRENCY = (1, 8)
+SIZE_OPTIONS = ("device_attest_n", "device_attest_validations", "device_attest_concurrency")
+
+FIGURES = """\
+  device-attest-01 (one table; needs swtpm)
+    device enrolments/s
+                 complete `agent.enroll.enroll` runs (what `devid agent enroll` does:
+                 newAccount, newOrder, authorization, a new TPM key certified by the AK,
+                 the challenge, finalize with a TPM-signed CSR, download), one at a time;
+                 TPM ms = the TPM commands (timed on the TPM object), the rest is ACME.
+    validations/s
+                 device-attest-01 challenge responses the server verified as valid per
+                 second, attestation objects prepared beforehand, at each concurrency
+                 level (--device-attest-concurrency), one in flight per connection.
+"""
 
 DEVICES_PROVISIONER = "devices"
 DIRECTORY_PATH = f"/acme/{DEVICES_PROVISIONER}/directory"
@@ -129,9 +149,8 @@ def _enrolments(
     progress(f"{name}: timing {params.enrolments} device-attest-01 enrolments (agent.enroll)")
     totals: list[float] = []
     tpm_steps: list[dict[str, float]] = []
-    swtpm_cpu = proc_cpu_seconds(swtpm_pid)
-    server_cpu = server.cpu_seconds()
-    client_cpu = time.process_time()
+    meter = Meter(server, {"swtpm": swtpm_pid})
+    meter.start()
     started = time.perf_counter()
     deadline = started + params.max_duration_s
     for index in range(params.enrolments):
@@ -142,10 +161,8 @@ def _enrolments(
         totals.append(total)
         tpm_steps.append(steps)
         progress.status(f"{name}: {index + 1}/{params.enrolments} device enrolments")
-    elapsed = time.perf_counter() - started
-    client_used = time.process_time() - client_cpu
-    swtpm_after = proc_cpu_seconds(swtpm_pid)
-    server_after = server.cpu_seconds()
+    usage = meter.stop()
+    elapsed = usage.elapsed
     count = len(totals)
     if not count:
         raise BenchmarkError(f"{name}: no device enrolment completed before the deadline")
@@ -155,10 +172,8 @@ def _enrolments(
     }
     tpm_share = sum(sum(s.values()) for s in tpm_steps) / whole
 
-    def per(before: float | None, after: float | None) -> float | None:
-        if before is None or after is None:
-            return None
-        return rounded((after - before) / count * 1e3)
+    def per(used: float | None) -> float | None:
+        return rounded(used / count * 1e3) if used is not None else None
 
     return {
         "enrolments": count,
@@ -172,9 +187,9 @@ def _enrolments(
         "tpm_ms_mean": tpm_mean,
         "wall_share": {"tpm": rounded(tpm_share, 3), "acme": rounded(1 - tpm_share, 3)},
         "cpu_ms_per_enrolment": {
-            "swtpm": per(swtpm_cpu, swtpm_after),
-            "server": per(server_cpu, server_after),
-            "client": rounded(client_used / count * 1e3),
+            "swtpm": per(usage.others_cpu_s["swtpm"]),
+            "server": per(usage.server_cpu_s),
+            "client": rounded(usage.client_cpu_s / count * 1e3),
         },
     }
 
@@ -295,16 +310,14 @@ async def _time_validations(
                 errors.append(f"challenge {answer.get('status')!r}: {answer.get('error')!r}"[:300])
             progress.status(f"{label}: {len(latencies) + len(errors)}/{len(prepared)}")
 
-    server_cpu = server.cpu_seconds()
-    client_cpu = time.process_time()
-    started = time.perf_counter()
+    meter = Meter(server)
+    meter.start()
     with trio.move_on_after(params.max_duration_s) as scope:
         async with trio.open_nursery() as nursery:
             for index in range(len(clients)):
                 nursery.start_soon(worker, index)
-    elapsed = time.perf_counter() - started
-    client_used = time.process_time() - client_cpu
-    server_after = server.cpu_seconds()
+    usage = meter.stop()
+    elapsed = usage.elapsed
     ok = len(latencies)
     level: dict[str, Any] = {
         "concurrency": len(clients),
@@ -321,10 +334,11 @@ async def _time_validations(
             "p50": rounded(percentile(latencies, 0.5) * 1e3),
             "p99": rounded(percentile(latencies, 0.99) * 1e3),
         }
-        if server_cpu is not None and server_after is not None:
-            level["server_cpu_ms_per_validation"] = rounded((server_after - server_cpu) / ok * 1e3)
-            level["server_cpu_cores"] = rounded((server_after - server_cpu) / elapsed)
-        level["client_cpu_ms_per_validation"] = rounded(client_used / ok * 1e3)
+        server_used = usage.server_cpu_s
+        if server_used is not None:
+            level["server_cpu_ms_per_validation"] = rounded(server_used / ok * 1e3)
+            level["server_cpu_cores"] = rounded(server_used / elapsed)
+        level["client_cpu_ms_per_validation"] = rounded(usage.client_cpu_s / ok * 1e3)
     progress(
         f"{label}: {level['validations_per_s']} validations/s"
         + (f"  {len(errors)} errors, first: {errors[0]}" if errors else "")
@@ -367,3 +381,41 @@ def run_device_attest(
             "validations_per_s": best["validations_per_s"],
         }
     return result
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device-attest-01 (part of the attestation section)")
+    group.add_argument(
+        "--device-attest-n",
+        type=parse_count,
+        metavar="N",
+        help="attestation: timed device-attest-01 enrolments through agent.enroll"
+        " (default 50; quick 5; 0: no device-attest-01 figures)",
+    )
+    group.add_argument(
+        "--device-attest-validations",
+        type=parse_positive,
+        metavar="N",
+        help="attestation: timed device-attest-01 validations per concurrency level"
+        " (default 200; quick 20)",
+    )
+    group.add_argument(
+        "--device-attest-concurrency",
+        type=parse_levels,
+        default=DEFAULT_CONCURRENCY,
+        metavar="LIST",
+        help="attestation: concurrency levels of the device-attest-01 validations (default 1,8)",
+    )
+
+
+def params_for(context: RunContext) -> DeviceAttestParams | None:
+    """The device-attest-01 part of the attestation section; None when switched off."""
+    enrolments = context.size("device_attest_n", "device_attest")
+    if not enrolments:
+        return None
+    return DeviceAttestParams(
+        enrolments=enrolments,
+        validations=context.size("device_attest_validations", "device_attest_validations"),
+        concurrency=tuple(context.options.device_attest_concurrency),
+        warmup=1 if context.quick else 2,
+    )

@@ -35,10 +35,10 @@ Everything listens on 127.0.0.1; the swtpm and the server are always stopped.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 import ssl
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +47,9 @@ from typing import Any
 import httpx
 
 from engine.keys import KeyType
+from hosts.testing.servers import HOSTS, run_devid
 
-from .common import (
+from ..common import (
     BenchmarkError,
     Progress,
     SectionSkipped,
@@ -58,9 +59,39 @@ from .common import (
     rounded,
     write_password_file,
 )
+from ..rounds import Meter
+from ..servers import ServerProcess
+from . import RunContext, device_attest, parse_positive
 from .device_attest import DeviceAttestParams, run_device_attest
-from .http import ServerProcess, devid_command
-from .procs import proc_cpu_seconds
+
+NAME = "attestation"
+SIZE_OPTIONS = ("attest_n", *device_attest.SIZE_OPTIONS)
+
+SUMMARY = """\
+  attestation  complete AK enrolments against swtpm through a running devid serve:
+               open TPM + read EK, create AK, POST /attest, ActivateCredential,
+               POST /secret, check the chain; each step timed; once with an RSA EK,
+               once with an ECC one (--attest-ek). Then, on one of the swtpms,
+               ACME device-attest-01 through /acme/devices: complete enrolments with
+               agent.enroll, and the server's validations/s alone.
+"""
+FIGURES = (
+    """\
+  attestation (a table per EK type, one row per step of an enrolment)
+    mean/p50/p99 ms, share
+                 wall time of each step, and its share of the whole enrolment; "work
+                 of" says whose work the step is (tpm, server = HTTP round trip
+                 including the server, client).
+    enrolments/s complete enrolments per second, one at a time on one swtpm. With
+                 an RSA EK most of it is swtpm re-creating the EK (a prime search whose
+                 cost depends on the endorsement seed: it varies between swtpms).
+    CPU ms per enrolment
+                 of swtpm, of the devid server and of this (agent-side) process, from
+                 /proc: how the cost splits whatever the wall-time overlap.
+"""
+    + device_attest.FIGURES
+)
+
 
 #: The steps of one enrolment, in order, and whose work each one is.
 STEPS: tuple[tuple[str, str], ...] = (
@@ -85,7 +116,7 @@ class AttestationParams:
     warmup: int = 2
     max_duration_s: float = 120.0
     startup_timeout_s: float = 60.0
-    #: device-attest-01 (benchmarks.device_attest) after the AK enrolments, on one swtpm;
+    #: device-attest-01 (benchmarks.sections.device_attest) after the AK enrolments, on one swtpm;
     #: None: not measured.
     device_attest: DeviceAttestParams | None = field(default_factory=DeviceAttestParams)
 
@@ -206,18 +237,9 @@ def _enrol(
 
 
 def _register(data_dir: Path, urn: str) -> None:
-    command = [
-        *devid_command(),
-        "device",
-        "add",
-        "--data",
-        str(data_dir),
-        "--ek",
-        urn,
-        "--name",
-        "bench-swtpm",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    done = run_devid(
+        "device", "add", "--data", data_dir, "--ek", urn, "--name", "bench-swtpm", check=False
+    )
     if done.returncode != 0:
         raise BenchmarkError(f"devid device add failed: {done.stderr.strip()[:300]}")
 
@@ -320,9 +342,8 @@ def _run_one(
             _enrol(swtpm.tcti, url, context, roots, ak_algorithm, ek_type)
         progress(f"{name}: timing {params.enrolments} enrolments")
         enrolments: list[Enrolment] = []
-        swtpm_cpu = proc_cpu_seconds(swtpm.pid)
-        server_cpu = server.cpu_seconds()
-        client_cpu = time.process_time()
+        meter = Meter(server, {"swtpm": swtpm.pid})
+        meter.start()
         started = time.perf_counter()
         deadline = started + params.max_duration_s
         for index in range(params.enrolments):
@@ -335,22 +356,15 @@ def _run_one(
             if done % max(1, params.enrolments // 4) == 0 and done < params.enrolments:
                 rate = done / (time.perf_counter() - started)
                 progress(f"{name}: {done}/{params.enrolments} enrolments, {rate:.1f}/s")
-        elapsed = time.perf_counter() - started
-        client_used = time.process_time() - client_cpu
-        swtpm_after = proc_cpu_seconds(swtpm.pid)
-        server_after = server.cpu_seconds()
+        usage = meter.stop()
         if not enrolments:
             raise BenchmarkError(f"{name}: no enrolment completed before the deadline")
         cpu: dict[str, float | None] = {
-            "swtpm": swtpm_after - swtpm_cpu
-            if swtpm_after is not None and swtpm_cpu is not None
-            else None,
-            "server": server_after - server_cpu
-            if server_after is not None and server_cpu is not None
-            else None,
-            "client": client_used,
+            "swtpm": usage.others_cpu_s["swtpm"],
+            "server": usage.server_cpu_s,
+            "client": usage.client_cpu_s,
         }
-        result = _summary(enrolments, elapsed, cpu)
+        result = _summary(enrolments, usage.elapsed, cpu)
         result["server_peak_rss_kib"] = server.memory().total("VmHWM")
         progress(
             f"{name}: {result['enrolments_per_s']}/s; wall share TPM"
@@ -380,3 +394,47 @@ def _run_one(
         "server": {"pid": server.pid, "command": server.command},
         **result,
     }
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("attestation (AK enrolments, then device-attest-01)")
+    group.add_argument(
+        "--attest-n",
+        type=parse_positive,
+        metavar="N",
+        help="attestation: timed enrolments (default 100; quick 10)",
+    )
+    group.add_argument(
+        "--attest-ek",
+        type=parse_ek_types,
+        default=("rsa", "ecc"),
+        metavar="LIST",
+        help="attestation: the swtpm EK types, each measured with its own swtpm: rsa"
+        " (RSA-2048), ecc (P-384) (default rsa,ecc)",
+    )
+    group.add_argument(
+        "--attest-host",
+        choices=HOSTS,
+        default="quart",
+        help="attestation: the host devid serve runs (default quart, the operator's server)",
+    )
+    device_attest.add_options(parser)
+
+
+def parse_ek_types(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not kinds or any(kind not in ("rsa", "ecc") for kind in kinds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of rsa and ecc")
+    return kinds
+
+
+def run(context: RunContext) -> dict[str, Any]:
+    options = context.options
+    params = AttestationParams(
+        enrolments=context.size("attest_n", "attest"),
+        ek_types=tuple(options.attest_ek),
+        host=options.attest_host,
+        warmup=1 if context.quick else 3,
+        device_attest=device_attest.params_for(context),
+    )
+    return run_attestation(params, context.work_dir, context.progress)

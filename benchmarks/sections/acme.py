@@ -70,29 +70,24 @@ The result (``results["acme"]``):
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import json
-import os
-import shutil
-import signal
-import socket
+import argparse
 import ssl
-import subprocess
 import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import httpx
 import trio
 
 from engine.keys import KeyType
+from hosts.testing.challtestsrv import ChallTestSrv, ChallTestSrvError, start_challtestsrv
+from hosts.testing.ports import LOOPBACK
+from hosts.testing.servers import HOSTS
 
-from .acme_client import (
+from ..acme_client import (
     STEPS,
     AcmeClient,
     AcmeFailure,
@@ -103,7 +98,7 @@ from .acme_client import (
     check_chain,
     make_order_plans,
 )
-from .common import (
+from ..common import (
     BenchmarkError,
     Progress,
     SectionSkipped,
@@ -113,26 +108,52 @@ from .common import (
     rounded,
     spread,
 )
-from .common import write_password_file as _write_password_file
-from .http import LOOPBACK, Pinning, ServerProcess, client_affinity
-from .loadgen import Connection, ConnectionBroken
-from .procs import TreeMemory, proc_cpu_seconds, tree_cpu_seconds, tree_memory
+from ..common import write_password_file as _write_password_file
+from ..loadgen import Connection, ConnectionBroken
+from ..pebble import PEBBLE_ENV, PebbleProcess, pebble_missing, pebble_version
+from ..procs import TreeMemory
+from ..rounds import Meter, latency_figures, schedule
+from ..servers import Pinning, ServerProcess, client_affinity
+from . import RunContext, parse_levels, parse_positive, requests_for
 
 #: The default ACME provisioner a new devid CA gets (hosts.core.init.ACME_PROVISIONER).
 ACME_PROVISIONER = "acme"
 #: Where devid serves that provisioner's directory (engine.acme.resources).
 DIRECTORY_PATH = f"/acme/{ACME_PROVISIONER}/directory"
-#: pebble's directory.
-PEBBLE_DIRECTORY_PATH = "/dir"
-#: pebble's environment for the benchmark (each explained in the module docstring).
-PEBBLE_ENV = {
-    "PEBBLE_VA_NOSLEEP": "1",
-    "PEBBLE_VA_ALWAYS_VALID": "0",
-    "PEBBLE_WFE_NONCEREJECT": "0",
-    "PEBBLE_AUTHZREUSE": "0",
-}
 DOMAIN = "acme-bench.test"
-DEFAULT_HOSTS = ("quart", "raw")
+DEFAULT_HOSTS = HOSTS
+DEFAULT_CONCURRENCY = (1, 8)
+
+NAME = "acme"
+SIZE_OPTIONS = ("acme_orders", "acme_concurrency")
+
+SUMMARY = """\
+  acme         complete ACME orders (account, order, authorization, http-01 challenge
+               validated for real, finalize, download) against `devid serve` (quart
+               and raw hosts) and Debian's pebble (PEBBLE_VA_NOSLEEP=1), side by side:
+               one client, one local http-01 responder, one mock DNS
+               (pebble-challtestsrv), servers and levels interleaved round by round.
+"""
+FIGURES = """\
+  acme (one row per server and concurrency level)
+    orders/s     complete orders per second (median round): newOrder, authorization,
+                 http-01 challenge, validation (the server fetches the token from the
+                 shared responder), finalize with a fresh CSR, certificate download;
+                 the chain is checked. Accounts are made per connection, untimed.
+    p50/p99 ms   latency of one whole order, all rounds pooled.
+    server CPU ms/order, server cores
+                 CPU of the devid or pebble process per order and per second (the mock
+                 DNS server's CPU is in the JSON).
+    client CPU ms/order
+                 this process: the ACME client and the http-01 responder.
+    polls/order  authorization and order POST-as-GETs until valid: the client ignores
+                 Retry-After and polls every server on one schedule (at once after the
+                 responder served the token, then 2, 4, 8 ... ms, at most 50 ms).
+    ÷ pebble     devid's orders/s ÷ pebble's at the same concurrency; the headline
+                 divides each one's best level (the issue's target: >= 2).
+    step ms      mean ms per step of an order (newOrder, authorization, challenge,
+                 validation, finalize, download) at the highest level.
+"""
 
 
 @dataclass(frozen=True)
@@ -195,309 +216,6 @@ class ServerFigures:
     errors: int
     server_cpu_ms_per_order: float | None
     peak_rss_kib: int | None
-
-
-# --- prerequisites ---------------------------------------------------------------------
-
-
-def pebble_missing() -> str | None:
-    missing = [tool for tool in ("pebble", "pebble-challtestsrv") if shutil.which(tool) is None]
-    if missing:
-        return (
-            f"{' and '.join(missing)} not installed: scripts/install-system-deps installs them"
-            " (Debian package pebble)"
-        )
-    return None
-
-
-def pebble_version() -> str | None:
-    try:
-        done = subprocess.run(
-            ["dpkg-query", "-W", "-f", "${Version}", "pebble"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
-# --- helper processes --------------------------------------------------------------------
-
-
-def free_port(udp_too: bool = False) -> int:
-    """A loopback port free for TCP (and UDP when asked) right now."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port: int = tcp.getsockname()[1]
-            if not udp_too:
-                return port
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise BenchmarkError("no free loopback port")
-
-
-def _affinity(cpus: tuple[int, ...] | None) -> Any:
-    if cpus is None:
-        return None
-
-    def set_affinity() -> None:  # in the child, before exec
-        os.sched_setaffinity(0, cpus)
-
-    return set_affinity
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-class ChildProcess:
-    """A helper binary (pebble, pebble-challtestsrv) with its output in a file."""
-
-    def __init__(
-        self,
-        command: list[str],
-        log_path: Path,
-        *,
-        env: dict[str, str] | None = None,
-        cpus: tuple[int, ...] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.command = command
-        self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        try:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                preexec_fn=_affinity(cpus),
-            )
-        except BaseException:
-            self._log.close()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise BenchmarkError(
-                f"{Path(self.command[0]).name} exited with status {self.process.returncode}\n"
-                f"output (last lines):\n{_tail(self.log_path)}"
-            )
-
-    def cpu_snapshot(self) -> dict[int, float]:
-        return tree_cpu_seconds([self.pid])
-
-    def memory(self) -> TreeMemory:
-        return tree_memory(self.pid)
-
-    def stop(self) -> int | None:
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
-        finally:
-            self._log.close()
-        return self.process.returncode
-
-
-def start_dns(
-    work_dir: Path, cpus: tuple[int, ...] | None, timeout: float
-) -> tuple[ChildProcess, int]:
-    """pebble-challtestsrv as the DNS server of every validator: A -> 127.0.0.1, no AAAA."""
-    import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rcode
-
-    failure = ""
-    for attempt in range(3):
-        dns_port, management_port = free_port(udp_too=True), free_port()
-        command = [
-            str(shutil.which("pebble-challtestsrv")),
-            "-dns01",
-            f"{LOOPBACK}:{dns_port}",
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-management",
-            f"{LOOPBACK}:{management_port}",
-            "-defaultIPv4",
-            LOOPBACK,
-            "-defaultIPv6",
-            "",
-        ]
-        child = ChildProcess(command, work_dir / f"challtestsrv-{attempt}.log", cpus=cpus)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and child.process.poll() is None:
-            try:
-                query = dns.message.make_query(f"ready.{DOMAIN}.", "A")
-                reply = dns.query.udp(query, LOOPBACK, port=dns_port, timeout=0.5)
-                if reply.rcode() == dns.rcode.NOERROR and reply.answer:
-                    return child, dns_port
-            except (OSError, dns.exception.DNSException):
-                pass
-            time.sleep(0.05)
-        child.stop()
-        failure = _tail(child.log_path)
-    raise BenchmarkError(f"pebble-challtestsrv did not start:\n{failure}")
-
-
-def make_tls_material(directory: Path) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a certificate for 127.0.0.1 (pebble's ACME listener):
-    (CA certificate, server certificate, server key), PEM."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devid benchmark pebble TLS CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    os.chmod(paths[2], 0o600)
-    return paths
-
-
-class PebbleProcess(ChildProcess):
-    """``pebble -config FILE -dnsserver DNS`` with the benchmark's environment."""
-
-    def __init__(
-        self, work_dir: Path, http01_port: int, dns_port: int, cpus: tuple[int, ...] | None
-    ) -> None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        self.root, cert, key = make_tls_material(work_dir / "tls")
-        self.port = free_port()
-        self.config = {
-            "pebble": {
-                "listenAddress": f"{LOOPBACK}:{self.port}",
-                "managementListenAddress": f"{LOOPBACK}:{free_port()}",
-                "certificate": str(cert),
-                "privateKey": str(key),
-                "httpPort": http01_port,
-                # tls-alpn-01 is offered by pebble but never answered here; a free port.
-                "tlsPort": free_port(),
-                "ocspResponderURL": "",
-                "externalAccountBindingRequired": False,
-            }
-        }
-        config_path = work_dir / "pebble-config.json"
-        config_path.write_text(json.dumps(self.config, indent=2) + "\n")
-        self.env = dict(PEBBLE_ENV)
-        command = [
-            str(shutil.which("pebble")),
-            "-config",
-            str(config_path),
-            "-dnsserver",
-            f"{LOOPBACK}:{dns_port}",
-        ]
-        super().__init__(
-            command, work_dir / "pebble.log", env={**os.environ, **self.env}, cpus=cpus
-        )
-
-    @property
-    def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.port}"
-
-    def wait_ready(self, timeout: float) -> str:
-        """The directory URL, once it answers 200."""
-        deadline = time.monotonic() + timeout
-        context = ssl.create_default_context(cafile=str(self.root))
-        with httpx.Client(verify=context, timeout=2.0, trust_env=False) as client:
-            while True:
-                self.check_alive()
-                try:
-                    if client.get(f"{self.url}{PEBBLE_DIRECTORY_PATH}").status_code == 200:
-                        return f"{self.url}{PEBBLE_DIRECTORY_PATH}"
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(
-                        f"pebble did not answer within {timeout:.0f} s\n{_tail(self.log_path)}"
-                    )
-                time.sleep(0.05)
 
 
 # --- targets --------------------------------------------------------------------------------
@@ -613,7 +331,7 @@ async def one_round(
     warm: Sequence[OrderPlan],
     timed: Sequence[OrderPlan],
     responder: Http01Responder,
-    dns: ChildProcess,
+    dns: ChallTestSrv,
     label: str,
     progress: Progress,
 ) -> AcmeRound:
@@ -634,7 +352,6 @@ async def one_round(
     results: list[OrderResult] = []
     errors: list[str] = []
     next_index = 0
-    clock = time.perf_counter
 
     async def worker(client: AcmeClient) -> None:
         nonlocal next_index
@@ -667,20 +384,15 @@ async def one_round(
                         nursery.start_soon(set_up, index)
         except (AcmeFailure, ConnectionBroken, OSError, trio.TooSlowError, ExceptionGroup) as exc:
             raise BenchmarkError(f"{label}: set-up or warm-up failed: {_describe(exc)}") from None
-        server_cpu = target.server.cpu_snapshot()
-        dns_cpu = proc_cpu_seconds(dns.pid)
-        client_cpu = time.process_time()
         served = responder.served
-        started = clock()
+        meter = Meter(target.server, {"dns": dns.pid})
+        meter.start()
         with trio.move_on_after(params.round_timeout_s) as scope:
             async with trio.open_nursery() as nursery:
                 for client in clients:
                     nursery.start_soon(worker, client)
-        elapsed = clock() - started
-        client_used = time.process_time() - client_cpu
+        usage = meter.stop()
         fetches = responder.served - served
-        server_after = target.server.cpu_snapshot()
-        dns_after = proc_cpu_seconds(dns.pid)
     finally:
         for client in clients:
             await client.connection.aclose()
@@ -688,25 +400,19 @@ async def one_round(
     for client in clients:
         for step, values in client.retry_after.items():
             retry_after.setdefault(step, set()).update(values)
-    if isinstance(target.server, ServerProcess):
-        if target.server.process.poll() is not None:
-            raise BenchmarkError(f"{label}: the server exited ({target.server.process.returncode})")
-    else:
+    try:
         target.server.check_alive()
-    server_used = (
-        sum(server_after[p] - server_cpu.get(p, 0.0) for p in server_after)
-        if server_cpu and server_after
-        else None
-    )
+    except BenchmarkError as exc:
+        raise BenchmarkError(f"{label}: {exc}") from None
     sample = AcmeRound(
         results=results,
         errors=errors,
-        elapsed=elapsed,
+        elapsed=usage.elapsed,
         timed_out=scope.cancelled_caught,
         account_seconds=account_seconds,
-        server_cpu_s=server_used,
-        dns_cpu_s=dns_after - dns_cpu if dns_after is not None and dns_cpu is not None else None,
-        client_cpu_s=client_used,
+        server_cpu_s=usage.server_cpu_s,
+        dns_cpu_s=usage.others_cpu_s["dns"],
+        client_cpu_s=usage.client_cpu_s,
         retry_after=retry_after,
         fetches=fetches,
     )
@@ -723,7 +429,7 @@ async def _interleaved(
     targets: Sequence[AcmeTarget],
     plans: Sequence[OrderPlan],
     responder: Http01Responder,
-    dns: ChildProcess,
+    dns: ChallTestSrv,
     progress: Progress,
 ) -> dict[str, dict[int, list[AcmeRound]]]:
     samples: dict[str, dict[int, list[AcmeRound]]] = {
@@ -732,44 +438,23 @@ async def _interleaved(
     async with trio.open_nursery() as nursery:
         await nursery.start(responder.serve)
         offset = 0
-        for round_number in range(1, params.rounds + 1):
-            for target in targets:
-                for concurrency, count in zip(params.concurrency, params.orders, strict=True):
-                    warm_count = concurrency * params.warmup_per_connection
-                    warm = plans[offset : offset + warm_count]
-                    timed = plans[offset + warm_count : offset + warm_count + count]
-                    offset += warm_count + count
-                    label = (
-                        f"acme {target.label} c={concurrency} round {round_number}/{params.rounds}"
-                    )
-                    samples[target.label][concurrency].append(
-                        await one_round(
-                            params,
-                            target,
-                            concurrency,
-                            warm,
-                            timed,
-                            responder,
-                            dns,
-                            label,
-                            progress,
-                        )
-                    )
+        levels = list(zip(params.concurrency, params.orders, strict=True))
+        for round_number, target, (concurrency, count) in schedule(params.rounds, targets, levels):
+            warm_count = concurrency * params.warmup_per_connection
+            warm = plans[offset : offset + warm_count]
+            timed = plans[offset + warm_count : offset + warm_count + count]
+            offset += warm_count + count
+            label = f"acme {target.label} c={concurrency} round {round_number}/{params.rounds}"
+            samples[target.label][concurrency].append(
+                await one_round(
+                    params, target, concurrency, warm, timed, responder, dns, label, progress
+                )
+            )
         nursery.cancel_scope.cancel()
     return samples
 
 
 # --- summaries ----------------------------------------------------------------------------
-
-
-def _ms(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "p50": rounded(percentile(values, 0.50) * 1e3),
-        "p90": rounded(percentile(values, 0.90) * 1e3),
-        "p99": rounded(percentile(values, 0.99) * 1e3),
-        "max": rounded(max(values) * 1e3),
-        "mean": rounded(sum(values) / len(values) * 1e3),
-    }
 
 
 def summarise_level(
@@ -806,7 +491,7 @@ def summarise_level(
         }
     if not ok:
         return level
-    latency = _ms([r.total for r in results])
+    latency = latency_figures([r.total for r in results])
     level["latency_ms"] = latency
     level["p99_over_p50"] = rounded(latency["p99"] / latency["p50"], 3) if latency["p50"] else None
     level["steps_mean_ms"] = {
@@ -909,14 +594,18 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
     probes, plans = plans[: len(labels)], plans[len(labels) :]
     sock = bind_responder_socket(LOOPBACK)
     responder = Http01Responder(sock)
-    dns: ChildProcess | None = None
+    dns: ChallTestSrv | None = None
     devid_servers: list[tuple[str, ServerProcess, Path, float]] = []
     pebble: PebbleProcess | None = None
     targets: list[AcmeTarget] = []
     statuses: dict[str, Any] = {}
     issuer_keys: dict[str, str | None] = {}
     try:
-        dns, dns_port = start_dns(base, pinning.server, params.startup_timeout_s)
+        try:
+            dns = start_challtestsrv(base, cpus=pinning.server, timeout=params.startup_timeout_s)
+        except ChallTestSrvError as exc:
+            raise BenchmarkError(str(exc)) from None
+        dns_port = dns.dns_port
         progress(
             f"acme: pebble-challtestsrv pid {dns.pid} serving DNS on {LOOPBACK}:{dns_port};"
             f" http-01 responder on {LOOPBACK}:{responder.port}"
@@ -1068,3 +757,43 @@ def asdict_figures(server: dict[str, Any]) -> dict[str, Any]:
         peak_rss_kib=server["server"].get("peak_rss_kib"),
     )
     return {**asdict(figures), "concurrency": level["concurrency"]}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("acme")
+    group.add_argument(
+        "--acme-concurrency",
+        type=parse_levels,
+        default=DEFAULT_CONCURRENCY,
+        metavar="LIST",
+        help="acme: concurrency levels (connections, one order in flight each; default 1,8)",
+    )
+    group.add_argument(
+        "--acme-orders",
+        type=parse_positive,
+        metavar="N",
+        help="acme: timed orders per server, level and round (default 40/200 for 1/8; quick 8/24)",
+    )
+    group.add_argument(
+        "--acme-host",
+        action="append",
+        choices=DEFAULT_HOSTS,
+        metavar="NAME",
+        help="acme: a devid host measured against pebble (repeatable; default quart and raw)",
+    )
+
+
+def run(context: RunContext) -> dict[str, Any]:
+    options = context.options
+    params = AcmeParams(
+        concurrency=tuple(options.acme_concurrency),
+        orders=tuple(
+            requests_for(
+                context.sizes["acme_orders"], options.acme_concurrency, options.acme_orders
+            )
+        ),
+        rounds=context.size("rounds", "rounds"),
+        hosts=tuple(dict.fromkeys(options.acme_host or DEFAULT_HOSTS)),
+        pin=not options.no_pin,
+    )
+    return run_acme(params, context.work_dir, context.progress)

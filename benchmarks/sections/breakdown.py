@@ -1,0 +1,295 @@
+"""Where the time of an issuance goes: ``Authority.sign`` split into the functions it calls.
+
+Each function Authority.sign calls (looked up by name in :data:`PROBES`) is
+wrapped with a ``perf_counter`` timer while the breakdown runs; probed and
+plain issuances alternate in small chunks, and the whole call, timed unwrapped
+exactly like the inprocess section, is the reference every share is against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from engine.keys import KeyType
+from hosts.core.authority import Authority
+
+from ..common import Progress, make_client_requests, median, rounded
+from . import RunContext
+from .inprocess import BenchCA, timed_issuance
+
+NAME = "breakdown"
+SIZE_OPTIONS: tuple[str, ...] = ()  # --issuances and --repetitions: the inprocess section's
+
+SUMMARY = """\
+  breakdown    Authority.sign for P-256 split into its stages, timed step by step.
+"""
+FIGURES = """\
+  breakdown
+    µs, share    mean µs per issuance spent in each function Authority.sign calls
+                 (parse_csr, the provisioner's authorize_sign, the policy hooks,
+                 prepare_certificate, the token-use and certificate store writes, the
+                 certificate signature, the PEM response), measured by wrapping each
+                 with a perf_counter timer; └ rows are nested calls (the SQLite commit,
+                 the ES256 check, cryptography's builder). share is against the whole
+                 call timed unwrapped in the same repetitions; unaccounted = whole - sum
+                 of the top-level rows (a few µs negative is the timers' own cost).
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A function Authority.sign calls, wrapped with a timer while the breakdown runs."""
+
+    label: str
+    where: str  # "authority", "store", "plugins", "provisioners", or a module/class path
+    attr: str
+    description: str
+    parent: str | None = None
+
+
+# Looked up by name, so a refactoring of Authority.sign does not break the breakdown:
+# a probe whose function no longer exists (or is no longer called) is left out, and
+# whatever is no longer covered shows up as "unaccounted".
+PROBES = (
+    Probe(
+        "parse_csr",
+        "hosts.core.authority",
+        "parse_csr",
+        "load the PEM, check the CSR self-signature, read the names",
+    ),
+    Probe(
+        "Authority._token_provisioner",
+        "authority",
+        "_token_provisioner",
+        "parse the token (first time) to find the provisioner named by iss",
+    ),
+    Probe(
+        "JWKProvisioner.authorize_sign",
+        "provisioners",
+        "authorize_sign",
+        "parse the token again, verify it, check claims, build the sign policy",
+    ),
+    Probe(
+        "jose.verify_signature",
+        "engine.jose",
+        "verify_signature",
+        "the ES256 token signature check",
+        parent="JWKProvisioner.authorize_sign",
+    ),
+    Probe("plugins.check_sign", "plugins", "check_sign", "org-wide policy hooks"),
+    Probe(
+        "prepare_certificate",
+        "hosts.core.authority",
+        "prepare_certificate",
+        "validators, template, modifiers, validity (nothing signed yet)",
+    ),
+    Probe(
+        "PreparedCertificate.sign",
+        "engine.pipeline:PreparedCertificate",
+        "sign",
+        "serial, certificate build, issuer signature, DER",
+    ),
+    Probe(
+        "x509 CertificateBuilder.sign",
+        "cryptography.x509:CertificateBuilder",
+        "sign",
+        "encoding and signing in cryptography's Rust code",
+        parent="PreparedCertificate.sign",
+    ),
+    Probe(
+        "Authority.record_issued",
+        "authority",
+        "record_issued",
+        "store the certificate and the used token, log it, call the audit hook",
+    ),
+    Probe(
+        "store.record_certificate",
+        "store",
+        "record_certificate",
+        "one SQLite transaction: token jti + certificate, one commit",
+        parent="Authority.record_issued",
+    ),
+    Probe("Authority.chain_pem", "authority", "chain_pem", "the leaf and chain as PEM"),
+)
+
+
+def _probe_targets(authority: Authority, where: str) -> list[object]:
+    import importlib
+
+    if where == "authority":
+        return [authority]
+    if where == "store":
+        return [authority.stores.certificates]
+    if where == "plugins":
+        return [authority.plugins]
+    if where == "provisioners":
+        return list(authority.provisioners.values())
+    module_name, _, class_name = where.partition(":")
+    module = importlib.import_module(module_name)
+    return [getattr(module, class_name)] if class_name else [module]
+
+
+class Instrumented:
+    """Wraps the probes' functions with timers; :meth:`restore` puts the originals back."""
+
+    def __init__(self, authority: Authority, probes: Sequence[Probe] = PROBES) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._undo: list[Callable[[], None]] = []
+        try:
+            for probe in probes:
+                for target in _probe_targets(authority, probe.where):
+                    self._patch(target, probe)
+        except BaseException:
+            self.restore()
+            raise
+
+    def _wrap(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        clock = time.perf_counter
+        seconds, calls = self.seconds, self.calls
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[label] = seconds.get(label, 0.0) + clock() - started
+                calls[label] = calls.get(label, 0) + 1
+
+        return timed
+
+    def _patch(self, target: object, probe: Probe) -> None:
+        name = probe.attr
+        if isinstance(target, type | ModuleType):
+            original = vars(target).get(name)
+            if not callable(original):
+                return
+            setattr(target, name, self._wrap(probe.label, original))
+            self._undo.append(lambda: setattr(target, name, original))
+            return
+        bound = getattr(target, name, None)
+        if not callable(bound):
+            return
+        own = name in vars(target)
+        setattr(target, name, self._wrap(probe.label, bound))
+        if own:
+            self._undo.append(lambda: setattr(target, name, bound))
+        else:
+            self._undo.append(lambda: delattr(target, name))
+
+    def restore(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+
+BREAKDOWN_CHUNK = 10
+
+
+def run_breakdown(
+    work_dir: Path,
+    progress: Progress,
+    *,
+    key_type: KeyType = KeyType.P256,
+    n: int = 400,
+    repetitions: int = 5,
+    warmup: int = 20,
+    sync: str = "full",
+) -> dict[str, Any]:
+    """Mean µs per issuance in each function Authority.sign calls, next to the whole call.
+
+    Each repetition issues *n* certificates with the probes in place and *n*
+    without them (the "whole" figure, timed exactly like the inprocess section),
+    alternating every ``BREAKDOWN_CHUNK`` issuances.
+    """
+    total = warmup + 2 * n * repetitions
+    progress(f"breakdown {key_type.value} sync={sync}: preparing {total} requests")
+    requests = make_client_requests(total, KeyType.P256, prefix="stage")
+    per_rep: dict[str, list[float]] = {}
+    whole: list[float] = []
+    with BenchCA.create(work_dir / "breakdown", key_type, (sync,)) as ca:
+        authority = ca.authorities[sync]
+        for body in ca.bodies(requests[:warmup]):
+            authority.sign(body)
+        for rep in range(repetitions):
+            base = warmup + 2 * rep * n
+            staged_bodies = ca.bodies(requests[base : base + n])
+            whole_bodies = ca.bodies(requests[base + n : base + 2 * n])
+            # Probed and plain issuances alternate in small chunks, so that a slow
+            # patch of fsyncs lands on both sides alike.
+            seconds: dict[str, float] = {}
+            whole_s = 0.0
+            for start in range(0, n, BREAKDOWN_CHUNK):
+                end = start + BREAKDOWN_CHUNK
+                probes = Instrumented(authority)
+                try:
+                    timed_issuance(authority, staged_bodies[start:end])
+                finally:
+                    probes.restore()
+                for label, value in probes.seconds.items():
+                    seconds[label] = seconds.get(label, 0.0) + value
+                whole_s += sum(timed_issuance(authority, whole_bodies[start:end]))
+            for label, value in seconds.items():
+                per_rep.setdefault(label, []).append(value / n)
+            whole.append(whole_s / n)
+            # top-level probes do not overlap; nested ones are part of their parent
+            top = sum(v for k, v in seconds.items() if _probe(k).parent is None)
+            progress(
+                f"breakdown {key_type.value}: repetition {rep + 1}/{repetitions}:"
+                f" probed {top / n * 1e6:7.1f} µs, whole {whole[-1] * 1e6:7.1f} µs"
+            )
+    stages: list[dict[str, Any]] = []
+    top_level = 0.0
+    for probe in PROBES:
+        if probe.label not in per_rep:
+            continue
+        us = median(per_rep[probe.label]) * 1e6
+        if probe.parent is None:
+            top_level += us
+        stages.append(
+            {
+                "name": probe.label,
+                "us": rounded(us, 1),
+                "parent": probe.parent,
+                "description": probe.description,
+            }
+        )
+    measured = median(whole) * 1e6
+    return {
+        "key_type": key_type.value,
+        "sync": sync,
+        "issuances_per_repetition": n,
+        "repetitions": repetitions,
+        "stages": stages,
+        "top_level_total_us": rounded(top_level, 1),
+        "authority_sign_us": rounded(measured, 1),
+        "unaccounted_us": rounded(measured - top_level, 1),
+    }
+
+
+def _probe(label: str) -> Probe:
+    return next(p for p in PROBES if p.label == label)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """None of its own: -n and --repetitions (the inprocess section's) size it too."""
+
+
+def run(context: RunContext) -> dict[str, Any]:
+    n = context.size("issuances", "n")
+    return run_breakdown(
+        context.work_dir,
+        context.progress,
+        n=context.size("issuances", "breakdown_n"),
+        repetitions=context.size("repetitions", "repetitions"),
+        warmup=min(context.sizes["warmup"], n),
+    )
