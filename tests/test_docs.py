@@ -184,7 +184,7 @@ def test_example_plugin_forbids_names_outside_its_domain(
         example_authority.sign(
             {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)}
         )
-    assert example_authority.store.count_certificates() == 0
+    assert example_authority.stores.certificates.count_certificates() == 0
 
 
 def test_example_plugin_public_view_is_public(example_authority: Authority) -> None:
@@ -202,7 +202,9 @@ def test_example_plugin_renews_only_names_still_under_its_domain(
     )
     der = x509.load_pem_x509_certificate(response["crt"].encode()).public_bytes(Encoding.DER)
     renewed = x509.load_pem_x509_certificate(example_authority.renew(der)["crt"].encode())
-    record = example_authority.store.get_certificate(format(renewed.serial_number, "x"))
+    record = example_authority.stores.certificates.get_certificate(
+        format(renewed.serial_number, "x")
+    )
     assert record is not None and record.provisioner_name == "lab"
     assert record.evidence["renewal"]["checked"] == {"domain": "lab.example.com"}
     example_authority.provisioners["lab"].domain = "other.example.com"  # type: ignore[attr-defined]

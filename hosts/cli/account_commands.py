@@ -17,7 +17,7 @@ from engine.durations import format_duration
 from hosts.core.accounts import Accounts
 from hosts.core.config import load_config
 from hosts.core.ports import SystemClock, SystemRandom
-from hosts.core.sqlite_store import SQLiteStore
+from hosts.store import open_sqlite
 from plugins.manager import PluginManager
 
 from .common import add_data_options, data_dir
@@ -121,10 +121,10 @@ def register(sub: Any) -> None:
 
 def _accounts(args: argparse.Namespace) -> Accounts:
     config = load_config(data_dir(args))
-    store = SQLiteStore(config.store.path, synchronous=config.store.synchronous)
+    stores = open_sqlite(config.store.path, synchronous=config.store.synchronous)
     # Revocations caused by a change (remove, disable, reassign) are audited too.
     audit = PluginManager(disabled=config.plugins_disabled).audit
-    return Accounts(store, SystemClock(), SystemRandom(), audit=audit)
+    return Accounts(stores, SystemClock(), SystemRandom(), audit=audit)
 
 
 def _show(account: Account) -> None:

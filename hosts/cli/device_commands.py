@@ -13,7 +13,7 @@ from engine.inventory import Device
 from hosts.core.config import load_config
 from hosts.core.inventory import ImportReport, Inventory, parse_import
 from hosts.core.ports import SystemClock
-from hosts.core.sqlite_store import SQLiteStore
+from hosts.store import open_sqlite
 
 from .common import add_data_options, data_dir
 
@@ -92,10 +92,10 @@ def _inventory(args: argparse.Namespace) -> Inventory:
     from plugins.manager import PluginManager
 
     config = load_config(data_dir(args))
-    store = SQLiteStore(config.store.path, synchronous=config.store.synchronous)
+    stores = open_sqlite(config.store.path, synchronous=config.store.synchronous)
     # Revocations caused by a change (disable, remove, import, sync) are audited too.
     audit = PluginManager(disabled=config.plugins_disabled).audit
-    return Inventory(store, SystemClock(), audit=audit)
+    return Inventory(stores, SystemClock(), audit=audit)
 
 
 def _revoked(serials: tuple[str, ...]) -> str:

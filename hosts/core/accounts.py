@@ -42,6 +42,7 @@ from engine.inventory import Device, normalize_ek_urn
 from engine.jose import parse_compact
 from engine.policy import KeyTypeIn
 from engine.ports import Clock, Random
+from hosts.store import Stores
 from plugins.provisioner import (
     Authorization,
     AuthorizeContext,
@@ -56,7 +57,6 @@ from plugins.x5c.certificates import parse_x5c
 
 from .base_urls import own_base_url
 from .revocation import Audit, CertificateRevoker
-from .store import Store
 
 if TYPE_CHECKING:
     from .authority import Authority
@@ -76,10 +76,10 @@ def _serial_hex(serial: int) -> str:
     return format(serial, "x")
 
 
-def check_device_certificate(store: Store, leaf: x509.Certificate) -> Device:
+def check_device_certificate(stores: Stores, leaf: x509.Certificate) -> Device:
     """The registered, active device behind a device certificate this CA issued and has
     not revoked (the caller has verified its chain to the Agent CA)."""
-    record = store.get_certificate(_serial_hex(leaf.serial_number))
+    record = stores.certificates.get_certificate(_serial_hex(leaf.serial_number))
     if (
         record is None
         or record.issuer != DEVICE_ISSUER
@@ -89,7 +89,7 @@ def check_device_certificate(store: Store, leaf: x509.Certificate) -> Device:
     if record.status != "active":
         raise Unauthorized(f"the device certificate is {record.status}")
     ek = device_ek_urn(leaf)
-    device = store.get_device(ek)
+    device = stores.devices.get_device(ek)
     if device is None:
         raise Forbidden(f"the device {ek} is not in this CA's inventory")
     if not device.active:
@@ -105,7 +105,7 @@ class AccountProvisioner(X5CProvisioner):
     effect at once, even before the provisioner is rebuilt.
     """
 
-    def __init__(self, account: Account, store: Store, agent_ca: x509.Certificate) -> None:
+    def __init__(self, account: Account, stores: Stores, agent_ca: x509.Certificate) -> None:
         super().__init__(
             name=account.provisioner_name,
             issuer=ACCOUNT_ISSUER,
@@ -116,13 +116,13 @@ class AccountProvisioner(X5CProvisioner):
             key_types=frozenset(ACCOUNT_KEY_TYPES),
         )
         self.account_name = account.name
-        self.store = store
+        self.stores = stores
 
     def public_view(self) -> dict[str, Any]:
         return {**super().public_view(), "account": self.account_name}
 
     def current_account(self) -> Account:
-        account = self.store.get_account(self.account_name)
+        account = self.stores.accounts.get_account(self.account_name)
         if account is None:
             raise Unauthorized(f"the account {self.account_name!r} no longer exists")
         if not account.active:
@@ -138,7 +138,7 @@ class AccountProvisioner(X5CProvisioner):
         # The token verified, so its x5c leaf is the device certificate that signed it.
         parsed = options.get("parsed") or parse_compact(credential)
         leaf = parse_x5c(parsed.header)[0]
-        device = check_device_certificate(self.store, leaf)
+        device = check_device_certificate(self.stores, leaf)
         account = self.current_account()
         if not is_assigned(account, device):
             raise Forbidden(
@@ -210,16 +210,16 @@ class AccountProvisioner(X5CProvisioner):
         """A device may revoke only the account certificates issued to itself."""
         authorization = super().authorize_revoke(credential, serial, ctx)
         leaf = parse_x5c(parse_compact(credential).header)[0]
-        record = self.store.get_certificate(_serial_hex(serial))
+        record = self.stores.certificates.get_certificate(_serial_hex(serial))
         if record is None or record.evidence.get("device") != device_ek_urn(leaf):
             raise Forbidden("a device may revoke only its own account certificates")
         return authorization
 
 
 def account_provisioners(
-    accounts: Sequence[Account], store: Store, agent_ca: x509.Certificate
+    accounts: Sequence[Account], stores: Stores, agent_ca: x509.Certificate
 ) -> dict[str, Provisioner]:
-    return {a.provisioner_name: AccountProvisioner(a, store, agent_ca) for a in accounts}
+    return {a.provisioner_name: AccountProvisioner(a, stores, agent_ca) for a in accounts}
 
 
 class AccountProvisionerSync:
@@ -241,7 +241,7 @@ class AccountProvisionerSync:
         authority = self.authority
         with self._lock:
             if accounts is None:
-                accounts = authority.store.list_accounts()
+                accounts = authority.stores.accounts.list_accounts()
             agent_ca = authority.issuers[DEVICE_ISSUER].certificate
             fresh = {
                 name: p
@@ -249,7 +249,7 @@ class AccountProvisionerSync:
                 if not isinstance(p, AccountProvisioner)
             }
             for name, provisioner in account_provisioners(
-                accounts, authority.store, agent_ca
+                accounts, authority.stores, agent_ca
             ).items():
                 if name in fresh:
                     log.error("a configured provisioner is named %r; that account is ignored", name)
@@ -268,7 +268,7 @@ class AccountProvisionerSync:
             check_name(name)
         except BadRequest:
             return None
-        if self.authority.store.get_account(name) is None:
+        if self.authority.stores.accounts.get_account(name) is None:
             return None
         self.sync()
         return self.authority.provisioners.get(provisioner_name)
@@ -286,18 +286,18 @@ class AccountProvisionerSync:
 class Accounts:
     def __init__(
         self,
-        store: Store,
+        stores: Stores,
         clock: Clock,
         random: Random,
         on_change: Callable[[], None] | None = None,
         *,
         audit: Audit | None = None,
     ) -> None:
-        self.store = store
+        self.stores = stores
         self.clock = clock
         self.random = random
         self.on_change = on_change
-        self.revoker = CertificateRevoker(store, clock, audit)
+        self.revoker = CertificateRevoker(stores, clock, audit)
 
     def _withdraw(self, name: str) -> None:
         """Revoke the account's certificates of devices that no longer have it (all of
@@ -312,21 +312,21 @@ class Accounts:
 
     def add(self, data: Any) -> Account:
         account = account_from_input(data, id=self.random.bytes(16).hex(), now=self.clock.now())
-        if not self.store.add_account(account):
+        if not self.stores.accounts.add_account(account):
             raise Conflict(f"an account named {account.name!r} already exists")
         log.info("account added", extra={"account": account.name, "type": account.type.value})
         self._changed()
         return account
 
     def get(self, name: str) -> Account:
-        account = self.store.get_account(check_name(name))
+        account = self.stores.accounts.get_account(check_name(name))
         if account is None:
             raise NotFound(f"no account named {name!r}")
         return account
 
     def list(self, query: Mapping[str, str] | None = None) -> dict[str, Any]:
         query = query or {}
-        accounts = list(self.store.list_accounts())
+        accounts = list(self.stores.accounts.list_accounts())
         kind = query.get("type")
         if kind:
             if kind not in {t.value for t in AccountType}:
@@ -339,14 +339,14 @@ class Accounts:
             accounts = [a for a in accounts if a.status.value == status]
         device = query.get("device")
         if device:
-            found = self.store.get_device(normalize_ek_urn(device))
+            found = self.stores.devices.get_device(normalize_ek_urn(device))
             accounts = accounts_for(found, accounts) if found is not None else []
         return {"accounts": [a.to_json() for a in accounts], "total": len(accounts)}
 
     def update(self, name: str, changes: Any) -> Account:
         account = self.get(name)
         updated = update_account(account, changes, now=self.clock.now())
-        if not self.store.update_account(updated):
+        if not self.stores.accounts.update_account(updated):
             raise NotFound(f"no account named {name!r}")
         log.info("account updated", extra={"account": name, "fields": sorted(changes)})
         self._withdraw(name)
@@ -354,7 +354,7 @@ class Accounts:
         return updated
 
     def remove(self, name: str) -> None:
-        if not self.store.delete_account(check_name(name)):
+        if not self.stores.accounts.delete_account(check_name(name)):
             raise NotFound(f"no account named {name!r}")
         log.info("account removed", extra={"account": name})
         self._withdraw(name)
@@ -434,8 +434,8 @@ def device_accounts(
     _, issuer = authority._known_certificate(cert)
     if issuer.name != DEVICE_ISSUER:
         raise Forbidden("only a device certificate from the Agent CA can list accounts")
-    device = check_device_certificate(authority.store, cert)
-    accounts = authority.store.list_accounts()
+    device = check_device_certificate(authority.stores, cert)
+    accounts = authority.stores.accounts.list_accounts()
     authority.account_sync.sync_if_changed(accounts)
     audience = _audience(authority, base_url)
     ready: list[dict[str, Any]] = []

@@ -79,7 +79,7 @@ def require_unrevoked_ak(authority: Authority, chain: Sequence[x509.Certificate]
     leaf = chain[0]
     if leaf.issuer != attestation_ca.certificate.subject:
         return
-    record = authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     if record is None or record.der != leaf.public_bytes(Encoding.DER):
         raise unauthorized("the AK certificate is unknown to this CA: attest again")
     if record.status != "active":
@@ -110,8 +110,8 @@ def require_registered(authority: Authority, device: AttestedDevice) -> None:
             "this provisioner admits registered devices only (require_inventory), and the"
             " inventory holds TPM devices by their EK; this attestation names no EK"
         )
-    store = authority.store
-    known = [d for d in (store.get_device(u) for u in sorted(urns)) if d is not None]
+    devices = authority.stores.devices
+    known = [d for d in (devices.get_device(u) for u in sorted(urns)) if d is not None]
     if not known:
         raise unauthorized("the attested device is not in this CA's inventory")
     if not any(d.active for d in known):

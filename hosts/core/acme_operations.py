@@ -29,11 +29,11 @@ from engine.acme.revocation import authorize_revocation, parse_revocation
 from engine.errors import ProtocolError
 from engine.jose import PublicKey
 from engine.pipeline import SignRequest, prepare_certificate
+from hosts.store import Revocation
 from plugins.acme import ACMEProvisioner
 
 from .acme_device import verify_device_attestation
 from .http import HTTPRequest
-from .store import Revocation
 
 if TYPE_CHECKING:
     from .authority import Authority
@@ -66,7 +66,7 @@ def authenticate(
     kid: bool = True,
 ) -> Authenticated:
     """RFC 8555 6.2-6.5: shape, url, key, signature, then the nonce, then the account."""
-    store = authority.store
+    store = authority.stores.acme
     signed = acme_jws.parse_request(request.body, request.header("content-type"))
     acme_jws.check_url(signed, ctx.urls.base + request.path)
     account: Account | None = None
@@ -94,7 +94,7 @@ def commit(authority: Authority, write: Write, **certificate: Any) -> None:
     """Store *write* (with an issued certificate and its link); 409 if a record changed."""
     if write.empty and not certificate:
         return
-    if not authority.store.acme_write(write, **certificate):
+    if not authority.stores.acme.acme_write(write, **certificate):
         raise ACMEProblem("malformed", "the resource changed meanwhile; retry", status=409)
 
 
@@ -105,11 +105,11 @@ def new_account(
     authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
 ) -> Outcome:
     auth = authenticate(authority, ctx, request, jwk=True, kid=False)
-    existing = authority.store.acme_account_by_thumbprint(p.name, auth.thumbprint)
+    existing = authority.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
     outcome = accounts.new_account(ctx, auth.request, auth.key, auth.jwk, auth.thumbprint, existing)
-    if not outcome.write.empty and not authority.store.acme_write(outcome.write):
+    if not outcome.write.empty and not authority.stores.acme.acme_write(outcome.write):
         # Another request created the account for this key meanwhile.
-        existing = authority.store.acme_account_by_thumbprint(p.name, auth.thumbprint)
+        existing = authority.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
         if existing is None:
             raise ACMEProblem("malformed", "the account could not be stored; retry", status=409)
         return accounts.existing_account(ctx, existing)
@@ -130,8 +130,10 @@ def account_orders(
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     accounts.require_owner(auth.owner, account_id)
-    found = authority.store.acme_orders_of(p.name, auth.owner.id, limit=orders.MAX_LISTED_ORDERS)
-    authorizations = authority.store.acme_authorizations(
+    found = authority.stores.acme.acme_orders_of(
+        p.name, auth.owner.id, limit=orders.MAX_LISTED_ORDERS
+    )
+    authorizations = authority.stores.acme.acme_authorizations(
         p.name, [i for order in found for i in order.authorization_ids]
     )
     return orders.list_orders(ctx, auth.owner, account_id, found, authorizations)
@@ -142,10 +144,10 @@ def key_change(
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     change = acme_jws.parse_key_change(auth.request)
-    holder = authority.store.acme_account_by_thumbprint(p.name, change.new_thumbprint)
+    holder = authority.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
     outcome = accounts.change_key(ctx, auth.owner, change, holder)
-    if not outcome.write.empty and not authority.store.acme_write(outcome.write):
-        holder = authority.store.acme_account_by_thumbprint(p.name, change.new_thumbprint)
+    if not outcome.write.empty and not authority.stores.acme.acme_write(outcome.write):
+        holder = authority.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
         if holder is None:
             raise ACMEProblem("malformed", "the account changed meanwhile; retry", status=409)
         return accounts.change_key(ctx, auth.owner, change, holder)
@@ -165,10 +167,10 @@ def new_order(
 
 
 def _load_order(authority: Authority, p: ACMEProvisioner, order_id: str) -> tuple[Any, list[Any]]:
-    order = authority.store.acme_order(p.name, order_id)
+    order = authority.stores.acme.acme_order(p.name, order_id)
     if order is None:
         raise not_found("no such order")
-    return order, list(authority.store.acme_authorizations(p.name, order.authorization_ids))
+    return order, list(authority.stores.acme.acme_authorizations(p.name, order.authorization_ids))
 
 
 def order(
@@ -228,11 +230,11 @@ def finalize(
         except Exception:
             log.exception("signing failed for ACME order %s", order.id)
             problem = ACMEProblem("serverInternal", "the certificate could not be signed")
-            authority.store.acme_write(Write(orders=(orders.failed(processing, problem),)))
+            authority.stores.acme.acme_write(Write(orders=(orders.failed(processing, problem),)))
             raise problem from None
         valid, respond = orders.issued(ctx, processing, issued.serial_hex)
         link = CertificateLink(issued.serial_hex, p.name, account.id, order.id)
-        stored = authority.store.acme_write(
+        stored = authority.stores.acme.acme_write(
             Write(orders=(valid,)),
             certificate=authority.certificate_record(issued),
             link=link,
@@ -247,11 +249,11 @@ def certificate(
     authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, serial: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
-    link = authority.store.acme_certificate(serial)
+    link = authority.stores.acme.acme_certificate(serial)
     if link is None or link.provisioner != p.name:
         raise not_found("no such certificate")
     accounts.require_owner(auth.owner, link.account_id)
-    record = authority.store.get_certificate(serial)
+    record = authority.stores.certificates.get_certificate(serial)
     issuer = authority.issuers.get(record.issuer) if record is not None else None
     if record is None or issuer is None:
         raise not_found("no such certificate")
@@ -265,12 +267,12 @@ def revoke_cert(
 ) -> Outcome:
     auth = authenticate(authority, ctx, request, jwk=True, kid=True)
     wanted = parse_revocation(auth.request.payload_object())
-    record = authority.store.get_certificate(wanted.serial)
+    record = authority.stores.certificates.get_certificate(wanted.serial)
     if record is None:
         raise not_found("this CA issued no certificate with that serial")
     if record.status == "revoked":
         raise ACMEProblem("alreadyRevoked", "the certificate is already revoked")
-    link = authority.store.acme_certificate(wanted.serial)
+    link = authority.stores.acme.acme_certificate(wanted.serial)
     revoked_by = authorize_revocation(
         wanted,
         stored_der=record.der,
@@ -287,7 +289,7 @@ def revoke_cert(
         reason="ACME revokeCert",
         revoked_by=revoked_by,
     )
-    if not authority.store.revoke(revocation):
+    if not authority.stores.certificates.revoke(revocation):
         raise ACMEProblem("alreadyRevoked", "the certificate is already revoked")
     fields = {"serial": record.serial, "reason_code": wanted.reason, "by": revoked_by}
     return Outcome(Respond(200), audit=(Audit("certificate.revoked", fields),))
@@ -304,10 +306,10 @@ def authorization(
     authorization_id: str,
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
-    authorization = authority.store.acme_authorization(p.name, authorization_id)
+    authorization = authority.stores.acme.acme_authorization(p.name, authorization_id)
     if authorization is None:
         raise not_found("no such authorization")
-    found = authority.store.acme_challenges(p.name, authorization.challenge_ids)
+    found = authority.stores.acme.acme_challenges(p.name, authorization.challenge_ids)
     outcome = challenges.update_authorization(ctx, auth.owner, authorization, found, auth.request)
     commit(authority, outcome.write)
     return outcome
@@ -317,11 +319,11 @@ def challenge(
     authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, challenge_id: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
-    challenge = authority.store.acme_challenge(p.name, challenge_id)
+    challenge = authority.stores.acme.acme_challenge(p.name, challenge_id)
     authorization = (
         None
         if challenge is None
-        else authority.store.acme_authorization(p.name, challenge.authorization_id)
+        else authority.stores.acme.acme_authorization(p.name, challenge.authorization_id)
     )
     if challenge is None or authorization is None:
         raise not_found("no such challenge")
@@ -341,9 +343,9 @@ def challenge(
             outcome = challenges.attestation_verified(ctx, authorization, challenge, device)
     else:
         outcome = challenges.respond(ctx, account, authorization, challenge, auth.request)
-    if not outcome.write.empty and not authority.store.acme_write(outcome.write):
+    if not outcome.write.empty and not authority.stores.acme.acme_write(outcome.write):
         # A concurrent response to the same challenge won: show what it recorded.
-        current = authority.store.acme_challenge(p.name, challenge_id)
+        current = authority.stores.acme.acme_challenge(p.name, challenge_id)
         assert current is not None
         return challenges.view_challenge(ctx, account, authorization, current)
     return outcome

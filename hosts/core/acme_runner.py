@@ -91,7 +91,7 @@ class ValidationRunner:
                 nursery.start_soon(self._validate, job)
 
     def _resumable(self) -> list[StartValidation]:
-        store = self.authority.store
+        store = self.authority.stores.acme
         jobs: list[StartValidation] = []
         for challenge in store.acme_processing_challenges():
             name = challenge.provisioner
@@ -161,7 +161,7 @@ class ValidationRunner:
 
     def _record(self, job: StartValidation, problem: ACMEProblem | None) -> None:
         """Feed the result to the engine; re-read and retry if a record changed meanwhile."""
-        store = self.authority.store
+        store = self.authority.stores.acme
         for _ in range(3):
             challenge = store.acme_challenge(job.provisioner, job.challenge_id)
             authorization = store.acme_authorization(job.provisioner, job.authorization_id)

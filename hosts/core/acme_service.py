@@ -37,6 +37,7 @@ from engine.acme.problems import ACMEProblem, as_problem, not_found
 from engine.acme.renewal import RETRY_AFTER, parse_cert_id, renewal_info_json, suggested_window
 from engine.acme.resources import PREFIX, URLs, directory_json
 from engine.errors import ProtocolError
+from hosts.store import CertificateStore
 from hosts.validation import ChallengeValidator, ValidationConfig
 from plugins.acme import ACMEProvisioner
 
@@ -45,7 +46,6 @@ from .acme_nonces import ReplayNonces
 from .acme_runner import ValidationRunner
 from .base_urls import own_base_url
 from .http import HTTPRequest, HTTPResponse, error_response
-from .store import Store
 
 if TYPE_CHECKING:
     from .authority import Authority
@@ -99,8 +99,8 @@ class ACMEService:
         await self.runner.run(resume=resume, task_status=task_status)
 
     @property
-    def store(self) -> Store:
-        return self.authority.store
+    def certificates(self) -> CertificateStore:
+        return self.authority.stores.certificates
 
     def configure(
         self,
@@ -268,7 +268,7 @@ class ACMEService:
             found = self._provisioner(provisioner)
             urls = URLs(self._base_url(request), found.name)
             key_identifier, serial = parse_cert_id(cert_id)
-            record = self.store.get_certificate(format(serial, "x"))
+            record = self.certificates.get_certificate(format(serial, "x"))
             if record is None or record.provisioner_name != found.name:
                 raise not_found("no certificate of this provisioner has that identifier")
             certificate = x509.load_der_x509_certificate(record.der)

@@ -24,8 +24,7 @@ from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, Issuer, issue_own_certificate
 from engine.ports import Clock, Random
 from engine.template import CertificateTemplate
-
-from .store import CertificateRecord
+from hosts.store import CertificateRecord
 
 
 class IssuingAuthority(Protocol):

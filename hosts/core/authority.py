@@ -53,6 +53,7 @@ from engine.pipeline import (
 from engine.policy import SignPolicy
 from engine.ports import Clock, Random
 from engine.tpm import TPMTPublic, public_key_from_tpmt
+from hosts.store import CertificateRecord, Stores, UsedToken, open_sqlite
 from plugins.manager import PluginManager
 from plugins.provisioner import (
     Authorization,
@@ -74,8 +75,6 @@ from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
 from .renewal import renew
 from .revocation import CertificateRevoker, parse_reason
-from .sqlite_store import SQLiteStore
-from .store import CertificateRecord, Store, UsedToken
 from .upgrade import upgrade_data_dir
 
 log = logging.getLogger("devid.ca")
@@ -155,7 +154,7 @@ class Authority:
         issuers: dict[str, Issuer],
         provisioners: dict[str, Provisioner],
         plugins: PluginManager,
-        store: Store,
+        stores: Stores,
         clock: Clock,
         random: Random,
     ) -> None:
@@ -166,19 +165,19 @@ class Authority:
         self.issuers = issuers
         self.provisioners = provisioners
         self.plugins = plugins
-        self.store = store
+        self.stores = stores
         self.clock = clock
         self.random = random
         self.base_urls: tuple[str, ...] = ()
         self._audiences: dict[str, frozenset[str]] = {}
-        self.inventory = Inventory(store, clock, audit=plugins.audit)
+        self.inventory = Inventory(stores, clock, audit=plugins.audit)
         self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
         self.acme = ACMEService(self)
         self.account_sync = AccountProvisionerSync(self)
         self.accounts = Accounts(
-            store, clock, random, on_change=self.sync_account_provisioners, audit=plugins.audit
+            stores, clock, random, on_change=self.sync_account_provisioners, audit=plugins.audit
         )
-        self.revoker = CertificateRevoker(store, clock, plugins.audit)
+        self.revoker = CertificateRevoker(stores, clock, plugins.audit)
         self.sync_account_provisioners()
 
     @classmethod
@@ -190,7 +189,7 @@ class Authority:
         plugins: PluginManager | None = None,
         clock: Clock | None = None,
         random: Random | None = None,
-        store: Store | None = None,
+        stores: Stores | None = None,
     ) -> Authority:
         # A data directory made by an older devid gets what this version needs first
         # (the TLS CA); under a lock, so concurrent processes do it once.
@@ -213,13 +212,13 @@ class Authority:
             issuers=issuers,
             provisioners=provisioners,
             plugins=plugins,
-            store=store or SQLiteStore(config.store.path, synchronous=config.store.synchronous),
+            stores=stores or open_sqlite(config.store.path, synchronous=config.store.synchronous),
             clock=clock or SystemClock(),
             random=random or SystemRandom(),
         )
 
     def close(self) -> None:
-        self.store.close()
+        self.stores.close()
 
     # --- accounts ------------------------------------------------------------
 
@@ -267,7 +266,7 @@ class Authority:
     def _use_token(self, token: TokenUse | None) -> None:
         if token is None:
             return
-        if not self.store.use_token(
+        if not self.stores.tokens.use_token(
             token.provisioner, token.token_id, token.expires_at, self.clock.now()
         ):
             raise Unauthorized("token has already been used")
@@ -278,7 +277,7 @@ class Authority:
         Raises Unauthorized, storing nothing, if *token* was used before.
         """
         now = self.clock.now()
-        recorded = self.store.record_certificate(
+        recorded = self.stores.certificates.record_certificate(
             self.certificate_record(issued),
             used_token=None
             if token is None
@@ -379,7 +378,7 @@ class Authority:
         serial = policy.evidence.get("leaf_serial")  # lowercase hex, as the store keys it
         if not isinstance(serial, str):
             return
-        record = self.store.get_certificate(serial.lower())
+        record = self.stores.certificates.get_certificate(serial.lower())
         if record is not None and record.status != "active":
             raise Unauthorized(f"the certificate that signed the token is {record.status}")
 
@@ -394,7 +393,7 @@ class Authority:
             cert.verify_directly_issued_by(issuer.certificate)
         except Exception:
             raise Unauthorized("certificate signature does not verify") from None
-        record = self.store.get_certificate(serial_hex(cert.serial_number))
+        record = self.stores.certificates.get_certificate(serial_hex(cert.serial_number))
         if record is None:
             raise Unauthorized("certificate is unknown to this CA")
         if record.status != "active":
@@ -417,7 +416,7 @@ class Authority:
             record,
             issuer,
             find_provisioner=self.provisioner_named,
-            store=self.store,
+            stores=self.stores,
             clock=self.clock,
             random=self.random,
         )
@@ -425,7 +424,7 @@ class Authority:
         return self.chain_pem(issued)
 
     def _issued_record(self, serial: int) -> CertificateRecord:
-        record = self.store.get_certificate(serial_hex(serial))
+        record = self.stores.certificates.get_certificate(serial_hex(serial))
         if record is None:
             raise NotFound(f"no certificate with serial {serial}")
         return record
@@ -488,7 +487,7 @@ class Authority:
         now = self.clock.now()
         return build_crl(
             issuer,
-            self.store.revoked_entries(issuer_name, now),
+            self.stores.certificates.revoked_entries(issuer_name, now),
             now=now,
             number=int(now.timestamp() * 1000),
             lifetime=timedelta(hours=24),
@@ -499,7 +498,7 @@ class Authority:
     def attest(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /attest``: check device, EK and AK; answer with the credential challenge."""
         request = AttestRequest.parse(body)
-        device = self.store.get_device(ek_urn(request.ek_public))
+        device = self.stores.devices.get_device(ek_urn(request.ek_public))
         now = self.clock.now()
         try:
             session, challenge = begin_attestation(
@@ -511,7 +510,7 @@ class Authority:
                 extra={"ek": ek_urn(request.ek_public), "reason": exc.detail},
             )
             raise
-        self.store.put_session(
+        self.stores.sessions.put_session(
             session.id, session.ek_urn, session.to_json(), session.expires_at, now
         )
         log.info(
@@ -526,13 +525,13 @@ class Authority:
     def activate(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /secret``: the TPM's answer; a correct one earns the AK certificate."""
         secret = parse_answer(body)
-        stored = self.store.take_session(session_id_for_secret(secret))
+        stored = self.stores.sessions.take_session(session_id_for_secret(secret))
         session = answer_challenge(
             AttestationSession.from_json(stored) if stored is not None else None,
             secret,
             self.clock.now(),
         )
-        device = self.store.get_device(session.ek_urn)
+        device = self.stores.devices.get_device(session.ek_urn)
         if device is None or not device.active:
             raise Forbidden(f"the device {session.ek_urn} was disabled or removed meanwhile")
         issued = self.issue_ak_certificate(session)

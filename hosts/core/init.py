@@ -14,6 +14,7 @@ import tomli_w
 
 from engine.errors import ConfigurationError
 from engine.keys import KeyType
+from hosts.store import open_sqlite
 from plugins.manager import PluginManager
 from plugins.provisioner import ProvisionerEnvironment
 
@@ -21,7 +22,6 @@ from .attestation import DEFAULT_EK_ROOTS_DIR
 from .config import CONFIG_NAME, DEFAULT_LISTEN, ISSUER_NAMES
 from .pki import create_hierarchy, fingerprint, write_private
 from .secrets import Password, generate_password
-from .sqlite_store import SQLiteStore
 
 DEFAULT_PROVISIONER = "admin"
 # ACME: `acme` for servers (http-01, dns-01, tls-alpn-01; TLS CA), `devices` for TPM-attested
@@ -121,7 +121,7 @@ def init_data_dir(
         "provisioners": provisioners,
     }
     (data_dir / DEFAULT_EK_ROOTS_DIR).mkdir(exist_ok=True)
-    SQLiteStore(data_dir / "db" / "devid.sqlite").close()
+    open_sqlite(data_dir / "db" / "devid.sqlite").close()
     (data_dir / CONFIG_NAME).write_text(
         "# devid configuration; see README.md and `devid --help`.\n" + tomli_w.dumps(config)
     )

@@ -27,9 +27,9 @@ from engine.inventory import (
     normalize_ek_urn,
 )
 from engine.ports import Clock
+from hosts.store import Stores
 
 from .revocation import Audit, CertificateRevoker
-from .store import Store
 
 log = logging.getLogger("devid.inventory")
 
@@ -111,10 +111,10 @@ def _merge(existing: Device, incoming: Device, *, given: set[str]) -> Device:
 
 
 class Inventory:
-    def __init__(self, store: Store, clock: Clock, *, audit: Audit | None = None) -> None:
-        self.store = store
+    def __init__(self, stores: Stores, clock: Clock, *, audit: Audit | None = None) -> None:
+        self.stores = stores
         self.clock = clock
-        self.revoker = CertificateRevoker(store, clock, audit)
+        self.revoker = CertificateRevoker(stores, clock, audit)
 
     def _changed(self, before: Device, after: Device) -> tuple[str, ...]:
         """After an update: revoke what a new status or new tags no longer entitle."""
@@ -135,14 +135,14 @@ class Inventory:
 
     def add(self, data: Any) -> Device:
         device = device_from_input(data, now=self.clock.now())
-        if not self.store.add_device(device):
+        if not self.stores.devices.add_device(device):
             raise Conflict(f"device {device.ek_urn} is already registered")
         log.info("device added", extra={"ek": device.ek_urn, "device_name": device.name})
         return device
 
     def get(self, ek: str) -> Device:
         urn = normalize_ek_urn(ek)
-        device = self.store.get_device(urn)
+        device = self.stores.devices.get_device(urn)
         if device is None:
             raise NotFound(f"no device {urn}")
         return device
@@ -166,7 +166,7 @@ class Inventory:
             tag=query.get("tag") or None,
             text=check_text(query.get("q"), "q"),
         )
-        devices, total = self.store.list_devices(filt, limit=limit, offset=offset)
+        devices, total = self.stores.devices.list_devices(filt, limit=limit, offset=offset)
         next_offset = offset + limit if offset + limit < total else None
         return {
             "devices": [d.to_json() for d in devices],
@@ -201,7 +201,7 @@ class Inventory:
             except ValueError:
                 raise BadRequest("status must be 'active' or 'disabled'") from None
         updated = attrs.evolve(device, **updates)
-        self.store.put_device(updated)
+        self.stores.devices.put_device(updated)
         log.info("device updated", extra={"ek": updated.ek_urn, "fields": sorted(changes)})
         return updated, self._changed(device, updated)
 
@@ -211,7 +211,7 @@ class Inventory:
     def remove(self, ek: str) -> tuple[str, ...]:
         """Remove a device and revoke every certificate issued to it; their serials."""
         urn = normalize_ek_urn(ek)
-        if not self.store.delete_device(urn):
+        if not self.stores.devices.delete_device(urn):
             raise NotFound(f"no device {urn}")
         log.info("device removed", extra={"ek": urn})
         return self._withdraw(None, urn)
@@ -230,16 +230,18 @@ class Inventory:
             ek = row.get("ek") if isinstance(row, dict) else None
             try:
                 device = device_from_input(row, now=self.clock.now())
-                existing = self.store.get_device(device.ek_urn)
+                existing = self.stores.devices.get_device(device.ek_urn)
                 if existing is None:
-                    self.store.put_device(device)
+                    self.stores.devices.put_device(device)
                     outcome = "added"
                 else:
                     merged = _merge(existing, device, given=set(row))
                     if merged == existing:
                         outcome = "unchanged"
                     else:
-                        self.store.put_device(attrs.evolve(merged, updated_at=self.clock.now()))
+                        self.stores.devices.put_device(
+                            attrs.evolve(merged, updated_at=self.clock.now())
+                        )
                         outcome = "updated"
                         self._changed(existing, merged)
                 results.append(RowResult(index, device.ek_urn, outcome))

@@ -22,6 +22,7 @@ from engine.errors import Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, Issuer, renew_certificate
 from engine.ports import Clock, Random
+from hosts.store import CertificateRecord, Stores
 from plugins.provisioner import (
     CertificateFacts,
     Provisioner,
@@ -29,8 +30,6 @@ from plugins.provisioner import (
     RenewContext,
     refuse_renewal,
 )
-
-from .store import CertificateRecord, Store
 
 #: Finds a provisioner by name (configured, or an account's), None if there is none.
 FindProvisioner = Callable[[str], Provisioner | None]
@@ -54,20 +53,20 @@ def certificate_facts(record: CertificateRecord) -> CertificateFacts:
 
 
 def renew_context(
-    store: Store, now: datetime, cert: x509.Certificate, record: CertificateRecord
+    stores: Stores, now: datetime, cert: x509.Certificate, record: CertificateRecord
 ) -> RenewContext:
     """What the store says, now, about the certificate being renewed and what it rests on."""
     evidence = record.evidence
-    device = store.get_device(record.device) if record.device is not None else None
+    device = stores.devices.get_device(record.device) if record.device is not None else None
     leaf = None
     leaf_serial = evidence.get("leaf_serial")
     if isinstance(leaf_serial, str) and leaf_serial:
-        found = store.get_certificate(leaf_serial.lower())
+        found = stores.certificates.get_certificate(leaf_serial.lower())
         leaf = certificate_facts(found) if found is not None else None
     account = None
     account_name = evidence.get("account")
     if isinstance(account_name, str) and account_name:
-        account = store.get_account(account_name)
+        account = stores.accounts.get_account(account_name)
     return RenewContext(
         now=now,
         certificate=cert,
@@ -147,7 +146,7 @@ def renew(
     issuer: Issuer,
     *,
     find_provisioner: FindProvisioner,
-    store: Store,
+    stores: Stores,
     clock: Clock,
     random: Random,
 ) -> IssuedCertificate:
@@ -161,7 +160,7 @@ def renew(
     if ref is None or (ref.type, ref.name) != (record.provisioner_type, record.provisioner_name):
         raise Forbidden("certificate was not issued by a devid provisioner")
     provisioner = _provisioner(find_provisioner, record)
-    ctx = renew_context(store, clock.now(), cert, record)
+    ctx = renew_context(stores, clock.now(), cert, record)
     authorization = authorize_renewal(provisioner, ctx)
     _same_issuer(provisioner, record)
     return renew_certificate(

@@ -21,8 +21,7 @@ from engine.accounts import PROVISIONER_PREFIX, Account, is_assigned, provisione
 from engine.errors import BadRequest
 from engine.inventory import Device
 from engine.ports import Clock
-
-from .store import CertificateRecord, Revocation, Store
+from hosts.store import CertificateRecord, Revocation, Stores
 
 log = logging.getLogger("devid.ca")
 
@@ -93,8 +92,8 @@ def withdrawal(
 class CertificateRevoker:
     """Revokes in the store, then logs and audits each revocation."""
 
-    def __init__(self, store: Store, clock: Clock, audit: Audit | None = None) -> None:
-        self.store = store
+    def __init__(self, stores: Stores, clock: Clock, audit: Audit | None = None) -> None:
+        self.stores = stores
         self.clock = clock
         self.audit = audit
 
@@ -108,7 +107,7 @@ class CertificateRevoker:
             reason=reason,
             revoked_by=revoked_by,
         )
-        if not self.store.revoke(revocation):
+        if not self.stores.certificates.revoke(revocation):
             return False
         fields: dict[str, Any] = {
             "serial": record.serial,
@@ -132,13 +131,13 @@ class CertificateRevoker:
             device = None
             if record.device is not None:
                 if record.device not in devices:
-                    devices[record.device] = self.store.get_device(record.device)
+                    devices[record.device] = self.stores.devices.get_device(record.device)
                 device = devices[record.device]
             account = None
             name = record.evidence.get("account")
             if record.provisioner_name.startswith(PROVISIONER_PREFIX) and isinstance(name, str):
                 if name not in accounts:
-                    accounts[name] = self.store.get_account(name)
+                    accounts[name] = self.stores.accounts.get_account(name)
                 account = accounts[name]
                 if account is not None and account.provisioner_name != record.provisioner_name:
                     account = None
@@ -150,11 +149,13 @@ class CertificateRevoker:
     def device_changed(self, ek_urn: str, revoked_by: str) -> list[str]:
         """Revoke the certificates of the device *ek_urn* it is no longer entitled to
         (all of them if it was disabled or removed); the serials revoked."""
-        records = self.store.certificates_of_device(ek_urn, self.clock.now())
+        records = self.stores.certificates.certificates_of_device(ek_urn, self.clock.now())
         return self._withdraw(records, revoked_by)
 
     def account_changed(self, name: str, revoked_by: str) -> list[str]:
         """Revoke the certificates of the account *name* whose devices lost it (all of
         them if it was removed or disabled); the serials revoked."""
-        records = self.store.certificates_of_provisioner(provisioner_name(name), self.clock.now())
+        records = self.stores.certificates.certificates_of_provisioner(
+            provisioner_name(name), self.clock.now()
+        )
         return self._withdraw(records, revoked_by)

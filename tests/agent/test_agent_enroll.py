@@ -224,7 +224,7 @@ async def test_a_device_disabled_and_enabled_again_attests_anew_before_enrolling
 
     again = await run_enroll(quart_server, device, state_dir)
     assert again.ak_chain[0].serial_number != first.ak_chain[0].serial_number  # attested anew
-    record = quart_server.authority.store.get_certificate(
+    record = quart_server.authority.stores.certificates.get_certificate(
         format(first.ak_chain[0].serial_number, "x")
     )
     assert record is not None and record.status == "revoked"

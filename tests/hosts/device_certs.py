@@ -18,7 +18,7 @@ from engine.pipeline import (
     issue_own_certificate,
 )
 from engine.template import CertificateTemplate
-from hosts.core.store import CertificateRecord
+from hosts.store import CertificateRecord
 from tests.conftest import CA, RunningServer, new_csr
 
 from .account_helpers import (
@@ -91,7 +91,7 @@ async def renewed(server: RunningServer, held: Held, tmp_path: Path) -> Held:
 
 
 def record_of(server: RunningServer, serial: str) -> CertificateRecord:
-    record = server.authority.store.get_certificate(serial)
+    record = server.authority.stores.certificates.get_certificate(serial)
     assert record is not None
     return record
 
@@ -108,7 +108,7 @@ async def setup_laptop(
     """Register *label* (tag ``laptops``), create the corp-wifi account once, and give the
     device a device certificate."""
     register_device(server.authority, label, tags=["laptops"])
-    if account and server.authority.store.get_account("corp-wifi") is None:
+    if account and server.authority.stores.accounts.get_account("corp-wifi") is None:
         async with admin(server, ca) as http:
             r = await http.post("/api/v1/accounts", json=WIFI)
         assert r.status_code == 201, r.text

@@ -105,7 +105,7 @@ async def test_an_assigned_device_gets_its_account_certificate_from_the_account_
     assert ProvisionerRef.from_certificate(cert) == ProvisionerRef("X5C", "account:corp-wifi")
     lifetime = cert.not_valid_after_utc - datetime.now(UTC)
     assert timedelta(hours=23, minutes=55) < lifetime <= timedelta(hours=24)
-    record = server.authority.store.get_certificate(format(cert.serial_number, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(cert.serial_number, "x"))
     assert record is not None and record.issuer == "account"
     assert record.evidence["account"] == "corp-wifi"
     assert record.evidence["device"] == wifi["sans"][1]
@@ -143,7 +143,7 @@ async def test_an_account_created_behind_the_servers_back_can_be_used_at_once(
     server: RunningServer, laptop: DeviceCertificate
 ) -> None:
     """The CLI, or another worker process, wrote the store; no listing happened here."""
-    server.authority.store.add_account(
+    server.authority.stores.accounts.add_account(
         account_from_input(
             {"name": "cli-made", "type": "generic", "tags": ["laptops"], "sans": []},
             id="cli-1",
@@ -251,7 +251,7 @@ async def test_an_account_removed_behind_the_servers_back_is_refused(
     server: RunningServer, laptop: DeviceCertificate
 ) -> None:
     assert "account:corp-wifi" in server.authority.provisioners
-    server.authority.store.delete_account("corp-wifi")
+    server.authority.stores.accounts.delete_account("corp-wifi")
     r = await sign(server, laptop, "corp-wifi", "laptop-1", ["laptop-1.wifi.example.com"])
     assert "no longer exists" in assert_json_error(r, 401)["message"]
 
@@ -333,7 +333,7 @@ async def test_a_device_revokes_its_own_account_certificate_but_not_anothers(
         )
     assert "only its own account certificates" in assert_json_error(foreign, 403)["message"]
     assert own.status_code == 200, own.text
-    record = server.authority.store.get_certificate(format(serial, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(serial, "x"))
     assert record is not None and record.status == "revoked"
 
 

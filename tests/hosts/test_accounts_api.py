@@ -49,7 +49,7 @@ async def test_every_admin_route_needs_an_admin_credential(server: RunningServer
             for headers in ({}, {"Authorization": "Bearer wrong"}):
                 r = await http.request(method, path, json=body, headers=headers)
                 assert_json_error(r, 401)
-    stored = server.authority.store.get_account("corp-wifi")
+    stored = server.authority.stores.accounts.get_account("corp-wifi")
     assert stored is not None and stored.to_json() == kept
 
 
@@ -165,7 +165,7 @@ async def test_bad_accounts_are_refused_with_clear_messages(
     async with admin(server, ca) as http:
         r = await http.post(ACCOUNTS, json=body)
     assert message in assert_json_error(r, 400)["message"]
-    assert server.authority.store.list_accounts() == []
+    assert server.authority.stores.accounts.list_accounts() == []
 
 
 async def test_bad_updates_are_refused(server: RunningServer, ca: CA) -> None:
@@ -308,7 +308,7 @@ async def test_an_account_added_behind_the_servers_back_is_listed(
     from hosts.core.ports import SystemClock
 
     urn = register_device(server.authority, "laptop-1")
-    server.authority.store.add_account(
+    server.authority.stores.accounts.add_account(
         account_from_input(
             {"name": "cli-made", "type": "generic", "devices": [urn]},
             id="cli-1",

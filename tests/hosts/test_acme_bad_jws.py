@@ -71,7 +71,7 @@ async def reused_nonce(acme: ACMEClient, server: RunningServer) -> httpx.Respons
     nonce = await acme.nonce()
     first = await acme.post(acme.directory["newOrder"], ORDER, nonce=nonce)
     assert first.status_code == 201, first.text
-    server.authority.store  # noqa: B018 - the first use consumed it
+    server.authority.stores  # noqa: B018 - the first use consumed it
     return await acme.post(acme.directory["newOrder"], ORDER, nonce=nonce)
 
 
@@ -335,7 +335,7 @@ CASES = [
 
 
 def _orders(server: RunningServer) -> int:
-    db = server.authority.store._db  # the test looks, it does not touch
+    db = server.authority.stores.acme.database.connection  # the test looks, it does not touch
     return int(db.execute("SELECT COUNT(*) FROM acme_orders").fetchone()[0])
 
 

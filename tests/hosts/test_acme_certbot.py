@@ -144,7 +144,9 @@ async def test_certbot_acme_library_completes_http01_issuance(acme_server: Runni
     assert result["renewal_at"].astimezone(datetime.UTC) < leaf.not_valid_after_utc
     assert result["again"].code == "alreadyRevoked"
     assert result["gone"].code == "unauthorized"
-    record = acme_server.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = acme_server.authority.stores.certificates.get_certificate(
+        format(leaf.serial_number, "x")
+    )
     assert record is not None and record.status == "revoked"
     assert record.provisioner_name == "acme"
     assert record.evidence["method"] == "acme"

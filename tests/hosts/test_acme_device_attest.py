@@ -40,7 +40,7 @@ from engine.inventory import ek_urn_from_digest, permanent_identifier_value
 from engine.jose import b64url_encode
 from engine.pipeline import build_certificate
 from engine.template import CertificateTemplate
-from hosts.core.store import Revocation
+from hosts.store import Revocation
 from plugins.attestation.base import AttestationContext, AttestationResult
 from plugins.hookspecs import hookimpl
 from tests.conftest import CA, RunningServer, ServerStop, start_server
@@ -192,7 +192,7 @@ async def test_bound_identifier_validates_and_the_certificate_carries_it(
     assert san.get_values_for_type(x509.DNSName) == []
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert [o.dotted_string for o in eku] == ["1.3.6.1.5.5.7.3.2"]  # clientAuth only
-    record = devices.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = devices.authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None
     evidence = record.evidence
     assert evidence["method"] == "acme"
@@ -476,7 +476,7 @@ async def test_an_ak_certificate_revoked_here_attests_nothing(devices: RunningSe
             reason="device disabled",
             revoked_by="test",
         )
-        assert await trio.to_thread.run_sync(authority.store.revoke, revocation)
+        assert await trio.to_thread.run_sync(authority.stores.certificates.revoke, revocation)
         _, _, challenge = await device_order(acme)
         refused = await attest_with(acme, challenge, new_key(), [DEVICE], chain=chain)
         assert refused["status"] == "invalid"

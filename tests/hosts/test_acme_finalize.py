@@ -23,7 +23,7 @@ async def _valid(job: StartValidation, config: ValidationConfig) -> None:
 
 
 def _count(server: RunningServer, table: str) -> int:
-    db = server.authority.store._db  # the test looks, it does not touch
+    db = server.authority.stores.acme.database.connection  # the test looks, it does not touch
     return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
@@ -58,12 +58,12 @@ async def test_an_order_finalized_elsewhere_meanwhile_stores_nothing(
 ) -> None:
     """Another worker stored the order while this one signed: this certificate is dropped."""
     acme_server.authority.acme.validator = _valid
-    store = acme_server.authority.store
+    store = acme_server.authority.stores.acme
     real_write = store.acme_write
 
     def racing_write(write: Any, **certificate: Any) -> bool:
         if certificate:  # the final write: another process got there first
-            store._db.execute("UPDATE acme_orders SET revision = revision + 1")
+            store.database.connection.execute("UPDATE acme_orders SET revision = revision + 1")
         return real_write(write, **certificate)
 
     async with acme_client(acme_server) as acme:
@@ -82,7 +82,7 @@ async def test_an_order_finalized_elsewhere_meanwhile_stores_nothing(
 
 async def test_finalize_makes_one_write(acme_server: RunningServer) -> None:
     acme_server.authority.acme.validator = _valid
-    store = acme_server.authority.store
+    store = acme_server.authority.stores.acme
     real_write = store.acme_write
     writes: list[Any] = []
 

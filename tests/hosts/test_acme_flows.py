@@ -253,7 +253,7 @@ async def test_eab_is_required_and_checked(eab_server: RunningServer) -> None:
         r = await acme.new_account(externalAccountBinding=eab(acme))
     assert r.status_code == 201, r.text
     account_id = r.headers["location"].rsplit("/", 1)[1]
-    stored = eab_server.authority.store.acme_account("acme", account_id)
+    stored = eab_server.authority.stores.acme.acme_account("acme", account_id)
     assert stored is not None and stored.eab_kid == "team-a"
 
 
@@ -374,7 +374,7 @@ async def test_an_expired_order_is_invalid_and_cannot_be_finalized(
     acme_quart: RunningServer,
 ) -> None:
     accept_all(acme_quart)
-    store = acme_quart.authority.store
+    store = acme_quart.authority.stores.acme
     async with acme_client(acme_quart) as acme:
         await acme.new_account()
         url, order = await ordered(acme, ("dns", "late.example.com"))
@@ -435,13 +435,13 @@ async def test_finalize_with_names_that_are_not_the_orders(
         url, order = await ordered(acme, ("dns", "a.example.com"), ("dns", "b.example.com"))
         await authorize(acme, order)
         await acme.wait_for(url, ["ready"])
-        before = acme_quart.authority.store.count_certificates()
+        before = acme_quart.authority.stores.certificates.count_certificates()
         _, der = csr_der(names, common_name)
         refused = await acme.post(order["finalize"], {"csr": b64url_encode(der)})
         still = (await acme.get(url)).json()
     assert_problem(refused, 400, "badCSR")
     assert still["status"] == "ready"  # a refused CSR leaves the order to try again
-    assert acme_quart.authority.store.count_certificates() == before
+    assert acme_quart.authority.stores.certificates.count_certificates() == before
 
 
 async def test_finalize_refuses_the_account_key_and_garbage(acme_quart: RunningServer) -> None:
@@ -475,7 +475,9 @@ async def test_issued_certificate_names_come_from_the_order(acme_server: Running
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert leaf.issuer == acme_server.authority.issuers["tls"].certificate.subject
     assert_problem(again, 403, "orderNotReady")
-    record = acme_server.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = acme_server.authority.stores.certificates.get_certificate(
+        format(leaf.serial_number, "x")
+    )
     assert record is not None and record.provisioner_type == "ACME"
     assert record.evidence["order"] == url.rsplit("/", 1)[1]
 
@@ -525,7 +527,9 @@ async def test_revocation_by_the_ordering_account(acme_server: RunningServer) ->
     assert revoked.status_code == 200, revoked.text
     assert revoked.headers["replay-nonce"]
     assert_problem(again, 400, "alreadyRevoked")
-    record = acme_server.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = acme_server.authority.stores.certificates.get_certificate(
+        format(leaf.serial_number, "x")
+    )
     assert record is not None and record.status == "revoked"
     crl = x509.load_der_x509_crl(acme_server.authority.crl("tls"))
     entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
@@ -549,7 +553,9 @@ async def test_revocation_with_the_certificates_own_key(acme_quart: RunningServe
         revoked = await acme.post(acme.directory["revokeCert"], payload, key=cert_key)
     assert_problem(stranger, 403, "unauthorized")
     assert revoked.status_code == 200, revoked.text
-    record = acme_quart.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = acme_quart.authority.stores.certificates.get_certificate(
+        format(leaf.serial_number, "x")
+    )
     assert record is not None and record.status == "revoked"
 
 

@@ -83,7 +83,7 @@ async def refused_as_admin(server: RunningServer, cert: Path, key: Path) -> None
         r = await http.post(DEVICES, json={"ek": URN, "name": "by an impostor"})
         assert_json_error(r, 401)
         assert_json_error(await http.get(DEVICES), 401)
-    assert server.authority.store.get_device(URN) is None
+    assert server.authority.stores.devices.get_device(URN) is None
 
 
 def admin_cli(ca: CA, tmp_path: Path, *args: str) -> int:
@@ -190,7 +190,7 @@ async def test_devid_admin_certificate_opens_the_admin_api(
     assert leaf.subject.rfc4514_string() == "CN=ops"
     assert key.stat().st_mode & 0o777 == 0o600
     assert format(leaf.serial_number, "x") in printed
-    record = server.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None and record.issuer == "tls"
     assert (record.provisioner_type, record.provisioner_name) == (
         ADMIN_PROVISIONER.type,

@@ -96,10 +96,10 @@ class Snapshot:
 
 
 def snapshot(server: RunningServer, *devices: FakeDevice) -> Snapshot:
-    store = server.authority.store
+    stores = server.authority.stores
     return Snapshot(
-        store.count_certificates(),
-        {d.urn: store.get_device(d.urn) for d in devices},
+        stores.certificates.count_certificates(),
+        {d.urn: stores.devices.get_device(d.urn) for d in devices},
     )
 
 
@@ -123,9 +123,9 @@ async def test_a_registered_device_gets_an_ak_certificate(ca: CA, tmp_path: Path
     device = make_device("rsa", "ecc")
     async with attestation_ca(ca) as (server, http):
         register(server, device)
-        before = server.authority.store.count_certificates()
+        before = server.authority.stores.certificates.count_certificates()
         chain = await enroll(http, device)
-        assert server.authority.store.count_certificates() == before + 1
+        assert server.authority.stores.certificates.count_certificates() == before + 1
 
     ak_cert, attestation = chain
     attestation_ca_cert = server.authority.issuers["attestation"].certificate
@@ -179,8 +179,10 @@ async def test_the_ak_certificate_is_stored_with_its_evidence(ca: CA) -> None:
     async with attestation_ca(ca) as (server, http):
         register(server, device)
         ak_cert, _ = await enroll(http, device)
-        record = server.authority.store.get_certificate(format(ak_cert.serial_number, "x"))
-        device_after = server.authority.store.get_device(device.urn)
+        record = server.authority.stores.certificates.get_certificate(
+            format(ak_cert.serial_number, "x")
+        )
+        device_after = server.authority.stores.devices.get_device(device.urn)
     assert record is not None
     assert record.issuer == "attestation"
     assert record.provisioner_type == "attestation"
@@ -200,10 +202,10 @@ async def test_replaying_the_answer_is_unauthorized(ca: CA) -> None:
         answer = device.activate(challenge)
         first = await http.post("/secret", json=answer)
         assert first.status_code == 200, first.text
-        count = server.authority.store.count_certificates()
+        count = server.authority.stores.certificates.count_certificates()
         replay = await http.post("/secret", json=answer)
         assert_json_error(replay, 401)
-        assert server.authority.store.count_certificates() == count
+        assert server.authority.stores.certificates.count_certificates() == count
 
 
 async def test_a_wrong_answer_does_not_burn_the_session(ca: CA) -> None:
@@ -231,7 +233,9 @@ async def test_an_ek_certificate_from_a_configured_root_is_verified(ca: CA) -> N
     async with attestation_ca(ca) as (server, http):
         register(server, device)
         ak_cert, _ = await enroll(http, device)
-        record = server.authority.store.get_certificate(format(ak_cert.serial_number, "x"))
+        record = server.authority.stores.certificates.get_certificate(
+            format(ak_cert.serial_number, "x")
+        )
     assert record is not None and record.evidence["ek_certificate_verified"] is True
     assert device.ek.certificate is not None
     assert record.evidence["ek_certificate_sha256"] is not None
@@ -247,7 +251,9 @@ async def test_an_ek_root_dropped_into_the_ek_roots_directory_is_trusted(ca: CA)
     async with attestation_ca(ca) as (server, http):
         register(server, device)
         ak_cert, _ = await enroll(http, device)
-        record = server.authority.store.get_certificate(format(ak_cert.serial_number, "x"))
+        record = server.authority.stores.certificates.get_certificate(
+            format(ak_cert.serial_number, "x")
+        )
     assert record is not None and record.evidence["ek_certificate_verified"] is True
 
 
@@ -270,7 +276,9 @@ async def test_record_policy_accepts_an_unverifiable_ek_certificate(ca: CA) -> N
     async with attestation_ca(ca) as (server, http):
         register(server, device)
         ak_cert, _ = await enroll(http, device)
-        record = server.authority.store.get_certificate(format(ak_cert.serial_number, "x"))
+        record = server.authority.stores.certificates.get_certificate(
+            format(ak_cert.serial_number, "x")
+        )
     assert record is not None
     assert record.evidence["ek_certificate_verified"] is False
     assert record.evidence["ek_certificate_sha256"] is not None
@@ -458,11 +466,11 @@ async def test_a_device_removed_during_the_exchange_gets_no_certificate(ca: CA) 
         register(server, device)
         challenge = await attest(http, device)
         server.authority.inventory.remove(device.urn)
-        count = server.authority.store.count_certificates()
+        count = server.authority.stores.certificates.count_certificates()
         r = await http.post("/secret", json=device.activate(challenge))
         assert_json_error(r, 403)
-        assert server.authority.store.count_certificates() == count
-        assert server.authority.store.get_device(device.urn) is None
+        assert server.authority.stores.certificates.count_certificates() == count
+        assert server.authority.stores.devices.get_device(device.urn) is None
 
 
 async def test_the_challenge_is_bound_to_the_ak_the_server_checked(ca: CA) -> None:

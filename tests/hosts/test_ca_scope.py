@@ -55,7 +55,7 @@ def test_jwk_token_certificates_come_from_the_tls_ca(
     leaf = load_pem(response["crt"])
     assert leaf.issuer == authority.issuers["tls"].certificate.subject
     assert leaf.issuer != authority.issuers["agent"].certificate.subject
-    record = authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None and record.issuer == "tls"
 
 
@@ -76,7 +76,7 @@ async def test_the_server_certificate_comes_from_the_tls_ca(server: RunningServe
     )
     leaf = load_pem(pem)
     assert leaf.issuer == server.authority.issuers["tls"].certificate.subject
-    record = server.authority.store.get_certificate(format(leaf.serial_number, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None and record.issuer == "tls"
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.jose import PrivateKey
 from hosts.core.authority import load_provisioners
 from hosts.core.config import load_config
-from hosts.core.sqlite_store import SQLiteStore
+from hosts.store import open_sqlite
 from plugins.jwk import JWKProvisioner, mint_token
 from plugins.manager import PluginManager
 from tests.conftest import CA, new_csr
@@ -109,20 +109,20 @@ async def test_every_certificate_a_client_received_survives_kill_9(ca: CA, tmp_p
         assert process.wait(timeout=30) == -signal.SIGKILL
 
     assert len(received) >= WORKERS, f"too few certificates before the kill: {logs.read_text()}"
-    store = SQLiteStore(ca.data_dir / "db" / "devid.sqlite")
+    stores = open_sqlite(ca.data_dir / "db" / "devid.sqlite")
     try:
         missing = []
         for serial, der in received.items():
-            record = store.get_certificate(format(serial, "x"))
+            record = stores.certificates.get_certificate(format(serial, "x"))
             if record is None:
                 missing.append(serial)
             else:
                 assert record.der == der, f"serial {serial:x} is stored with different DER"
                 assert record.status == "active"
         assert not missing, f"{len(missing)} of {len(received)} received serials were lost"
-        stored = store.count_certificates()
+        stored = stores.certificates.count_certificates()
     finally:
-        store.close()
+        stores.close()
     assert stored >= len(received) + 1  # + the server's own TLS certificate
 
     # The CA starts again on the same directory, issues, and knows the old certificates.

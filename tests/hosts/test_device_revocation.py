@@ -15,7 +15,7 @@ from cryptography import x509
 
 from hosts.core.authority import Authority
 from hosts.core.config import load_config
-from hosts.core.sqlite_store import SQLiteStore
+from hosts.store import open_sqlite
 from tests.conftest import CA, RunningServer, new_csr
 
 from .account_helpers import DeviceCertificate, admin, ek_of, issue_device_certificate
@@ -115,7 +115,9 @@ async def test_disabling_a_device_lists_all_its_certificates_on_the_crls_at_once
     assert await one.reasons(server) == withdrawn
     assert await two.reasons(server) == nothing  # the other device keeps its certificates
     assert two.status(server) == {"device": "active", "wifi": "active", "ak": "active"}
-    revocation = server.authority.store.revoked_entries("account", server.authority.clock.now())
+    revocation = server.authority.stores.certificates.revoked_entries(
+        "account", server.authority.clock.now()
+    )
     assert [e.serial for e in revocation] == [one.wifi.certificate.serial_number]
 
 
@@ -236,20 +238,23 @@ def test_devid_device_disable_and_remove_revoke(ca: CA) -> None:
     assert removed.stdout.strip() == f"Removed {ek_of('laptop-2')}; 1 certificate revoked"
     enabled = run_devid("device", "enable", "--data", ca.data_dir, ek_of("laptop-1"))
     assert enabled.stdout.strip() == f"Enabled {ek_of('laptop-1')}"
-    store = SQLiteStore(load_config(ca.data_dir).store.path)
+    stores = open_sqlite(load_config(ca.data_dir).store.path)
     try:
         for device in (first, second):
-            record = store.get_certificate(format(device.certificate.serial_number, "x"))
+            record = stores.certificates.get_certificate(
+                format(device.certificate.serial_number, "x")
+            )
             assert record is not None and record.status == "revoked"
         entries = {
-            e.serial: e.reason_code for e in store.revoked_entries("agent", datetime.now(UTC))
+            e.serial: e.reason_code
+            for e in stores.certificates.revoked_entries("agent", datetime.now(UTC))
         }
         assert entries == {
             first.certificate.serial_number: 9,
             second.certificate.serial_number: 5,
         }
     finally:
-        store.close()
+        stores.close()
 
 
 def test_devid_account_remove_revokes_its_certificates(ca: CA) -> None:
@@ -266,13 +271,15 @@ def test_devid_account_remove_revokes_its_certificates(ca: CA) -> None:
         authority.close()
     wifi = x509.load_pem_x509_certificate(response["crt"].encode())
     run_devid("account", "remove", "--data", ca.data_dir, "corp-wifi")
-    store = SQLiteStore(load_config(ca.data_dir).store.path)
+    stores = open_sqlite(load_config(ca.data_dir).store.path)
     try:
-        record = store.get_certificate(format(wifi.serial_number, "x"))
+        record = stores.certificates.get_certificate(format(wifi.serial_number, "x"))
         assert record is not None and record.status == "revoked"
-        device_record = store.get_certificate(format(device.certificate.serial_number, "x"))
+        device_record = stores.certificates.get_certificate(
+            format(device.certificate.serial_number, "x")
+        )
         assert device_record is not None and device_record.status == "active"
-        revoked = store.revoked_entries("account", datetime.now(UTC))
+        revoked = stores.certificates.revoked_entries("account", datetime.now(UTC))
         assert [(e.serial, e.reason_code) for e in revoked] == [(wifi.serial_number, 5)]
     finally:
-        store.close()
+        stores.close()

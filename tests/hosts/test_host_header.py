@@ -127,7 +127,7 @@ async def test_a_request_signed_for_the_forged_host_is_refused(server: RunningSe
         )
     assert "is not this resource" in assert_problem(r, 403, "unauthorized")["detail"]
     thumbprint = jwk_thumbprint(jwk_of(key))
-    assert server.authority.store.acme_account_by_thumbprint("acme", thumbprint) is None
+    assert server.authority.stores.acme.acme_account_by_thumbprint("acme", thumbprint) is None
     links = [v.split(">")[0].lstrip("<") for v in r.headers.get_list("link")]
     assert links == [f"{server.urls[0]}/acme/acme/directory"]  # the detail quotes the client
 

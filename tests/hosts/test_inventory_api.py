@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from engine.inventory import DeviceFilter, ek_urn_from_digest
 from hosts.core.admin_certs import issue_admin_certificate
-from hosts.core.store import Revocation
+from hosts.store import Revocation
 from tests.attestation_fakes import make_ek, make_vendor
 from tests.conftest import CA, RunningServer, new_csr
 
@@ -73,7 +73,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
 
 
 async def test_every_route_needs_an_admin_credential(server: RunningServer, ca: CA) -> None:
-    store = server.authority.store
+    store = server.authority.stores.devices
     async with admin(server, ca) as http:
         await add(http, ek=awkward_urn(1), name="keep me")
     before = store.get_device(awkward_urn(1))
@@ -154,7 +154,7 @@ async def test_a_device_created_by_ek_certificate_gets_its_urn_from_the_key(
         created = await add(http, ekCertificate=value)
     assert created["ek"] == ek.urn
     assert base64.b64decode(created["ekCertificate"]) == cert.public_bytes(Encoding.DER)
-    stored = server.authority.store.get_device(ek.urn)
+    stored = server.authority.stores.devices.get_device(ek.urn)
     assert stored is not None and stored.ek_certificate == cert.public_bytes(Encoding.DER)
 
 
@@ -167,7 +167,7 @@ async def test_ek_and_certificate_must_agree(server: RunningServer, ca: CA) -> N
     async with admin(server, ca) as http:
         r = await http.post(DEVICES, json=body)
     assert "does not match" in assert_json_error(r, 400)["message"]
-    assert server.authority.store.get_device(make_ek("ecc", slot=12).urn) is None
+    assert server.authority.stores.devices.get_device(make_ek("ecc", slot=12).urn) is None
 
 
 async def test_a_duplicate_device_is_a_conflict(server: RunningServer, ca: CA) -> None:
@@ -355,11 +355,11 @@ async def test_patch_cannot_change_the_identity_or_break_the_record(
     urn = awkward_urn(60)
     async with admin(server, ca) as http:
         await add(http, ek=urn, name="steady")
-        before = server.authority.store.get_device(urn)
+        before = server.authority.stores.devices.get_device(urn)
         r = await http.patch(device_path(urn), json=changes)
         assert_json_error(r, status)
-    assert server.authority.store.get_device(urn) == before
-    assert server.authority.store.get_device(awkward_urn(61)) is None
+    assert server.authority.stores.devices.get_device(urn) == before
+    assert server.authority.stores.devices.get_device(awkward_urn(61)) is None
 
 
 async def test_patching_an_unknown_device_is_not_found(server: RunningServer, ca: CA) -> None:
@@ -390,7 +390,7 @@ async def test_delete_removes_the_device(server: RunningServer, ca: CA) -> None:
         assert r.status_code == 204 and r.content == b""
         assert_json_error(await http.get(device_path(urn)), 404)
         assert_json_error(await http.delete(device_path(urn)), 404)
-    assert server.authority.store.get_device(urn) is None
+    assert server.authority.stores.devices.get_device(urn) is None
 
 
 # --- admin by client certificate ---------------------------------------------------------------
@@ -436,14 +436,14 @@ async def test_another_client_certificate_is_no_credential(
         r = await http.post(DEVICES, json={"ek": awkward_urn(71)})
         assert "not an admin certificate" in assert_json_error(r, 401)["message"]
         assert_json_error(await http.get(DEVICES), 401)
-    assert server.authority.store.get_device(awkward_urn(71)) is None
+    assert server.authority.stores.devices.get_device(awkward_urn(71)) is None
 
 
 async def test_a_revoked_admin_certificate_is_refused(
     server: RunningServer, tmp_path: Path
 ) -> None:
     ops, serial = _admin_pem(server, tmp_path / "ops.pem")
-    server.authority.store.revoke(
+    server.authority.stores.certificates.revoke(
         Revocation(
             serial=format(serial, "x"),
             issuer="tls",

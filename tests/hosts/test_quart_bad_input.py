@@ -196,7 +196,7 @@ def _params() -> list[Any]:
 async def test_bad_input_is_a_json_4xx_and_changes_nothing(
     server: RunningServer, case: Case
 ) -> None:
-    store = server.authority.store
+    store = server.authority.stores.certificates
     before = store.count_certificates()
     async with client(server) as http:
         response = await http.request(case.method, case.path, **case.request(server))
@@ -208,7 +208,7 @@ async def test_the_server_still_issues_after_a_barrage_of_bad_input(
     server: RunningServer,
 ) -> None:
     """Every bad request in turn, then a good one: nothing above left the CA broken."""
-    store = server.authority.store
+    store = server.authority.stores.certificates
     before = store.count_certificates()
     for name, case in CASES.items():
         if not isinstance(case, Case):

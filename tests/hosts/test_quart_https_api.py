@@ -242,11 +242,11 @@ async def test_sign_refuses_lifetimes_outside_the_provisioner_limits(
 ) -> None:
     _, _, csr_pem = new_csr("limits.example.com")
     body = {"csr": csr_pem, "ott": server.token("limits.example.com"), **bounds()}
-    count = server.authority.store.count_certificates()
+    count = server.authority.stores.certificates.count_certificates()
     async with client(server) as http:
         r = await http.post("/1.0/sign", json=body)
     assert assert_json_error(r, 403)["error"] == "forbidden"
-    assert server.authority.store.count_certificates() == count
+    assert server.authority.stores.certificates.count_certificates() == count
 
 
 # --- renewal ------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ async def test_renew_over_mtls_keeps_the_identity_with_a_new_serial(
     assert sans_of(new) == sans_of(old) == ["renew.example.com", "renew.internal"]
     assert public_der(new) == public_der(old)
     assert new.not_valid_after_utc >= old.not_valid_after_utc
-    stored = server.authority.store.get_certificate(format(new.serial_number, "x"))
+    stored = server.authority.stores.certificates.get_certificate(format(new.serial_number, "x"))
     assert stored is not None and stored.der == renewed.der
     result = openssl_verify(server.root_path, renewed, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -284,7 +284,7 @@ async def test_renew_with_a_revoked_certificate_is_401(
 ) -> None:
     current = await issue(server, "revoked.example.com")
     pem_file = current.write_client_pem(tmp_path / "client.pem")
-    count = server.authority.store.count_certificates()
+    count = server.authority.stores.certificates.count_certificates()
     async with client(server) as http:
         revoked = await http.post(
             "/1.0/revoke",
@@ -294,7 +294,7 @@ async def test_renew_with_a_revoked_certificate_is_401(
     async with client(server, cert=pem_file) as http:
         r = await http.post("/1.0/renew")
     assert_json_error(r, 401)
-    assert server.authority.store.count_certificates() == count
+    assert server.authority.stores.certificates.count_certificates() == count
 
 
 async def test_renew_with_a_certificate_from_another_devid_ca_is_refused(
@@ -310,7 +310,7 @@ async def test_renew_with_a_certificate_from_another_devid_ca_is_refused(
     # Same names everywhere: only the signatures tell the two CAs apart.
     assert foreign.certificate.issuer == server.authority.issuers["tls"].certificate.subject
     pem_file = foreign.write_client_pem(tmp_path / "foreign.pem")
-    count = server.authority.store.count_certificates()
+    count = server.authority.stores.certificates.count_certificates()
     try:
         async with client(server, cert=pem_file) as http:
             r = await http.post("/1.0/renew")
@@ -318,7 +318,7 @@ async def test_renew_with_a_certificate_from_another_devid_ca_is_refused(
         pass  # the TLS handshake refused the certificate: fine
     else:
         assert_json_error(r, 401)
-    assert server.authority.store.count_certificates() == count
+    assert server.authority.stores.certificates.count_certificates() == count
 
 
 # --- revocation ------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ async def test_revoke_with_the_certificate_itself_over_mtls(
     async with client(server, cert=pem_file) as http:
         r = await http.post("/1.0/revoke", json={"serial": str(issued.serial)})
     assert r.status_code == 200, r.text
-    record = server.authority.store.get_certificate(format(issued.serial, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(issued.serial, "x"))
     assert record is not None and record.status == "revoked"
     crl = await fetch_crl(server)
     assert crl.get_revoked_certificate_by_serial_number(issued.serial) is not None
@@ -377,7 +377,7 @@ async def test_revoke_over_mtls_with_a_different_certificate_is_401(
     async with client(server, cert=pem_file) as http:
         r = await http.post("/1.0/revoke", json={"serial": str(victim.serial)})
     assert_json_error(r, 401)
-    record = server.authority.store.get_certificate(format(victim.serial, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(victim.serial, "x"))
     assert record is not None and record.status == "active"
 
 
@@ -397,7 +397,7 @@ async def test_a_revocation_token_names_one_serial(server: RunningServer) -> Non
             json={"serial": str(second.serial), "ott": revoke_token(server, first.serial)},
         )
     assert_json_error(r, 401)
-    record = server.authority.store.get_certificate(format(second.serial, "x"))
+    record = server.authority.stores.certificates.get_certificate(format(second.serial, "x"))
     assert record is not None and record.status == "active"
 
 
@@ -459,7 +459,9 @@ async def test_revocation_is_bound_to_the_issuing_provisioner(ca: CA) -> None:
             )
         assert_json_error(foreign, 401)
         assert own.status_code == 200, own.text
-        admin_record = server.authority.store.get_certificate(format(by_admin.serial, "x"))
+        admin_record = server.authority.stores.certificates.get_certificate(
+            format(by_admin.serial, "x")
+        )
         assert admin_record is not None and admin_record.status == "active"
 
 

@@ -61,7 +61,7 @@ def test_two_workers_share_the_port_issue_and_stop_on_sigterm(ca: CA, tmp_path: 
                 assert response.status_code == 201, response.text
                 serials.add(response.json()["crt"])
         assert len(serials) == 6
-        assert authority.store.count_certificates() >= 6
+        assert authority.stores.certificates.count_certificates() >= 6
         authority.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

@@ -49,7 +49,7 @@ async def laptop(server: RunningServer, ca: CA) -> DeviceCertificate:
 
 
 def disable_in_store(server: RunningServer, label: str) -> None:
-    store = server.authority.store
+    store = server.authority.stores.devices
     device = store.get_device(ek_of(label))
     assert device is not None
     store.put_device(attrs.evolve(device, status=DeviceStatus.DISABLED))
@@ -78,15 +78,15 @@ async def test_a_disabled_device_cannot_renew_its_device_certificate(
     server: RunningServer, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
     disable_in_store(server, "laptop-1")
-    count = server.authority.store.count_certificates()
+    count = server.authority.stores.certificates.count_certificates()
     refused(await renew(server, held_device(laptop), tmp_path), "is disabled")
-    assert server.authority.store.count_certificates() == count
+    assert server.authority.stores.certificates.count_certificates() == count
 
 
 async def test_a_removed_device_cannot_renew_its_device_certificate(
     server: RunningServer, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
-    assert server.authority.store.delete_device(ek_of("laptop-1"))
+    assert server.authority.stores.devices.delete_device(ek_of("laptop-1"))
     refused(await renew(server, held_device(laptop), tmp_path), "not in this CA's inventory")
 
 
@@ -159,7 +159,7 @@ async def test_a_removed_device_cannot_renew_its_account_certificate(
     server: RunningServer, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
     wifi = await account_certificate(server, laptop)
-    assert server.authority.store.delete_device(ek_of("laptop-1"))
+    assert server.authority.stores.devices.delete_device(ek_of("laptop-1"))
     refused(await renew(server, wifi, tmp_path), "not in this CA's inventory")
 
 
@@ -180,7 +180,7 @@ async def test_a_removed_account_stops_renewal(
     server: RunningServer, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
     wifi = await account_certificate(server, laptop)
-    assert server.authority.store.delete_account("corp-wifi")
+    assert server.authority.stores.accounts.delete_account("corp-wifi")
     refused(await renew(server, wifi, tmp_path), "corp-wifi")
 
 
@@ -188,7 +188,7 @@ async def test_an_account_removed_and_created_again_does_not_renew_the_old_certi
     server: RunningServer, ca: CA, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
     wifi = await account_certificate(server, laptop)
-    assert server.authority.store.delete_account("corp-wifi")
+    assert server.authority.stores.accounts.delete_account("corp-wifi")
     async with admin(server, ca) as http:
         r = await http.post("/api/v1/accounts", json=WIFI)
     assert r.status_code == 201, r.text
@@ -199,7 +199,7 @@ async def test_an_unassigned_account_stops_renewal(
     server: RunningServer, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
     wifi = await account_certificate(server, laptop)
-    store = server.authority.store
+    store = server.authority.stores.accounts
     account = store.get_account("corp-wifi")
     assert account is not None
     changed = update_account(account, {"tags": ["desktops"]}, now=server.authority.clock.now())
@@ -211,7 +211,7 @@ async def test_a_disabled_account_stops_renewal(
     server: RunningServer, laptop: DeviceCertificate, tmp_path: Path
 ) -> None:
     wifi = await account_certificate(server, laptop)
-    store = server.authority.store
+    store = server.authority.stores.accounts
     account = store.get_account("corp-wifi")
     assert account is not None
     changed = update_account(account, {"status": "disabled"}, now=server.authority.clock.now())

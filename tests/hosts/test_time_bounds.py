@@ -48,11 +48,11 @@ async def sign(server: RunningServer, subject: str, **bounds: Any) -> Any:
 async def test_sign_refuses_a_not_before_outside_the_skew(
     server: RunningServer, bounds: dict[str, str], said: str
 ) -> None:
-    count = server.authority.store.count_certificates()
+    count = server.authority.stores.certificates.count_certificates()
     r = await sign(server, "postdated.example.com", **bounds)
     message = assert_json_error(r, 400)["message"]
     assert said in message and "notBefore" in message
-    assert server.authority.store.count_certificates() == count
+    assert server.authority.stores.certificates.count_certificates() == count
 
 
 @pytest.mark.parametrize("not_before", ["2m", "-2m", "0s"])

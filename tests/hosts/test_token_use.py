@@ -16,7 +16,7 @@ def test_a_refused_lifetime_leaves_the_token_usable(
     ott = token("svc.example.com")
     with pytest.raises(Forbidden):
         authority.sign({"csr": csr_pem, "ott": ott, "notAfter": "9000h"})
-    assert authority.store.count_certificates() == 0
+    assert authority.stores.certificates.count_certificates() == 0
     response = authority.sign({"csr": csr_pem, "ott": ott, "notAfter": "8h"})
     assert response["crt"].startswith("-----BEGIN CERTIFICATE-----")
 

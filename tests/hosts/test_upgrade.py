@@ -142,7 +142,7 @@ def test_first_load_adds_the_tls_ca_and_moves_the_non_device_provisioners(
         assert (old.data_dir / "certs" / "agent_ca.crt").read_bytes() == old.agent_ca
         for cert in (old.legacy_jwk, old.device):
             cert.verify_directly_issued_by(authority.issuers["agent"].certificate)
-            record = authority.store.get_certificate(format(cert.serial_number, "x"))
+            record = authority.stores.certificates.get_certificate(format(cert.serial_number, "x"))
             assert record is not None and record.status == "active"
     finally:
         authority.close()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from hosts.core.sqlite_store import WRITER_LOCK_SUFFIX, SQLiteStore
-from hosts.core.store import CertificateRecord, UsedToken
 from hosts.raw.server import listening_socket, worker_cpus, worker_sockets
+from hosts.store import CertificateRecord, Stores, UsedToken, open_sqlite
+from hosts.store.sqlite import WRITER_LOCK_SUFFIX
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -100,7 +100,7 @@ def test_two_stores_on_one_database_use_a_token_once(tmp_path: Path) -> None:
     """Two connections (as two workers have) race to use the same tokens: each token
     is used exactly once, every certificate of a winner is stored, nothing deadlocks."""
     path = tmp_path / "db" / "devid.sqlite"
-    stores = [SQLiteStore(path), SQLiteStore(path)]
+    stores = [open_sqlite(path), open_sqlite(path)]
     assert (path.parent / (path.name + WRITER_LOCK_SUFFIX)).exists()
     wins: list[list[str]] = [[], []]
     barrier = threading.Barrier(2)
@@ -110,7 +110,7 @@ def test_two_stores_on_one_database_use_a_token_once(tmp_path: Path) -> None:
         for n in range(150):
             token = UsedToken("admin", f"jti-{n}", NOW + timedelta(minutes=5), NOW)
             serial = f"{index:x}{n:04x}"
-            if stores[index].record_certificate(record(serial), used_token=token):
+            if stores[index].certificates.record_certificate(record(serial), used_token=token):
                 wins[index].append(serial)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
@@ -121,10 +121,10 @@ def test_two_stores_on_one_database_use_a_token_once(tmp_path: Path) -> None:
         assert not thread.is_alive()
     try:
         assert len(wins[0]) + len(wins[1]) == 150
-        assert stores[0].count_certificates() == 150
-        assert stores[1].count_used_tokens() == 150
+        assert stores[0].certificates.count_certificates() == 150
+        assert stores[1].tokens.count_used_tokens() == 150
         for serial in wins[0] + wins[1]:
-            assert stores[1].get_certificate(serial) is not None
+            assert stores[1].certificates.get_certificate(serial) is not None
     finally:
         for store in stores:
             store.close()
@@ -134,33 +134,32 @@ def test_two_stores_on_one_database_use_a_token_once(tmp_path: Path) -> None:
 # --- group commit ---------------------------------------------------------------------
 
 
-def _race(
-    store: SQLiteStore, jobs: list[tuple[CertificateRecord, UsedToken | None]]
-) -> list[object]:
+def _race(stores: Stores, jobs: list[tuple[CertificateRecord, UsedToken | None]]) -> list[object]:
     """Queue every job behind a held store, then let one batch commit them all."""
     outcomes: list[object] = [None] * len(jobs)
     commits: list[str] = []
-    db = store._db
-    store._db = _Spy(db, commits)  # type: ignore[assignment]
+    database = stores.certificates.database  # the SQLite backend's
+    db = database.connection
+    database.connection = _Spy(db, commits)
 
     def run(index: int) -> None:
         record, token = jobs[index]
         try:
-            outcomes[index] = store.record_certificate(record, used_token=token)
+            outcomes[index] = stores.certificates.record_certificate(record, used_token=token)
         except Exception as exc:
             outcomes[index] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    with store._lock:  # the first caller leads, and waits here while all queue
+    with database.lock:  # the first caller leads, and waits here while all queue
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while len(store._pending) < len(jobs) and time.monotonic() < deadline:
+        while len(database._pending) < len(jobs) and time.monotonic() < deadline:
             time.sleep(0.01)
     for thread in threads:
         thread.join(timeout=30)
         assert not thread.is_alive()
-    store._db = db  # type: ignore[assignment]
+    database.connection = db
     outcomes.append(commits)
     return outcomes
 
@@ -184,62 +183,63 @@ def token(n: int | str) -> UsedToken:
 
 
 def test_waiting_certificates_are_committed_together(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "devid.sqlite")
+    stores = open_sqlite(tmp_path / "devid.sqlite")
     try:
         jobs = [(record(f"a{n}"), token(n)) for n in range(12)]
-        *outcomes, commits = _race(store, jobs)
+        *outcomes, commits = _race(stores, jobs)
         assert outcomes == [True] * 12
         # All twelve waited for the database, then went in one transaction.
         assert commits == ["COMMIT"]
         for n in range(12):
-            assert store.get_certificate(f"a{n}") is not None
+            assert stores.certificates.get_certificate(f"a{n}") is not None
         # Committed means on disk for every other connection too.
-        other = SQLiteStore(tmp_path / "devid.sqlite")
-        assert other.count_certificates() == 12
+        other = open_sqlite(tmp_path / "devid.sqlite")
+        assert other.certificates.count_certificates() == 12
         other.close()
     finally:
-        store.close()
+        stores.close()
 
 
 def test_a_token_twice_in_one_batch_is_used_once(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "devid.sqlite")
+    stores = open_sqlite(tmp_path / "devid.sqlite")
     try:
-        store.record_certificate(record("old"), used_token=token("used-before"))
+        stores.certificates.record_certificate(record("old"), used_token=token("used-before"))
         jobs = [(record(f"b{n}"), token("same")) for n in range(6)]
         jobs.append((record("c"), token("used-before")))
         jobs.append((record("d"), None))
-        *outcomes, _ = _race(store, jobs)
+        *outcomes, _ = _race(stores, jobs)
         assert outcomes[:6].count(True) == 1
         assert outcomes[6] is False and outcomes[7] is True
-        assert store.count_certificates() == 3  # old, one b, d
-        assert store.get_certificate("c") is None
+        assert stores.certificates.count_certificates() == 3  # old, one b, d
+        assert stores.certificates.get_certificate("c") is None
     finally:
-        store.close()
+        stores.close()
 
 
 def test_a_failing_certificate_fails_alone(tmp_path: Path) -> None:
     """A duplicate serial in a batch: that caller gets the error, as a lone commit would
     give it, and its token stays unused; the others are stored."""
-    store = SQLiteStore(tmp_path / "devid.sqlite")
+    stores = open_sqlite(tmp_path / "devid.sqlite")
     try:
-        store.record_certificate(record("taken"))
+        stores.certificates.record_certificate(record("taken"))
         jobs = [(record(f"e{n}"), token(f"e{n}")) for n in range(4)]
         jobs.insert(2, (record("taken"), token("dup")))
-        *outcomes, commits = _race(store, jobs)
+        *outcomes, commits = _race(stores, jobs)
         assert isinstance(outcomes[2], sqlite3.IntegrityError)
         assert [o for i, o in enumerate(outcomes) if i != 2] == [True] * 4
-        assert store.count_certificates() == 5
-        assert store.use_token("admin", "jti-dup", NOW + timedelta(minutes=5), NOW)
+        assert stores.certificates.count_certificates() == 5
+        assert stores.tokens.use_token("admin", "jti-dup", NOW + timedelta(minutes=5), NOW)
         assert "ROLLBACK" in commits
     finally:
-        store.close()
+        stores.close()
 
 
 def test_a_failure_to_lock_reaches_every_waiter_and_the_next_call_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SQLiteStore(tmp_path / "devid.sqlite")
-    real = store._writing
+    stores = open_sqlite(tmp_path / "devid.sqlite")
+    database = stores.certificates.database  # the SQLite backend's
+    real = database.writing
     calls = []
 
     def broken() -> object:
@@ -248,11 +248,11 @@ def test_a_failure_to_lock_reaches_every_waiter_and_the_next_call_works(
             raise OSError("no lock today")
         return real()
 
-    monkeypatch.setattr(store, "_writing", broken)
+    monkeypatch.setattr(database, "writing", broken)
     try:
         with pytest.raises(OSError, match="no lock today"):
-            store.record_certificate(record("f1"), used_token=token("f1"))
-        assert store.record_certificate(record("f2"), used_token=token("f1"))
-        assert store.count_certificates() == 1
+            stores.certificates.record_certificate(record("f1"), used_token=token("f1"))
+        assert stores.certificates.record_certificate(record("f2"), used_token=token("f1"))
+        assert stores.certificates.count_certificates() == 1
     finally:
-        store.close()
+        stores.close()

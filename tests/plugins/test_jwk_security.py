@@ -113,7 +113,7 @@ def refuse(
     with pytest.raises(ProtocolError, match=match) as info:
         submit(authority, token, csr_pem)
     assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
-    assert authority.store.count_certificates() == 0
+    assert authority.stores.certificates.count_certificates() == 0
 
 
 CSR_PEM = new_csr("svc.example.com")[2]
@@ -339,7 +339,7 @@ def test_token_that_is_not_a_compact_jws_is_a_bad_request(
 ) -> None:
     with pytest.raises(BadRequest):
         submit(authority, token, CSR_PEM)
-    assert authority.store.count_certificates() == 0
+    assert authority.stores.certificates.count_certificates() == 0
 
 
 # --- valid credentials that do not allow the request: Forbidden -----------------------------
@@ -464,8 +464,8 @@ def test_replayed_token_is_unauthorized_and_the_first_certificate_stays(
     first = _via_authority(authority, ott, CSR_PEM)
     with pytest.raises(Unauthorized, match="already been used"):
         _via_authority(authority, ott, new_csr("svc.example.com")[2])
-    assert authority.store.count_certificates() == 1
-    record = authority.store.get_certificate(format(first.serial_number, "x"))
+    assert authority.stores.certificates.count_certificates() == 1
+    record = authority.stores.certificates.get_certificate(format(first.serial_number, "x"))
     assert record is not None
     assert record.status == "active"
 

@@ -14,9 +14,9 @@ import pytest
 
 from engine.errors import Unauthorized
 from engine.ports import FrozenClock
-from hosts.core import sqlite_store
 from hosts.core.authority import Authority
-from hosts.core.sqlite_store import SQLiteStore
+from hosts.store import TokenStore, open_sqlite
+from hosts.store.sqlite import tokens as sqlite_tokens
 from plugins.tokens import LEEWAY
 from tests.conftest import CA, TokenFactory, make_token_factory, new_csr, provisioner_of
 
@@ -24,10 +24,10 @@ T0 = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "tokens.sqlite", synchronous="normal")
-    yield s
-    s.close()
+def store(tmp_path: Path) -> Iterator[TokenStore]:
+    stores = open_sqlite(tmp_path / "tokens.sqlite", synchronous="normal")
+    yield stores.tokens
+    stores.close()
 
 
 @pytest.fixture
@@ -40,13 +40,13 @@ def frozen_token(frozen_authority: Authority, ca: CA, clock: FrozenClock) -> Tok
 # --- the store -----------------------------------------------------------------------------
 
 
-def test_a_token_id_can_be_used_once_per_provisioner(store: SQLiteStore) -> None:
+def test_a_token_id_can_be_used_once_per_provisioner(store: TokenStore) -> None:
     assert store.use_token("admin", "t1", T0 + timedelta(minutes=5), T0)
     assert not store.use_token("admin", "t1", T0 + timedelta(minutes=5), T0)
     assert store.use_token("other", "t1", T0 + timedelta(minutes=5), T0)
 
 
-def test_prune_forgets_only_tokens_that_have_expired(store: SQLiteStore) -> None:
+def test_prune_forgets_only_tokens_that_have_expired(store: TokenStore) -> None:
     store.use_token("admin", "short", T0 + timedelta(minutes=1), T0)
     store.use_token("admin", "long", T0 + timedelta(minutes=10), T0)
     assert store.prune_tokens(T0) == 0
@@ -56,9 +56,9 @@ def test_prune_forgets_only_tokens_that_have_expired(store: SQLiteStore) -> None
 
 
 def test_use_token_prunes_expired_tokens_periodically(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "PRUNE_EVERY", 3)
+    monkeypatch.setattr(sqlite_tokens, "PRUNE_EVERY", 3)
     store.use_token("admin", "a", T0 + timedelta(minutes=1), T0)
     store.use_token("admin", "b", T0 + timedelta(minutes=1), T0)
     assert store.count_used_tokens() == 2
@@ -74,10 +74,10 @@ def test_used_tokens_are_pruned_after_they_expire(
     frozen_authority: Authority, frozen_token: TokenFactory, clock: FrozenClock
 ) -> None:
     frozen_authority.sign({"csr": new_csr()[2], "ott": frozen_token()})
-    assert frozen_authority.store.count_used_tokens() == 1  # type: ignore[attr-defined]
+    assert frozen_authority.stores.tokens.count_used_tokens() == 1
     clock.advance(timedelta(hours=1))
-    assert frozen_authority.store.prune_tokens(clock.now()) == 1
-    assert frozen_authority.store.count_used_tokens() == 0  # type: ignore[attr-defined]
+    assert frozen_authority.stores.tokens.prune_tokens(clock.now()) == 1
+    assert frozen_authority.stores.tokens.count_used_tokens() == 0
 
 
 def test_token_pruned_after_expiry_still_cannot_be_replayed_because_it_expired(
@@ -86,10 +86,10 @@ def test_token_pruned_after_expiry_still_cannot_be_replayed_because_it_expired(
     ott = frozen_token()
     frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
     clock.advance(timedelta(minutes=5) + LEEWAY + timedelta(seconds=1))
-    frozen_authority.store.prune_tokens(clock.now())
+    frozen_authority.stores.tokens.prune_tokens(clock.now())
     with pytest.raises(Unauthorized, match="expired"):
         frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
-    assert frozen_authority.store.count_certificates() == 1
+    assert frozen_authority.stores.certificates.count_certificates() == 1
 
 
 def test_token_inside_the_expiry_leeway_is_still_remembered_after_pruning(
@@ -100,7 +100,7 @@ def test_token_inside_the_expiry_leeway_is_still_remembered_after_pruning(
     ott = frozen_token()
     frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
     clock.advance(timedelta(minutes=5) + LEEWAY / 2)
-    frozen_authority.store.prune_tokens(clock.now())
+    frozen_authority.stores.tokens.prune_tokens(clock.now())
     with pytest.raises(Unauthorized):
         frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
-    assert frozen_authority.store.count_certificates() == 1
+    assert frozen_authority.stores.certificates.count_certificates() == 1

@@ -566,7 +566,7 @@ def test_provisioner_added_at_run_time_is_reached_by_its_iss(authority: Authorit
     cert = x509.load_pem_x509_certificate(response["crt"].encode())
     assert cert.issuer == authority.issuers["account"].certificate.subject
     assert cert.not_valid_after_utc <= device_cert.not_valid_after_utc
-    record = authority.store.get_certificate(format(cert.serial_number, "x"))
+    record = authority.stores.certificates.get_certificate(format(cert.serial_number, "x"))
     assert record is not None and record.provisioner_name == "account:wifi"
 
 

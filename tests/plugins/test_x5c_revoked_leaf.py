@@ -53,10 +53,10 @@ def test_a_token_signed_with_a_revoked_leaf_is_refused(ca: CA, token: TokenFacto
             {"serial": str(leaf.serial_number), "reasonCode": 1},
             leaf.public_bytes(Encoding.DER),
         )
-        before = authority.store.count_certificates()
+        before = authority.stores.certificates.count_certificates()
         _, _, csr3 = new_csr("leaf.example")
         with pytest.raises(Unauthorized, match="revoked"):
             authority.sign({"csr": csr3, "ott": x5c_token()})
-        assert authority.store.count_certificates() == before
+        assert authority.stores.certificates.count_certificates() == before
     finally:
         authority.close()
