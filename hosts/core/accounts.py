@@ -1,12 +1,9 @@
-"""Accounts on the host: their operations (REST API, CLI), the X5C provisioner each one
-has on the Account CA, and the listing a device fetches over mTLS.
+"""Accounts on the host: their operations (REST API, CLI), keeping one provisioner per
+account, and the listing a device fetches over mTLS.
 
-Each account ``NAME`` has an X5C provisioner ``account:NAME`` that trusts the Agent CA:
-its tokens are signed with the device certificate's key. Beyond the X5C checks it
-identifies the device by the certificate's PermanentIdentifier (its EK), and issues
-only if the device certificate is still active, the device is registered and active,
-the account is active and assigned to it; the certificate then carries exactly the
-names the account's template renders for that device.
+Each account ``NAME`` has a provisioner ``account:NAME`` on the Account CA, of the
+account plugin's type (plugins/accounts: what it checks is described there); the host
+builds them from the stored accounts and rebuilds them when accounts change.
 """
 
 from __future__ import annotations
@@ -16,44 +13,28 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from engine.accounts import KEY_TYPES as ACCOUNT_KEY_TYPES
 from engine.accounts import (
     PROVISIONER_PREFIX,
     Account,
     AccountType,
-    CSRWithinTemplate,
-    SetAccountCertificate,
     account_from_input,
     accounts_for,
     check_name,
-    device_ek_urn,
-    is_assigned,
     render_template,
     update_account,
 )
-from engine.csr import CSRInfo
 from engine.durations import format_duration
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ProtocolError, Unauthorized
 from engine.inventory import Device, normalize_ek_urn
-from engine.jose import parse_compact
-from engine.policy import KeyTypeIn
 from engine.ports import Clock, Random
 from hosts.store import Stores
-from plugins.provisioner import (
-    Authorization,
-    AuthorizeContext,
-    Provisioner,
-    RenewAuthorization,
-    RenewContext,
-    require_active_device,
-    require_active_leaf,
-)
-from plugins.x5c import X5CProvisioner
-from plugins.x5c.certificates import parse_x5c
+from plugins.api import registered_device, verify_certificate_token
+from plugins.base import Provisioner
+from plugins.manager import PluginManager
+from plugins.provisioner import ProvisionerEnvironment
 
 from .base_urls import own_base_url
 from .revocation import Audit, CertificateRevoker
@@ -64,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("devid.accounts")
 
 ACCOUNT_ISSUER = "account"
+# The type of the account plugin's provisioners (plugins/accounts), built by the host.
+ACCOUNT_PROVISIONER_TYPE = "ACCOUNT"
 DEVICE_ISSUER = "agent"
 SIGN_PATH = "/1.0/sign"
 REVOKED_BY = "accounts"
@@ -72,154 +55,21 @@ REVOKED_BY = "accounts"
 # --- the per-account provisioner -----------------------------------------------------------
 
 
-def _serial_hex(serial: int) -> str:
-    return format(serial, "x")
-
-
-def check_device_certificate(stores: Stores, leaf: x509.Certificate) -> Device:
-    """The registered, active device behind a device certificate this CA issued and has
-    not revoked (the caller has verified its chain to the Agent CA)."""
-    record = stores.certificates.get_certificate(_serial_hex(leaf.serial_number))
-    if (
-        record is None
-        or record.issuer != DEVICE_ISSUER
-        or record.der != leaf.public_bytes(Encoding.DER)
-    ):
-        raise Unauthorized("the device certificate is unknown to this CA")
-    if record.status != "active":
-        raise Unauthorized(f"the device certificate is {record.status}")
-    ek = device_ek_urn(leaf)
-    device = stores.devices.get_device(ek)
-    if device is None:
-        raise Forbidden(f"the device {ek} is not in this CA's inventory")
-    if not device.active:
-        raise Forbidden(f"the device {ek} is disabled")
-    return device
-
-
-class AccountProvisioner(X5CProvisioner):
-    """The X5C provisioner of one account, bound to the device inventory.
-
-    The account and the device are read from the store at every request, so an
-    account edited or removed (by the API or the CLI) and a device disabled take
-    effect at once, even before the provisioner is rebuilt.
-    """
-
-    def __init__(self, account: Account, stores: Stores, agent_ca: x509.Certificate) -> None:
-        super().__init__(
-            name=account.provisioner_name,
-            issuer=ACCOUNT_ISSUER,
-            roots=[agent_ca],
-            durations=account.durations,
-            eku=account.extended_key_usage,
-            # The account's current key type is checked at each request (it may change).
-            key_types=frozenset(ACCOUNT_KEY_TYPES),
-        )
-        self.account_name = account.name
-        self.stores = stores
-
-    def public_view(self) -> dict[str, Any]:
-        return {**super().public_view(), "account": self.account_name}
-
-    def current_account(self) -> Account:
-        account = self.stores.accounts.get_account(self.account_name)
-        if account is None:
-            raise Unauthorized(f"the account {self.account_name!r} no longer exists")
-        if not account.active:
-            raise Forbidden(f"the account {self.account_name!r} is disabled")
-        return account
-
-    def authorize_sign(
-        self, credential: str, csr: CSRInfo, ctx: AuthorizeContext, **options: Any
-    ) -> Authorization:
-        authorization = super().authorize_sign(credential, csr, ctx, **options)
-        policy = authorization.policy
-        assert policy is not None
-        # The token verified, so its x5c leaf is the device certificate that signed it.
-        parsed = options.get("parsed") or parse_compact(credential)
-        leaf = parse_x5c(parsed.header)[0]
-        device = check_device_certificate(self.stores, leaf)
-        account = self.current_account()
-        if not is_assigned(account, device):
-            raise Forbidden(
-                f"the account {account.name!r} is not assigned to the device {device.ek_urn}"
-            )
-        common_name, sans = render_template(account, device)
-        policy = attrs.evolve(
-            policy,
-            durations=account.durations,
-            validators=(
-                *policy.validators,
-                KeyTypeIn(frozenset({account.key_type})),
-                CSRWithinTemplate(account.name, common_name, frozenset(sans)),
-            ),
-            modifiers=(
-                *policy.modifiers,
-                SetAccountCertificate(common_name, sans, account.extended_key_usage),
-            ),
-            evidence={
-                **policy.evidence,
-                "account": account.name,
-                "account_id": account.id,
-                "device": device.ek_urn,
-            },
-        )
-        return attrs.evolve(authorization, policy=policy)
-
-    def authorize_renew(self, ctx: RenewContext) -> RenewAuthorization:
-        """An account certificate renews only while everything that let it be issued
-        still holds: the device is registered and active, the device certificate that
-        obtained it is active and unexpired, the account exists (the same one, not one
-        re-created under its name), is active and still assigned to the device. The
-        renewal ends no later than that device certificate."""
-        record = ctx.record
-        checked = require_active_device(ctx)
-        device = ctx.device
-        assert device is not None
-        leaf = require_active_leaf(ctx, device=device.ek_urn)
-        if leaf.issuer != DEVICE_ISSUER:
-            raise Forbidden("the certificate that obtained this one is not a device certificate")
-        account = ctx.account
-        if account is None or account.name != self.account_name:
-            raise Unauthorized(f"the account {self.account_name!r} no longer exists")
-        account_id = record.evidence.get("account_id")
-        if account_id is not None and account.id != account_id:
-            raise Unauthorized(f"the account {self.account_name!r} was removed and re-created")
-        if not account.active:
-            raise Forbidden(f"the account {account.name!r} is disabled")
-        if not is_assigned(account, device):
-            raise Forbidden(
-                f"the account {account.name!r} is not assigned to the device {device.ek_urn}"
-            )
-        return RenewAuthorization(
-            checked={
-                **checked,
-                "device_certificate": leaf.serial,
-                "device_certificate_status": leaf.status,
-                "account": account.name,
-                "account_id": account.id,
-                "account_status": account.status.value,
-                "assigned": True,
-            },
-            not_after_limit=leaf.not_after,
-        )
-
-    def authorize_revoke(
-        self, credential: str, serial: int, ctx: AuthorizeContext
-    ) -> Authorization:
-        """A device may revoke only the account certificates issued to itself."""
-        authorization = super().authorize_revoke(credential, serial, ctx)
-        leaf = parse_x5c(parse_compact(credential).header)[0]
-        record = self.stores.certificates.get_certificate(_serial_hex(serial))
-        if record is None or record.evidence.get("device") != device_ek_urn(leaf):
-            raise Forbidden("a device may revoke only its own account certificates")
-        return authorization
-
-
 def account_provisioners(
-    accounts: Sequence[Account], stores: Stores, agent_ca: x509.Certificate
+    accounts: Sequence[Account],
+    plugins: PluginManager,
+    env: ProvisionerEnvironment,
+    agent_ca: x509.Certificate,
 ) -> dict[str, Provisioner]:
-    return {a.provisioner_name: AccountProvisioner(a, stores, agent_ca) for a in accounts}
+    """The provisioner of each account, built by the account plugin's type."""
+    account_type = plugins.provisioner_type(ACCOUNT_PROVISIONER_TYPE)
+    agent_pem = agent_ca.public_bytes(Encoding.PEM).decode()
+    return {
+        a.provisioner_name: account_type.from_config(
+            a.provisioner_name, {"account": a.name, "roots_pem": agent_pem}, env
+        )
+        for a in accounts
+    }
 
 
 class AccountProvisionerSync:
@@ -243,13 +93,10 @@ class AccountProvisionerSync:
             if accounts is None:
                 accounts = authority.stores.accounts.list_accounts()
             agent_ca = authority.issuers[DEVICE_ISSUER].certificate
-            fresh = {
-                name: p
-                for name, p in authority.provisioners.items()
-                if not isinstance(p, AccountProvisioner)
-            }
+            # Configured provisioners stay; the host-built ones (accounts') are rebuilt.
+            fresh = {name: p for name, p in authority.provisioners.items() if type(p).configurable}
             for name, provisioner in account_provisioners(
-                accounts, authority.stores, agent_ca
+                accounts, authority.plugins, authority.provisioner_env, agent_ca
             ).items():
                 if name in fresh:
                     log.error("a configured provisioner is named %r; that account is ignored", name)
@@ -404,12 +251,12 @@ def _certificate_from_token(authority: Authority, bearer: str) -> x509.Certifica
     its signature must verify with the certificate's key, its audience must be this
     endpoint, and it works once.
     """
-    verifier = X5CProvisioner(
+    token = verify_certificate_token(
+        bearer,
         name=DEVICE_API_PROVISIONER,
-        issuer=DEVICE_ISSUER,
         roots=[authority.issuers[DEVICE_ISSUER].certificate],
+        ctx=authority.context(DEVICE_API),
     )
-    token = verifier.verify_token(bearer, authority.context(DEVICE_API))
     authority._use_token(token.use)
     return token.leaf
 
@@ -434,7 +281,7 @@ def device_accounts(
     _, issuer = authority._known_certificate(cert)
     if issuer.name != DEVICE_ISSUER:
         raise Forbidden("only a device certificate from the Agent CA can list accounts")
-    device = check_device_certificate(authority.stores, cert)
+    device = registered_device(authority.lookup, cert)
     accounts = authority.stores.accounts.list_accounts()
     authority.account_sync.sync_if_changed(accounts)
     audience = _audience(authority, base_url)

@@ -21,7 +21,7 @@ from engine.acme.problems import ACMEProblem, unauthorized
 from engine.errors import ProtocolError
 from engine.inventory import ek_urn_from_digest, normalize_ek_urn
 from engine.jose import b64url_decode
-from plugins.acme import ACMEProvisioner
+from plugins.base import ACMEIssuing
 
 if TYPE_CHECKING:
     from .authority import Authority
@@ -31,7 +31,7 @@ log = logging.getLogger("devid.acme")
 
 def verify_device_attestation(
     authority: Authority,
-    provisioner: ACMEProvisioner,
+    provisioner: ACMEIssuing,
     raw: bytes,
     key_authorization: str,
     now: datetime,

@@ -30,7 +30,7 @@ from engine.errors import ProtocolError
 from engine.jose import PublicKey
 from engine.pipeline import SignRequest, prepare_certificate
 from hosts.store import Revocation
-from plugins.acme import ACMEProvisioner
+from plugins.base import ACMEIssuing
 
 from .acme_device import verify_device_attestation
 from .http import HTTPRequest
@@ -102,7 +102,7 @@ def commit(authority: Authority, write: Write, **certificate: Any) -> None:
 
 
 def new_account(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest
 ) -> Outcome:
     auth = authenticate(authority, ctx, request, jwk=True, kid=False)
     existing = authority.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
@@ -117,7 +117,7 @@ def new_account(
 
 
 def account(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, account_id: str
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, account_id: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     outcome = accounts.update_account(ctx, auth.owner, account_id, auth.request)
@@ -126,7 +126,7 @@ def account(
 
 
 def account_orders(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, account_id: str
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, account_id: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     accounts.require_owner(auth.owner, account_id)
@@ -139,9 +139,7 @@ def account_orders(
     return orders.list_orders(ctx, auth.owner, account_id, found, authorizations)
 
 
-def key_change(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
-) -> Outcome:
+def key_change(authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest) -> Outcome:
     auth = authenticate(authority, ctx, request)
     change = acme_jws.parse_key_change(auth.request)
     holder = authority.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
@@ -157,16 +155,14 @@ def key_change(
 # --- orders --------------------------------------------------------------------------
 
 
-def new_order(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
-) -> Outcome:
+def new_order(authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest) -> Outcome:
     auth = authenticate(authority, ctx, request)
     outcome = orders.new_order(ctx, auth.owner, auth.request)
     commit(authority, outcome.write)
     return outcome
 
 
-def _load_order(authority: Authority, p: ACMEProvisioner, order_id: str) -> tuple[Any, list[Any]]:
+def _load_order(authority: Authority, p: ACMEIssuing, order_id: str) -> tuple[Any, list[Any]]:
     order = authority.stores.acme.acme_order(p.name, order_id)
     if order is None:
         raise not_found("no such order")
@@ -174,7 +170,7 @@ def _load_order(authority: Authority, p: ACMEProvisioner, order_id: str) -> tupl
 
 
 def order(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, order_id: str
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, order_id: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     order, authorizations = _load_order(authority, p, order_id)
@@ -182,7 +178,7 @@ def order(
 
 
 def finalize(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, order_id: str
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, order_id: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     account = auth.owner
@@ -193,9 +189,11 @@ def finalize(
             FinalizeRequest(account, order, tuple(authorizations), csr)
         )
         policy = authorization.policy
-        assert policy is not None
+        provisioner = authority.provisioners.get(p.name)
+        if policy is None or provisioner is None:
+            raise unauthorized(f"provisioner {p.name!r} authorized no certificate")
         try:
-            authority.plugins.check_sign(p, csr, policy)
+            authority.plugins.check_sign(provisioner, csr, policy)
         except ACMEProblem:
             raise
         except ProtocolError as exc:  # an organisation-wide policy refused it
@@ -246,7 +244,7 @@ def finalize(
 
 
 def certificate(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, serial: str
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, serial: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     link = authority.stores.acme.acme_certificate(serial)
@@ -263,7 +261,7 @@ def certificate(
 
 
 def revoke_cert(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest
 ) -> Outcome:
     auth = authenticate(authority, ctx, request, jwk=True, kid=True)
     wanted = parse_revocation(auth.request.payload_object())
@@ -301,7 +299,7 @@ def revoke_cert(
 def authorization(
     authority: Authority,
     ctx: Context,
-    p: ACMEProvisioner,
+    p: ACMEIssuing,
     request: HTTPRequest,
     authorization_id: str,
 ) -> Outcome:
@@ -316,7 +314,7 @@ def authorization(
 
 
 def challenge(
-    authority: Authority, ctx: Context, p: ACMEProvisioner, request: HTTPRequest, challenge_id: str
+    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, challenge_id: str
 ) -> Outcome:
     auth = authenticate(authority, ctx, request)
     challenge = authority.stores.acme.acme_challenge(p.name, challenge_id)

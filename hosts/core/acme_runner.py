@@ -21,7 +21,6 @@ from engine.acme import challenges
 from engine.acme.effects import Audit, StartValidation
 from engine.acme.problems import ACMEProblem
 from hosts.validation import ChallengeValidator, ValidationConfig, validate_over_network
-from plugins.acme import ACMEProvisioner
 
 if TYPE_CHECKING:
     from .authority import Authority
@@ -95,7 +94,8 @@ class ValidationRunner:
         jobs: list[StartValidation] = []
         for challenge in store.acme_processing_challenges():
             name = challenge.provisioner
-            if not isinstance(self.authority.provisioners.get(name), ACMEProvisioner):
+            provisioner = self.authority.provisioners.get(name)
+            if provisioner is None or provisioner.acme() is None:
                 continue
             authorization = store.acme_authorization(name, challenge.authorization_id)
             if authorization is None:

@@ -39,7 +39,7 @@ from engine.acme.resources import PREFIX, URLs, directory_json
 from engine.errors import ProtocolError
 from hosts.store import CertificateStore
 from hosts.validation import ChallengeValidator, ValidationConfig
-from plugins.acme import ACMEProvisioner
+from plugins.base import ACMEIssuing
 
 from . import acme_operations as operations
 from .acme_nonces import ReplayNonces
@@ -133,17 +133,18 @@ class ACMEService:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _provisioner(self, name: str) -> ACMEProvisioner:
+    def _provisioner(self, name: str) -> ACMEIssuing:
         provisioner = self.authority.provisioners.get(name)
-        if not isinstance(provisioner, ACMEProvisioner):
+        acme = provisioner.acme() if provisioner is not None else None
+        if acme is None:
             raise not_found(f"no ACME provisioner named {name[:64]!r}")
-        return provisioner
+        return acme
 
     def _base_url(self, request: HTTPRequest) -> str:
         """One of the server's configured base URLs (the Host header only picks which)."""
         return own_base_url(self.authority.base_urls, request.base_url)
 
-    def _context(self, request: HTTPRequest, provisioner: ACMEProvisioner) -> Context:
+    def _context(self, request: HTTPRequest, provisioner: ACMEIssuing) -> Context:
         return Context(
             profile=provisioner.profile,
             urls=URLs(self._base_url(request), provisioner.name),
@@ -183,7 +184,8 @@ class ACMEService:
         self, request: HTTPRequest, name: str | None, problem: ACMEProblem
     ) -> HTTPResponse:
         directory = None
-        if name is not None and isinstance(self.authority.provisioners.get(name), ACMEProvisioner):
+        provisioner = self.authority.provisioners.get(name) if name is not None else None
+        if name is not None and provisioner is not None and provisioner.acme() is not None:
             directory = URLs(self._base_url(request), name).directory
         try:
             headers = self._headers(directory, nonce=True)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -42,7 +42,6 @@ from engine.errors import (
 )
 from engine.extensions import ProvisionerRef
 from engine.inventory import ek_urn
-from engine.jose import CompactJWS, parse_compact
 from engine.pipeline import (
     IssuedCertificate,
     Issuer,
@@ -54,12 +53,11 @@ from engine.policy import SignPolicy
 from engine.ports import Clock, Random
 from engine.tpm import TPMTPublic, public_key_from_tpmt
 from hosts.store import CertificateRecord, Stores, UsedToken, open_sqlite
+from plugins.base import Credential, Provisioner
 from plugins.manager import PluginManager
 from plugins.provisioner import (
-    Authorization,
     AuthorizeContext,
-    ParsedTokenProvisioner,
-    Provisioner,
+    Lookup,
     ProvisionerEnvironment,
     TokenUse,
 )
@@ -71,6 +69,7 @@ from .attestation import load_attestation_policy
 from .config import Config, load_config
 from .inventory import ImportReport, Inventory
 from .issuer_scope import check_provisioner_issuer
+from .lookup import StoreLookup
 from .pki import fingerprint, load_issuers
 from .ports import SystemClock, SystemRandom
 from .renewal import renew
@@ -124,10 +123,13 @@ def _load_peer(der: bytes) -> x509.Certificate:
 
 
 def load_provisioners(
-    config: Config, plugins: PluginManager, password: bytes | None
+    config: Config, plugins: PluginManager, password: bytes | None, lookup: Lookup | None = None
 ) -> dict[str, Provisioner]:
     env = ProvisionerEnvironment(
-        data_dir=config.data_dir, issuers=frozenset(config.issuers), password=password
+        data_dir=config.data_dir,
+        issuers=frozenset(config.issuers),
+        password=password,
+        lookup=lookup,
     )
     found: dict[str, Provisioner] = {}
     for table in config.provisioners:
@@ -138,6 +140,11 @@ def load_provisioners(
         if name in found:
             raise ConfigurationError(f"two provisioners are named {name!r}")
         cls = plugins.provisioner_type(type_name)
+        if not cls.configurable:
+            raise ConfigurationError(
+                f"provisioner {name!r}: type {cls.type_name!r} is made by devid itself and"
+                " cannot be configured in devid.toml"
+            )
         found[name] = cls.from_config(name, table, env)
         check_provisioner_issuer(found[name])
     return found
@@ -168,8 +175,18 @@ class Authority:
         self.stores = stores
         self.clock = clock
         self.random = random
+        # What provisioners read the CA's records through, and what the host builds the
+        # account provisioners with.
+        self.lookup = StoreLookup(stores)
+        self.provisioner_env = ProvisionerEnvironment(
+            data_dir=config.data_dir,
+            issuers=frozenset(config.issuers),
+            lookup=self.lookup,
+        )
         self.base_urls: tuple[str, ...] = ()
         self._audiences: dict[str, frozenset[str]] = {}
+        # The provisioner types asked to read each credential (/1.0/sign, token revocation).
+        self.credential_types = tuple(plugins.provisioner_types().values())
         self.inventory = Inventory(stores, clock, audit=plugins.audit)
         self.attestation_policy = load_attestation_policy(config.attestation, config.data_dir)
         self.acme = ACMEService(self)
@@ -205,14 +222,15 @@ class Authority:
             )
         plugins = plugins or PluginManager(disabled=config.plugins_disabled)
         root, issuers = load_issuers(config, password)
-        provisioners = load_provisioners(config, plugins, password)
+        stores = stores or open_sqlite(config.store.path, synchronous=config.store.synchronous)
+        provisioners = load_provisioners(config, plugins, password, StoreLookup(stores))
         return cls(
             config=config,
             root=root,
             issuers=issuers,
             provisioners=provisioners,
             plugins=plugins,
-            stores=stores or open_sqlite(config.store.path, synchronous=config.store.synchronous),
+            stores=stores,
             clock=clock or SystemClock(),
             random=random or SystemRandom(),
         )
@@ -321,14 +339,37 @@ class Authority:
         found = self.provisioners.get(name)
         return found if found is not None else self.account_sync.find(name)
 
-    def _token_provisioner(self, token: str | CompactJWS) -> Provisioner:
-        """Find the provisioner a token names (its ``iss``); the signature is checked later."""
-        claims = (token if isinstance(token, CompactJWS) else parse_compact(token)).claims()
-        name = claims.get("iss")
-        provisioner = self.provisioner_named(name) if isinstance(name, str) else None
-        if provisioner is None or not getattr(provisioner, "accepts_sign_tokens", True):
-            raise Unauthorized(f"token issuer {name!r} is not a provisioner that signs tokens here")
-        return provisioner
+    def route_credential(self, text: str) -> tuple[Provisioner, Credential]:
+        """The provisioner a credential addresses, and the reading of it by that
+        provisioner's type: every loaded type is asked to read it (nothing is verified
+        yet), and it goes to the provisioner it names only if that one is of the type that
+        read it. Refuses with the first reader's error when no type reads it."""
+        errors: list[tuple[type[Provisioner], ProtocolError]] = []
+        addressed: str | None = None
+        for cls in self.credential_types:
+            try:
+                reading = cls.read_credential(text)
+            except ProtocolError as exc:
+                errors.append((cls, exc))
+                continue
+            if reading is None:
+                continue
+            addressed = addressed or reading.provisioner
+            provisioner = self.provisioner_named(reading.provisioner)
+            if provisioner is not None and isinstance(provisioner, cls):
+                return provisioner, reading
+        if addressed is not None:
+            # Addressed to a provisioner whose own type refused to read it: say why.
+            target = self.provisioner_named(addressed)
+            for cls, refusal in errors:
+                if target is not None and isinstance(target, cls):
+                    raise refusal
+            raise Unauthorized(
+                f"token issuer {addressed!r} is not a provisioner that signs tokens here"
+            )
+        if errors:
+            raise errors[0][1]
+        raise Unauthorized("no provisioner here reads this kind of credential")
 
     def sign(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /1.0/sign``: {csr, ott, notBefore?, notAfter?} -> {crt, ca, certChain}."""
@@ -339,18 +380,12 @@ class Authority:
         not_before = parse_time_or_duration(body.get("notBefore"), now)
         not_after = parse_time_or_duration(body.get("notAfter"), now)
         csr = parse_csr(csr_text)
-        jws = parse_compact(token)
-        provisioner = self._token_provisioner(jws)
-        context = self.context("/1.0/sign")
-        authorization: Authorization
-        if getattr(provisioner, "accepts_parsed_token", False):
-            # The token is parsed once; the provisioner still verifies all of it.
-            parsed_aware = cast(ParsedTokenProvisioner, provisioner)
-            authorization = parsed_aware.authorize_sign(token, csr, context, parsed=jws)
-        else:
-            authorization = provisioner.authorize_sign(token, csr, context)
+        provisioner, credential = self.route_credential(token)
+        authorization = provisioner.authorize_sign(credential, csr, self.context("/1.0/sign"))
         policy = authorization.policy
-        assert policy is not None
+        if not isinstance(policy, SignPolicy):
+            log.error("provisioner %s authorized a signing with no sign policy", provisioner.name)
+            raise Forbidden(f"provisioner {provisioner.name!r} authorized no certificate")
         self._check_presented_certificate(policy)
         self.plugins.check_sign(provisioner, csr, policy)
         issuer = self.issuers.get(policy.issuer)
@@ -446,7 +481,14 @@ class Authority:
             provisioner = self.provisioners.get(record.provisioner_name)
             if provisioner is None:
                 raise Unauthorized("the provisioner that issued this certificate no longer exists")
-            authorization = provisioner.authorize_revoke(token, serial, self.context("/1.0/revoke"))
+            credential = type(provisioner).read_credential(token)
+            if credential is None:
+                raise Unauthorized(
+                    f"provisioner {provisioner.name!r} does not revoke with a credential"
+                )
+            authorization = provisioner.authorize_revoke(
+                credential, serial, self.context("/1.0/revoke")
+            )
             self._use_token(authorization.token)
             revoked_by = f"provisioner:{provisioner.name}"
         elif bearer:

@@ -23,12 +23,11 @@ from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, Issuer, renew_certificate
 from engine.ports import Clock, Random
 from hosts.store import CertificateRecord, Stores
+from plugins.base import Provisioner
 from plugins.provisioner import (
     CertificateFacts,
-    Provisioner,
     RenewAuthorization,
     RenewContext,
-    refuse_renewal,
 )
 
 #: Finds a provisioner by name (configured, or an account's), None if there is none.
@@ -49,6 +48,7 @@ def certificate_facts(record: CertificateRecord) -> CertificateFacts:
         not_after=record.not_after,
         evidence=dict(record.evidence),
         device=record.device,
+        der=record.der,
     )
 
 
@@ -87,7 +87,7 @@ def _provisioner(find: FindProvisioner, record: CertificateRecord) -> Provisione
             )
         # Removed from the config, or devid's own (an admin certificate): nobody renews it.
         raise Forbidden(f"no provisioner named {name!r} renews certificates here")
-    if provisioner.type_name != record.provisioner_type:
+    if provisioner.certificate_ref.type != record.provisioner_type:
         raise Unauthorized(
             f"the provisioner {name!r} is no longer the one that issued this certificate"
         )
@@ -107,11 +107,9 @@ def _same_issuer(provisioner: Provisioner, record: CertificateRecord) -> None:
 
 
 def authorize_renewal(provisioner: Provisioner, ctx: RenewContext) -> RenewAuthorization:
-    """The provisioner's decision; fail closed when it has no ``authorize_renew``."""
-    authorize = getattr(provisioner, "authorize_renew", None)
-    if authorize is None:
-        return refuse_renewal(provisioner.name)
-    result = authorize(ctx)
+    """The provisioner's decision (the base class refuses); fail closed on anything but a
+    RenewAuthorization."""
+    result = provisioner.authorize_renew(ctx)
     if not isinstance(result, RenewAuthorization):
         raise Forbidden(f"provisioner {provisioner.name!r} did not authorize the renewal")
     return result

@@ -16,6 +16,7 @@ from engine.accounts import update_account
 from engine.extensions import ProvisionerRef
 from engine.inventory import DeviceStatus
 from engine.ports import FrozenClock
+from plugins.api import Provisioner
 from tests.conftest import CA, RunningServer
 
 from .account_helpers import (
@@ -288,11 +289,16 @@ async def test_a_provisioner_without_authorize_renew_renews_nothing(
 ) -> None:
     current = await issue(server, "svc.example.com")
 
-    class NoRenewal:
-        type_name = "JWK"
-        name = "admin"
+    class NoRenewal(Provisioner):
+        """A provisioner type that leaves authorize_renew to the base class."""
 
-    server.authority.provisioners = {**server.authority.provisioners, "admin": NoRenewal()}  # type: ignore[dict-item]
+        type_name = "JWK"
+
+        def __init__(self) -> None:
+            self.name = "admin"
+            self.issuer = "tls"
+
+    server.authority.provisioners = {**server.authority.provisioners, "admin": NoRenewal()}
     pem = current.write_client_pem(tmp_path / "svc.pem")
     async with client(server, cert=pem) as http:
         r = await http.post("/1.0/renew")
