@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: The only address the scaffolding listens on or connects to.
 LOOPBACK = "127.0.0.1"
@@ -70,6 +72,22 @@ def _bind(udp: bool) -> tuple[int, list[socket.socket]]:
             continue
         return port, [tcp, datagram]
     raise NoFreePort(f"no port on {LOOPBACK} free for TCP and UDP after {ATTEMPTS} attempts")
+
+
+@contextmanager
+def occupied(port: int) -> Iterator[None]:
+    """Keep TCP *port* on 127.0.0.1 bound and listening for the block: a port in use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, port))
+        sock.listen()
+        yield
+
+
+def listening(port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:*port* right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((LOOPBACK, port)) == 0
 
 
 def is_loopback(host: str) -> bool:

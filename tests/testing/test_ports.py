@@ -6,7 +6,15 @@ import socket
 
 import pytest
 
-from hosts.testing.ports import LOOPBACK, free_port, free_ports, is_loopback, require_loopback
+from hosts.testing.ports import (
+    LOOPBACK,
+    free_port,
+    free_ports,
+    is_loopback,
+    listening,
+    occupied,
+    require_loopback,
+)
 
 
 def test_a_free_port_can_be_bound_on_loopback() -> None:
@@ -29,6 +37,16 @@ def test_free_ports_differ() -> None:
     ports = free_ports(5)
     assert len(set(ports)) == 5
     assert free_ports(0) == []
+
+
+def test_an_occupied_port_is_in_use_until_the_block_ends() -> None:
+    port = free_port()
+    assert not listening(port)
+    with occupied(port):
+        assert listening(port)
+        with socket.socket() as sock, pytest.raises(OSError):
+            sock.bind((LOOPBACK, port))
+    assert not listening(port)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
