@@ -38,7 +38,6 @@ import ctypes
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,6 +58,7 @@ from agent.swtpm import (
     run_swtpm,
     swtpm_available,
 )
+from hosts.testing.servers import clean_env, run_devid
 
 __all__ = [
     "EK_TYPES",
@@ -173,7 +173,6 @@ def swtpm_no_ek_cert(swtpm_factory: SwtpmFactory) -> Swtpm:
 
 # --- `devid agent swtpm` by subprocess --------------------------------------------------
 
-DEVID = Path(sys.executable).parent / "devid"
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -188,13 +187,6 @@ def _set_subreaper(on: bool) -> bool:
         return False
 
 
-def devid_env(**extra: str) -> dict[str, str]:
-    """The environment for a ``devid`` subprocess, without the caller's DEVID_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVID_")}
-    env.update(extra)
-    return env
-
-
 @attrs.define
 class SwtpmCLI:
     """Runs ``devid agent swtpm ...`` (and any other ``devid`` command) as an operator would;
@@ -204,13 +196,7 @@ class SwtpmCLI:
     directories: list[Path] = attrs.field(factory=list)
 
     def devid(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(DEVID), *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-        )
+        result = run_devid(*args, env=self.env, check=False, timeout=120)
         if check:
             assert result.returncode == 0, (result.args, result.stdout, result.stderr)
         return result
@@ -265,7 +251,7 @@ def swtpm_cli() -> Iterator[SwtpmCLI]:
     if not swtpm_available():
         pytest.skip("swtpm, swtpm_setup and swtpm_localca are needed")
     subreaper = _set_subreaper(True)
-    cli = SwtpmCLI(devid_env())
+    cli = SwtpmCLI(clean_env())
     try:
         yield cli
     finally:

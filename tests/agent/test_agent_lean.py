@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import tomllib
@@ -23,6 +21,8 @@ import pytest
 import trustme
 
 from agent import cli as agent_cli
+from hosts.testing.ports import free_port
+from hosts.testing.servers import clean_env
 
 if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
     from tests.swtpm import Swtpm
@@ -62,14 +62,12 @@ def server_modules(modules: list[str]) -> list[str]:
 
 def devid_in_child(*args: str | Path) -> tuple[int, list[str], str]:
     """Run ``devid ARGS`` in a new interpreter: (exit code, loaded modules, its output)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DEVID_")}
-    env["COLUMNS"] = "100"
     result = subprocess.run(
         [sys.executable, "-c", RUN_DEVID, *map(str, args)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        env=env,
+        env=clean_env(COLUMNS="100"),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -139,13 +137,6 @@ def test_an_unreachable_tpm_loads_the_tpm_library_and_nothing_of_the_server() ->
     assert_lean(modules)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_a_pass_of_the_agent_loads_nothing_of_the_server(swtpm_rsa: Swtpm, tmp_path: Path) -> None:
     """``devid agent run --once`` with a real (software) TPM: it opens the TPM, reads the
     EK and starts to attest, then finds no CA at the URL; everything enrolling and
@@ -157,7 +148,7 @@ def test_a_pass_of_the_agent_loads_nothing_of_the_server(swtpm_rsa: Swtpm, tmp_p
         "run",
         "--once",
         "--ca",
-        f"https://127.0.0.1:{closed_port()}",
+        f"https://127.0.0.1:{free_port()}",
         "--root",
         root,
         "--tcti",
@@ -197,7 +188,7 @@ def test_fetching_the_root_loads_nothing_of_the_server(tmp_path: Path) -> None:
         "--fingerprint",
         "00",
         "--ca-url",
-        f"https://127.0.0.1:{closed_port()}",
+        f"https://127.0.0.1:{free_port()}",
     )
     assert code == 1, output
     assert "hosts.cli.ca_commands" in modules

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from agent.swtpm import free_port_pair
+from hosts.testing.ports import listening, occupied
 
 if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
     from tests.swtpm import SwtpmCLI
@@ -90,8 +90,7 @@ def test_start_status_stop(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
     stopped = swtpm_cli.stop(directory)
     assert stopped.stdout.strip() == f"Stopped swtpm (pid {pid}) on {directory}"
     assert not (directory / "swtpm.pid").exists()
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+    assert not listening(port)  # nothing listens any more
     status = swtpm_cli.status(directory)
     assert status.returncode == NOT_RUNNING
     assert f"swtpm is not running on {directory} (EK: rsa)" in status.stdout
@@ -174,9 +173,7 @@ def test_start_json(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
 def test_port_in_use_is_a_one_line_error(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
     directory = tmp_path / "tpm"
     port = free_port_pair()
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", port + 1))  # the control port
-        busy.listen()
+    with occupied(port + 1):  # the control port
         result = swtpm_cli.start(directory, port, check=False)
     assert_one_line_error(result, f"port {port + 1} is in use on 127.0.0.1", "--port")
     assert "Traceback" not in result.stdout + result.stderr

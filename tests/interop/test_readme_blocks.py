@@ -18,19 +18,16 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.enroll import device_identifier
 from agent.swtpm import free_port_pair
+from hosts.testing.processes import ManagedProcess
+from hosts.testing.servers import devid_serve, run_devid, wait_for_health
 from tests.conftest import REPO_ROOT
-from tests.hosts.helpers import devid_serve, free_port, run_devid, wait_for_health
 
 from .support import client_env, dns_names, free_ports, load_certificate, need, shown
 
@@ -58,21 +55,6 @@ def sh_blocks(title: str) -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```", section(title), flags=re.M | re.S)
 
 
-def free_udp_and_tcp_port(avoid: set[int]) -> int:
-    """A loopback port free for both TCP and UDP (a DNS server listens on both)."""
-    for _ in range(100):
-        port = free_port()
-        if port in avoid:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port for TCP and UDP")
-
-
 def repository_like(workdir: Path) -> Path:
     """*workdir* with ``.venv`` where the README expects it (at the repository root)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -94,38 +76,6 @@ def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return result
 
 
-@contextmanager
-def background_block(
-    block: str, cwd: Path, env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[str]]:
-    """A block that runs until stopped (a terminal the README leaves running), in its
-    own process group; SIGTERM to the group stops everything it started."""
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["bash", "-c", block],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=15)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
 def test_readme_has_the_blocks() -> None:
     server, client = sh_blocks(LEGO_SECTION)
     assert "devid serve" in server and "--acme-http01-port" in server
@@ -142,21 +92,24 @@ def test_get_a_certificate_with_lego(tmp_path: Path) -> None:
     run_devid("init", "--data", repo / "data")
     shutil.copy(repo / "data" / "certs" / "root_ca.crt", repo / "root.crt")
 
-    port, http01, dns_admin = free_ports(3)
+    # The mock DNS listens on UDP too: every port is free for both, so all four differ.
+    port, http01, dns, dns_admin = free_ports(4, udp=True)
     url = f"https://127.0.0.1:{port}"
     ports = {
         "DEVID_PORT": str(port),
         "HTTP01_PORT": str(http01),
-        "DNS_PORT": str(free_udp_and_tcp_port(avoid={port, http01, dns_admin})),
+        "DNS_PORT": str(dns),
         "DNS_ADMIN_PORT": str(dns_admin),
     }
     env = client_env(**ports)
     log = tmp_path / "first-terminal.log"
-    with background_block(server_block, repo, env, log) as first_terminal:
-        try:
-            wait_for_health(url, repo / "root.crt", first_terminal)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{log.read_text()}") from None
+    # The first terminal runs until stopped; stopping it stops the mock DNS and the
+    # server too (every process below it), and a failed start quotes its output.
+    first_terminal = ManagedProcess(
+        ["bash", "-c", server_block], stdout=log, env=env, cwd=repo, name="the first terminal"
+    )
+    with first_terminal:
+        wait_for_health(url, repo / "root.crt", first_terminal)
         # The second terminal, after the quick start's exports.
         path = f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"
         second = client_env(**ports, PATH=path, DEVID_CA_URL=url, DEVID_ROOT="root.crt")
@@ -189,9 +142,8 @@ def test_enrol_the_device(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
     (data / "ek-roots").mkdir(exist_ok=True)
     shutil.copy(bundle.group(1), data / "ek-roots" / "swtpm.pem")
 
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    with devid_serve(data, port, tmp_path / "serve.log", root=data / "certs" / "root_ca.crt"):
+    with devid_serve(data, tmp_path / "serve.log") as server:
+        url = server.url
         devid("ca", "root", root, "--fingerprint", fingerprint.group(1), "--ca-url", url)
         ek = json.loads(devid("agent", "info", "--tcti", tcti.group(1), "--json").stdout)["ek"]
         devid("device", "add", "--data", data, "--ek", ek, "--name", "demo-laptop")

@@ -50,13 +50,6 @@ def _ipv6_loopback() -> bool:
 needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 async def problem_of(call: Awaitable[None]) -> ACMEProblem:
     with pytest.raises(ACMEProblem) as info:
         await call

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from hosts.testing.ports import free_port
 from hosts.validation.http01 import MAX_BODY, validate_http01
 
 from .servers import (
@@ -19,7 +20,6 @@ from .servers import (
     HTTPResponder,
     Route,
     Seen,
-    closed_port,
     config_for,
     needs_ipv6,
     problem_of,
@@ -175,7 +175,7 @@ async def test_http01_redirect_target_without_address(
 
 
 async def test_http01_connection_refused(challtestsrv: ChallTestSrv) -> None:
-    port = closed_port()
+    port = free_port()  # nothing listens on it
     config = config_for(challtestsrv, http01_port=port)
     err = await problem_of(validate_http01("dns", "x.devid.test", TOKEN, KEYAUTH, config))
     assert err.problem == "connection"

@@ -14,6 +14,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from hosts.testing.ports import free_port
 from hosts.validation.tlsalpn01 import validate_tlsalpn01
 
 from .servers import (
@@ -21,7 +22,6 @@ from .servers import (
     KEYAUTH,
     SECRET,
     acme_cert,
-    closed_port,
     config_for,
     needs_ipv6,
     problem_of,
@@ -162,7 +162,7 @@ async def test_tlsalpn01_not_tls(
 
 
 async def test_tlsalpn01_connection_refused(challtestsrv: ChallTestSrv) -> None:
-    port = closed_port()
+    port = free_port()  # nothing listens on it
     config = config_for(challtestsrv, tlsalpn01_port=port)
     err = await problem_of(validate_tlsalpn01("dns", "x.devid.test", KEYAUTH, config))
     assert err.problem == "connection"
