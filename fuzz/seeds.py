@@ -4,7 +4,7 @@
 ``fuzz/corpus/<target>/`` (named ``seed-<what>``): valid inputs of every kind
 each parser accepts, made with the test suite's own builders (tests/attestation_fakes.py
 and the attestation format tests), so mutations of them reach the deep checks.
-It needs the repository's tests and the shared vectors they read; the fuzz targets
+It needs the repository's tests and the vectors they read (tests/vectors/); the fuzz targets
 and the corpus tests need neither.
 """
 

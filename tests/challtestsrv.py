@@ -9,7 +9,7 @@ Use them from any test module with::
 
     def test_something(challtestsrv: ChallTestSrv) -> None:
         challtestsrv.set_txt("_acme-challenge.x.devid.test", "value")
-        settings = ValidationSettings(dns_resolver=challtestsrv.dns_resolver)
+        config = ValidationConfig(dns_resolver=challtestsrv.dns_resolver)  # hosts.validation
 
 Fixtures: ``challtestsrv_session`` (one server per test session) and
 ``challtestsrv`` (the same server; every record a test set through the helpers is

@@ -4,7 +4,7 @@ certbot's library is strict about RFC 8555 (a ``Link: rel="up"`` on challenge
 responses, 200 with Location for an existing account, problem documents,
 Replay-Nonce on every POST), so this is the first interop check. The http-01
 responder is a small threaded HTTP server on a free loopback port, and the
-server's real validator (hosts/core/acme_validation.py) is pointed at it with
+server's real validator (hosts/validation/http01.py) is pointed at it with
 ``--acme-http01-port`` (``ACMEService.configure``).
 """
 
