@@ -27,8 +27,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The example plugin (examples/hmac-provisioner) is a distribution of its own: installed into
+# the venv once per change of its pyproject.toml, and tested through the plugin test kit
+# after devid's own suite.
+EXAMPLE_STAMP := $(VENV)/.devid-hmac-example-installed
+
+$(EXAMPLE_STAMP): $(STAMP) examples/hmac-provisioner/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e examples/hmac-provisioner
+	touch $(EXAMPLE_STAMP)
+
+test: lint $(EXAMPLE_STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q examples/hmac-provisioner/tests
 
 # `make bench` installs the bench extra (matplotlib, for the plot) on top of the test extra,
 # once per pyproject.toml change. BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
