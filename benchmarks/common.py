@@ -274,13 +274,13 @@ def create_ca(directory: Path, key_type: KeyType) -> InitResult:
 
 def provisioner_key(data_dir: Path, name: str = DEFAULT_PROVISIONER) -> PrivateKey:
     """Decrypt the JWK provisioner's key the way ``devid token`` does."""
-    from hosts.core.authority import load_provisioners
+    from hosts.core.authority import configured_provisioners
     from hosts.core.config import load_config
     from plugins.jwk import JWKProvisioner
     from plugins.manager import PluginManager
 
     config = load_config(data_dir)
-    provisioners = load_provisioners(
+    provisioners = configured_provisioners(
         config, PluginManager(disabled=config.plugins_disabled), PASSWORD
     )
     provisioner = provisioners[name]

@@ -21,6 +21,7 @@ from engine.ports import CountingRandom, FrozenClock
 from hosts.core.authority import Authority
 from hosts.core.init import InitResult, init_data_dir
 from hosts.core.secrets import Password
+from hosts.http.api import renew_body, revoke_body, sign_body
 from hosts.testing.servers import HOSTS as HOSTS
 from hosts.testing.servers import InProcessServer, start_in_process
 from hosts.testing.servers import serve_function as serve_function
@@ -222,3 +223,23 @@ def json_of(response: Any) -> dict[str, Any]:
     data = response.json()
     assert isinstance(data, dict)
     return data
+
+
+def sign_json(authority: Authority, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /1.0/sign`` in process: the wire's parsing, the signing service, the answer."""
+    return sign_body(authority, body)
+
+
+def revoke_json(
+    authority: Authority,
+    body: dict[str, Any],
+    peer_der: bytes | None = None,
+    bearer: str | None = None,
+) -> dict[str, Any]:
+    """``POST /1.0/revoke`` in process: the wire's parsing, then the revocation service."""
+    return revoke_body(authority, body, peer_der, bearer)
+
+
+def renew_json(authority: Authority, peer_der: bytes | None) -> dict[str, Any]:
+    """``POST /1.0/renew`` in process, with *peer_der* as the TLS client certificate."""
+    return renew_body(authority, peer_der)

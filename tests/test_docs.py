@@ -26,7 +26,7 @@ from engine.jose import jwk_from_public_key, sign_compact
 from hosts.core.authority import Authority
 from plugins import hookspecs
 from plugins.manager import PluginManager
-from tests.conftest import CA, REPO_ROOT, new_csr
+from tests.conftest import CA, REPO_ROOT, new_csr, renew_json, sign_json
 
 PLUGINS_MD = REPO_ROOT / "docs" / "plugins.md"
 
@@ -168,8 +168,9 @@ def test_example_plugin_issues_names_under_its_domain(
     example_authority: Authority, lab_key: ec.EllipticCurvePrivateKey
 ) -> None:
     name = "db.lab.example.com"
-    response = example_authority.sign(
-        {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)}
+    response = sign_json(
+        example_authority,
+        {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)},
     )
     cert = x509.load_pem_x509_certificate(response["crt"].encode())
     assert cert.subject.rfc4514_string() == f"CN={name}"
@@ -181,8 +182,9 @@ def test_example_plugin_forbids_names_outside_its_domain(
 ) -> None:
     name = "www.example.com"
     with pytest.raises(Forbidden, match="not a name under"):
-        example_authority.sign(
-            {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)}
+        sign_json(
+            example_authority,
+            {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)},
         )
     assert example_authority.stores.certificates.count_certificates() == 0
 
@@ -197,11 +199,12 @@ def test_example_plugin_renews_only_names_still_under_its_domain(
     example_authority: Authority, lab_key: ec.EllipticCurvePrivateKey
 ) -> None:
     name = "db.lab.example.com"
-    response = example_authority.sign(
-        {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)}
+    response = sign_json(
+        example_authority,
+        {"csr": new_csr(name)[2], "ott": _lab_token(lab_key, name, example_authority)},
     )
     der = x509.load_pem_x509_certificate(response["crt"].encode()).public_bytes(Encoding.DER)
-    renewed = x509.load_pem_x509_certificate(example_authority.renew(der)["crt"].encode())
+    renewed = x509.load_pem_x509_certificate(renew_json(example_authority, der)["crt"].encode())
     record = example_authority.stores.certificates.get_certificate(
         format(renewed.serial_number, "x")
     )
@@ -209,4 +212,4 @@ def test_example_plugin_renews_only_names_still_under_its_domain(
     assert record.evidence["renewal"]["checked"] == {"domain": "lab.example.com"}
     example_authority.provisioners["lab"].domain = "other.example.com"  # type: ignore[attr-defined]
     with pytest.raises(Forbidden, match=r"no longer under other\.example\.com"):
-        example_authority.renew(der)
+        renew_json(example_authority, der)

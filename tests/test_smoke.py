@@ -8,12 +8,12 @@ import httpx
 from cryptography import x509
 
 from hosts.core.authority import Authority
-from tests.conftest import RunningServer, TokenFactory, new_csr
+from tests.conftest import RunningServer, TokenFactory, new_csr, sign_json
 
 
 def test_in_process_issuance(authority: Authority, token: TokenFactory) -> None:
     _, _, csr_pem = new_csr("svc.example.com")
-    response = authority.sign({"csr": csr_pem, "ott": token("svc.example.com")})
+    response = sign_json(authority, {"csr": csr_pem, "ott": token("svc.example.com")})
     cert = x509.load_pem_x509_certificate(response["crt"].encode())
     assert cert.subject.rfc4514_string() == "CN=svc.example.com"
     assert len(response["certChain"]) == 2

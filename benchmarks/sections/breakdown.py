@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.keys import KeyType
 from hosts.core.authority import Authority
+from hosts.http.api import sign_body
 
 from ..common import Progress, make_client_requests, median, rounded
 from . import RunContext
@@ -219,7 +220,7 @@ def run_breakdown(
     with BenchCA.create(work_dir / "breakdown", key_type, (sync,)) as ca:
         authority = ca.authorities[sync]
         for body in ca.bodies(requests[:warmup]):
-            authority.sign(body)
+            sign_body(authority, body)
         for rep in range(repetitions):
             base = warmup + 2 * rep * n
             staged_bodies = ca.bodies(requests[base : base + n])

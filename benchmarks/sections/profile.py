@@ -1,4 +1,5 @@
-"""cProfile of ``Authority.sign`` (P-256 issuer, sync=full): where the CPU goes, by function.
+"""cProfile of ``sign_body`` (``POST /1.0/sign`` in process; P-256 issuer, sync=full): where
+the CPU goes, by function.
 
 cProfile adds per-call overhead, so absolute numbers are inflated; read the
 shares, and take the rates from the inprocess section. Writes
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.keys import KeyType
+from hosts.http.api import sign_body
 
 from ..common import Progress, make_client_requests, rounded
 from . import RunContext
@@ -25,7 +27,7 @@ NAME = "profile"
 SIZE_OPTIONS: tuple[str, ...] = ()
 
 SUMMARY = """\
-  profile      cProfile of Authority.sign (P-256, sync=full); also with --profile.
+  profile      cProfile of sign_body (P-256, sync=full); also with --profile.
                Writes OUT/profile-STAMP.pstats and .txt.
 """
 
@@ -33,7 +35,8 @@ SUMMARY = """\
 # (label, file suffix, function name) for the grouped profile summary. Rust getters such as
 # CSR.is_signature_valid are invisible to cProfile; their time lands in the caller.
 _PROFILE_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("Authority.sign (total)", "hosts/core/authority.py", "sign"),
+    ("sign_body (total)", "hosts/http/api.py", "sign_body"),
+    ("  routing: route_credential", "hosts/service/signing.py", "route_credential"),
     ("parse_csr (load + verify CSR)", "engine/csr.py", "parse_csr"),
     ("token: _token_provisioner (parse #1)", "hosts/core/authority.py", "_token_provisioner"),
     ("token: JWKProvisioner.authorize_sign", "plugins/jwk/provisioner.py", "authorize_sign"),
@@ -91,13 +94,13 @@ def run_profile(
     with BenchCA.create(work_dir / "profile", key_type, ("full",)) as ca:
         authority = ca.authorities["full"]
         for body in ca.bodies(requests[:10]):
-            authority.sign(body)
+            sign_body(authority, body)
         bodies = ca.bodies(requests[10:])
         profiler = cProfile.Profile()
         progress(f"profile {key_type.value}: {n} issuances under cProfile")
         profiler.enable()
         for body in bodies:
-            authority.sign(body)
+            sign_body(authority, body)
         profiler.disable()
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     pstats_path = out_stem.with_suffix(".pstats")

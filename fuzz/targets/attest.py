@@ -23,7 +23,7 @@ from engine.attestation.session import begin_attestation, parse_answer
 from engine.inventory import Device, ek_urn
 from engine.ports import CountingRandom
 from fuzz.harness import FIXTURES_DIR, NOW, attempt, split
-from hosts.core.http import HTTPRequest
+from hosts.http.routing import HTTPRequest
 
 #: The EK root the seeds' EK certificates chain to (written with the seeds).
 EK_ROOTS = tuple(

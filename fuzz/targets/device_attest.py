@@ -1,7 +1,7 @@
 """ACME device-attest-01 attestation objects (engine/acme/device_attest.py and
 plugins/attestation): the CBOR ``attObj``, then the ``tpm``, ``apple`` and ``step``
 formats' ``attStmt`` (certificate chains, TPM structures, COSE algorithms and
-signatures, vendor extensions), as hosts/core/acme_device.py runs them.
+signatures, vendor extensions), as hosts/service/acme/device.py runs them.
 
 The input is the CBOR attestation object. Each format verifies against the roots
 and key authorization in fuzz/fixtures/device_attest/ (written with the seeds), so

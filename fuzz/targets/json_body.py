@@ -1,4 +1,4 @@
-"""JSON request bodies (hosts/core/http.py ``HTTPRequest.json``) and the fields
+"""JSON request bodies (hosts/http/routing.py ``HTTPRequest.json``) and the fields
 ``POST /1.0/sign`` and ``POST /1.0/revoke`` read before any credential is checked:
 the times, the serial, the reason code, the CSR and the token's claims."""
 
@@ -9,8 +9,8 @@ from typing import Any
 from engine.csr import parse_csr
 from engine.jose import parse_compact
 from fuzz.harness import NOW, attempt
-from hosts.core.authority import _string_field, parse_serial
-from hosts.core.http import HTTPRequest
+from hosts.http.routing import HTTPRequest
+from hosts.http.wire import parse_serial, string_field
 
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "", "text/plain")
 
@@ -18,8 +18,8 @@ CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "", "tex
 def _sign_fields(body: dict[str, Any]) -> None:
     from engine.durations import parse_time_or_duration
 
-    csr = _string_field(body, "csr")
-    token = _string_field(body, "ott")
+    csr = string_field(body, "csr")
+    token = string_field(body, "ott")
     assert csr is not None and token is not None
     parse_time_or_duration(body.get("notBefore"), NOW)
     parse_time_or_duration(body.get("notAfter"), NOW)
@@ -29,8 +29,8 @@ def _sign_fields(body: dict[str, Any]) -> None:
 
 def _revoke_fields(body: dict[str, Any]) -> None:
     parse_serial(body.get("serial"))
-    _string_field(body, "ott", required=False)
-    _string_field(body, "reason", required=False)
+    string_field(body, "ott", required=False)
+    string_field(body, "reason", required=False)
 
 
 def test_one_input(data: bytes) -> None:

@@ -1,5 +1,5 @@
 """Durations and times (engine/durations.py: ``notBefore``/``notAfter``), certificate
-serials (``authority.parse_serial``) and ACME renewal-info certificate identifiers
+serials (``hosts.http.wire.parse_serial``) and ACME renewal-info certificate identifiers
 (``GET /acme/{provisioner}/renewal-info/{id}``, engine/acme/renewal.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from engine.acme.renewal import parse_cert_id
 from engine.durations import parse_duration, parse_time, parse_time_or_duration
 from fuzz.harness import NOW, attempt, text
-from hosts.core.authority import parse_serial
+from hosts.http.wire import parse_serial
 
 
 def test_one_input(data: bytes) -> None:

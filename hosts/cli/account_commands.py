@@ -14,9 +14,9 @@ from typing import Any
 
 from engine.accounts import DEFAULT_COMMON_NAME, DEFAULT_SANS, KEY_TYPES, Account, AccountType
 from engine.durations import format_duration
-from hosts.core.accounts import Accounts
 from hosts.core.config import load_config
 from hosts.core.ports import SystemClock, SystemRandom
+from hosts.service.accounts import Accounts
 from hosts.store import open_sqlite
 from plugins.manager import PluginManager
 

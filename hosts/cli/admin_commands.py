@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 
 from engine.durations import parse_duration
 from engine.errors import BadRequest, ConfigurationError
-from hosts.core.admin_certs import DEFAULT_ADMIN_LIFETIME, issue_admin_certificate
 from hosts.core.pki import fingerprint
 from hosts.core.secrets import require_password
+from hosts.service.admin import DEFAULT_ADMIN_LIFETIME, issue_admin_certificate
 
 from .common import add_data_options, data_dir
 
@@ -78,7 +78,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     password = require_password(directory, args.password_file)
     authority = Authority.load(directory, password.value)
     try:
-        issued, key = issue_admin_certificate(authority, args.name, lifetime)
+        issued, key = issue_admin_certificate(authority.ca, args.name, lifetime)
     finally:
         authority.close()
     _create(

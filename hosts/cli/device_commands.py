@@ -11,8 +11,8 @@ from typing import Any
 from engine.errors import DevidError, ProtocolError
 from engine.inventory import Device
 from hosts.core.config import load_config
-from hosts.core.inventory import ImportReport, Inventory, parse_import
 from hosts.core.ports import SystemClock
+from hosts.service.inventory import ImportReport, Inventory, parse_import
 from hosts.store import open_sqlite
 
 from .common import add_data_options, data_dir

@@ -256,12 +256,12 @@ def _configure_acme(
 
 def _minting_provisioner(directory: Path, name: str | None) -> Any:
     """The configured provisioner (*name*, or the first) whose tokens this host can mint."""
-    from hosts.core.authority import load_provisioners
+    from hosts.core.authority import configured_provisioners
     from plugins.manager import PluginManager
 
     config = load_config(directory)
     plugins = PluginManager(disabled=config.plugins_disabled)
-    provisioners = load_provisioners(config, plugins, None)
+    provisioners = configured_provisioners(config, plugins, None)
     minting = {n: p for n, p in provisioners.items() if p.mints_tokens}
     if not minting:
         raise ConfigurationError("no provisioner that mints tokens (JWK) is configured")

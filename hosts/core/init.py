@@ -14,11 +14,11 @@ import tomli_w
 
 from engine.errors import ConfigurationError
 from engine.keys import KeyType
+from hosts.service.attestation import DEFAULT_EK_ROOTS_DIR
 from hosts.store import open_sqlite
 from plugins.manager import PluginManager
 from plugins.provisioner import ProvisionerEnvironment
 
-from .attestation import DEFAULT_EK_ROOTS_DIR
 from .config import CONFIG_NAME, DEFAULT_LISTEN, ISSUER_NAMES
 from .pki import create_hierarchy, fingerprint, write_private
 from .secrets import Password, generate_password

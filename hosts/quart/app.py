@@ -1,4 +1,4 @@
-"""The quart host: quart-trio serving devid's route table (hosts/core/api.py)."""
+"""The quart host: quart-trio serving devid's route table (hosts/http/api.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import PayloadTooLarge, ProtocolError
-from hosts.core.api import build_router
 from hosts.core.authority import Authority
-from hosts.core.http import HTTPRequest, HTTPResponse, internal_error
+from hosts.http.api import build_router
+from hosts.http.routing import HTTPRequest, HTTPResponse, internal_error
 
 from .peercert import peer_certificate
 

@@ -10,7 +10,7 @@ import h11
 import trio
 
 from engine.errors import BadRequest, PayloadTooLarge
-from hosts.core.http import HTTPRequest, HTTPResponse, Router, error_response
+from hosts.http.routing import HTTPRequest, HTTPResponse, Router, error_response
 
 log = logging.getLogger("devid.raw")
 

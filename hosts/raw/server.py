@@ -13,7 +13,6 @@ from pathlib import Path
 
 import trio
 
-from hosts.core.api import build_router
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.runtime import (
@@ -29,6 +28,7 @@ from hosts.core.runtime import (
     wait_for_signal,
 )
 from hosts.core.servercert import ServerTLS
+from hosts.http.api import build_router
 
 from .connection import serve_connection
 

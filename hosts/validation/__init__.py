@@ -1,7 +1,7 @@
 """Outbound ACME challenge validation: http-01, dns-01 (RFC 8555 8.3, 8.4) and
 tls-alpn-01 (RFC 8737), for DNS names and IP addresses (RFC 8738).
 
-The ACME server (:mod:`hosts.core.acme_runner`) hands each challenge a client
+The ACME server (:mod:`hosts.service.acme.runner`) hands each challenge a client
 answered to :func:`validate_over_network`, with the operator's
 :class:`ValidationConfig` (``[acme]`` in devid.toml, then the ``devid serve``
 flags). A check returns ``None`` when the challenge is met and raises

@@ -51,8 +51,8 @@ def trust_swtpm_ek_ca(server: RunningServer, ca: LocalCA) -> None:
     """Make the Attestation CA trust the swtpm local CA as an EK certificate issuer."""
     root = x509.load_pem_x509_certificate(ca.root.read_bytes())
     intermediate = x509.load_pem_x509_certificate(ca.intermediate.read_bytes())
-    policy = server.authority.attestation_policy
-    server.authority.attestation_policy = attrs.evolve(
+    policy = server.authority.attestation.policy
+    server.authority.attestation.policy = attrs.evolve(
         policy,
         ek_roots=(*policy.ek_roots, root),
         ek_intermediates=(*policy.ek_intermediates, intermediate),

@@ -27,7 +27,7 @@ from hosts.testing.servers import devid_serve as serve_subprocess
 from hosts.testing.servers import run_devid as run_devid
 from hosts.testing.servers import serving_in_process
 from hosts.testing.servers import wait_for_health as wait_for_health
-from tests.conftest import RunningServer, make_token_factory, new_csr, provisioner_of
+from tests.conftest import RunningServer, make_token_factory, new_csr, provisioner_of, sign_json
 
 ERROR_KEYS = {"status", "error", "message"}
 
@@ -128,7 +128,7 @@ def issue_in_process(authority: Authority, password: bytes, subject: str) -> Iss
     key = provisioner_of(authority).load_private_key(password)
     token = make_token_factory(key, "https://other.test", lambda: datetime.now(UTC))
     private, _, csr_pem = new_csr(subject)
-    return issued_from(private, authority.sign({"csr": csr_pem, "ott": token(subject)}))
+    return issued_from(private, sign_json(authority, {"csr": csr_pem, "ott": token(subject)}))
 
 
 # --- servers --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from engine.acme.jws import sign_flattened
 from engine.acme.nonces import NONCE_LIFETIME
 from engine.jose import b64url_decode, b64url_encode, jwk_from_public_key
-from hosts.core.acme_nonces import ReplayNonces
+from hosts.service.acme.nonces import ReplayNonces
 from tests.conftest import RunningServer
 
 from .acme_helpers import (

@@ -531,7 +531,7 @@ async def test_revocation_by_the_ordering_account(acme_server: RunningServer) ->
         format(leaf.serial_number, "x")
     )
     assert record is not None and record.status == "revoked"
-    crl = x509.load_der_x509_crl(acme_server.authority.crl("tls"))
+    crl = x509.load_der_x509_crl(acme_server.authority.revocation.crl("tls"))
     entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
     assert entry is not None
 
@@ -749,7 +749,7 @@ async def test_unfinished_validations_resume_after_a_restart(
     async def accept(job: StartValidation, config: ValidationConfig) -> None:
         seen.append(job.challenge_id)
 
-    monkeypatch.setattr("hosts.core.acme_runner.validate_over_network", accept)
+    monkeypatch.setattr("hosts.service.acme.runner.validate_over_network", accept)
     again, stop_again = await acme_server_for(ca, nursery, "quart")
     try:
         async with acme_client(again, key=key) as acme:

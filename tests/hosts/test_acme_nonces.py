@@ -1,4 +1,4 @@
-"""hosts.core.acme_nonces: one nonce book per process, behind a lock."""
+"""hosts.service.acme.nonces: one nonce book per process, behind a lock."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from engine.acme.problems import ACMEProblem
 from engine.ports import FrozenClock
-from hosts.core import acme_nonces
-from hosts.core.acme_nonces import ReplayNonces
+from hosts.service.acme import nonces as acme_nonces
+from hosts.service.acme.nonces import ReplayNonces
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from engine.acme.effects import StartValidation
-from hosts.core import acme_service
+from hosts.http import acme as acme_service
 from hosts.validation import ValidationConfig
 from tests.conftest import RunningServer
 

@@ -26,9 +26,9 @@ from engine.inventory import ek_urn_from_digest
 from engine.jose import b64url_encode
 from engine.ports import FrozenClock
 from hosts.cli import main
-from hosts.core.admin_certs import ADMIN_PROVISIONER, issue_admin_certificate
 from hosts.core.authority import Authority
-from tests.conftest import CA, HOSTS, PASSWORD, RunningServer, new_csr
+from hosts.service.admin import ADMIN_PROVISIONER, issue_admin_certificate
+from tests.conftest import CA, HOSTS, PASSWORD, RunningServer, new_csr, sign_json
 
 from .acme_helpers import acme_client, acme_server_for
 from .helpers import assert_json_error, issued_from
@@ -138,7 +138,7 @@ async def test_a_jwk_token_certificate_for_the_admin_subject_is_no_admin(
     try:
         key, _, csr_pem = new_csr("ops.example")
         issued = issued_from(
-            key, server.authority.sign({"csr": csr_pem, "ott": server.token("ops.example")})
+            key, sign_json(server.authority, {"csr": csr_pem, "ott": server.token("ops.example")})
         )
         assert issued.certificate.subject.rfc4514_string() == ADMIN_SUBJECT
         chain = [x509.load_pem_x509_certificate(p.encode()) for p in issued.response["certChain"]]
@@ -159,10 +159,12 @@ def test_client_subjects_alone_grant_nothing_and_say_what_to_run(
         assert "client_subjects" in warning and "devid admin certificate" in warning
         key, _, csr_pem = new_csr("ops.example")
         authority.set_base_urls(["https://ca.test"])
-        cert = issued_from(key, authority.sign({"csr": csr_pem, "ott": _token(authority, ca)}))
+        cert = issued_from(
+            key, sign_json(authority, {"csr": csr_pem, "ott": _token(authority, ca)})
+        )
         der = cert.certificate.public_bytes(serialization.Encoding.DER)
         with pytest.raises(Unauthorized, match="not an admin certificate"):
-            authority.check_admin(None, der)
+            authority.admin.check(None, der)
     finally:
         authority.close()
 
@@ -242,10 +244,10 @@ def test_an_expired_admin_certificate_is_refused(
     frozen_authority: Authority, clock: FrozenClock
 ) -> None:
     issued, _ = issue_admin_certificate(frozen_authority, "ops", timedelta(hours=1))
-    assert frozen_authority.check_admin(None, issued.der) == "admin-certificate:CN=ops"
+    assert frozen_authority.admin.check(None, issued.der) == "admin-certificate:CN=ops"
     clock.advance(timedelta(hours=2))
     with pytest.raises(Unauthorized, match="not currently valid"):
-        frozen_authority.check_admin(None, issued.der)
+        frozen_authority.admin.check(None, issued.der)
 
 
 def test_a_server_certificate_of_this_ca_is_no_admin(authority: Authority) -> None:
@@ -254,4 +256,4 @@ def test_a_server_certificate_of_this_ca_is_no_admin(authority: Authority) -> No
     issued, _ = ServerTLS(authority, ["ops"], instance="scope-test").issue()
     authority.record_issued(issued)
     with pytest.raises(Unauthorized, match="not an admin certificate"):
-        authority.check_admin(None, issued.der)
+        authority.admin.check(None, issued.der)

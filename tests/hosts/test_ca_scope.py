@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.errors import ConfigurationError
 from hosts.core.authority import Authority
-from tests.conftest import CA, RunningServer, TokenFactory, new_csr
+from tests.conftest import CA, RunningServer, TokenFactory, new_csr, sign_json
 
 from .acme_helpers import (
     acme_client,
@@ -51,7 +51,7 @@ def test_jwk_token_certificates_come_from_the_tls_ca(
     authority: Authority, token: TokenFactory
 ) -> None:
     _, _, csr_pem = new_csr("svc.example.com")
-    response = authority.sign({"csr": csr_pem, "ott": token("svc.example.com")})
+    response = sign_json(authority, {"csr": csr_pem, "ott": token("svc.example.com")})
     leaf = load_pem(response["crt"])
     assert leaf.issuer == authority.issuers["tls"].certificate.subject
     assert leaf.issuer != authority.issuers["agent"].certificate.subject

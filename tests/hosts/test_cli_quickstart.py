@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from hosts.core.authority import load_provisioners
+from hosts.core.authority import configured_provisioners
 from hosts.core.config import load_config
 from plugins.jwk import JWKProvisioner, mint_token
 from plugins.manager import PluginManager
@@ -147,7 +147,7 @@ def test_serve_logs_json_lines_and_every_issuance(ca: CA, tmp_path: Path) -> Non
     url = f"https://127.0.0.1:{port}"
     logs = tmp_path / "serve.log"
     extra = ("--password-file", str(password_file(ca, tmp_path)))
-    provisioner = load_provisioners(load_config(ca.data_dir), PluginManager(), None)["admin"]
+    provisioner = configured_provisioners(load_config(ca.data_dir), PluginManager(), None)["admin"]
     assert isinstance(provisioner, JWKProvisioner)
     token = mint_token(
         provisioner.load_private_key(ca.password),

@@ -20,7 +20,7 @@ import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.jose import PrivateKey
-from hosts.core.authority import load_provisioners
+from hosts.core.authority import configured_provisioners
 from hosts.core.config import load_config
 from hosts.store import open_sqlite
 from plugins.jwk import JWKProvisioner, mint_token
@@ -37,7 +37,7 @@ ISSUANCE_BOUND_SECONDS = 60
 def provisioner_key(ca: CA) -> PrivateKey:
     """The admin provisioner's private key, read the way `devid token` reads it."""
     config = load_config(ca.data_dir)
-    provisioner = load_provisioners(config, PluginManager(), None)["admin"]
+    provisioner = configured_provisioners(config, PluginManager(), None)["admin"]
     assert isinstance(provisioner, JWKProvisioner)
     return provisioner.load_private_key(ca.password)
 

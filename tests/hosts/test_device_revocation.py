@@ -16,7 +16,7 @@ from cryptography import x509
 from hosts.core.authority import Authority
 from hosts.core.config import load_config
 from hosts.store import open_sqlite
-from tests.conftest import CA, RunningServer, new_csr
+from tests.conftest import CA, RunningServer, new_csr, sign_json
 
 from .account_helpers import DeviceCertificate, admin, ek_of, issue_device_certificate
 from .device_certs import (
@@ -266,7 +266,7 @@ def test_devid_account_remove_revokes_its_certificates(ca: CA) -> None:
         device = issue_device_certificate(authority, "laptop-1")
         sans = ["laptop-1.wifi.example.com", ek_of("laptop-1")]
         ott = device.token("https://ca.test/1.0/sign", "corp-wifi", "laptop-1", sans)
-        response = authority.sign({"csr": new_csr("laptop-1", sans)[2], "ott": ott})
+        response = sign_json(authority, {"csr": new_csr("laptop-1", sans)[2], "ott": ott})
     finally:
         authority.close()
     wifi = x509.load_pem_x509_certificate(response["crt"].encode())

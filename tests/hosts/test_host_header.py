@@ -151,7 +151,7 @@ async def test_device_accounts_audience_ignores_a_forged_host(
 
 
 def test_own_base_url_only_ever_answers_a_configured_url() -> None:
-    from hosts.core.base_urls import own_base_url
+    from hosts.service.endpoints import own_base_url
 
     configured = ["https://ca.example:8443", "https://127.0.0.1:8443", "https://[::1]:8443"]
     assert own_base_url(configured, "https://127.0.0.1:8443") == "https://127.0.0.1:8443"

@@ -24,7 +24,7 @@ import trio
 
 from engine.errors import ConfigurationError
 from hosts.core.config import load_config
-from hosts.core.ratelimit import RateLimiter, client_key
+from hosts.http.ratelimit import RateLimiter, client_key
 from tests.conftest import CA, HOSTS, RunningServer, new_csr, start_server
 
 from .helpers import assert_json_error, client, tls_context

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.acme.jws import sign_flattened
 from engine.jose import b64url_encode, create_signature, jwk_from_public_key
-from hosts.core.accounts import DEVICE_API, DEVICE_API_PROVISIONER
+from hosts.service.accounts import DEVICE_API, DEVICE_API_PROVISIONER
 from tests.attestation_fakes import b64, make_device
 from tests.conftest import CA, HOSTS, RunningServer, new_csr
 from tests.hostile import (

@@ -20,10 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from engine.inventory import DeviceFilter, ek_urn_from_digest
-from hosts.core.admin_certs import issue_admin_certificate
+from hosts.service.admin import issue_admin_certificate
 from hosts.store import Revocation
 from tests.attestation_fakes import make_ek, make_vendor
-from tests.conftest import CA, RunningServer, new_csr
+from tests.conftest import CA, RunningServer, new_csr, sign_json
 
 from .helpers import Issued, assert_json_error, client, issued_from
 
@@ -400,7 +400,7 @@ async def test_delete_removes_the_device(server: RunningServer, ca: CA) -> None:
 def _issue(server: RunningServer, subject: str) -> Issued:
     """A certificate from the running CA, issued in process with a one-time token."""
     key, _, csr_pem = new_csr(subject)
-    response = server.authority.sign({"csr": csr_pem, "ott": server.token(subject)})
+    response = sign_json(server.authority, {"csr": csr_pem, "ott": server.token(subject)})
     return issued_from(key, response)
 
 

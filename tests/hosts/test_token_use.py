@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import Forbidden
 from hosts.core.authority import Authority
-from tests.conftest import TokenFactory, new_csr
+from tests.conftest import TokenFactory, new_csr, sign_json
 
 
 def test_a_refused_lifetime_leaves_the_token_usable(
@@ -15,9 +15,9 @@ def test_a_refused_lifetime_leaves_the_token_usable(
     _, _, csr_pem = new_csr("svc.example.com")
     ott = token("svc.example.com")
     with pytest.raises(Forbidden):
-        authority.sign({"csr": csr_pem, "ott": ott, "notAfter": "9000h"})
+        sign_json(authority, {"csr": csr_pem, "ott": ott, "notAfter": "9000h"})
     assert authority.stores.certificates.count_certificates() == 0
-    response = authority.sign({"csr": csr_pem, "ott": ott, "notAfter": "8h"})
+    response = sign_json(authority, {"csr": csr_pem, "ott": ott, "notAfter": "8h"})
     assert response["crt"].startswith("-----BEGIN CERTIFICATE-----")
 
 
@@ -26,6 +26,6 @@ def test_a_signed_request_uses_the_token_up(authority: Authority, token: TokenFa
 
     _, _, csr_pem = new_csr("svc.example.com")
     ott = token("svc.example.com")
-    authority.sign({"csr": csr_pem, "ott": ott})
+    sign_json(authority, {"csr": csr_pem, "ott": ott})
     with pytest.raises(Unauthorized, match="already been used"):
-        authority.sign({"csr": csr_pem, "ott": ott})
+        sign_json(authority, {"csr": csr_pem, "ott": ott})

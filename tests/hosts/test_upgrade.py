@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from engine.errors import ConfigurationError
 from hosts.core.authority import Authority
 from hosts.core.upgrade import upgrade_data_dir
-from tests.conftest import CA, new_csr
+from tests.conftest import CA, new_csr, sign_json
 
 from .account_helpers import issue_device_certificate
 from .helpers import issued_from, load_pem
@@ -59,8 +59,8 @@ def make_old_data_dir(ca: CA) -> OldDataDir:
         # The previous version's JWK provisioner issued from the Agent CA.
         object.__setattr__(authority.provisioners["admin"], "issuer", "agent")
         key, _, csr_pem = new_csr("old-service.example.com")
-        response = authority.sign(
-            {"csr": csr_pem, "ott": _token(authority, ca, "old-service.example.com")}
+        response = sign_json(
+            authority, {"csr": csr_pem, "ott": _token(authority, ca, "old-service.example.com")}
         )
         legacy = issued_from(key, response).certificate
         device = issue_device_certificate(authority, "laptop-1").certificate
@@ -135,7 +135,9 @@ def test_first_load_adds_the_tls_ca_and_moves_the_non_device_provisioners(
         authority.set_base_urls(["https://ca.test"])
         _, _, csr_pem = new_csr("new.example.com")
         ca = CA(old.data_dir, None, old.password)  # type: ignore[arg-type]
-        response = authority.sign({"csr": csr_pem, "ott": _token(authority, ca, "new.example.com")})
+        response = sign_json(
+            authority, {"csr": csr_pem, "ott": _token(authority, ca, "new.example.com")}
+        )
         assert load_pem(response["crt"]).issuer == tls.subject
         # What the old version issued stays valid: same root and Agent CA, records active.
         assert (old.data_dir / "certs" / "root_ca.crt").read_bytes() == old.root

@@ -20,7 +20,7 @@ from hosts.core.authority import Authority
 from plugins.acme import ACMEProvisioner
 from plugins.manager import PluginManager
 from plugins.provisioner import ProvisionerEnvironment
-from tests.conftest import TokenFactory, new_csr
+from tests.conftest import TokenFactory, new_csr, sign_json
 
 ISSUERS = frozenset({"attestation", "agent", "account", "tls"})
 
@@ -159,7 +159,7 @@ def test_it_never_authorizes_tokens(authority: Authority, token: TokenFactory) -
     assert isinstance(acme, ACMEProvisioner)
     csr_pem = new_csr("svc.example.com")[2]
     with pytest.raises(Unauthorized, match="not a provisioner that signs tokens"):
-        authority.sign({"csr": csr_pem, "ott": token(provisioner="acme")})
+        sign_json(authority, {"csr": csr_pem, "ott": token(provisioner="acme")})
     with pytest.raises(Unauthorized):
         acme.authorize_sign("token", None, authority.context("/1.0/sign"))  # type: ignore[arg-type]
     with pytest.raises(Unauthorized):

@@ -39,7 +39,7 @@ from engine.keys import KeyType
 from engine.pipeline import SignRequest, issue_certificate
 from hosts.core.authority import Authority
 from plugins.jwk import JWKProvisioner
-from tests.conftest import CA, TokenFactory, new_csr, provisioner_of
+from tests.conftest import CA, TokenFactory, new_csr, provisioner_of, sign_json
 
 AUDIENCE = "https://ca.test/1.0/sign"
 
@@ -63,7 +63,7 @@ def _via_provisioner(authority: Authority, token: str, csr_pem: str) -> x509.Cer
 
 
 def _via_authority(authority: Authority, token: str, csr_pem: str) -> x509.Certificate:
-    response = authority.sign({"csr": csr_pem, "ott": token})
+    response = sign_json(authority, {"csr": csr_pem, "ott": token})
     return x509.load_pem_x509_certificate(response["crt"].encode())
 
 
@@ -481,7 +481,7 @@ def test_jti_is_single_use_even_across_different_tokens(
 def test_public_view_contains_no_secrets(authority: Authority) -> None:
     provisioner = provisioner_of(authority)
     assert provisioner.encrypted_key is not None  # there is a secret to leak
-    jwk_views = [v for v in authority.provisioners_view() if v["type"] == "JWK"]
+    jwk_views = [v for v in authority.ca.provisioners.view() if v["type"] == "JWK"]
     assert jwk_views
     for view in (provisioner.public_view(), *jwk_views):
         text = json.dumps(view)

@@ -18,7 +18,7 @@ from hosts.core.authority import Authority
 from hosts.store import TokenStore, open_sqlite
 from hosts.store.sqlite import tokens as sqlite_tokens
 from plugins.tokens import LEEWAY
-from tests.conftest import CA, TokenFactory, make_token_factory, new_csr, provisioner_of
+from tests.conftest import CA, TokenFactory, make_token_factory, new_csr, provisioner_of, sign_json
 
 T0 = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -73,7 +73,7 @@ def test_use_token_prunes_expired_tokens_periodically(
 def test_used_tokens_are_pruned_after_they_expire(
     frozen_authority: Authority, frozen_token: TokenFactory, clock: FrozenClock
 ) -> None:
-    frozen_authority.sign({"csr": new_csr()[2], "ott": frozen_token()})
+    sign_json(frozen_authority, {"csr": new_csr()[2], "ott": frozen_token()})
     assert frozen_authority.stores.tokens.count_used_tokens() == 1
     clock.advance(timedelta(hours=1))
     assert frozen_authority.stores.tokens.prune_tokens(clock.now()) == 1
@@ -84,11 +84,11 @@ def test_token_pruned_after_expiry_still_cannot_be_replayed_because_it_expired(
     frozen_authority: Authority, frozen_token: TokenFactory, clock: FrozenClock
 ) -> None:
     ott = frozen_token()
-    frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
+    sign_json(frozen_authority, {"csr": new_csr()[2], "ott": ott})
     clock.advance(timedelta(minutes=5) + LEEWAY + timedelta(seconds=1))
     frozen_authority.stores.tokens.prune_tokens(clock.now())
     with pytest.raises(Unauthorized, match="expired"):
-        frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
+        sign_json(frozen_authority, {"csr": new_csr()[2], "ott": ott})
     assert frozen_authority.stores.certificates.count_certificates() == 1
 
 
@@ -98,9 +98,9 @@ def test_token_inside_the_expiry_leeway_is_still_remembered_after_pruning(
     # Past exp but within the clock-skew leeway the token still verifies, so pruning
     # at this moment must not forget it, or it could be replayed.
     ott = frozen_token()
-    frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
+    sign_json(frozen_authority, {"csr": new_csr()[2], "ott": ott})
     clock.advance(timedelta(minutes=5) + LEEWAY / 2)
     frozen_authority.stores.tokens.prune_tokens(clock.now())
     with pytest.raises(Unauthorized):
-        frozen_authority.sign({"csr": new_csr()[2], "ott": ott})
+        sign_json(frozen_authority, {"csr": new_csr()[2], "ott": ott})
     assert frozen_authority.stores.certificates.count_certificates() == 1

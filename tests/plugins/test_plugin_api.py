@@ -24,7 +24,7 @@ from cryptography import x509
 
 import plugins.api as api
 from engine.inventory import Device, DeviceStatus, ek_urn_from_digest
-from hosts.core.authority import Authority
+from hosts.core.authority import Authority, provisioner_environment
 from plugins.api import (
     Authorization,
     AuthorizeContext,
@@ -44,7 +44,7 @@ from plugins.api import (
     hookimpl,
 )
 from plugins.manager import PluginManager
-from tests.conftest import CA, TokenFactory, new_csr
+from tests.conftest import CA, TokenFactory, new_csr, sign_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -245,14 +245,16 @@ def test_a_provisioner_may_accept_a_credential_that_is_not_a_jose_token(
     table = {"type": "PASSPHRASE", "name": "door", "secret": "open sesame"}
     authority = _load_with(ca, manager, table)
     try:
-        response = authority.sign(
-            {"csr": new_csr("door.example")[2], "ott": "passphrase:door:door.example:open sesame"}
+        response = sign_json(
+            authority,
+            {"csr": new_csr("door.example")[2], "ott": "passphrase:door:door.example:open sesame"},
         )
         cert = x509.load_pem_x509_certificate(response["crt"].encode())
         assert ProvisionerRef.from_certificate(cert) == ProvisionerRef("PASSPHRASE", "door")
         with pytest.raises(Unauthorized, match="wrong passphrase"):
-            authority.sign(
-                {"csr": new_csr("door.example")[2], "ott": "passphrase:door:door.example:guess"}
+            sign_json(
+                authority,
+                {"csr": new_csr("door.example")[2], "ott": "passphrase:door:door.example:guess"},
             )
     finally:
         authority.close()
@@ -265,17 +267,19 @@ def test_an_hmac_token_reaches_its_own_type_and_never_the_jwk_provisioner(
     authority = _load_with(ca, manager, {"type": "SHAREDSECRET", "name": "lab", "secret": "s3"})
     try:
         claims = {"iss": "lab", "sub": "lab.example", "jti": "one"}
-        response = authority.sign(
-            {"csr": new_csr("lab.example")[2], "ott": hs256_token(claims, b"s3")}
+        response = sign_json(
+            authority, {"csr": new_csr("lab.example")[2], "ott": hs256_token(claims, b"s3")}
         )
         assert "crt" in response
         # The same kind of token naming the JWK provisioner is refused: JWK reads no HMAC,
         # and the shared-secret type's reading names a provisioner of another type.
         forged = hs256_token({"iss": "admin", "sub": "x.example", "jti": "two"}, b"s3")
         with pytest.raises(Unauthorized, match="HS256"):
-            authority.sign({"csr": new_csr("x.example")[2], "ott": forged})
+            sign_json(authority, {"csr": new_csr("x.example")[2], "ott": forged})
         with pytest.raises(Unauthorized, match="already been used"):
-            authority.sign({"csr": new_csr("lab.example")[2], "ott": hs256_token(claims, b"s3")})
+            sign_json(
+                authority, {"csr": new_csr("lab.example")[2], "ott": hs256_token(claims, b"s3")}
+            )
     finally:
         authority.close()
 
@@ -284,7 +288,7 @@ def test_a_credential_no_type_reads_is_refused_with_the_first_readers_error(
     authority: Authority,
 ) -> None:
     with pytest.raises(Exception, match="compact JWS") as raised:
-        authority.sign({"csr": new_csr()[2], "ott": "not-a-token"})
+        sign_json(authority, {"csr": new_csr()[2], "ott": "not-a-token"})
     assert getattr(raised.value, "status", None) in (400, 401)
 
 
@@ -323,7 +327,7 @@ def test_the_base_class_refuses_everything_a_type_does_not_override(
     assert p.token_minter(b"pw") is None
     assert p.public_view() == {"type": "MINIMAL", "name": "m", "issuer": "tls"}
     with pytest.raises(ConfigurationError, match="no default configuration"):
-        Minimal.default_config("m", authority.provisioner_env)
+        Minimal.default_config("m", provisioner_environment(authority.config))
 
 
 def new_csr_info() -> CSRInfo:
@@ -352,7 +356,7 @@ def test_an_authorization_without_a_sign_policy_is_refused_not_a_crash(
     authority = _load_with(ca, manager, {"type": "NOPOLICY", "name": "np"})
     try:
         with pytest.raises(Forbidden, match="authorized no certificate"):
-            authority.sign({"csr": new_csr()[2], "ott": "anything"})
+            sign_json(authority, {"csr": new_csr()[2], "ott": "anything"})
         assert authority.stores.certificates.count_certificates() == 0
     finally:
         authority.close()
@@ -449,9 +453,9 @@ def test_a_provisioner_reads_the_inventory_through_the_lookup(
     ek = ek_urn_from_digest(hashlib.sha256(b"a made-up EK").digest())
     try:
         with pytest.raises(Forbidden, match="not registered"):
-            authority.sign({"csr": new_csr()[2], "ott": f"reg|{ek}"})
+            sign_json(authority, {"csr": new_csr()[2], "ott": f"reg|{ek}"})
         authority.stores.devices.put_device(Device(ek_urn=ek, status=DeviceStatus.ACTIVE))
-        issued = authority.sign({"csr": new_csr()[2], "ott": f"reg|{ek}"})
+        issued = sign_json(authority, {"csr": new_csr()[2], "ott": f"reg|{ek}"})
         serial = x509.load_pem_x509_certificate(issued["crt"].encode()).serial_number
         record = authority.lookup.certificate(format(serial, "x"))
         assert record is not None and record.provisioner_name == "reg"
@@ -483,7 +487,7 @@ def test_every_audit_sink_runs_even_when_one_raises(
     authority.plugins.register(Broken(), name="broken")
     authority.plugins.register(Recorder(), name="last")
     try:
-        authority.sign({"csr": new_csr()[2], "ott": token()})
+        sign_json(authority, {"csr": new_csr()[2], "ott": token()})
     finally:
         for name in ("first", "broken", "last"):
             authority.plugins.unregister(name)

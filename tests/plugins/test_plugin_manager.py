@@ -34,7 +34,7 @@ from plugins.api import (
 )
 from plugins.jwk import JWKProvisioner
 from plugins.manager import PluginManager
-from tests.conftest import CA, TokenFactory, new_csr
+from tests.conftest import CA, TokenFactory, new_csr, sign_json
 
 # --- a tiny third-party provisioner type ------------------------------------------------------
 
@@ -221,14 +221,16 @@ def test_third_party_provisioner_type_is_built_from_devid_toml_and_issues(
     authority = Authority.load(ca.data_dir, ca.password, plugins=allowlist_plugins)
     try:
         assert isinstance(authority.provisioners["lab"], AllowListProvisioner)
-        response = authority.sign(
-            {"csr": new_csr("lab.example.com")[2], "ott": _allowlist_token("lab.example.com")}
+        response = sign_json(
+            authority,
+            {"csr": new_csr("lab.example.com")[2], "ott": _allowlist_token("lab.example.com")},
         )
         cert = x509.load_pem_x509_certificate(response["crt"].encode())
         assert ProvisionerRef.from_certificate(cert) == ProvisionerRef("ALLOWLIST", "lab")
         with pytest.raises(Unauthorized, match="allow-list"):
-            authority.sign(
-                {"csr": new_csr("x.example.com")[2], "ott": _allowlist_token("x.example.com")}
+            sign_json(
+                authority,
+                {"csr": new_csr("x.example.com")[2], "ott": _allowlist_token("x.example.com")},
             )
         assert authority.stores.certificates.count_certificates() == 1
     finally:
@@ -308,14 +310,14 @@ def test_check_sign_veto_stops_issuance_and_stores_nothing(
 ) -> None:
     name = "forbidden.example.com"
     with pytest.raises(Forbidden, match="organisation policy"):
-        authority.sign({"csr": new_csr(name)[2], "ott": token(name)})
+        sign_json(authority, {"csr": new_csr(name)[2], "ott": token(name)})
     assert authority.stores.certificates.count_certificates() == 0
 
 
 def test_check_sign_sees_the_provisioner_csr_and_policy_and_may_allow(
     authority: Authority, token: TokenFactory, veto: Veto
 ) -> None:
-    authority.sign({"csr": new_csr("ok.example.com")[2], "ott": token("ok.example.com")})
+    sign_json(authority, {"csr": new_csr("ok.example.com")[2], "ott": token("ok.example.com")})
     assert veto.calls == [("admin", "ok.example.com", ProvisionerRef("JWK", "admin"))]
     assert authority.stores.certificates.count_certificates() == 1
 
@@ -324,7 +326,7 @@ def test_check_sign_is_not_consulted_for_requests_the_provisioner_refused(
     authority: Authority, token: TokenFactory, veto: Veto
 ) -> None:
     with pytest.raises(Unauthorized):
-        authority.sign({"csr": new_csr()[2], "ott": token(audience="https://elsewhere.test")})
+        sign_json(authority, {"csr": new_csr()[2], "ott": token(audience="https://elsewhere.test")})
     assert veto.calls == []
 
 
@@ -332,7 +334,7 @@ def test_audit_hook_receives_certificate_issued(authority: Authority, token: Tok
     audit = AuditLog()
     authority.plugins.register(audit, name="audit-log")
     try:
-        response = authority.sign({"csr": new_csr()[2], "ott": token()})
+        response = sign_json(authority, {"csr": new_csr()[2], "ott": token()})
     finally:
         authority.plugins.unregister("audit-log")
     cert = x509.load_pem_x509_certificate(response["crt"].encode())
@@ -348,7 +350,7 @@ def test_exception_in_an_audit_hook_does_not_break_issuance(
 ) -> None:
     authority.plugins.register(BrokenAudit(), name="broken-audit")
     try:
-        response = authority.sign({"csr": new_csr()[2], "ott": token()})
+        response = sign_json(authority, {"csr": new_csr()[2], "ott": token()})
     finally:
         authority.plugins.unregister("broken-audit")
     assert "crt" in response

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.errors import BadRequest, ProtocolError, Unauthorized
 from engine.ports import CountingRandom, FrozenClock
-from hosts.core.accounts import DEVICE_API, DEVICE_API_PROVISIONER, _certificate_from_token
 from hosts.core.authority import Authority
+from hosts.service.accounts import DEVICE_API, DEVICE_API_PROVISIONER, _certificate_from_token
 from tests.conftest import CA
 from tests.hostile import (
     certificate_v4,

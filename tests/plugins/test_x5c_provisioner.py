@@ -37,7 +37,7 @@ from plugins.manager import PluginManager
 from plugins.provisioner import AuthorizeContext, ProvisionerEnvironment
 from plugins.x5c import X5CNames, X5CProvisioner, X5CToken, mint_x5c_token, x5c_header
 from plugins.x5c.patterns import NamePattern, NamePatterns
-from tests.conftest import CA, new_csr, provisioner_of
+from tests.conftest import CA, new_csr, provisioner_of, sign_json
 
 BASE = "https://ca.test"
 AUDIENCE = f"{BASE}/1.0/sign"
@@ -503,7 +503,7 @@ def test_public_view_shows_roots_by_fingerprint_and_no_secrets(authority: Author
     provisioner = authority.provisioners["accounts"]
     assert isinstance(provisioner, X5CProvisioner)
     agent = authority.issuers["agent"].certificate
-    views = [v for v in authority.provisioners_view() if v["type"] == "X5C"]
+    views = [v for v in authority.ca.provisioners.view() if v["type"] == "X5C"]
     assert views == [provisioner.public_view()]
     view = views[0]
     assert view == {
@@ -550,7 +550,7 @@ def test_provisioner_added_at_run_time_is_reached_by_its_iss(authority: Authorit
         now=NOW,
         jti=uuid.uuid4().hex,
     )
-    device_pem = authority.sign({"csr": device_csr, "ott": device_token})["crt"]
+    device_pem = sign_json(authority, {"csr": device_csr, "ott": device_token})["crt"]
     device_cert = x509.load_pem_x509_certificate(device_pem.encode())
     assert isinstance(device_key, ec.EllipticCurvePrivateKey)
     token = mint_x5c_token(
@@ -562,7 +562,7 @@ def test_provisioner_added_at_run_time_is_reached_by_its_iss(authority: Authorit
         now=NOW,
         jti=uuid.uuid4().hex,
     )
-    response = authority.sign({"csr": new_csr(USER)[2], "ott": token})
+    response = sign_json(authority, {"csr": new_csr(USER)[2], "ott": token})
     cert = x509.load_pem_x509_certificate(response["crt"].encode())
     assert cert.issuer == authority.issuers["account"].certificate.subject
     assert cert.not_valid_after_utc <= device_cert.not_valid_after_utc

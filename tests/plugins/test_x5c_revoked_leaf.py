@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.errors import Unauthorized
 from hosts.core.authority import Authority
 from plugins.x5c.tokens import mint_x5c_token
-from tests.conftest import CA, TokenFactory, new_csr
+from tests.conftest import CA, TokenFactory, new_csr, revoke_json, sign_json
 
 
 def _with_x5c_provisioner(ca: CA) -> Authority:
@@ -32,7 +32,7 @@ def test_a_token_signed_with_a_revoked_leaf_is_refused(ca: CA, token: TokenFacto
     authority = _with_x5c_provisioner(ca)
     try:
         key, _, csr_pem = new_csr("leaf.example")
-        issued = authority.sign({"csr": csr_pem, "ott": token("leaf.example")})
+        issued = sign_json(authority, {"csr": csr_pem, "ott": token("leaf.example")})
         leaf = x509.load_pem_x509_certificate(issued["crt"].encode())
         tls_ca = x509.load_pem_x509_certificate(issued["ca"].encode())  # JWK: the TLS CA
 
@@ -48,15 +48,16 @@ def test_a_token_signed_with_a_revoked_leaf_is_refused(ca: CA, token: TokenFacto
             )
 
         _, _, csr2 = new_csr("leaf.example")
-        assert authority.sign({"csr": csr2, "ott": x5c_token()})["crt"]
-        authority.revoke(
+        assert sign_json(authority, {"csr": csr2, "ott": x5c_token()})["crt"]
+        revoke_json(
+            authority,
             {"serial": str(leaf.serial_number), "reasonCode": 1},
             leaf.public_bytes(Encoding.DER),
         )
         before = authority.stores.certificates.count_certificates()
         _, _, csr3 = new_csr("leaf.example")
         with pytest.raises(Unauthorized, match="revoked"):
-            authority.sign({"csr": csr3, "ott": x5c_token()})
+            sign_json(authority, {"csr": csr3, "ott": x5c_token()})
         assert authority.stores.certificates.count_certificates() == before
     finally:
         authority.close()

@@ -53,7 +53,7 @@ from engine.template import CertificateTemplate
 from hosts.core.authority import Authority
 from plugins.certpaths import MAX_X5C_CERTIFICATES, MAX_X5C_ENTRY_CHARS
 from plugins.x5c import X5CProvisioner, mint_x5c_token, x5c_header
-from tests.conftest import CA, new_csr
+from tests.conftest import CA, new_csr, revoke_json, sign_json
 
 NAME = "accounts"
 BASE = "https://ca.test"
@@ -285,7 +285,7 @@ def _via_provisioner(authority: Authority, token: str, csr_pem: str) -> x509.Cer
 
 
 def _via_authority(authority: Authority, token: str, csr_pem: str) -> x509.Certificate:
-    response = authority.sign({"csr": csr_pem, "ott": token})
+    response = sign_json(authority, {"csr": csr_pem, "ott": token})
     return x509.load_pem_x509_certificate(response["crt"].encode())
 
 
@@ -802,12 +802,12 @@ def test_requested_not_after_beyond_the_leaf_is_forbidden(
     short = agent_leaf(authority, not_after=timedelta(hours=3))
     before = authority.stores.certificates.count_certificates()
     with pytest.raises(Forbidden, match="credential allows"):
-        authority.sign({"csr": CSR_PEM, "ott": x5c_token(authority, short), "notAfter": "6h"})
+        sign_json(authority, {"csr": CSR_PEM, "ott": x5c_token(authority, short), "notAfter": "6h"})
     assert authority.stores.certificates.count_certificates() == before
     cert = x509.load_pem_x509_certificate(
-        authority.sign({"csr": CSR_PEM, "ott": x5c_token(authority, short), "notAfter": "2h"})[
-            "crt"
-        ].encode()
+        sign_json(
+            authority, {"csr": CSR_PEM, "ott": x5c_token(authority, short), "notAfter": "2h"}
+        )["crt"].encode()
     )
     assert cert.not_valid_after_utc == authority.clock.now() + timedelta(hours=2)
 
@@ -879,12 +879,12 @@ def test_revoke_with_an_x5c_token_naming_the_serial(authority: Authority, device
     serial = cert.serial_number
     wrong = x5c_token(authority, device, subject=str(serial + 1), audience=f"{BASE}/1.0/revoke")
     with pytest.raises(Unauthorized, match="serial"):
-        authority.revoke({"serial": str(serial), "ott": wrong}, None)
+        revoke_json(authority, {"serial": str(serial), "ott": wrong}, None)
     sign_audience = x5c_token(authority, device, subject=str(serial))
     with pytest.raises(Unauthorized, match="audience"):
-        authority.revoke({"serial": str(serial), "ott": sign_audience}, None)
+        revoke_json(authority, {"serial": str(serial), "ott": sign_audience}, None)
     right = x5c_token(authority, device, subject=str(serial), audience=f"{BASE}/1.0/revoke")
-    assert authority.revoke({"serial": str(serial), "ott": right}, None) == {"status": "ok"}
+    assert revoke_json(authority, {"serial": str(serial), "ott": right}, None) == {"status": "ok"}
     record = authority.stores.certificates.get_certificate(format(serial, "x"))
     assert record is not None and record.status == "revoked"
 
@@ -900,7 +900,7 @@ def test_revoke_token_from_a_foreign_chain_is_unauthorized(
         authority, stranger, subject=str(cert.serial_number), audience=f"{BASE}/1.0/revoke"
     )
     with pytest.raises(Unauthorized, match="chain"):
-        authority.revoke({"serial": str(cert.serial_number), "ott": token}, None)
+        revoke_json(authority, {"serial": str(cert.serial_number), "ott": token}, None)
 
 
 # --- keys other than P-256 ---------------------------------------------------------------------

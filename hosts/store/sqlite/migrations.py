@@ -44,7 +44,7 @@ _SCHEMA_1 = (
     expires_at REAL NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS attestation_sessions_by_expiry ON attestation_sessions(expires_at)",
-    # ACME nonces live in memory (hosts/core/acme_nonces.py) since late in schema 1.
+    # ACME nonces live in memory (hosts/service/acme/nonces.py) since late in schema 1.
     "DROP TABLE IF EXISTS acme_nonces",
     """CREATE TABLE IF NOT EXISTS acme_accounts (
     id TEXT PRIMARY KEY,

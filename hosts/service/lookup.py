@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from engine.accounts import Account
 from engine.inventory import Device
-from hosts.store import Stores
+from hosts.store import CertificateRecord, Stores
 from plugins.provisioner import CertificateFacts
 
-from .renewal import certificate_facts
+
+def certificate_facts(record: CertificateRecord) -> CertificateFacts:
+    return CertificateFacts(
+        serial=record.serial,
+        issuer=record.issuer,
+        provisioner_type=record.provisioner_type,
+        provisioner_name=record.provisioner_name,
+        status=record.status,
+        not_before=record.not_before,
+        not_after=record.not_after,
+        evidence=dict(record.evidence),
+        device=record.device,
+        der=record.der,
+    )
 
 
 class StoreLookup:

@@ -11,36 +11,23 @@ name (ACME http-01, a JWK token, a device certificate) never authenticates an ad
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import hmac
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from engine.errors import BadRequest, ConfigurationError
+from engine.errors import BadRequest, ConfigurationError, Unauthorized
 from engine.extensions import ProvisionerRef
-from engine.pipeline import IssuedCertificate, Issuer, issue_own_certificate
-from engine.ports import Clock, Random
+from engine.pipeline import IssuedCertificate, issue_own_certificate
 from engine.template import CertificateTemplate
 from hosts.store import CertificateRecord
 
-
-class IssuingAuthority(Protocol):
-    """What issuing an admin certificate needs of the CA (an ``Authority``)."""
-
-    @property
-    def issuers(self) -> Mapping[str, Issuer]: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def random(self) -> Random: ...
-
-    def record_issued(self, issued: IssuedCertificate) -> None: ...
-
+from .ca import CA, load_peer
 
 # type "internal": no [[provisioners]] table can have it (no plugin registers it).
 ADMIN_PROVISIONER = ProvisionerRef(type="internal", name="admin-client")
@@ -68,7 +55,7 @@ def admin_subject(name: str) -> x509.Name:
 
 
 def issue_admin_certificate(
-    authority: IssuingAuthority, name: str, lifetime: timedelta = DEFAULT_ADMIN_LIFETIME
+    authority: CA, name: str, lifetime: timedelta = DEFAULT_ADMIN_LIFETIME
 ) -> tuple[IssuedCertificate, ec.EllipticCurvePrivateKey]:
     """A new P-256 key and a clientAuth certificate ``CN=name`` for it from the TLS CA,
     recorded in the store as the ``admin-client`` provisioner's."""
@@ -96,3 +83,43 @@ def issue_admin_certificate(
         raise ConfigurationError(exc.detail) from None
     authority.record_issued(issued)
     return issued, key
+
+
+class AdminService:
+    """Who may use the admin API (``/api/v1/...``): the holder of an admin token or of an
+    admin client certificate."""
+
+    def __init__(self, ca: CA, token_sha256: Sequence[str]) -> None:
+        self.ca = ca
+        self.token_sha256 = tuple(token_sha256)
+
+    def check(self, bearer: str | None, peer_der: bytes | None) -> str:
+        """Authenticate an admin API caller; returns who it is, or raises Unauthorized.
+
+        A bearer token must hash to one of ``[admin] token_sha256``. A client certificate
+        counts only if ``devid admin certificate`` issued it: verified against the TLS CA,
+        recorded by the internal admin-client provisioner, the same bytes as the record,
+        active and unexpired. Its subject counts for nothing (``client_subjects`` is
+        ignored), so no certificate anyone else can obtain ever authenticates an admin.
+        """
+        if bearer:
+            digest = hashlib.sha256(bearer.encode()).hexdigest()
+            if any(hmac.compare_digest(digest, known) for known in self.token_sha256):
+                return "admin-token"
+            raise Unauthorized("the admin token is not valid")
+        if peer_der is not None:
+            cert = load_peer(peer_der)
+            record, _ = self.ca.known_certificate(cert)
+            subject = cert.subject.rfc4514_string()
+            if not is_admin_record(record) or not hmac.compare_digest(
+                record.der, cert.public_bytes(Encoding.DER)
+            ):
+                raise Unauthorized(
+                    f"certificate {subject} is not an admin certificate (only certificates"
+                    " from `devid admin certificate` open the admin API)"
+                )
+            return f"admin-certificate:{subject}"
+        raise Unauthorized(
+            "the admin API needs 'Authorization: Bearer <admin token>'"
+            " or an admin client certificate (`devid admin certificate`)"
+        )

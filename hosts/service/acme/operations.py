@@ -2,15 +2,15 @@
 the records it needs, runs the engine operation and stores what it returns.
 
 Every function here is synchronous (it runs in a worker thread) and has the
-signature ``(authority, ctx, provisioner, request, **path params) -> Outcome``;
-:class:`hosts.core.acme_service.ACMEService` turns the outcome into the HTTP
+signature ``(acme, ctx, provisioner, request, **path params) -> Outcome``;
+:class:`hosts.http.acme.ACMEHandlers` turns the outcome into the HTTP
 response and schedules the validations it names.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from cryptography import x509
@@ -32,11 +32,8 @@ from engine.pipeline import SignRequest, prepare_certificate
 from hosts.store import Revocation
 from plugins.base import ACMEIssuing
 
-from .acme_device import verify_device_attestation
-from .http import HTTPRequest
-
-if TYPE_CHECKING:
-    from .authority import Authority
+from .device import verify_device_attestation
+from .state import ACMEPost, ACMEState
 
 log = logging.getLogger("devid.acme")
 
@@ -58,16 +55,16 @@ class Authenticated:
 
 
 def authenticate(
-    authority: Authority,
+    acme: ACMEState,
     ctx: Context,
-    request: HTTPRequest,
+    request: ACMEPost,
     *,
     jwk: bool = False,
     kid: bool = True,
 ) -> Authenticated:
     """RFC 8555 6.2-6.5: shape, url, key, signature, then the nonce, then the account."""
-    store = authority.stores.acme
-    signed = acme_jws.parse_request(request.body, request.header("content-type"))
+    store = acme.ca.stores.acme
+    signed = acme_jws.parse_request(request.body, request.content_type)
     acme_jws.check_url(signed, ctx.urls.base + request.path)
     account: Account | None = None
     if signed.kid is not None:
@@ -84,32 +81,30 @@ def authenticate(
             raise malformed("this resource needs the request signed with the account's kid")
         key, canonical, thumbprint = acme_jws.key_from_jwk(signed.jwk)
     acme_jws.verify(signed, key)
-    authority.acme.nonces.redeem(signed.nonce, ctx.now)
+    acme.nonces.redeem(signed.nonce, ctx.now)
     if account is not None and account.status is not AccountStatus.VALID:
         raise unauthorized(f"the account is {account.status.value}")
     return Authenticated(signed, account, key, canonical, thumbprint)
 
 
-def commit(authority: Authority, write: Write, **certificate: Any) -> None:
+def commit(acme: ACMEState, write: Write, **certificate: Any) -> None:
     """Store *write* (with an issued certificate and its link); 409 if a record changed."""
     if write.empty and not certificate:
         return
-    if not authority.stores.acme.acme_write(write, **certificate):
+    if not acme.ca.stores.acme.acme_write(write, **certificate):
         raise ACMEProblem("malformed", "the resource changed meanwhile; retry", status=409)
 
 
 # --- accounts ----------------------------------------------------------------------------
 
 
-def new_account(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest
-) -> Outcome:
-    auth = authenticate(authority, ctx, request, jwk=True, kid=False)
-    existing = authority.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
+def new_account(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost) -> Outcome:
+    auth = authenticate(acme, ctx, request, jwk=True, kid=False)
+    existing = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
     outcome = accounts.new_account(ctx, auth.request, auth.key, auth.jwk, auth.thumbprint, existing)
-    if not outcome.write.empty and not authority.stores.acme.acme_write(outcome.write):
+    if not outcome.write.empty and not acme.ca.stores.acme.acme_write(outcome.write):
         # Another request created the account for this key meanwhile.
-        existing = authority.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
+        existing = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
         if existing is None:
             raise ACMEProblem("malformed", "the account could not be stored; retry", status=409)
         return accounts.existing_account(ctx, existing)
@@ -117,35 +112,35 @@ def new_account(
 
 
 def account(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, account_id: str
+    acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, account_id: str
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
+    auth = authenticate(acme, ctx, request)
     outcome = accounts.update_account(ctx, auth.owner, account_id, auth.request)
-    commit(authority, outcome.write)
+    commit(acme, outcome.write)
     return outcome
 
 
 def account_orders(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, account_id: str
+    acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, account_id: str
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
+    auth = authenticate(acme, ctx, request)
     accounts.require_owner(auth.owner, account_id)
-    found = authority.stores.acme.acme_orders_of(
+    found = acme.ca.stores.acme.acme_orders_of(
         p.name, auth.owner.id, limit=orders.MAX_LISTED_ORDERS
     )
-    authorizations = authority.stores.acme.acme_authorizations(
+    authorizations = acme.ca.stores.acme.acme_authorizations(
         p.name, [i for order in found for i in order.authorization_ids]
     )
     return orders.list_orders(ctx, auth.owner, account_id, found, authorizations)
 
 
-def key_change(authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest) -> Outcome:
-    auth = authenticate(authority, ctx, request)
+def key_change(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost) -> Outcome:
+    auth = authenticate(acme, ctx, request)
     change = acme_jws.parse_key_change(auth.request)
-    holder = authority.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
+    holder = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
     outcome = accounts.change_key(ctx, auth.owner, change, holder)
-    if not outcome.write.empty and not authority.stores.acme.acme_write(outcome.write):
-        holder = authority.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
+    if not outcome.write.empty and not acme.ca.stores.acme.acme_write(outcome.write):
+        holder = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
         if holder is None:
             raise ACMEProblem("malformed", "the account changed meanwhile; retry", status=409)
         return accounts.change_key(ctx, auth.owner, change, holder)
@@ -155,50 +150,50 @@ def key_change(authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTP
 # --- orders --------------------------------------------------------------------------
 
 
-def new_order(authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest) -> Outcome:
-    auth = authenticate(authority, ctx, request)
+def new_order(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost) -> Outcome:
+    auth = authenticate(acme, ctx, request)
     outcome = orders.new_order(ctx, auth.owner, auth.request)
-    commit(authority, outcome.write)
+    commit(acme, outcome.write)
     return outcome
 
 
-def _load_order(authority: Authority, p: ACMEIssuing, order_id: str) -> tuple[Any, list[Any]]:
-    order = authority.stores.acme.acme_order(p.name, order_id)
+def _load_order(acme: ACMEState, p: ACMEIssuing, order_id: str) -> tuple[Any, list[Any]]:
+    order = acme.ca.stores.acme.acme_order(p.name, order_id)
     if order is None:
         raise not_found("no such order")
-    return order, list(authority.stores.acme.acme_authorizations(p.name, order.authorization_ids))
+    return order, list(acme.ca.stores.acme.acme_authorizations(p.name, order.authorization_ids))
 
 
 def order(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, order_id: str
+    acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, order_id: str
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
-    order, authorizations = _load_order(authority, p, order_id)
+    auth = authenticate(acme, ctx, request)
+    order, authorizations = _load_order(acme, p, order_id)
     return orders.view_order(ctx, auth.owner, order, authorizations)
 
 
 def finalize(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, order_id: str
+    acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, order_id: str
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
+    auth = authenticate(acme, ctx, request)
     account = auth.owner
-    order, authorizations = _load_order(authority, p, order_id)
+    order, authorizations = _load_order(acme, p, order_id)
     csr = orders.finalize_csr(ctx, account, auth.key, order, authorizations, auth.request)
     try:
         authorization = p.authorize_finalize(
             FinalizeRequest(account, order, tuple(authorizations), csr)
         )
         policy = authorization.policy
-        provisioner = authority.provisioners.get(p.name)
+        provisioner = acme.ca.provisioners.get(p.name)
         if policy is None or provisioner is None:
             raise unauthorized(f"provisioner {p.name!r} authorized no certificate")
         try:
-            authority.plugins.check_sign(provisioner, csr, policy)
+            acme.ca.plugins.check_sign(provisioner, csr, policy)
         except ACMEProblem:
             raise
         except ProtocolError as exc:  # an organisation-wide policy refused it
             raise unauthorized(exc.detail) from None
-        issuer = authority.issuers.get(policy.issuer)
+        issuer = acme.ca.issuers.get(policy.issuer)
         if issuer is None:
             raise ACMEProblem(
                 "serverInternal", f"the provisioner names no issuer {policy.issuer!r}"
@@ -212,7 +207,7 @@ def finalize(
             ),
             policy,
             issuer,
-            authority.clock,
+            acme.ca.clock,
         )
     except ACMEProblem:
         raise
@@ -222,37 +217,37 @@ def finalize(
     # stored. This process lets one request at a time finalize an order; across
     # processes the revision check of the final write lets exactly one succeed.
     processing = orders.begin_processing(order, authorizations, ctx.now)
-    with authority.acme.finalizing(order.id):
+    with acme.finalizing(order.id):
         try:
-            issued = prepared.sign(authority.random)
+            issued = prepared.sign(acme.ca.random)
         except Exception:
             log.exception("signing failed for ACME order %s", order.id)
             problem = ACMEProblem("serverInternal", "the certificate could not be signed")
-            authority.stores.acme.acme_write(Write(orders=(orders.failed(processing, problem),)))
+            acme.ca.stores.acme.acme_write(Write(orders=(orders.failed(processing, problem),)))
             raise problem from None
         valid, respond = orders.issued(ctx, processing, issued.serial_hex)
         link = CertificateLink(issued.serial_hex, p.name, account.id, order.id)
-        stored = authority.stores.acme.acme_write(
+        stored = acme.ca.stores.acme.acme_write(
             Write(orders=(valid,)),
-            certificate=authority.certificate_record(issued),
+            certificate=acme.ca.certificate_record(issued),
             link=link,
         )
     if not stored:  # another request finalized (or changed) the order meanwhile
         raise ACMEProblem("orderNotReady", "the order was finalized meanwhile")
-    authority.announce_issued(issued)
+    acme.ca.announce_issued(issued)
     return Outcome(respond)
 
 
 def certificate(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, serial: str
+    acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, serial: str
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
-    link = authority.stores.acme.acme_certificate(serial)
+    auth = authenticate(acme, ctx, request)
+    link = acme.ca.stores.acme.acme_certificate(serial)
     if link is None or link.provisioner != p.name:
         raise not_found("no such certificate")
     accounts.require_owner(auth.owner, link.account_id)
-    record = authority.stores.certificates.get_certificate(serial)
-    issuer = authority.issuers.get(record.issuer) if record is not None else None
+    record = acme.ca.stores.certificates.get_certificate(serial)
+    issuer = acme.ca.issuers.get(record.issuer) if record is not None else None
     if record is None or issuer is None:
         raise not_found("no such certificate")
     leaf = x509.load_der_x509_certificate(record.der)
@@ -260,17 +255,15 @@ def certificate(
     return Outcome(Respond(200, text=pem, content_type="application/pem-certificate-chain"))
 
 
-def revoke_cert(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest
-) -> Outcome:
-    auth = authenticate(authority, ctx, request, jwk=True, kid=True)
+def revoke_cert(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost) -> Outcome:
+    auth = authenticate(acme, ctx, request, jwk=True, kid=True)
     wanted = parse_revocation(auth.request.payload_object())
-    record = authority.stores.certificates.get_certificate(wanted.serial)
+    record = acme.ca.stores.certificates.get_certificate(wanted.serial)
     if record is None:
         raise not_found("this CA issued no certificate with that serial")
     if record.status == "revoked":
         raise ACMEProblem("alreadyRevoked", "the certificate is already revoked")
-    link = authority.stores.acme.acme_certificate(wanted.serial)
+    link = acme.ca.stores.acme.acme_certificate(wanted.serial)
     revoked_by = authorize_revocation(
         wanted,
         stored_der=record.der,
@@ -287,7 +280,7 @@ def revoke_cert(
         reason="ACME revokeCert",
         revoked_by=revoked_by,
     )
-    if not authority.stores.certificates.revoke(revocation):
+    if not acme.ca.stores.certificates.revoke(revocation):
         raise ACMEProblem("alreadyRevoked", "the certificate is already revoked")
     fields = {"serial": record.serial, "reason_code": wanted.reason, "by": revoked_by}
     return Outcome(Respond(200), audit=(Audit("certificate.revoked", fields),))
@@ -297,31 +290,31 @@ def revoke_cert(
 
 
 def authorization(
-    authority: Authority,
+    acme: ACMEState,
     ctx: Context,
     p: ACMEIssuing,
-    request: HTTPRequest,
+    request: ACMEPost,
     authorization_id: str,
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
-    authorization = authority.stores.acme.acme_authorization(p.name, authorization_id)
+    auth = authenticate(acme, ctx, request)
+    authorization = acme.ca.stores.acme.acme_authorization(p.name, authorization_id)
     if authorization is None:
         raise not_found("no such authorization")
-    found = authority.stores.acme.acme_challenges(p.name, authorization.challenge_ids)
+    found = acme.ca.stores.acme.acme_challenges(p.name, authorization.challenge_ids)
     outcome = challenges.update_authorization(ctx, auth.owner, authorization, found, auth.request)
-    commit(authority, outcome.write)
+    commit(acme, outcome.write)
     return outcome
 
 
 def challenge(
-    authority: Authority, ctx: Context, p: ACMEIssuing, request: HTTPRequest, challenge_id: str
+    acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, challenge_id: str
 ) -> Outcome:
-    auth = authenticate(authority, ctx, request)
-    challenge = authority.stores.acme.acme_challenge(p.name, challenge_id)
+    auth = authenticate(acme, ctx, request)
+    challenge = acme.ca.stores.acme.acme_challenge(p.name, challenge_id)
     authorization = (
         None
         if challenge is None
-        else authority.stores.acme.acme_authorization(p.name, challenge.authorization_id)
+        else acme.ca.stores.acme.acme_authorization(p.name, challenge.authorization_id)
     )
     if challenge is None or authorization is None:
         raise not_found("no such challenge")
@@ -334,16 +327,16 @@ def challenge(
         raw = attestation_bytes(auth.request.payload_object())
         key_authorization = challenges.key_authorization(challenge.token, account.thumbprint)
         try:
-            device = verify_device_attestation(authority, p, raw, key_authorization, ctx.now)
+            device = verify_device_attestation(acme.ca, p, raw, key_authorization, ctx.now)
         except ACMEProblem as problem:
             outcome = challenges.attestation_failed(ctx, authorization, challenge, problem)
         else:
             outcome = challenges.attestation_verified(ctx, authorization, challenge, device)
     else:
         outcome = challenges.respond(ctx, account, authorization, challenge, auth.request)
-    if not outcome.write.empty and not authority.stores.acme.acme_write(outcome.write):
+    if not outcome.write.empty and not acme.ca.stores.acme.acme_write(outcome.write):
         # A concurrent response to the same challenge won: show what it recorded.
-        current = authority.stores.acme.acme_challenge(p.name, challenge_id)
+        current = acme.ca.stores.acme.acme_challenge(p.name, challenge_id)
         assert current is not None
         return challenges.view_challenge(ctx, account, authorization, current)
     return outcome

@@ -2,7 +2,7 @@
 
 A change that disables or removes a device, or takes it out of an account's assignment
 (its tags), revokes the certificates it is no longer entitled to at once, whichever way
-it comes (API, CLI, import, sync): see :mod:`hosts.core.revocation`.
+it comes (API, CLI, import, sync): see :mod:`hosts.service.revocation`.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
 
 class Access(enum.Enum):
-    """What a route asks of a client, for the rate limit (hosts/core/ratelimit.py)."""
+    """What a route asks of a client, for the rate limit (hosts/http/ratelimit.py)."""
 
     #: A credential (token, client certificate, signed JWS): served while the client's
     #: bucket has a token, without taking one, unless refused for the credential (401/403).
@@ -220,7 +220,7 @@ class Router:
         """Answer *request*. With a rate limit, requests to anonymous routes (and to no
         route at all) take a token from the client's bucket, a 401 or 403 takes one
         after the fact, and while the bucket is empty every request but those to
-        unlimited routes gets 429 (hosts/core/ratelimit.py)."""
+        unlimited routes gets 429 (hosts/http/ratelimit.py)."""
         try:
             if len(request.body) > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,16 +20,14 @@ from engine.acme.problems import ACMEProblem, unauthorized
 from engine.errors import ProtocolError
 from engine.inventory import ek_urn_from_digest, normalize_ek_urn
 from engine.jose import b64url_decode
+from hosts.service.ca import CA
 from plugins.base import ACMEIssuing
-
-if TYPE_CHECKING:
-    from .authority import Authority
 
 log = logging.getLogger("devid.acme")
 
 
 def verify_device_attestation(
-    authority: Authority,
+    ca: CA,
     provisioner: ACMEIssuing,
     raw: bytes,
     key_authorization: str,
@@ -44,14 +41,14 @@ def verify_device_attestation(
         raise bad_statement(
             f"attestation format {statement.format!r} is not accepted here (accepted: {accepted})"
         )
-    fmt = authority.plugins.attestation_formats().get(statement.format)
+    fmt = ca.plugins.attestation_formats().get(statement.format)
     if fmt is None:
         raise bad_statement(f"no plugin verifies attestation format {statement.format!r}")
-    attestation_ca = authority.issuers.get("attestation")
+    attestation_ca = ca.issuers.get("attestation")
     context = provisioner.attestation_context(
         statement.format,
         now,
-        ca_roots=(authority.root,),
+        ca_roots=(ca.root,),
         ca_intermediates=(attestation_ca.certificate,) if attestation_ca else (),
     )
     try:
@@ -64,29 +61,29 @@ def verify_device_attestation(
         log.exception("attestation format %s failed unexpectedly", statement.format)
         raise bad_statement("the attestation statement could not be verified") from None
     device: AttestedDevice = result.attested_device(statement.format)
-    require_unrevoked_ak(authority, result.chain)
+    require_unrevoked_ak(ca, result.chain)
     if provisioner.require_inventory:
-        require_registered(authority, device)
+        require_registered(ca, device)
     return device
 
 
-def require_unrevoked_ak(authority: Authority, chain: Sequence[x509.Certificate]) -> None:
+def require_unrevoked_ak(ca: CA, chain: Sequence[x509.Certificate]) -> None:
     """An AK certificate from this CA's Attestation CA counts only while it is active in
     the store: disabling or removing a device revokes it, and the device must attest again."""
-    attestation_ca = authority.issuers.get("attestation")
+    attestation_ca = ca.issuers.get("attestation")
     if not chain or attestation_ca is None:
         return
     leaf = chain[0]
     if leaf.issuer != attestation_ca.certificate.subject:
         return
-    record = authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
+    record = ca.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     if record is None or record.der != leaf.public_bytes(Encoding.DER):
         raise unauthorized("the AK certificate is unknown to this CA: attest again")
     if record.status != "active":
         raise unauthorized(f"the AK certificate is {record.status}: attest again")
 
 
-def require_registered(authority: Authority, device: AttestedDevice) -> None:
+def require_registered(ca: CA, device: AttestedDevice) -> None:
     """The device must be in the inventory, by an EK its attestation names, and active
     now (its AK certificate may be older than its disabling). An attestation that names
     no EK (``apple``, ``step``) cannot be registered, so it is refused."""
@@ -110,7 +107,7 @@ def require_registered(authority: Authority, device: AttestedDevice) -> None:
             "this provisioner admits registered devices only (require_inventory), and the"
             " inventory holds TPM devices by their EK; this attestation names no EK"
         )
-    devices = authority.stores.devices
+    devices = ca.stores.devices
     known = [d for d in (devices.get_device(u) for u in sorted(urns)) if d is not None]
     if not known:
         raise unauthorized("the attested device is not in this CA's inventory")

@@ -22,10 +22,11 @@ from engine.errors import Forbidden, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, Issuer, renew_certificate
 from engine.ports import Clock, Random
+from hosts.service.ca import CA, load_peer
+from hosts.service.lookup import certificate_facts
 from hosts.store import CertificateRecord, Stores
 from plugins.base import Provisioner
 from plugins.provisioner import (
-    CertificateFacts,
     RenewAuthorization,
     RenewContext,
 )
@@ -35,21 +36,6 @@ FindProvisioner = Callable[[str], Provisioner | None]
 
 # Evidence keys a renewal replaces rather than inherits.
 _RENEWAL_KEYS = ("renewed_from", "renewal")
-
-
-def certificate_facts(record: CertificateRecord) -> CertificateFacts:
-    return CertificateFacts(
-        serial=record.serial,
-        issuer=record.issuer,
-        provisioner_type=record.provisioner_type,
-        provisioner_name=record.provisioner_name,
-        status=record.status,
-        not_before=record.not_before,
-        not_after=record.not_after,
-        evidence=dict(record.evidence),
-        device=record.device,
-        der=record.der,
-    )
 
 
 def renew_context(
@@ -169,3 +155,30 @@ def renew(
         not_after_limit=authorization.not_after_limit,
         evidence=renewal_evidence(record, authorization, ctx),
     )
+
+
+class RenewalService:
+    """``POST /1.0/renew``: the client proves the current certificate over mTLS."""
+
+    def __init__(self, ca: CA) -> None:
+        self.ca = ca
+
+    def renew(self, peer_der: bytes | None) -> IssuedCertificate:
+        if peer_der is None:
+            raise Unauthorized(
+                "renewal needs the current certificate as the TLS client certificate"
+            )
+        ca = self.ca
+        cert = load_peer(peer_der)
+        record, issuer = ca.known_certificate(cert)
+        issued = renew(
+            cert,
+            record,
+            issuer,
+            find_provisioner=ca.provisioners.named,
+            stores=ca.stores,
+            clock=ca.clock,
+            random=ca.random,
+        )
+        ca.record_issued(issued)
+        return issued

@@ -13,45 +13,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import attrs
 
 from engine.accounts import PROVISIONER_PREFIX, Account, is_assigned, provisioner_name
-from engine.errors import BadRequest
+from engine.crl import build_crl
+from engine.errors import Conflict, NotFound, Unauthorized
 from engine.inventory import Device
 from engine.ports import Clock
 from hosts.store import CertificateRecord, Revocation, Stores
 
+from .admin import AdminService
+from .ca import CA, load_peer, serial_hex
+
 log = logging.getLogger("devid.ca")
 
-MAX_REASON_LENGTH = 512
+REVOKE_PATH = "/1.0/revoke"
 # RFC 5280 CRLReason codes used here.
 CESSATION_OF_OPERATION = 5
 PRIVILEGE_WITHDRAWN = 9
 # affiliationChanged (3) would also fit, but 9 says what happened: the privilege ended.
-CA_ONLY_CODES = (2, 7, 8)  # cACompromise, (unused), removeFromCRL
 
 Audit = Callable[[str, Mapping[str, Any]], None]
-
-
-def parse_reason(body: Mapping[str, Any]) -> tuple[int, str]:
-    """``reasonCode`` and ``reason`` of a revocation request; BadRequest if invalid."""
-    reason = body.get("reason")
-    if reason is None:
-        reason = ""
-    if not isinstance(reason, str):
-        raise BadRequest("field 'reason' must be a string")
-    if len(reason) > MAX_REASON_LENGTH:
-        raise BadRequest("reason is too long")
-    reason_code = body.get("reasonCode", 0)
-    if (
-        isinstance(reason_code, bool)
-        or not isinstance(reason_code, int)
-        or not (0 <= reason_code <= 10 and reason_code not in CA_ONLY_CODES)
-    ):
-        raise BadRequest("reasonCode must be an RFC 5280 CRLReason other than CA-only codes")
-    return reason_code, reason
 
 
 @attrs.frozen
@@ -159,3 +144,94 @@ class CertificateRevoker:
             provisioner_name(name), self.clock.now()
         )
         return self._withdraw(records, revoked_by)
+
+
+@attrs.frozen
+class RevokeRequest:
+    """A parsed ``/1.0/revoke`` request: which certificate, why, and with which credential
+    (None: the admin credential or the certificate's own key over mTLS proves it)."""
+
+    serial: int
+    reason_code: int = 0
+    reason: str = ""
+    credential: str | None = None
+
+
+class RevocationService:
+    """Revocation by request (``/1.0/revoke``), by an operator, and the CRLs."""
+
+    def __init__(self, ca: CA, revoker: CertificateRevoker, admin: AdminService) -> None:
+        self.ca = ca
+        self.revoker = revoker
+        self.admin = admin
+
+    def _issued_record(self, serial: int) -> CertificateRecord:
+        record = self.ca.stores.certificates.get_certificate(serial_hex(serial))
+        if record is None:
+            raise NotFound(f"no certificate with serial {serial}")
+        return record
+
+    def _revoke(self, record: CertificateRecord, code: int, reason: str, by: str) -> None:
+        if not self.revoker.revoke(record, code, reason, by):
+            raise Conflict("certificate is already revoked")
+
+    def revoke(
+        self, request: RevokeRequest, peer_der: bytes | None, bearer: str | None = None
+    ) -> CertificateRecord:
+        """By the issuing provisioner's credential, an admin credential (``Authorization:
+        Bearer <admin token>``), or the certificate's own key; the record revoked."""
+        ca = self.ca
+        record = self._issued_record(request.serial)
+        if request.credential is not None:
+            provisioner = ca.provisioners.get(record.provisioner_name)
+            if provisioner is None:
+                raise Unauthorized("the provisioner that issued this certificate no longer exists")
+            credential = type(provisioner).read_credential(request.credential)
+            if credential is None:
+                raise Unauthorized(
+                    f"provisioner {provisioner.name!r} does not revoke with a credential"
+                )
+            authorization = provisioner.authorize_revoke(
+                credential, request.serial, ca.context(REVOKE_PATH)
+            )
+            ca.use_token(authorization.token)
+            revoked_by = f"provisioner:{provisioner.name}"
+        elif bearer:
+            revoked_by = self.admin.check(bearer, None)
+        elif peer_der is not None:
+            cert = load_peer(peer_der)
+            if cert.serial_number != request.serial:
+                raise Unauthorized("the TLS client certificate is not the one being revoked")
+            ca.known_certificate(cert)
+            revoked_by = "certificate-key"
+        else:
+            raise Unauthorized(
+                "revocation needs a token from the issuing provisioner, an admin credential"
+                " or the certificate over mTLS"
+            )
+        self._revoke(record, request.reason_code, request.reason, revoked_by)
+        return record
+
+    def admin_revoke(
+        self, serial: int, reason_code: int, reason: str, admin: str
+    ) -> CertificateRecord:
+        """An operator (*admin*, as :meth:`AdminService.check` named them) revokes any
+        certificate this CA issued; the record revoked."""
+        record = self._issued_record(serial)
+        self._revoke(record, reason_code, reason, admin)
+        return record
+
+    def crl(self, issuer_name: str = "agent") -> bytes:
+        """The CRL of *issuer_name* (DER), built from the store now."""
+        ca = self.ca
+        issuer = ca.issuers.get(issuer_name)
+        if issuer is None:
+            raise NotFound(f"no issuer named {issuer_name!r}")
+        now = ca.clock.now()
+        return build_crl(
+            issuer,
+            ca.stores.certificates.revoked_entries(issuer_name, now),
+            now=now,
+            number=int(now.timestamp() * 1000),
+            lifetime=timedelta(hours=24),
+        )

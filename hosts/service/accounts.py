@@ -1,23 +1,20 @@
-"""Accounts on the host: their operations (REST API, CLI), keeping one provisioner per
-account, and the listing a device fetches over mTLS.
+"""Device accounts (Wi-Fi, VPN, …): their operations (REST API, CLI), and the listing a
+device fetches over mTLS.
 
 Each account ``NAME`` has a provisioner ``account:NAME`` on the Account CA, of the
-account plugin's type (plugins/accounts: what it checks is described there); the host
-builds them from the stored accounts and rebuilds them when accounts change.
+account plugin's type (plugins/accounts says what it checks); the provisioner registry
+(:mod:`hosts.service.provisioners`) rebuilds them when accounts change.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.accounts import (
-    PROVISIONER_PREFIX,
     Account,
     AccountType,
     account_from_input,
@@ -32,15 +29,9 @@ from engine.inventory import Device, normalize_ek_urn
 from engine.ports import Clock, Random
 from hosts.store import Stores
 from plugins.api import registered_device, verify_certificate_token
-from plugins.base import Provisioner
-from plugins.manager import PluginManager
-from plugins.provisioner import ProvisionerEnvironment
 
-from .base_urls import own_base_url
+from .ca import CA, load_peer
 from .revocation import Audit, CertificateRevoker
-
-if TYPE_CHECKING:
-    from .authority import Authority
 
 log = logging.getLogger("devid.accounts")
 
@@ -50,81 +41,6 @@ ACCOUNT_PROVISIONER_TYPE = "ACCOUNT"
 DEVICE_ISSUER = "agent"
 SIGN_PATH = "/1.0/sign"
 REVOKED_BY = "accounts"
-
-
-# --- the per-account provisioner -----------------------------------------------------------
-
-
-def account_provisioners(
-    accounts: Sequence[Account],
-    plugins: PluginManager,
-    env: ProvisionerEnvironment,
-    agent_ca: x509.Certificate,
-) -> dict[str, Provisioner]:
-    """The provisioner of each account, built by the account plugin's type."""
-    account_type = plugins.provisioner_type(ACCOUNT_PROVISIONER_TYPE)
-    agent_pem = agent_ca.public_bytes(Encoding.PEM).decode()
-    return {
-        a.provisioner_name: account_type.from_config(
-            a.provisioner_name, {"account": a.name, "roots_pem": agent_pem}, env
-        )
-        for a in accounts
-    }
-
-
-class AccountProvisionerSync:
-    """Keeps ``Authority.provisioners`` holding one provisioner per stored account."""
-
-    def __init__(self, authority: Authority) -> None:
-        self.authority = authority
-        self._lock = threading.Lock()
-        self._built: tuple[tuple[str, str, str], ...] | None = None
-
-    @staticmethod
-    def _key(accounts: Sequence[Account]) -> tuple[tuple[str, str, str], ...]:
-        return tuple(
-            (a.id, a.name, a.updated_at.isoformat() if a.updated_at else "") for a in accounts
-        )
-
-    def sync(self, accounts: Sequence[Account] | None = None) -> None:
-        """Rebuild the account provisioners from *accounts* (default: the store's)."""
-        authority = self.authority
-        with self._lock:
-            if accounts is None:
-                accounts = authority.stores.accounts.list_accounts()
-            agent_ca = authority.issuers[DEVICE_ISSUER].certificate
-            # Configured provisioners stay; the host-built ones (accounts') are rebuilt.
-            fresh = {name: p for name, p in authority.provisioners.items() if type(p).configurable}
-            for name, provisioner in account_provisioners(
-                accounts, authority.plugins, authority.provisioner_env, agent_ca
-            ).items():
-                if name in fresh:
-                    log.error("a configured provisioner is named %r; that account is ignored", name)
-                    continue
-                fresh[name] = provisioner
-            authority.provisioners = fresh  # one rebinding: readers see old or new, never half
-            self._built = self._key(accounts)
-
-    def find(self, provisioner_name: str) -> Provisioner | None:
-        """The provisioner of an account created since the last build (by the CLI, or by
-        another worker process); None if there is no such account."""
-        if not provisioner_name.startswith(PROVISIONER_PREFIX):
-            return None
-        name = provisioner_name[len(PROVISIONER_PREFIX) :]
-        try:
-            check_name(name)
-        except BadRequest:
-            return None
-        if self.authority.stores.accounts.get_account(name) is None:
-            return None
-        self.sync()
-        return self.authority.provisioners.get(provisioner_name)
-
-    def sync_if_changed(self, accounts: Sequence[Account]) -> None:
-        """Rebuild only if *accounts* differ from the last build (e.g. the CLI changed them
-        while the server runs)."""
-        if self._key(accounts) != self._built:
-            self.sync(accounts)
 
 
 # --- operations (REST API and CLI) ---------------------------------------------------------
@@ -211,10 +127,10 @@ class Accounts:
 # --- what a device fetches: GET /api/v1/device/accounts over mTLS --------------------------
 
 
-def _audience(authority: Authority, base_url: str) -> str:
+def _audience(ca: CA, base_url: str) -> str:
     """The sign URL for tokens: under the name the device reached us by if it is one
     of ours, else under the first configured one (never the Host header's)."""
-    base = own_base_url(authority.base_urls, base_url)
+    base = ca.endpoints.base_url(base_url)
     return base + SIGN_PATH if base else ""
 
 
@@ -243,7 +159,7 @@ DEVICE_API = "/api/v1/device/accounts"
 DEVICE_API_PROVISIONER = "device-api"
 
 
-def _certificate_from_token(authority: Authority, bearer: str) -> x509.Certificate:
+def _certificate_from_token(ca: CA, bearer: str) -> x509.Certificate:
     """The device certificate behind an x5c token signed by its (TPM-resident) key.
 
     The same proof as mTLS with that certificate, for clients whose TLS stack cannot
@@ -254,37 +170,34 @@ def _certificate_from_token(authority: Authority, bearer: str) -> x509.Certifica
     token = verify_certificate_token(
         bearer,
         name=DEVICE_API_PROVISIONER,
-        roots=[authority.issuers[DEVICE_ISSUER].certificate],
-        ctx=authority.context(DEVICE_API),
+        roots=[ca.issuers[DEVICE_ISSUER].certificate],
+        ctx=ca.context(DEVICE_API),
     )
-    authority._use_token(token.use)
+    ca.use_token(token.use)
     return token.leaf
 
 
 def device_accounts(
-    authority: Authority, peer_der: bytes | None, base_url: str = "", bearer: str | None = None
+    ca: CA, peer_der: bytes | None, base_url: str = "", bearer: str | None = None
 ) -> dict[str, Any]:
     """The accounts assigned to the device whose certificate is the TLS client certificate,
     or whose key signed the bearer x5c token."""
     if peer_der is None and bearer:
-        cert = _certificate_from_token(authority, bearer)
+        cert = _certificate_from_token(ca, bearer)
     elif peer_der is None:
         raise Unauthorized(
             "present the device certificate (from the Agent CA) as the TLS client certificate,"
             " or an x5c token signed by its key as 'Authorization: Bearer'"
         )
     else:
-        try:
-            cert = x509.load_der_x509_certificate(peer_der)
-        except ValueError:
-            raise Unauthorized("the TLS client certificate cannot be parsed") from None
-    _, issuer = authority._known_certificate(cert)
+        cert = load_peer(peer_der)
+    _, issuer = ca.known_certificate(cert)
     if issuer.name != DEVICE_ISSUER:
         raise Forbidden("only a device certificate from the Agent CA can list accounts")
-    device = registered_device(authority.lookup, cert)
-    accounts = authority.stores.accounts.list_accounts()
-    authority.account_sync.sync_if_changed(accounts)
-    audience = _audience(authority, base_url)
+    device = registered_device(ca.lookup, cert)
+    accounts = ca.stores.accounts.list_accounts()
+    ca.provisioners.sync_accounts_if_changed(accounts)
+    audience = _audience(ca, base_url)
     ready: list[dict[str, Any]] = []
     unavailable: list[dict[str, str]] = []
     for account in accounts_for(device, accounts):

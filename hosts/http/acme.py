@@ -1,54 +1,34 @@
-"""The ACME server on the host: it reads records, calls the engine, executes the outcome.
+"""ACME over HTTP: every route handler takes the framework-free :class:`HTTPRequest`,
+runs an ACME operation (:mod:`hosts.service.acme.operations`) in a worker thread and
+answers with its outcome, and never raises: errors become ``application/problem+json``
+through :func:`hosts.http.routing.error_response`, and every response carries a fresh
+``Replay-Nonce`` and ``Link: <directory>;rel="index"``.
 
-Every route handler here takes the framework-free :class:`HTTPRequest` and
-never raises: errors become ``application/problem+json`` through
-:func:`hosts.core.http.error_response`, and every response carries a fresh
-``Replay-Nonce`` and ``Link: <directory>;rel="index"``. Blocking work
-(SQLite, signing) runs in worker threads. Network challenge validation runs
-in the background as trio tasks owned by :meth:`ACMEService.run`, which the
-hosts start with their other background work (:mod:`hosts.core.runtime`).
-
-Plugging in: ``hosts/core/api.py`` routes ``/acme/{provisioner}/...`` to the
-handler methods and registers :meth:`ACMEService.refuse` for refusals the
-router makes itself (404, 405, 413); ``hosts/core/runtime.py`` starts
-:meth:`ACMEService.run`. ``validator`` (default
-:func:`~hosts.core.acme_settings.validate_over_network`, which calls
-``hosts/core/acme_validation.py``) is any async callable
-``(StartValidation, ValidationConfig) -> None`` that raises ``ACMEProblem``;
-``config`` is the :class:`~hosts.core.acme_settings.ValidationConfig`.
+Plugging in: ``hosts/http/api.py`` routes ``/acme/{provisioner}/...`` to the handler
+methods and registers :meth:`ACMEHandlers.refuse` for refusals the router makes itself
+(404, 405, 413); ``hosts/core/runtime.py`` starts the validations
+(:meth:`hosts.service.acme.ACMEService.run`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import attrs
 import trio
 from cryptography import x509
 
-from engine.acme.context import Context
-from engine.acme.effects import JSON, Audit, Outcome, Respond, StartValidation
+from engine.acme.effects import JSON, Outcome, Respond, StartValidation
 from engine.acme.problems import ACMEProblem, as_problem, not_found
 from engine.acme.renewal import RETRY_AFTER, parse_cert_id, renewal_info_json, suggested_window
 from engine.acme.resources import PREFIX, URLs, directory_json
 from engine.errors import ProtocolError
-from hosts.store import CertificateStore
-from hosts.validation import ChallengeValidator, ValidationConfig
-from plugins.base import ACMEIssuing
+from hosts.service.acme import ACMEPost, ACMEService, operations
+from hosts.service.endpoints import Endpoints
 
-from . import acme_operations as operations
-from .acme_nonces import ReplayNonces
-from .acme_runner import ValidationRunner
-from .base_urls import own_base_url
-from .http import HTTPRequest, HTTPResponse, error_response
-
-if TYPE_CHECKING:
-    from .authority import Authority
+from .routing import HTTPRequest, HTTPResponse, error_response
 
 log = logging.getLogger("devid.acme")
 
@@ -59,98 +39,19 @@ POLL_PATIENCE = 0.25
 _Operation = Callable[..., Outcome]
 
 
-class ACMEService:
-    """ACME for every ACME provisioner of one authority."""
+class ACMEHandlers:
+    """The HTTP side of ACME for every ACME provisioner of one CA."""
 
-    def __init__(self, authority: Authority) -> None:
-        self.authority = authority
-        self.nonces = ReplayNonces(authority.clock)
-        self._finalizing: set[str] = set()  # orders being signed in this process
-        self._finalizing_lock = threading.Lock()
-        self.runner = ValidationRunner(
-            authority, ValidationConfig.from_table(authority.config.acme), self._audit
-        )
-
-    @property
-    def config(self) -> ValidationConfig:
-        """How challenges are validated (``[acme]``, then the ``devid serve`` flags)."""
-        return self.runner.config
-
-    @config.setter
-    def config(self, config: ValidationConfig) -> None:
-        self.runner.config = config
-
-    @property
-    def validator(self) -> ChallengeValidator:
-        """Validates one network challenge; tests and embedders may replace it."""
-        return self.runner.validator
-
-    @validator.setter
-    def validator(self, validator: ChallengeValidator) -> None:
-        self.runner.validator = validator
-
-    async def run(
-        self,
-        *,
-        resume: bool = True,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """The background validations (see :class:`ValidationRunner`); hosts start this."""
-        await self.runner.run(resume=resume, task_status=task_status)
-
-    @property
-    def certificates(self) -> CertificateStore:
-        return self.authority.stores.certificates
-
-    def configure(
-        self,
-        *,
-        http01_port: int | None = None,
-        tlsalpn01_port: int | None = None,
-        dns_resolver: str | tuple[str, int] | None = None,
-    ) -> None:
-        """Override validation settings from the command line (``devid serve --acme-*``)."""
-        self.config = self.config.with_overrides(
-            http01_port=http01_port, tlsalpn01_port=tlsalpn01_port, dns_resolver=dns_resolver
-        )
-
-    @property
-    def validations_in_flight(self) -> int:
-        return self.runner.in_flight
-
-    @contextmanager
-    def finalizing(self, order_id: str) -> Iterator[None]:
-        """Hold *order_id* while it is signed and stored; orderNotReady if it is held."""
-        with self._finalizing_lock:
-            if order_id in self._finalizing:
-                raise ACMEProblem("orderNotReady", "the order is being finalized already")
-            self._finalizing.add(order_id)
-        try:
-            yield
-        finally:
-            with self._finalizing_lock:
-                self._finalizing.discard(order_id)
+    def __init__(self, acme: ACMEService, endpoints: Endpoints) -> None:
+        self.acme = acme
+        self.endpoints = endpoints
+        self.nonces = acme.nonces
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _provisioner(self, name: str) -> ACMEIssuing:
-        provisioner = self.authority.provisioners.get(name)
-        acme = provisioner.acme() if provisioner is not None else None
-        if acme is None:
-            raise not_found(f"no ACME provisioner named {name[:64]!r}")
-        return acme
-
     def _base_url(self, request: HTTPRequest) -> str:
         """One of the server's configured base URLs (the Host header only picks which)."""
-        return own_base_url(self.authority.base_urls, request.base_url)
-
-    def _context(self, request: HTTPRequest, provisioner: ACMEIssuing) -> Context:
-        return Context(
-            profile=provisioner.profile,
-            urls=URLs(self._base_url(request), provisioner.name),
-            now=self.authority.clock.now(),
-            random=self.authority.random,
-        )
+        return self.endpoints.base_url(request.base_url)
 
     def _headers(self, directory: str | None, *, nonce: bool) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = []
@@ -184,8 +85,7 @@ class ACMEService:
         self, request: HTTPRequest, name: str | None, problem: ACMEProblem
     ) -> HTTPResponse:
         directory = None
-        provisioner = self.authority.provisioners.get(name) if name is not None else None
-        if name is not None and provisioner is not None and provisioner.acme() is not None:
+        if name is not None and self.acme.ca.provisioners.acme(name) is not None:
             directory = URLs(self._base_url(request), name).directory
         try:
             headers = self._headers(directory, nonce=True)
@@ -194,21 +94,20 @@ class ACMEService:
             headers = []
         return error_response(problem, tuple(headers))
 
-    def _audit(self, events: tuple[Audit, ...]) -> None:
-        for event in events:
-            log.info(event.event, extra=dict(event.fields))
-            self.authority.plugins.audit(event.event, event.fields)
-
     async def _answer(
         self, request: HTTPRequest, name: str, operation: _Operation, **params: str
     ) -> HTTPResponse:
         """Run *operation* in a thread; schedule its validations; never raise."""
 
+        post = ACMEPost(
+            path=request.path, content_type=request.header("content-type"), body=request.body
+        )
+
         def work() -> tuple[HTTPResponse, tuple[StartValidation, ...]]:
-            provisioner = self._provisioner(name)
-            ctx = self._context(request, provisioner)
-            outcome = operation(self.authority, ctx, provisioner, request, **params)
-            self._audit(outcome.audit)
+            provisioner = self.acme.provisioner(name)
+            ctx = self.acme.context(provisioner, self._base_url(request))
+            outcome = operation(self.acme, ctx, provisioner, post, **params)
+            self.acme.audit(outcome.audit)
             return self._http(ctx.urls, outcome.respond), outcome.validations
 
         try:
@@ -220,7 +119,7 @@ class ACMEService:
             problem = ACMEProblem("serverInternal", "internal error")
         else:
             for job in validations:
-                self.runner.schedule(job)
+                self.acme.schedule(job)
             return response
         return self._problem(request, name, problem)
 
@@ -234,7 +133,7 @@ class ACMEService:
 
     async def directory(self, request: HTTPRequest, provisioner: str) -> HTTPResponse:
         def work() -> HTTPResponse:
-            found = self._provisioner(provisioner)
+            found = self.acme.provisioner(provisioner)
             urls = URLs(self._base_url(request), found.name)
             profile = found.profile
             body = directory_json(
@@ -251,7 +150,7 @@ class ACMEService:
         """RFC 8555 7.2: HEAD answers 200, GET 204; never cached."""
 
         def work() -> HTTPResponse:
-            found = self._provisioner(provisioner)
+            found = self.acme.provisioner(provisioner)
             urls = URLs(self._base_url(request), found.name)
             status = 200 if request.method == "HEAD" else 204
             response = self._http(urls, Respond(status))
@@ -267,10 +166,10 @@ class ACMEService:
         """RFC 9773: GET renewal-info/{certID} -> {"suggestedWindow": {start, end}}."""
 
         def work() -> HTTPResponse:
-            found = self._provisioner(provisioner)
+            found = self.acme.provisioner(provisioner)
             urls = URLs(self._base_url(request), found.name)
             key_identifier, serial = parse_cert_id(cert_id)
-            record = self.certificates.get_certificate(format(serial, "x"))
+            record = self.acme.ca.stores.certificates.get_certificate(format(serial, "x"))
             if record is None or record.provisioner_name != found.name:
                 raise not_found("no certificate of this provisioner has that identifier")
             certificate = x509.load_der_x509_certificate(record.der)
@@ -284,7 +183,7 @@ class ACMEService:
                 record.not_before,
                 record.not_after,
                 revoked=record.status == "revoked",
-                now=self.authority.clock.now(),
+                now=self.acme.ca.clock.now(),
             )
             respond = Respond(
                 200,
@@ -349,7 +248,7 @@ class ACMEService:
     ) -> HTTPResponse:
         # A poll while its validation is under way waits briefly for the result: one poll
         # shows it instead of several.
-        await self.runner.settled(authorization_id, POLL_PATIENCE)
+        await self.acme.settled(authorization_id, POLL_PATIENCE)
         return await self._answer(
             request, provisioner, operations.authorization, authorization_id=authorization_id
         )
@@ -357,7 +256,7 @@ class ACMEService:
     async def challenge(
         self, request: HTTPRequest, provisioner: str, challenge_id: str
     ) -> HTTPResponse:
-        await self.runner.settled(challenge_id, POLL_PATIENCE)
+        await self.acme.settled(challenge_id, POLL_PATIENCE)
         return await self._answer(
             request, provisioner, operations.challenge, challenge_id=challenge_id
         )

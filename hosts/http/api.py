@@ -1,17 +1,24 @@
-"""devid's HTTP API as one route table, served identically by every host."""
+"""devid's HTTP API as one route table, served identically by every host.
+
+Each handler parses the request with :mod:`hosts.http.wire`, calls one service of the
+:class:`~hosts.core.authority.Authority` in a worker thread, and writes the result back
+as JSON; errors become responses in one place (:mod:`hosts.http.routing`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .authority import Authority
-from .http import Access, HTTPRequest, HTTPResponse, Router
+from hosts.core.authority import Authority
+
+from . import wire
+from .acme import ACMEHandlers
 from .ratelimit import limiter_for
+from .routing import Access, HTTPRequest, HTTPResponse, Router
 
 PEM = "application/x-pem-file"
 
@@ -19,6 +26,31 @@ PEM = "application/x-pem-file"
 async def _run(fn: Callable[..., Any], *args: Any) -> Any:
     """Blocking work (signing, SQLite commits) runs off the event loop."""
     return await trio.to_thread.run_sync(fn, *args)
+
+
+# --- the blocking part of each /1.0 request: wire in, service, wire out --------------------
+
+
+def sign_body(authority: Authority, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /1.0/sign``: {csr, ott, notBefore?, notAfter?} -> {crt, ca, certChain}."""
+    issued = authority.signing.sign(wire.sign_request(body, authority.clock.now()))
+    return wire.chain_json(issued)
+
+
+def renew_body(authority: Authority, peer_der: bytes | None) -> dict[str, Any]:
+    """``POST /1.0/renew`` with *peer_der* as the TLS client certificate."""
+    return wire.chain_json(authority.renewal.renew(peer_der))
+
+
+def revoke_body(
+    authority: Authority,
+    body: Mapping[str, Any],
+    peer_der: bytes | None,
+    bearer: str | None = None,
+) -> dict[str, Any]:
+    """``POST /1.0/revoke``: {serial, ott?, reasonCode?, reason?}."""
+    authority.revocation.revoke(wire.revoke_request(body), peer_der, bearer)
+    return {"status": "ok"}
 
 
 def build_router(authority: Authority) -> Router:
@@ -29,7 +61,7 @@ def build_router(authority: Authority) -> Router:
     )
     route = router.route
     # Routes that need no credential are Access.ANONYMOUS: each request takes a token of
-    # its client's rate limit (hosts/core/ratelimit.py, docs/api.md "Limits").
+    # its client's rate limit (hosts/http/ratelimit.py, docs/api.md "Limits").
     inventory = authority.inventory
 
     @route("GET", "/health", access=Access.UNLIMITED)
@@ -46,33 +78,53 @@ def build_router(authority: Authority) -> Router:
 
     @route("GET", "/provisioners", access=Access.ANONYMOUS)
     async def provisioners(request: HTTPRequest) -> HTTPResponse:
-        return HTTPResponse.json({"provisioners": authority.provisioners_view(), "nextCursor": ""})
+        view = authority.ca.provisioners.view()
+        return HTTPResponse.json({"provisioners": view, "nextCursor": ""})
+
+    def sign_json(body: dict[str, Any]) -> dict[str, Any]:
+        issued = authority.signing.sign(wire.sign_request(body, authority.clock.now()))
+        return wire.chain_json(issued)
 
     @route("POST", "/1.0/sign")
     async def sign(request: HTTPRequest) -> HTTPResponse:
-        return HTTPResponse.json(await _run(authority.sign, request.json_object()), 201)
+        return HTTPResponse.json(await _run(sign_json, request.json_object()), 201)
+
+    def renew_json(peer: bytes | None) -> dict[str, Any]:
+        return wire.chain_json(authority.renewal.renew(peer))
 
     @route("POST", "/1.0/renew")
     async def renew(request: HTTPRequest) -> HTTPResponse:
-        return HTTPResponse.json(await _run(authority.renew, request.peer_certificate), 201)
+        return HTTPResponse.json(await _run(renew_json, request.peer_certificate), 201)
+
+    def revoke_json(body: dict[str, Any], peer: bytes | None, bearer: str | None) -> dict[str, Any]:
+        authority.revocation.revoke(wire.revoke_request(body), peer, bearer)
+        return {"status": "ok"}
 
     @route("POST", "/1.0/revoke")
     async def revoke(request: HTTPRequest) -> HTTPResponse:
         body = request.json_object()
         return HTTPResponse.json(
-            await _run(authority.revoke, body, request.peer_certificate, request.bearer)
+            await _run(revoke_json, body, request.peer_certificate, request.bearer)
         )
+
+    def attest_json(body: dict[str, Any]) -> dict[str, Any]:
+        challenge = authority.attestation.attest(wire.attest_request(body))
+        return challenge.to_json()
 
     @route("POST", "/attest", access=Access.ANONYMOUS)
     async def attest(request: HTTPRequest) -> HTTPResponse:
-        return HTTPResponse.json(await _run(authority.attest, request.json_object()))
+        return HTTPResponse.json(await _run(attest_json, request.json_object()))
+
+    def secret_json(body: dict[str, Any]) -> dict[str, Any]:
+        issued = authority.attestation.activate(wire.activation_secret(body))
+        return wire.ak_chain_json(issued)
 
     @route("POST", "/secret", access=Access.ANONYMOUS)
     async def secret(request: HTTPRequest) -> HTTPResponse:
-        return HTTPResponse.json(await _run(authority.activate, request.json_object()))
+        return HTTPResponse.json(await _run(secret_json, request.json_object()))
 
     async def crl_response(request: HTTPRequest, issuer: str) -> HTTPResponse:
-        der: bytes = await _run(authority.crl, issuer)
+        der: bytes = await _run(authority.revocation.crl, issuer)
         if request.query.get("format") == "pem":
             text = x509.load_der_x509_crl(der).public_bytes(Encoding.PEM)
             return HTTPResponse.data(text, PEM)
@@ -88,8 +140,9 @@ def build_router(authority: Authority) -> Router:
 
     # --- admin API -----------------------------------------------------------------
 
-    async def admin(request: HTTPRequest) -> None:
-        await _run(authority.check_admin, request.bearer, request.peer_certificate)
+    async def admin(request: HTTPRequest) -> str:
+        who: str = await _run(authority.admin.check, request.bearer, request.peer_certificate)
+        return who
 
     def admin_collection(path: str, key: str, service: Any, *, key_has_slashes: bool) -> None:
         """Admin CRUD over one collection: list, create, get, change and delete by *key*.
@@ -135,11 +188,17 @@ def build_router(authority: Authority) -> Router:
 
     admin_collection("/api/v1/devices", "ek", inventory, key_has_slashes=True)
 
+    def admin_revoke_json(serial_text: str, body: dict[str, Any], who: str) -> dict[str, Any]:
+        serial = wire.parse_serial(serial_text)
+        reason_code, reason = wire.parse_reason(body)
+        record = authority.revocation.admin_revoke(serial, reason_code, reason, who)
+        return wire.admin_revocation_json(record, serial, reason_code, who)
+
     @route("POST", "/api/v1/certificates/{serial}/revoke")
     async def revoke_certificate(request: HTTPRequest, serial: str) -> HTTPResponse:
-        who = await _run(authority.check_admin, request.bearer, request.peer_certificate)
+        who = await admin(request)
         body = request.json_object() if request.body.strip() else {}
-        return HTTPResponse.json(await _run(authority.admin_revoke, serial, body, who))
+        return HTTPResponse.json(await _run(admin_revoke_json, serial, body, who))
 
     # --- accounts: admin API, and the device-facing listing (mTLS or x5c token) ---------
 
@@ -160,7 +219,7 @@ def build_router(authority: Authority) -> Router:
     # Handlers never raise: errors are problem documents with a Replay-Nonce, and so are
     # the router's own refusals under /acme/ (unknown path, wrong method, body too large).
 
-    acme = authority.acme
+    acme = ACMEHandlers(authority.acme, authority.ca.endpoints)
     router.on_refusal("/acme/", acme.refuse)
     base = "/acme/{provisioner}"
     router.add("GET", f"{base}/directory", acme.directory, access=Access.ANONYMOUS)

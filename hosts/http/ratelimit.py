@@ -6,7 +6,7 @@ that refills at ``[server] rate_limit_per_second``. A request that needs no
 credential takes a token; so does a request refused for a missing or bad
 credential (401 or 403). While a client's bucket is empty, every request from it
 except ``/health`` is answered 429 with ``Retry-After`` (see
-:meth:`hosts.core.http.Router.dispatch` and docs/api.md, "Limits").
+:meth:`hosts.http.routing.Router.dispatch` and docs/api.md, "Limits").
 
 Memory stays bounded: at most :data:`MAX_CLIENTS` buckets are kept, the least
 recently used dropped first. A dropped bucket comes back full, which only ever

@@ -13,17 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import trio
 
 from engine.acme import challenges
 from engine.acme.effects import Audit, StartValidation
 from engine.acme.problems import ACMEProblem
+from hosts.service.ca import CA
 from hosts.validation import ChallengeValidator, ValidationConfig, validate_over_network
-
-if TYPE_CHECKING:
-    from .authority import Authority
 
 log = logging.getLogger("devid.acme")
 
@@ -33,11 +30,11 @@ class ValidationRunner:
 
     def __init__(
         self,
-        authority: Authority,
+        ca: CA,
         config: ValidationConfig,
         audit: Callable[[tuple[Audit, ...]], None],
     ) -> None:
-        self.authority = authority
+        self.ca = ca
         self.config = config
         self.validator: ChallengeValidator = validate_over_network
         self._audit = audit
@@ -90,11 +87,11 @@ class ValidationRunner:
                 nursery.start_soon(self._validate, job)
 
     def _resumable(self) -> list[StartValidation]:
-        store = self.authority.stores.acme
+        store = self.ca.stores.acme
         jobs: list[StartValidation] = []
         for challenge in store.acme_processing_challenges():
             name = challenge.provisioner
-            provisioner = self.authority.provisioners.get(name)
+            provisioner = self.ca.provisioners.get(name)
             if provisioner is None or provisioner.acme() is None:
                 continue
             authorization = store.acme_authorization(name, challenge.authorization_id)
@@ -161,13 +158,13 @@ class ValidationRunner:
 
     def _record(self, job: StartValidation, problem: ACMEProblem | None) -> None:
         """Feed the result to the engine; re-read and retry if a record changed meanwhile."""
-        store = self.authority.stores.acme
+        store = self.ca.stores.acme
         for _ in range(3):
             challenge = store.acme_challenge(job.provisioner, job.challenge_id)
             authorization = store.acme_authorization(job.provisioner, job.authorization_id)
             if challenge is None or authorization is None:
                 return
-            now = self.authority.clock.now()
+            now = self.ca.clock.now()
             if problem is None:
                 result = challenges.validation_succeeded(now, authorization, challenge)
             else:

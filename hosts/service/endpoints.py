@@ -2,7 +2,7 @@
 
 Every URL the CA hands out (ACME directory, Location and Link headers, the JWS
 ``url`` a request must be signed for, token audiences) is built from the base
-URLs the host configured (:meth:`Authority.set_base_urls`: ``[server] dns_names``
+URLs the host configured (:class:`Endpoints`: ``[server] dns_names``
 and the listen address, with the port). The Host header only chooses among them.
 """
 
@@ -36,3 +36,31 @@ def own_base_url(configured: Sequence[str], requested: str) -> str:
             if _hostname(base) == wanted:
                 return base.rstrip("/")
     return configured[0].rstrip("/")
+
+
+class Endpoints:
+    """The URLs clients reach this CA by, and the token audiences built from them.
+
+    The host sets them once it knows its address (``[server] dns_names`` and the listen
+    port); a token's ``aud`` must be one of :meth:`audiences` for the path it is sent to.
+    """
+
+    def __init__(self) -> None:
+        self.base_urls: tuple[str, ...] = ()
+        self._audiences: dict[str, frozenset[str]] = {}
+
+    def set_base_urls(self, urls: Sequence[str]) -> None:
+        self.base_urls = tuple(u.rstrip("/") for u in urls)
+        self._audiences = {}
+
+    def audiences(self, path: str) -> frozenset[str]:
+        found = self._audiences.get(path)
+        if found is None:
+            found = frozenset(f"{base}{path}" for base in self.base_urls)
+            if len(self._audiences) < 64:  # paths are the host's own few routes
+                self._audiences[path] = found
+        return found
+
+    def base_url(self, requested: str) -> str:
+        """:func:`own_base_url` among this CA's base URLs."""
+        return own_base_url(self.base_urls, requested)
