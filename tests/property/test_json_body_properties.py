@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.errors import BadRequest
 from fuzz.targets import json_body
-from hosts.core.http import HTTPRequest
+from hosts.http.routing import HTTPRequest
 
 from .mutations import corpus_inputs, json_values, mutated, mutated_tree, seeds
 
