@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from plugins.x5c.tokens import mint_x5c_token
+from plugins.minting import mint_x5c_token
 
 from .caclient import make_csr
 from .state import AgentError

@@ -24,7 +24,10 @@ Grouped by use:
 - reading config: :class:`Options`, :func:`durations_view`;
 - tokens: :func:`check_registered_claims`, :func:`subject_and_sans`,
   :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
-  :func:`jose_token`, :data:`LEEWAY`;
+  :func:`jose_token`, :data:`LEEWAY`; minting the JWK and X5C provisioners' tokens:
+  :func:`mint_token`, :func:`mint_x5c_token`, :func:`x5c_header` (these and
+  :func:`sign_token_claims` live in :mod:`plugins.minting`, which a device imports
+  without the rest of this API);
 - refusing: :class:`ProtocolError` and its kinds :class:`BadRequest` (400),
   :class:`Unauthorized` (401), :class:`Forbidden` (403), and
   :class:`ConfigurationError` for a bad ``[[provisioners]]`` table;
@@ -64,6 +67,7 @@ from .base import ACMEIssuing, Credential, Provisioner, TokenMinter
 from .certificate_tokens import X5CToken, verify_certificate_token
 from .certpaths import check_roots, fingerprint, parse_x5c
 from .hookspecs import hookimpl
+from .minting import mint_token, mint_x5c_token, x5c_header
 from .options import Options, durations_view
 from .provisioner import (
     Authorization,
@@ -136,6 +140,8 @@ __all__ = [
     "fingerprint",
     "hookimpl",
     "jose_token",
+    "mint_token",
+    "mint_x5c_token",
     "parse_x5c",
     "read_jose_credential",
     "registered_device",
@@ -144,4 +150,5 @@ __all__ = [
     "sign_token_claims",
     "subject_and_sans",
     "verify_certificate_token",
+    "x5c_header",
 ]

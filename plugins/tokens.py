@@ -1,21 +1,25 @@
-"""Registered-claim checks shared by every token-based provisioner (JWK, X5C, OIDC)."""
+"""Registered-claim checks shared by every token-based provisioner (JWK, X5C, OIDC).
+
+The claims a client signs (:func:`sign_token_claims`) are made in :mod:`plugins.minting`,
+which a device imports without this module.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
 from engine.errors import ProtocolError, Unauthorized
-from engine.jose import CompactJWS, b64url_decode, b64url_encode, parse_compact
+from engine.jose import CompactJWS, b64url_decode, parse_compact
 from engine.names import SAN
 from engine.policy import CSRDigestIs
 
 from .base import Credential
+from .minting import sign_token_claims as sign_token_claims
 
 LEEWAY = timedelta(seconds=60)
 MAX_JTI_LENGTH = 256
@@ -119,34 +123,6 @@ def csr_binding(claims: Mapping[str, Any], *, required: bool) -> CSRDigestIs | N
     if not isinstance(binding, str):
         raise Unauthorized("token csr_sha256 claim must be a string")
     return CSRDigestIs(b64url_decode(binding, what="csr_sha256"))
-
-
-def sign_token_claims(
-    *,
-    provisioner: str,
-    subject: str,
-    audience: str,
-    now: datetime,
-    jti: str,
-    sans: Sequence[str] = (),
-    lifetime: timedelta = timedelta(minutes=5),
-    csr_der: bytes | None = None,
-) -> dict[str, object]:
-    """The claims of a one-time sign (or revoke) token, for clients that mint them."""
-    issued = int(now.timestamp())
-    claims: dict[str, object] = {
-        "iss": provisioner,
-        "sub": subject,
-        "aud": audience,
-        "sans": list(sans) or [subject],
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + int(lifetime.total_seconds()),
-        "jti": jti,
-    }
-    if csr_der is not None:
-        claims["csr_sha256"] = b64url_encode(hashlib.sha256(csr_der).digest())
-    return claims
 
 
 # The last token each request thread parsed: every JOSE provisioner type reads the same

@@ -4,7 +4,10 @@ Each command runs in a fresh interpreter (the venv's, as the ``devid`` console s
 runs it), through ``hosts.cli:main``; the interpreter then reports every module it
 loaded. None may be the web framework or the HTTP server (quart, quart_trio,
 hypercorn), SQLite, or any of ``hosts`` beyond the dispatcher (``hosts.cli``): no
-store, no CA service, no validation, no host.
+store, no CA service, no validation, no host. Nor may it be the CA's side of the
+plugins: pluggy, the plugin manager or a provisioner type (a device mints its
+tokens with ``plugins.minting``). Importing every module of ``agent`` loads none
+of these either.
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_PACKAGES = frozenset({"quart", "quart_trio", "hypercorn", "sqlite3", "_sqlite3"})
 #: What of ``hosts`` a device may load: the package and the dispatcher.
 DISPATCHER = frozenset({"hosts", "hosts.cli", "hosts.cli.__main__"})
+#: The CA's side of the plugins, with everything below each: the plugin machinery and
+#: the provisioner types.
+CA_PLUGINS = (
+    "pluggy",
+    "plugins.manager",
+    "plugins.x5c",
+    "plugins.jwk",
+    "plugins.acme",
+    "plugins.accounts",
+)
 
 #: Run in the child: ``devid ARGS...`` exactly as the console script does (its
 #: ``main``), then one JSON line with the exit code and the loaded modules. The
@@ -57,6 +70,7 @@ def server_modules(modules: list[str]) -> list[str]:
         for name in modules
         if name.split(".")[0] in SERVER_PACKAGES
         or (name.startswith("hosts.") and name not in DISPATCHER)
+        or any(name == top or name.startswith(f"{top}.") for top in CA_PLUGINS)
     ]
 
 
@@ -79,6 +93,21 @@ def assert_lean(modules: list[str]) -> None:
     assert not server_modules(modules), server_modules(modules)
 
 
+#: Run in the child: import the modules named, then print every module loaded (JSON).
+IMPORT_MODULES = """\
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def agent_modules() -> list[str]:
+    """Every module of the ``agent`` package."""
+    package = REPO_ROOT / "agent"
+    return ["agent", *sorted(f"agent.{path.stem}" for path in package.glob("[!_]*.py"))]
+
+
 def agent_help_commands() -> list[list[str]]:
     """``agent --help`` and ``--help`` of every agent command, however deep."""
     top = argparse.ArgumentParser(prog="devid")
@@ -99,6 +128,31 @@ def agent_help_commands() -> list[list[str]]:
 def test_the_console_script_is_the_entry_point_run_here() -> None:
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["devid"] == "hosts.cli:main"
+
+
+def test_importing_the_agent_loads_nothing_of_the_server_or_the_ca_plugins() -> None:
+    pytest.importorskip("tpm2_pytss")  # agent.tpm needs it, as devid[agent] installs it
+    names = agent_modules()
+    assert {"agent.accounts", "agent.cli", "agent.daemon", "agent.tpm"} <= set(names)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_MODULES, *names],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=clean_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    modules: list[str] = json.loads(result.stdout)
+    assert set(names) <= set(modules)
+    assert "plugins.minting" in modules  # how agent.accounts mints its x5c tokens
+    assert_lean(modules)
+
+
+def test_the_checks_recognise_the_ca_plugins() -> None:
+    flagged = ["pluggy", "pluggy._hooks", "plugins.x5c", "plugins.x5c.tokens", "plugins.manager"]
+    allowed = ["plugins", "plugins.minting", "plugins.jwkish", "agent.accounts", "hosts.cli"]
+    assert server_modules(flagged + allowed) == flagged
 
 
 def test_every_agent_command_is_covered() -> None:
