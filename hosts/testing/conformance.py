@@ -615,6 +615,19 @@ class ProvisionerConformance:
         )
         return "; ".join(details)
 
+    def _named_file(self, text: str) -> bytes | None:
+        """The content of the file *text* names (absolute or relative to the data
+        directory), if it is a small file; None if it names none."""
+        if not text or len(text) > 1024:
+            return None
+        path = Path(text) if Path(text).is_absolute() else self.ca.data_dir / text
+        try:
+            if not path.is_file() or path.stat().st_size > 65536:
+                return None
+            return path.read_bytes()
+        except (OSError, ValueError):  # unreadable, or no file name at all ("a\0b")
+            return None
+
     def _secrets_in_table(self) -> tuple[list[str | bytes], list[str]]:
         """Secret values and file paths the table holds or names."""
         secrets: list[str | bytes] = list(self.secrets)
@@ -632,13 +645,11 @@ class ProvisionerConformance:
                         secrets.append(text)
                     if lowered.endswith("_env") and os.environ.get(text):
                         secrets.append(os.environ[text])
-                    path = Path(text) if Path(text).is_absolute() else self.ca.data_dir / text
-                    if len(text) < 1024 and path.is_file():
+                    content = self._named_file(text)
+                    if content is not None:
                         paths.append(text)
-                        if (secret_key or lowered.endswith("_file")) and (
-                            path.stat().st_size <= 65536
-                        ):
-                            secrets.append(path.read_bytes())
+                        if secret_key or lowered.endswith("_file"):
+                            secrets.append(content)
 
         walk(self.table)
         return secrets, paths
