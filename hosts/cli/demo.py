@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from .agent_commands import _general_names
+from agent.cli import general_names
 
 TIMEOUT = 60.0
 
@@ -60,7 +60,7 @@ def _describe_chain(chain: list[x509.Certificate], indent: str = "      ") -> No
             f"{indent}    validity: {cert.not_valid_before_utc.isoformat()}"
             f" .. {cert.not_valid_after_utc.isoformat()}"
         )
-        names = _general_names(cert)
+        names = general_names(cert)
         if names:
             _say(f"{indent}    SANs:     {', '.join(names)}")
         _say(f"{indent}    SHA-256:  {cert.fingerprint(hashes.SHA256()).hex(':').upper()[:47]}...")
