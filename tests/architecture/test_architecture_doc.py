@@ -88,3 +88,15 @@ def test_dependencies_inside_hosts_point_down_as_documented() -> None:
         if _imports(package) - permitted
     }
     assert offences == {}
+
+
+def test_every_source_folder_is_a_regular_package() -> None:
+    """setuptools' package discovery (pyproject.toml) ships only folders with an
+    ``__init__.py``: a module in any other folder would be missing from the wheel."""
+    missing = sorted(
+        folder.relative_to(REPO).as_posix()
+        for top in ("engine", "plugins", "hosts", "agent")
+        for folder in [REPO / top, *(p for p in (REPO / top).rglob("*") if p.is_dir())]
+        if any(folder.glob("*.py")) and not (folder / "__init__.py").is_file()
+    )
+    assert missing == []
