@@ -36,24 +36,23 @@ SUMMARY = """\
 # CSR.is_signature_valid are invisible to cProfile; their time lands in the caller.
 _PROFILE_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("sign_body (total)", "hosts/http/api.py", "sign_body"),
-    ("  routing: route_credential", "hosts/service/signing.py", "route_credential"),
     ("parse_csr (load + verify CSR)", "engine/csr.py", "parse_csr"),
-    ("token: _token_provisioner (parse #1)", "hosts/core/authority.py", "_token_provisioner"),
+    ("token: route_credential (types read it)", "hosts/service/signing.py", "route_credential"),
     ("token: JWKProvisioner.authorize_sign", "plugins/jwk/provisioner.py", "authorize_sign"),
     ("  jose.verify_signature", "engine/jose.py", "verify_signature"),
-    ("  jose.parse_compact (both parses)", "engine/jose.py", "parse_compact"),
+    ("  jose.parse_compact (parsed once)", "engine/jose.py", "parse_compact"),
     ("prepare_certificate (policy, template)", "engine/pipeline.py", "prepare_certificate"),
     ("PreparedCertificate.sign (build + sign)", "engine/pipeline.py", "sign"),
     ("  build_certificate", "engine/pipeline.py", "build_certificate"),
     ("  x509 builder .sign (Rust: encode + sign)", "cryptography/x509/base.py", "sign"),
-    ("record_issued", "hosts/core/authority.py", "record_issued"),
+    ("record_issued", "hosts/service/ca.py", "record_issued"),
     (
         "  store.record_certificate (token + certificate, one commit)",
         "hosts/store/sqlite/certificates.py",
         "record_certificate",
     ),
     ("  sqlite3 Connection.execute (all)", "", "<method 'execute' of 'sqlite3.Connection'"),
-    ("chain_pem", "hosts/core/authority.py", "chain_pem"),
+    ("chain_json", "hosts/http/wire.py", "chain_json"),
 )
 
 
@@ -109,7 +108,7 @@ def run_profile(
     buffer = io.StringIO()
     stats = pstats.Stats(profiler, stream=buffer)
     groups = _profile_groups(stats, n)
-    buffer.write(f"cProfile of {n} x Authority.sign ({key_type.value} issuer, sync=full)\n\n")
+    buffer.write(f"cProfile of {n} x sign_body ({key_type.value} issuer, sync=full)\n\n")
     buffer.write("Grouped, cumulative µs per issuance (profiler overhead included):\n")
     for group in groups:
         buffer.write(f"  {group['function']:42} {group['cumulative_us_per_issuance']:10.1f}\n")

@@ -180,7 +180,8 @@ def test_breakdown_and_profile(run: Run) -> None:
     assert positive(breakdown["authority_sign_us"])
     assert positive(breakdown["top_level_total_us"])
     groups = {g["function"]: g["cumulative_us_per_issuance"] for g in data["profile"]["groups"]}
-    assert positive(groups["Authority.sign (total)"])
+    assert positive(groups["sign_body (total)"])
+    assert positive(groups["token: route_credential (types read it)"])
 
 
 def test_http_figures_for_each_host(run: Run) -> None:
