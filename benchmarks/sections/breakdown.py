@@ -1,9 +1,13 @@
-"""Where the time of an issuance goes: ``Authority.sign`` split into the functions it calls.
+"""Where the time of an issuance goes: ``sign_body`` (``POST /1.0/sign`` in process) split
+into the functions it calls.
 
-Each function Authority.sign calls (looked up by name in :data:`PROBES`) is
+Each function on the signing path (looked up by name in :data:`PROBES`) is
 wrapped with a ``perf_counter`` timer while the breakdown runs; probed and
 plain issuances alternate in small chunks, and the whole call, timed unwrapped
-exactly like the inprocess section, is the reference every share is against.
+exactly like the inprocess section, is the reference every share is against. A
+probe that finds no function to wrap, or whose function is never called, is
+named under ``missing`` in the results (and in a warning), so that a probe a
+refactoring left behind shows up instead of quietly measuring nothing.
 """
 
 from __future__ import annotations
@@ -28,53 +32,66 @@ NAME = "breakdown"
 SIZE_OPTIONS: tuple[str, ...] = ()  # --issuances and --repetitions: the inprocess section's
 
 SUMMARY = """\
-  breakdown    Authority.sign for P-256 split into its stages, timed step by step.
+  breakdown    sign_body for P-256 split into its stages, timed step by step.
 """
 FIGURES = """\
   breakdown
-    µs, share    mean µs per issuance spent in each function Authority.sign calls
-                 (parse_csr, the provisioner's authorize_sign, the policy hooks,
-                 prepare_certificate, the token-use and certificate store writes, the
-                 certificate signature, the PEM response), measured by wrapping each
-                 with a perf_counter timer; └ rows are nested calls (the SQLite commit,
-                 the ES256 check, cryptography's builder). share is against the whole
-                 call timed unwrapped in the same repetitions; unaccounted = whole - sum
+    µs, share    mean µs per issuance spent in each function sign_body calls
+                 (parse_csr, routing the token, the provisioner's authorize_sign, the
+                 policy hooks, prepare_certificate, the token-use and certificate
+                 store writes, the certificate signature, the JSON response),
+                 measured by wrapping each with a perf_counter timer; └ rows are
+                 nested calls (the SQLite commit, the ES256 check, the leaf's
+                 encoding and signature). share is against the whole call timed
+                 unwrapped in the same repetitions; unaccounted = whole - sum
                  of the top-level rows (a few µs negative is the timers' own cost).
 """
 
 
+# Where the signing path lives. A refactoring that moves one of these functions changes the
+# line that names its place here, and nothing else: the probes below say where to look by
+# these names. "store", "plugins" and "provisioners" are the authority's own objects.
+SIGN_WIRE = "hosts.http.wire"  # parses the request (parse_csr as imported there), the response
+SIGNING = "hosts.service.signing"  # route_credential, prepare_certificate as imported there
+CA_CLASS = "hosts.service.ca:CA"  # record_issued
+LEAF_ENCODER = "engine.fastcert:LeafEncoder"  # the issuer's pre-encoded leaf template
+
+
 @dataclass(frozen=True)
 class Probe:
-    """A function Authority.sign calls, wrapped with a timer while the breakdown runs."""
+    """A function on the signing path, wrapped with a timer while the breakdown runs."""
 
     label: str
-    where: str  # "authority", "store", "plugins", "provisioners", or a module/class path
+    where: str  # "store", "plugins", "provisioners", or "module" / "module:Class"
     attr: str
     description: str
     parent: str | None = None
+    #: Called on some issuances only (another path may serve them): not missing when idle.
+    optional: bool = False
 
 
-# Looked up by name, so a refactoring of Authority.sign does not break the breakdown:
-# a probe whose function no longer exists (or is no longer called) is left out, and
-# whatever is no longer covered shows up as "unaccounted".
+# Looked up by name, so a refactoring of the signing path does not break the breakdown:
+# a probe whose function no longer exists (or is no longer called) is left out of the
+# stages and named under "missing", and whatever is no longer covered shows up as
+# "unaccounted".
 PROBES = (
     Probe(
         "parse_csr",
-        "hosts.core.authority",
+        SIGN_WIRE,
         "parse_csr",
         "load the PEM, check the CSR self-signature, read the names",
     ),
     Probe(
-        "Authority._token_provisioner",
-        "authority",
-        "_token_provisioner",
-        "parse the token (first time) to find the provisioner named by iss",
+        "route_credential",
+        SIGNING,
+        "route_credential",
+        "each provisioner type reads the token (parsed once) to find the provisioner it names",
     ),
     Probe(
         "JWKProvisioner.authorize_sign",
         "provisioners",
         "authorize_sign",
-        "parse the token again, verify it, check claims, build the sign policy",
+        "verify the token read while routing, check its claims, build the sign policy",
     ),
     Probe(
         "jose.verify_signature",
@@ -86,7 +103,7 @@ PROBES = (
     Probe("plugins.check_sign", "plugins", "check_sign", "org-wide policy hooks"),
     Probe(
         "prepare_certificate",
-        "hosts.core.authority",
+        SIGNING,
         "prepare_certificate",
         "validators, template, modifiers, validity (nothing signed yet)",
     ),
@@ -94,18 +111,33 @@ PROBES = (
         "PreparedCertificate.sign",
         "engine.pipeline:PreparedCertificate",
         "sign",
-        "serial, certificate build, issuer signature, DER",
+        "serial, certificate encoding, issuer signature, DER",
+    ),
+    Probe(
+        "LeafEncoder.tbs",
+        LEAF_ENCODER,
+        "tbs",
+        "the to-be-signed certificate from the issuer's pre-encoded template",
+        parent="PreparedCertificate.sign",
+    ),
+    Probe(
+        "LeafEncoder.certificate",
+        LEAF_ENCODER,
+        "certificate",
+        "the issuer's signature over it, and the certificate DER",
+        parent="PreparedCertificate.sign",
     ),
     Probe(
         "x509 CertificateBuilder.sign",
         "cryptography.x509:CertificateBuilder",
         "sign",
-        "encoding and signing in cryptography's Rust code",
+        "encoding and signing in cryptography's Rust code (where no template applies)",
         parent="PreparedCertificate.sign",
+        optional=True,
     ),
     Probe(
-        "Authority.record_issued",
-        "authority",
+        "CA.record_issued",
+        CA_CLASS,
         "record_issued",
         "store the certificate and the used token, log it, call the audit hook",
     ),
@@ -114,17 +146,15 @@ PROBES = (
         "store",
         "record_certificate",
         "one SQLite transaction: token jti + certificate, one commit",
-        parent="Authority.record_issued",
+        parent="CA.record_issued",
     ),
-    Probe("Authority.chain_pem", "authority", "chain_pem", "the leaf and chain as PEM"),
+    Probe("chain_json", SIGN_WIRE, "chain_json", "the response: leaf and chain as PEM"),
 )
 
 
 def _probe_targets(authority: Authority, where: str) -> list[object]:
     import importlib
 
-    if where == "authority":
-        return [authority]
     if where == "store":
         return [authority.stores.certificates]
     if where == "plugins":
@@ -142,6 +172,8 @@ class Instrumented:
     def __init__(self, authority: Authority, probes: Sequence[Probe] = PROBES) -> None:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        #: The labels of the probes that found a function to wrap.
+        self.wrapped: set[str] = set()
         self._undo: list[Callable[[], None]] = []
         try:
             for probe in probes:
@@ -173,12 +205,14 @@ class Instrumented:
                 return
             setattr(target, name, self._wrap(probe.label, original))
             self._undo.append(lambda: setattr(target, name, original))
+            self.wrapped.add(probe.label)
             return
         bound = getattr(target, name, None)
         if not callable(bound):
             return
         own = name in vars(target)
         setattr(target, name, self._wrap(probe.label, bound))
+        self.wrapped.add(probe.label)
         if own:
             self._undo.append(lambda: setattr(target, name, bound))
         else:
@@ -191,6 +225,16 @@ class Instrumented:
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
+
+    def missing(self, probes: Sequence[Probe] = PROBES) -> list[str]:
+        """The probes that found nothing to wrap, or whose function was never called
+        (optional ones aside): names a refactoring left behind."""
+        return [
+            probe.label
+            for probe in probes
+            if probe.label not in self.wrapped
+            or (probe.label not in self.calls and not probe.optional)
+        ]
 
 
 BREAKDOWN_CHUNK = 10
@@ -206,7 +250,7 @@ def run_breakdown(
     warmup: int = 20,
     sync: str = "full",
 ) -> dict[str, Any]:
-    """Mean µs per issuance in each function Authority.sign calls, next to the whole call.
+    """Mean µs per issuance in each function sign_body calls, next to the whole call.
 
     Each repetition issues *n* certificates with the probes in place and *n*
     without them (the "whole" figure, timed exactly like the inprocess section),
@@ -217,6 +261,7 @@ def run_breakdown(
     requests = make_client_requests(total, KeyType.P256, prefix="stage")
     per_rep: dict[str, list[float]] = {}
     whole: list[float] = []
+    missing: set[str] = set()
     with BenchCA.create(work_dir / "breakdown", key_type, (sync,)) as ca:
         authority = ca.authorities[sync]
         for body in ca.bodies(requests[:warmup]):
@@ -238,6 +283,7 @@ def run_breakdown(
                     probes.restore()
                 for label, value in probes.seconds.items():
                     seconds[label] = seconds.get(label, 0.0) + value
+                missing.update(probes.missing())
                 whole_s += sum(timed_issuance(authority, whole_bodies[start:end]))
             for label, value in seconds.items():
                 per_rep.setdefault(label, []).append(value / n)
@@ -265,6 +311,13 @@ def run_breakdown(
             }
         )
     measured = median(whole) * 1e6
+    # A probe that measured something in any chunk is not missing.
+    missing_labels = [p.label for p in PROBES if p.label in missing and p.label not in per_rep]
+    if missing_labels:
+        progress(
+            "breakdown: these probes found nothing to time (moved or renamed? see the names"
+            f" at the top of benchmarks/sections/breakdown.py): {', '.join(missing_labels)}"
+        )
     return {
         "key_type": key_type.value,
         "sync": sync,
@@ -274,6 +327,7 @@ def run_breakdown(
         "top_level_total_us": rounded(top_level, 1),
         "authority_sign_us": rounded(measured, 1),
         "unaccounted_us": rounded(measured - top_level, 1),
+        "missing": missing_labels,
     }
 
 
