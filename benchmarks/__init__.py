@@ -5,7 +5,7 @@ every figure. The modules:
 
 - :mod:`benchmarks.cli`: the options, the modes' sizes, running the sections.
 - :mod:`benchmarks.sections`: one module per section. ``inprocess``:
-  ``Authority.sign`` per issuer key type, with the SQLite store at
+  ``sign_body`` (hosts/http/api.py) per issuer key type, with the SQLite store at
   ``synchronous=full`` and ``normal``, against the crypto-only limit measured
   in the same run; ``breakdown``: a per-stage split of the P-256 path;
   ``profile``: its cProfile. ``http`` and ``scaling``: ``devid serve`` in

@@ -104,9 +104,7 @@ def write_plot(results: dict[str, Any], path: Path) -> Path:
                 )
             reference = (http.get("inprocess_reference") or {}).get("issuances_per_s")
             if reference:
-                ax.axhline(
-                    reference, linestyle="--", color="grey", label="in-process Authority.sign"
-                )
+                ax.axhline(reference, linestyle="--", color="grey", label="in-process sign_body")
             ax.set_xscale("log", base=2)
             concurrency = sorted(
                 {level["concurrency"] for host in hosts.values() for level in host["levels"]}

@@ -19,7 +19,7 @@ def build_tables(results: dict[str, Any]) -> list[Table]:
     if inprocess and "key_types" in inprocess:
         p = inprocess["parameters"]
         t = Table(
-            "In-process: Authority.sign (token + CSR + build + sign + SQLite), issuances/s",
+            "In-process: sign_body (token + CSR + build + sign + SQLite), issuances/s",
             [
                 "issuer",
                 "sync=full/s",
@@ -83,9 +83,9 @@ def build_tables(results: dict[str, Any]) -> list[Table]:
     if breakdown and "stages" in breakdown:
         total = float(breakdown["authority_sign_us"])
         b = Table(
-            f"Where the time goes: Authority.sign, {breakdown['key_type']} issuer,"
+            f"Where the time goes: sign_body, {breakdown['key_type']} issuer,"
             f" sync={breakdown['sync']}, µs per issuance",
-            ["function called by Authority.sign", "µs", "share"],
+            ["function called by sign_body", "µs", "share"],
         )
         for stage in breakdown["stages"]:
             name = f"  └ {stage['name']}" if stage["parent"] else stage["name"]
@@ -94,13 +94,13 @@ def build_tables(results: dict[str, Any]) -> list[Table]:
         b.rows.append(
             ["unaccounted (whole - top-level rows)", number(breakdown["unaccounted_us"]), ""]
         )
-        b.rows.append(["Authority.sign (timed whole)", number(total), "100%"])
+        b.rows.append(["sign_body (timed whole)", number(total), "100%"])
         b.notes.append("└ rows are part of the row above them")
         tables.append(b)
     profile = results.get("profile")
     if profile and "groups" in profile:
         pr = Table(
-            f"cProfile of Authority.sign ({profile['key_type']}, sync=full), cumulative µs"
+            f"cProfile of sign_body ({profile['key_type']}, sync=full), cumulative µs"
             " per issuance incl. profiler overhead",
             ["function", "µs"],
         )

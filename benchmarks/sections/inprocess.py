@@ -1,9 +1,9 @@
-"""The signing path in process: ``Authority.sign`` against the crypto-only limit.
+"""The signing path in process: ``sign_body`` (hosts/http/api.py) against the crypto-only limit.
 
 For each issuer key type a fresh CA is created in a temporary directory and
 loaded twice, once per SQLite ``synchronous`` setting (each with its own
 database file). Requests (CSR + one-time token) are prepared before the clock
-starts; the timed region is the full ``Authority.sign({"csr", "ott"})``: token
+starts; the timed region is the full ``sign_body({"csr", "ott"})``: token
 verification, CSR parsing and signature check, policy, certificate build and
 signature, and the two store writes (used token, issued certificate).
 Repetitions of the two settings are interleaved so that drift on a busy
@@ -64,14 +64,14 @@ DEFAULT_KEY_TYPES = (KeyType.P256, KeyType.P384, KeyType.ED25519, KeyType.RSA204
 SIZE_OPTIONS = ("issuances", "repetitions", "key_type")
 
 SUMMARY = """\
-  inprocess    Authority.sign per issuer key type (P-256, P-384, Ed25519, RSA-2048),
+  inprocess    sign_body per issuer key type (P-256, P-384, Ed25519, RSA-2048),
                SQLite store at synchronous=full and at synchronous=normal, next to the
                crypto-only limit measured in the same run.
 """
 FIGURES = """\
   inprocess
     sync=full/s, sync=normal/s
-                 certificates issued per second by Authority.sign({csr, ott}) in one
+                 certificates issued per second by sign_body({csr, ott}) in one
                  thread: token verify, CSR parse + signature check, policy, build, issuer
                  signature, two SQLite commits (used token, certificate). Requests are
                  prepared before timing; the figure is the median of the repetitions.

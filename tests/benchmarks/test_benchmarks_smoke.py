@@ -175,7 +175,7 @@ def test_breakdown_and_profile(run: Run) -> None:
     stages = {stage["name"]: stage for stage in breakdown["stages"]}
     for name in ("parse_csr", "JWKProvisioner.authorize_sign", "store.record_certificate"):
         assert name in stages, sorted(stages)
-    assert stages["store.record_certificate"]["parent"] == "Authority.record_issued"
+    assert stages["store.record_certificate"]["parent"] == "CA.record_issued"
     assert all(positive(stage["us"]) for stage in stages.values())
     assert positive(breakdown["authority_sign_us"])
     assert positive(breakdown["top_level_total_us"])

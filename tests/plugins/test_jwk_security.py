@@ -1,7 +1,8 @@
 """JWK provisioner: every way a token or CSR can be wrong is refused with the right error.
 
 Each case runs twice: through ``JWKProvisioner.authorize_sign`` followed by the
-engine pipeline (no store), and through the full in-process ``Authority.sign``.
+engine pipeline (no store), and through the full in-process signing path
+(``hosts.http.api.sign_body``).
 Unauthorized means a bad credential, Forbidden a valid credential that does not
 allow the request, BadRequest malformed input. A refused request stores nothing.
 """

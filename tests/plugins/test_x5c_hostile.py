@@ -2,7 +2,7 @@
 
 A certificate of X.509 "version 4", one whose issuer Name is not a Name, one whose key
 algorithm nobody implements: as the leaf or as an intermediate of the x5c header, at
-``/1.0/sign`` (through the provisioner and through ``Authority.sign``) and at the
+``/1.0/sign`` (through the provisioner and through ``sign_body`` (hosts/http/api.py)) and at the
 device's account listing (``_certificate_from_token``). Each is refused with a
 ProtocolError and stores nothing; none may escape as cryptography's own exception.
 """

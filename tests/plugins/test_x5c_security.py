@@ -10,7 +10,8 @@ with the Agent CA's key directly, or by CAs the tests build with cryptography.
 
 Each case runs twice: through ``X5CProvisioner.authorize_sign`` (a provisioner
 built in code, as accounts will build them) followed by the engine pipeline,
-and through the full in-process ``Authority.sign``. Unauthorized means a bad
+and through the full in-process signing path (``hosts.http.api.sign_body``).
+Unauthorized means a bad
 credential, Forbidden a valid credential that does not allow the request,
 BadRequest malformed input. A refused request stores nothing.
 """
