@@ -34,10 +34,13 @@ import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hosts.core.authority import Authority
+from engine.pipeline import IssuedCertificate
+from hosts.core.authority import Authority, provisioner_environment
 from hosts.core.config import CONFIG_NAME, load_config
 from hosts.core.init import init_data_dir
 from hosts.core.secrets import Password
+from hosts.http import wire
+from hosts.service.signing import route_credential
 from plugins.api import (
     Authorization,
     AuthorizeContext,
@@ -94,9 +97,10 @@ def bound_text(value: Bound) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _issued(response: Mapping[str, Any]) -> Issued:
+def _issued(issued: IssuedCertificate) -> Issued:
+    response = wire.chain_json(issued)
     leaf = str(response["crt"])
-    chain = tuple(str(c) for c in response.get("certChain", [leaf]))
+    chain = tuple(str(c) for c in response["certChain"])
     return Issued(x509.load_pem_x509_certificate(leaf.encode()), leaf, chain)
 
 
@@ -301,7 +305,7 @@ class LocalCA:
 
     def provisioner(self, name: str) -> Provisioner:
         """The loaded provisioner named *name* (KeyError if there is none)."""
-        found = self.authority.provisioner_named(name)
+        found = self.authority.ca.provisioners.named(name)
         if found is None:
             raise KeyError(f"this CA has no provisioner named {name!r}")
         return found
@@ -309,11 +313,12 @@ class LocalCA:
     def environment(self) -> ProvisionerEnvironment:
         """What a provisioner type is built with here (``from_config``,
         ``default_config``), with the key password as ``devid init`` has it."""
-        return attrs.evolve(self.authority.provisioner_env, password=self.password)
+        authority = self.authority
+        return provisioner_environment(authority.config, self.password, authority.lookup)
 
     def provisioners_view(self) -> list[dict[str, Any]]:
         """What ``GET /provisioners`` answers: every provisioner's ``public_view()``."""
-        return self.authority.provisioners_view()
+        return self.authority.ca.provisioners.view()
 
     # --- time and audiences ----------------------------------------------------------------
 
@@ -328,10 +333,8 @@ class LocalCA:
     def context(self, path: str = SIGN_PATH, *, now: datetime | None = None) -> AuthorizeContext:
         """What the CA hands ``authorize_*`` for a request on *path* (at *now*, default
         the CA's clock)."""
-        return AuthorizeContext(
-            now=now if now is not None else self.now(),
-            audiences=self.authority.audiences(path),
-        )
+        context = self.authority.context(path)
+        return context if now is None else AuthorizeContext(now=now, audiences=context.audiences)
 
     # --- the operations ----------------------------------------------------------------------
 
@@ -348,12 +351,13 @@ class LocalCA:
             text = bound_text(value)
             if text is not None:
                 body[key] = text
-        return _issued(self.authority.sign(body))
+        request = wire.sign_request(body, self.now())
+        return _issued(self.authority.signing.sign(request))
 
     def route(self, credential: str) -> tuple[Provisioner, Credential]:
         """The provisioner *credential* addresses and its type's reading of it, as the CA
         routes ``POST /1.0/sign`` (nothing verified yet)."""
-        return self.authority.route_credential(credential)
+        return route_credential(self.authority.ca, credential)
 
     def authorize(
         self,
@@ -365,10 +369,9 @@ class LocalCA:
     ) -> Authorization:
         """What the addressed provisioner's ``authorize_sign`` answers for *credential*
         and *csr_pem* (at *now*), without signing, storing or marking anything used."""
-        from engine.csr import parse_csr
-
+        csr = wire.sign_request({"csr": csr_pem, "ott": credential}, self.now()).csr
         provisioner, reading = self.route(credential)
-        return provisioner.authorize_sign(reading, parse_csr(csr_pem), self.context(path, now=now))
+        return provisioner.authorize_sign(reading, csr, self.context(path, now=now))
 
     def revoke(
         self,
@@ -387,9 +390,13 @@ class LocalCA:
             body["reasonCode"] = reason_code
         if credential is not None:
             body["ott"] = credential
-            self.authority.revoke(body, None)
+        request = wire.revoke_request(body)
+        if credential is not None:
+            self.authority.revocation.revoke(request, None)
         else:
-            self.authority.admin_revoke(str(serial), body, "admin:test")
+            self.authority.revocation.admin_revoke(
+                request.serial, request.reason_code, request.reason, "admin:test"
+            )
 
     def renew(self, certificate: x509.Certificate | bytes) -> Issued:
         """``POST /1.0/renew``, as a client presenting *certificate* over mTLS would."""
@@ -398,7 +405,7 @@ class LocalCA:
             if isinstance(certificate, x509.Certificate)
             else certificate
         )
-        return _issued(self.authority.renew(der))
+        return _issued(self.authority.renewal.renew(der))
 
     # --- tokens of the built-in JWK provisioner -----------------------------------------------
 
