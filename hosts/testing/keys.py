@@ -7,8 +7,8 @@
 - :func:`hs256_token`: the same with an HMAC-SHA256 shared secret (for provisioner
   types of your own that take HS256: devid's JWK provisioner never does);
 - :func:`jwk_token`: a one-time sign token as devid's JWK provisioner (and any type
-  reading the same claims) expects it, from the claims
-  :func:`plugins.api.sign_token_claims` builds;
+  reading the same claims) expects it (:func:`plugins.api.mint_token` with a fresh
+  jti and the system clock by default);
 - :func:`tamper`: a credential with one character changed in its last part.
 
 None of it needs a CA; the tokens of a CA's own ``admin`` provisioner come from
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from engine.jose import sign_compact
-from plugins.api import SAN, KeyType, sign_token_claims
+from plugins.api import SAN, KeyType, mint_token
 
 #: The keys :func:`new_key` makes and the token helpers sign with.
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
@@ -144,7 +144,8 @@ def jwk_token(
     iss, sub, aud, sans (default ``[subject]``), iat/nbf at *now* (default: the
     system clock), exp *lifetime* later, a random jti, and a ``csr_sha256`` binding
     when *csr_der* is given."""
-    claims = sign_token_claims(
+    return mint_token(
+        key,
         provisioner=provisioner,
         subject=subject,
         audience=audience,
@@ -154,7 +155,6 @@ def jwk_token(
         lifetime=lifetime,
         csr_der=csr_der,
     )
-    return jws_token(claims, key)
 
 
 def tamper(credential: str) -> str:
