@@ -4,9 +4,9 @@ Import from here and nothing else of devid; a name not in ``__all__`` may change
 without notice. A provisioner type subclasses :class:`Provisioner`, overrides
 what it supports (everything else refuses) and is registered by a
 ``devid_provisioner_types`` hook implementation marked with :data:`hookimpl`.
-The walk-through is docs/plugins.md; the test kit is :mod:`hosts.testing`
-(``pytest -p hosts.testing.plugin`` is loaded automatically once devid is
-installed).
+The walk-through is docs/plugins.md; the test kit is :mod:`hosts.testing`, whose
+pytest plugin (fixtures ``devid_ca``, ``devid_server``; ``check_provisioner``) pytest
+loads by itself once devid is installed.
 
 Grouped by use:
 
