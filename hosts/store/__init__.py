@@ -2,7 +2,8 @@
 
 Each kind has a small protocol of its own (:class:`CertificateStore`,
 :class:`TokenStore`, :class:`DeviceStore`, :class:`AttestationSessionStore`,
-:class:`ACMEStore`, :class:`DeviceAccountStore`), and code asks for the ones it uses.
+:class:`ACMEStore`, :class:`DeviceAccountStore`, :class:`AuditStore`), and code asks
+for the ones it uses.
 :class:`Stores` holds one of each; it is what the CA holds. Every write is committed
 before the call returns, so a record the caller has seen written survives the process
 being killed. The backend is SQLite (:func:`open_sqlite`); nothing outside
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from .accounts import DeviceAccountStore
 from .acme import ACMEStore
+from .audit import AuditEvent, AuditQuery, AuditStore
 from .bundle import Stores
 from .certificates import CertificateStore
 from .devices import DeviceStore
@@ -24,6 +26,9 @@ from .tokens import TokenStore
 __all__ = [
     "ACMEStore",
     "AttestationSessionStore",
+    "AuditEvent",
+    "AuditQuery",
+    "AuditStore",
     "CertificateRecord",
     "CertificateStore",
     "DeviceAccountStore",

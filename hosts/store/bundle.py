@@ -8,6 +8,7 @@ import attrs
 
 from .accounts import DeviceAccountStore
 from .acme import ACMEStore
+from .audit import AuditStore
 from .certificates import CertificateStore
 from .devices import DeviceStore
 from .sessions import AttestationSessionStore
@@ -30,6 +31,7 @@ class Stores:
     sessions: AttestationSessionStore
     acme: ACMEStore
     accounts: DeviceAccountStore
+    audit: AuditStore
     #: Releases the backend (connections, locks); what :meth:`close` calls.
     closer: Callable[[], None] = attrs.field(repr=False)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..bundle import Stores
 from .accounts import SQLiteAccounts
 from .acme import SQLiteACME
+from .audit import SQLiteAudit
 from .certificates import SQLiteCertificates
 from .database import WRITER_LOCK_SUFFIX, Database
 from .devices import SQLiteDevices
@@ -27,6 +28,7 @@ __all__ = [
     "Database",
     "SQLiteACME",
     "SQLiteAccounts",
+    "SQLiteAudit",
     "SQLiteCertificates",
     "SQLiteDevices",
     "SQLiteSessions",
@@ -59,5 +61,6 @@ def open_sqlite(path: Path, *, synchronous: str = "full") -> Stores:
         sessions=SQLiteSessions(database),
         acme=SQLiteACME(database, certificates),
         accounts=SQLiteAccounts(database),
+        audit=SQLiteAudit(database),
         closer=database.close,
     )

@@ -16,7 +16,7 @@ from engine.errors import ConfigurationError
 
 from ..records import certificate_device
 from .database import Database
-from .schema import SCHEMA_VERSION, STATEMENTS
+from .schema import AUDIT_EVENTS, SCHEMA_VERSION, STATEMENTS
 
 # --- 1 -> 2 --------------------------------------------------------------------------
 
@@ -126,8 +126,17 @@ def _fill_certificate_devices(db: sqlite3.Connection) -> None:
                 db.execute("UPDATE certificates SET device = ? WHERE rowid = ?", (device, rowid))
 
 
+# --- 2 -> 3 --------------------------------------------------------------------------
+
+
+def _to_3(db: sqlite3.Connection) -> None:
+    """The audit log: table audit_events and its indexes, empty."""
+    for statement in AUDIT_EVENTS:
+        db.execute(statement)
+
+
 #: The step to each version from the one before it.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3}
 
 # Every version from the first to the current one has its step.
 assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))

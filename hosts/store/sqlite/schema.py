@@ -7,11 +7,29 @@ if it had been created from these statements (the tests compare both).
 History: 1, the first versioned schema (tables were added to it with ``CREATE TABLE
 IF NOT EXISTS`` while it lasted). 2, ``certificates.device``: the EK URN of the device
 a certificate was issued to, to revoke all of them when the device is disabled.
+3, ``audit_events``: the audit log (who changed what, and what was refused).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: The audit log, new in schema 3 (the step to 3 creates exactly these).
+AUDIT_EVENTS = (
+    """CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+)""",
+    "CREATE INDEX audit_events_by_time ON audit_events(time)",
+    "CREATE INDEX audit_events_by_actor ON audit_events(actor, time)",
+    "CREATE INDEX audit_events_by_action ON audit_events(action, time)",
+    "CREATE INDEX audit_events_by_target ON audit_events(target, time)",
+)
 
 STATEMENTS = (
     """CREATE TABLE certificates (
@@ -112,4 +130,5 @@ STATEMENTS = (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )""",
+    *AUDIT_EVENTS,
 )

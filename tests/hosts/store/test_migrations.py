@@ -7,8 +7,8 @@ and its last release left it (its tables were added with CREATE TABLE IF NOT EXI
 devid grew, and ACME nonces were a table for a while), and schema 2. The step to 2 adds
 ``certificates.device`` and fills it from each certificate's evidence or its
 PermanentIdentifier, so that disabling a device revokes certificates issued before the
-upgrade too. A database from a newer devid is refused; a failed upgrade leaves the
-database as it was.
+upgrade too. The step to 3 adds the audit log (``audit_events``), empty. A database
+from a newer devid is refused; a failed upgrade leaves the database as it was.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from engine.acme.records import AccountStatus, ChallengeStatus, Identifier, Orde
 from engine.attestation.akcert import permanent_identifier_name
 from engine.errors import ConfigurationError
 from engine.inventory import DeviceFilter, ek_urn_from_digest, permanent_identifier_value
-from hosts.store import Stores, open_sqlite
+from hosts.store import AuditEvent, AuditQuery, Stores, open_sqlite
 from hosts.store.sqlite import SCHEMA_VERSION, migrations
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -461,9 +461,12 @@ def test_a_past_database_becomes_a_current_one_with_every_record(tmp_path: Path,
     stores = open_sqlite(path)
     try:
         check_records(stores, later_tables="devices" in ddl)
+        # The audit log is there, empty, and takes events.
+        assert stores.audit.find(AuditQuery()) == ([], 0)
+        stores.audit.append(AuditEvent(NOW, "system", "database.upgraded", past))
     finally:
         stores.close()
-    assert user_version(path) == SCHEMA_VERSION == 2
+    assert user_version(path) == SCHEMA_VERSION == 3
     assert schema_of(path) == fresh_schema(tmp_path)
     # Opened again, there is nothing left to do and nothing changes.
     before = schema_of(path)
@@ -471,6 +474,10 @@ def test_a_past_database_becomes_a_current_one_with_every_record(tmp_path: Path,
     try:
         record = again.certificates.get_certificate("a3")
         assert record is not None and record.device == ek("attested")
+        events, total = again.audit.find(AuditQuery())
+        assert total == 1 and [(e.action, e.target) for e in events] == [
+            ("database.upgraded", past)
+        ]
     finally:
         again.close()
     assert schema_of(path) == before and user_version(path) == SCHEMA_VERSION
@@ -483,8 +490,10 @@ def test_a_new_database_has_the_current_schema(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
         indexes = {row[1] for row in db.execute("PRAGMA index_list(certificates)")}
+        audit = {row[1] for row in db.execute("PRAGMA table_info(audit_events)")}
     db.close()
     assert "device" in columns and "certificates_by_device" in indexes
+    assert audit == {"id", "time", "actor", "action", "target", "result", "details"}
 
 
 def test_a_database_from_a_newer_devid_is_refused(tmp_path: Path) -> None:

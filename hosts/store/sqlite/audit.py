@@ -1,0 +1,91 @@
+"""The audit log in SQLite (table audit_events): appended to, never changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from ..audit import AuditEvent, AuditQuery
+from .database import Database, from_timestamp, timestamp
+
+_COLUMNS = "id, time, actor, action, target, result, details"
+
+
+def _event(row: tuple[Any, ...]) -> AuditEvent:
+    id_, time, actor, action, target, result, details = row
+    facts = json.loads(str(details))
+    return AuditEvent(
+        id=int(id_),
+        time=from_timestamp(float(time)),
+        actor=str(actor),
+        action=str(action),
+        target=str(target),
+        result=str(result),
+        details=facts if isinstance(facts, dict) else {},
+    )
+
+
+def _like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class SQLiteAudit:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def append(self, event: AuditEvent) -> AuditEvent:
+        details = json.dumps(dict(event.details), sort_keys=True, default=str)
+        with self.database.writing():
+            cursor = self.database.connection.execute(
+                "INSERT INTO audit_events (time, actor, action, target, result, details)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    timestamp(event.time),
+                    event.actor,
+                    event.action,
+                    event.target,
+                    event.result,
+                    details,
+                ),
+            )
+            id_ = cursor.lastrowid
+        return attrs.evolve(event, id=id_)
+
+    def find(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
+        where: list[str] = []
+        params: list[object] = []
+        for column in ("actor", "target", "result"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.action is not None:
+            if query.action.endswith("."):
+                where.append("action LIKE ? ESCAPE '\\'")
+                params.append(_like(query.action))
+            else:
+                where.append("action = ?")
+                params.append(query.action)
+        if query.since is not None:
+            where.append("time >= ?")
+            params.append(timestamp(query.since))
+        if query.until is not None:
+            where.append("time < ?")
+            params.append(timestamp(query.until))
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        db = self.database
+        with db.lock:  # the count and the page from one moment
+            total = int(
+                db.connection.execute(
+                    f"SELECT COUNT(*) FROM audit_events{clause}", params
+                ).fetchone()[0]
+            )
+            rows = db.connection.execute(
+                f"SELECT {_COLUMNS} FROM audit_events{clause}"
+                " ORDER BY time DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+        return [_event(r) for r in rows], total
