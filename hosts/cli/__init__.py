@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Collection, Sequence
 
@@ -89,6 +90,11 @@ def _parser(modules: Collection[str]) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the traceback too (also: DEVID_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     registered: set[str] = set()
     for name, helptext, module in COMMANDS:
@@ -111,6 +117,45 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+#: The exit status of a command whose reader went away (a shell's 128 + SIGPIPE).
+BROKEN_PIPE = 141
+
+
+def _stdout_gone() -> int:
+    """The reader of standard output left (``devid ... | head -1``): end quietly. Standard
+    output now points at /dev/null, so flushing it at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return BROKEN_PIPE
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside nested exception groups (trio's nurseries wrap them)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a file the command could not use, with what to do about it."""
+    name = exc.filename if exc.filename is not None else ""
+    if isinstance(exc, PermissionError):
+        return (
+            f"devid: permission denied: {name or exc} (run devid as the user that owns the"
+            " data directory; key and secret files need that owner and mode 0600)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return (
+            f"devid: no such file or directory: {name or exc} (check --data DIR or DEVID_DATA;"
+            " a new CA is made with `devid init --data DIR`)"
+        )
+    return f"devid: {exc.strerror or exc}{f': {name}' if name else ''}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command(argv)
@@ -119,16 +164,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = bool(args.debug) or os.environ.get("DEVID_DEBUG", "") not in ("", "0")
     try:
         result = args.func(args)
-    except ConfigurationError as exc:
-        print(f"devid: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except DevidError as exc:  # the CA client's errors (CAClientError) among them
-        print(f"devid: {exc}", file=sys.stderr)
-        return 1
+        sys.stdout.flush()  # a reader that left is noticed here, not at exit
+    except BrokenPipeError:
+        return _stdout_gone()
     except KeyboardInterrupt:
         return 130
+    except BaseException as caught:
+        exc = _leaf(caught)
+        if debug or not isinstance(exc, DevidError | OSError):
+            raise
+        if isinstance(exc, BrokenPipeError):
+            return _stdout_gone()
+        if isinstance(exc, ConfigurationError):
+            print(f"devid: configuration error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):
+            print(_os_error_line(exc), file=sys.stderr)
+            return 1
+        print(f"devid: {exc}", file=sys.stderr)  # the CA client's errors (CAClientError) too
+        return 1
     return int(result or 0)
 
 

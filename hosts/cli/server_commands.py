@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
+import os
 import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.durations import parse_duration
 from engine.errors import BadRequest, ConfigurationError
@@ -173,9 +175,86 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import trio
+#: The lock file a serving process holds in its data directory (its pid inside).
+SERVE_LOCK = "serve.lock"
 
+
+class ServeRefused(Exception):
+    """``devid serve`` cannot start; the message says why and what to do, in one line."""
+
+
+def lock_data_dir(directory: Path) -> IO[str]:
+    """Hold ``DIR/serve.lock`` (flock) for as long as the returned file stays open: one
+    server per data directory. Worker processes inherit the lock with the file. Commands
+    that only write to the store (``devid device add``) do not take it."""
+    import fcntl
+
+    lock = open(directory / SERVE_LOCK, "a+", encoding="ascii")  # noqa: SIM115 (held open)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise ServeRefused(
+            f"devid serve: {directory} is already being served by pid {holder}"
+            f" ({directory / SERVE_LOCK} is locked) — stop that server first, or serve"
+            " another data directory with --data DIR"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def _listen_error(listen: str, exc: OSError) -> ServeRefused:
+    if exc.errno == errno.EADDRINUSE:
+        reason = "address already in use — stop the other server or choose another with"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        reason = "permission denied (ports below 1024 need privileges) — choose another with"
+    else:
+        reason = f"{exc.strerror or exc} — check the address, or choose another with"
+    return ServeRefused(f"devid serve: cannot listen on {listen}: {reason} --listen HOST:PORT")
+
+
+def check_listen(listen: str) -> None:
+    """Bind *listen* once and let it go, so a port in use stops start-up before anything
+    is issued (the server binds it again moments later)."""
+    import socket
+
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1)
+    except OSError as exc:
+        raise _listen_error(listen, exc) from None
+
+
+def _first_os_error(exc: BaseException) -> OSError | None:
+    """The OSError in *exc*, looking inside (trio's) exception groups."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        return _serve(args)
+    except ServeRefused as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
     from hosts.core.authority import Authority
     from hosts.core.logs import configure_logging
 
@@ -185,7 +264,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         result = init_data_dir(directory, resolve_password(directory, args.password_file))
         _print_init(result)
     password = require_password(directory, args.password_file)
-    authority = Authority.load(directory, password.value)
+    lock = lock_data_dir(directory)
+    try:
+        listen = args.listen or load_config(directory).server.listen
+        check_listen(listen)
+        authority = Authority.load(directory, password.value)
+        return _serve_authority(args, directory, password.value, authority)
+    finally:
+        lock.close()
+
+
+def _serve_authority(
+    args: argparse.Namespace, directory: Path, password: bytes, authority: Any
+) -> int:
+    import trio
+
     acme_overrides = functools.partial(
         _configure_acme,
         http01_port=args.acme_http01_port,
@@ -208,8 +301,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         if args.workers > 1:
-            import os
-
             from hosts.raw import serve_workers
 
             authority.close()
@@ -217,7 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ.setdefault("DEVID_LOG_FORMAT", args.log_format)
             return serve_workers(
                 directory,
-                password.value,
+                password,
                 listen,
                 args.workers,
                 on_ready=ready,
@@ -234,8 +325,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 ready(await nursery.start(serve, authority, listen))
 
         trio.run(run)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    except BaseException as exc:  # trio's nurseries wrap a failed bind in exception groups
+        found = _first_os_error(exc)
+        if found is None or found.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EPERM):
+            raise
+        raise _listen_error(listen, found) from None
     finally:
         authority.close()
     return 0
