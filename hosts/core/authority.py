@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography import x509
 
 from engine.errors import NotFound
@@ -75,6 +76,23 @@ def configured_provisioners(
     )
 
 
+@attrs.frozen
+class Reloaded:
+    """What :meth:`Authority.reload` changed."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    ek_roots: tuple[int, int]
+    accounts: int
+
+    def summary(self) -> str:
+        """``provisioners +1 -0, ek roots 12 -> 13, accounts 3``"""
+        return (
+            f"provisioners +{len(self.added)} -{len(self.removed)},"
+            f" ek roots {self.ek_roots[0]} -> {self.ek_roots[1]}, accounts {self.accounts}"
+        )
+
+
 class Authority:
     """A loaded CA: its shared parts (``ca``) and its services (see the module docstring)."""
 
@@ -124,6 +142,8 @@ class Authority:
         )
         self.acme = ACMEService(ca, ValidationConfig.from_table(config.acme))
         registry.sync_accounts()
+        #: The CA keys' password, where :meth:`load` had it (:meth:`reload` needs it).
+        self.password: bytes | None = None
 
     @classmethod
     def load(
@@ -153,7 +173,7 @@ class Authority:
         stores = stores or open_sqlite(config.store.path, synchronous=config.store.synchronous)
         try:
             provisioners = configured_provisioners(config, plugins, password, StoreLookup(stores))
-            return cls(
+            authority = cls(
                 config=config,
                 root=root,
                 issuers=issuers,
@@ -166,9 +186,36 @@ class Authority:
         except BaseException:
             stores.close()
             raise
+        authority.password = password
+        return authority
 
     def close(self) -> None:
         self.ca.stores.close()
+
+    def reload(self) -> Reloaded:
+        """Read devid.toml again and take its provisioners and attestation policy (EK
+        roots), then rebuild the account provisioners from the store (``SIGHUP``).
+
+        Everything is built before anything is replaced: an invalid configuration raises
+        (``ConfigurationError`` or the plugin's error) and the running state stays. The
+        CA's keys, stores, ``[server]`` and ``[acme]`` settings need a restart.
+        """
+        config = load_config(self.config.data_dir)
+        provisioners = configured_provisioners(config, self.plugins, self.password, self.lookup)
+        policy = load_attestation_policy(config.attestation, config.data_dir)
+        registry = self.ca.provisioners
+        before = {name for name, p in registry.all.items() if type(p).configurable}
+        roots_before = len(self.attestation.policy.ek_roots)
+        registry.replace_configured(provisioners)
+        self.attestation.policy = policy
+        self.config = config
+        registry.sync_accounts()
+        return Reloaded(
+            added=tuple(sorted(set(provisioners) - before)),
+            removed=tuple(sorted(before - set(provisioners))),
+            ek_roots=(roots_before, len(policy.ek_roots)),
+            accounts=sum(1 for p in registry.all.values() if not type(p).configurable),
+        )
 
     # --- the shared parts, for the hosts, the command line and tests -----------------------
 

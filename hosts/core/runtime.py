@@ -137,11 +137,57 @@ def inventory_sync_interval(authority: Authority) -> timedelta | None:
     return interval
 
 
+#: How long requests in flight may take to finish once a server is told to stop.
+GRACEFUL_TIMEOUT = 5.0
+
+
 async def wait_for_signal() -> None:
+    """Return at SIGINT or SIGTERM: the server stops accepting connections and gives the
+    requests in flight :data:`GRACEFUL_TIMEOUT` seconds to finish."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            log.info(
+                "shutting down: no new connections; requests in flight may finish",
+                extra={"signal": signal.Signals(signum).name, "grace_seconds": GRACEFUL_TIMEOUT},
+            )
             return
+
+
+def reload(authority: Authority, tls: ServerTLS) -> bool:
+    """Take devid.toml again (provisioners, attestation policy and EK roots), the stored
+    accounts, and a fresh server certificate; log what changed. An invalid configuration is
+    logged and the running one kept. Blocking: run it in a thread."""
+    try:
+        change = authority.reload()
+    except Exception as exc:  # a plugin's from_config may raise anything
+        log.error("reload failed; still running the previous configuration: %s", exc)
+        log.debug("the error that stopped the reload", exc_info=exc)
+        return False
+    try:
+        tls.rotate()
+    except Exception as exc:
+        log.error("reload: the server certificate was not renewed: %s", exc)
+        log.debug("the error that stopped renewing the certificate", exc_info=exc)
+    log.info(
+        "reloaded: %s",
+        change.summary(),
+        extra={"added": list(change.added), "removed": list(change.removed)},
+    )
+    return True
+
+
+async def reload_on_hangup(
+    authority: Authority,
+    tls: ServerTLS,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Reload (:func:`reload`) on every SIGHUP; connections stay open throughout."""
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        task_status.started()
+        async for _ in signals:
+            log.info("SIGHUP: reloading the configuration")
+            await trio.to_thread.run_sync(reload, authority, tls)
 
 
 async def rotate_certificate(tls: ServerTLS) -> None:

@@ -13,8 +13,10 @@ from quart_trio import QuartTrio
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.runtime import (
+    GRACEFUL_TIMEOUT,
     base_urls,
     inventory_sync_interval,
+    reload_on_hangup,
     request_threads_and_frozen_heap,
     server_names,
     start_background,
@@ -49,7 +51,8 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until *shutdown_trigger* returns (default: SIGINT or SIGTERM).
+    """Serve until *shutdown_trigger* returns (default: SIGINT or SIGTERM, and then SIGHUP
+    reloads the configuration: :func:`hosts.core.runtime.reload_on_hangup`).
 
     ``task_status.started`` receives the base URLs, so a test can start the
     server on port 0 inside its nursery and learn where it listens.
@@ -69,12 +72,13 @@ async def serve(
     # hypercorn's default errorlog "-" adds its own plain-text stderr handler, which
     # breaks --log-format json; hand it our logger so records go through the root handler.
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 5
+    config.graceful_timeout = GRACEFUL_TIMEOUT
     config.worker_class = "trio"
     app = create_app(authority)
 
     with request_threads_and_frozen_heap():
         await _serve_app(app, config, authority, tls, names, shutdown_trigger, task_status)
+    log.info("stopped")
 
 
 async def _serve_app(
@@ -87,6 +91,8 @@ async def _serve_app(
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
     async with trio.open_nursery() as nursery:
+        if shutdown_trigger is None:  # this process's own signals
+            await nursery.start(reload_on_hangup, authority, tls)
 
         async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(

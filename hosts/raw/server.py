@@ -16,12 +16,14 @@ import trio
 from hosts.core.authority import Authority
 from hosts.core.config import parse_listen
 from hosts.core.runtime import (
+    GRACEFUL_TIMEOUT,
     REQUEST_THREADS,
     ConnectionSlots,
     base_urls,
     inventory_sync_interval,
     log_connection_failure,
     peer_address,
+    reload_on_hangup,
     request_threads_and_frozen_heap,
     server_names,
     start_background,
@@ -33,8 +35,6 @@ from hosts.http.api import build_router
 from .connection import serve_connection
 
 log = logging.getLogger("devid.server")
-
-GRACEFUL_TIMEOUT = 5.0
 
 
 def listening_socket(
@@ -168,6 +168,7 @@ async def serve(
             sock.close()
         for path in (tls.certfile, tls.keyfile):
             path.unlink(missing_ok=True)
+    log.info("stopped", extra={"host": "raw", "worker": worker})
 
 
 async def _serve_until_shutdown(
@@ -181,6 +182,8 @@ async def _serve_until_shutdown(
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
     async with trio.open_nursery() as nursery:
+        if shutdown_trigger is None:  # this process's own signals
+            await nursery.start(reload_on_hangup, authority, tls)
         start_background(nursery, authority, tls, primary=worker == 0)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as acceptor:
@@ -249,7 +252,8 @@ def serve_workers(
     prepare: Callable[[Authority], None] | None = None,
     pin_cpus: bool = True,
 ) -> int:
-    """Run *workers* processes listening on one port; SIGINT/SIGTERM stops them all.
+    """Run *workers* processes listening on one port; SIGINT/SIGTERM stops them all (each
+    drains its requests in flight) and SIGHUP is passed on to each (they reload).
 
     *prepare* runs in each worker on its freshly loaded authority (command-line overrides).
     With *pin_cpus*, each worker keeps to a CPU of its own when there are enough
@@ -293,7 +297,13 @@ def serve_workers(
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
 
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signum)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, forward)
     try:
         status = 0
         for process in processes:
@@ -301,6 +311,7 @@ def serve_workers(
             if process.exitcode not in (0, -signal.SIGTERM) and not stopping:
                 status = 1
                 stop(signal.SIGTERM, None)
+        log.info("stopped", extra={"host": "raw", "workers": workers})
         return status
     finally:
         for sig, handler in previous.items():

@@ -131,6 +131,16 @@ class ProvisionerRegistry:
             self.all = fresh
             self._built = self._key(accounts)
 
+    def replace_configured(self, configured: Mapping[str, Provisioner]) -> None:
+        """Take a new set of configured provisioners (devid.toml read again); the
+        account ones stay until the next :meth:`sync_accounts`."""
+        with self._lock:
+            fresh = dict(configured)
+            for name, provisioner in self.all.items():
+                if not type(provisioner).configurable and name not in fresh:
+                    fresh[name] = provisioner
+            self.all = fresh
+
     def sync_accounts_if_changed(self, accounts: Sequence[Account]) -> None:
         """Rebuild only if *accounts* differ from the last build (e.g. the CLI changed them
         while the server runs)."""

@@ -3,14 +3,28 @@ lock, and signals (SIGHUP reloads, SIGTERM drains), on real processes."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hosts.testing.ports import free_port, occupied
-from hosts.testing.servers import HOSTS, clean_env, devid_command, run_devid, start_devid_serve
+from hosts.testing.servers import (
+    HOSTS,
+    DevidServer,
+    clean_env,
+    devid_command,
+    run_devid,
+    start_devid_serve,
+    tls_context,
+)
 from tests.conftest import CA
 
 
@@ -83,3 +97,103 @@ def test_a_reader_that_leaves_ends_the_command_quietly(ca: CA) -> None:
         os.close(write)
     assert result.returncode in (0, 141)
     assert result.stderr == b""
+
+
+EXTRA_PROVISIONER = """
+[[provisioners]]
+type = "ACME"
+name = "reloaded-acme"
+issuer = "tls"
+challenges = ["http-01"]
+allowed_domains = ["*"]
+"""
+
+
+def _provisioner_names(connection: http.client.HTTPSConnection) -> set[str]:
+    connection.request("GET", "/provisioners")
+    response = connection.getresponse()
+    body: dict[str, Any] = json.loads(response.read())
+    assert response.status == 200
+    return {p["name"] for p in body["provisioners"]}
+
+
+def _wait_for_log(server: DevidServer, logs: Path, text: str, count: int = 1) -> None:
+    server.process.wait_until(
+        lambda: logs.read_text(errors="replace").count(text) >= count,
+        timeout=30,
+        what=f"log {text!r}",
+    )
+
+
+SERVERS = [("quart", 1), ("raw", 1), ("raw", 2)]
+
+
+@pytest.mark.parametrize(("host", "workers"), SERVERS, ids=["quart", "raw", "raw-2-workers"])
+def test_sighup_reloads_devid_toml_without_dropping_connections(
+    ca: CA, tmp_path: Path, host: str, workers: int
+) -> None:
+    logs = tmp_path / "serve.log"
+    server = start_devid_serve(ca.data_dir, logs, host=host, workers=workers, env=_env(ca))
+    try:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", server.port, context=tls_context(server.root_path), timeout=30
+        )
+        assert "reloaded-acme" not in _provisioner_names(connection)
+        open_socket = connection.sock
+        config = ca.data_dir / "devid.toml"
+        original = config.read_text()
+        config.write_text(original + EXTRA_PROVISIONER)
+        os.kill(server.pid, signal.SIGHUP)
+        _wait_for_log(server, logs, "reloaded: provisioners +1 -0", count=workers)
+        # The same keep-alive connection answers, with the new provisioner.
+        assert "reloaded-acme" in _provisioner_names(connection)
+        assert connection.sock is open_socket
+
+        # An invalid devid.toml is logged and the running configuration kept.
+        config.write_text(original + "\n[[provisioners]]\ntype = 'NO-SUCH-TYPE'\nname = 'x'\n")
+        os.kill(server.pid, signal.SIGHUP)
+        _wait_for_log(server, logs, "reload failed", count=workers)
+        assert "reloaded-acme" in _provisioner_names(connection)
+        assert connection.sock is open_socket
+        server.process.check_alive()
+        connection.close()
+    finally:
+        server.stop()
+
+
+def _read_response(stream: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = stream.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_sigterm_lets_a_request_in_flight_finish(ca: CA, tmp_path: Path, host: str) -> None:
+    logs = tmp_path / "serve.log"
+    server = start_devid_serve(ca.data_dir, logs, host=host, env=_env(ca))
+    try:
+        context = tls_context(server.root_path)
+        context.set_alpn_protocols(["http/1.1"])
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        stream = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        body = b'{"csr": "not a csr", "ott": "not a token"}'
+        stream.sendall(
+            b"POST /1.0/sign HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
+        )
+        time.sleep(0.5)  # the request is being read when the server is told to stop
+        server.process.process.send_signal(signal.SIGTERM)
+        _wait_for_log(server, logs, "shutting down")
+        time.sleep(0.5)
+        stream.sendall(body[10:])
+        response = _read_response(stream)
+        assert response.startswith(b"HTTP/1.1 400"), response[:200]
+        stream.close()
+        assert server.process.process.wait(timeout=20) == 0
+        assert "stopped" in logs.read_text()
+    finally:
+        server.stop()
