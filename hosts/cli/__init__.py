@@ -29,6 +29,8 @@ per-user data directory):
   devid device      the device inventory: add, list, show, disable, remove, import, sync
   devid account     Wi-Fi, VPN and web accounts for devices: add, list, show, remove
   devid admin certificate  an admin client certificate (TLS CA) for the admin API
+  devid backup      a consistent copy of the data directory, taken while the CA runs
+  devid restore     check a backup and restore it into a data directory
 
 On the device (TPM through --tcti, default device:/dev/tpmrm0):
   devid agent info      print the EK URN and what else registering the device needs
@@ -68,6 +70,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "hosts.cli.account_commands",
     ),
     ("admin", "admin credentials: client certificates", "hosts.cli.admin_commands"),
+    (
+        "backup",
+        "copy the data directory (database snapshot, keys, config) while the CA runs",
+        "hosts.cli.backup_commands",
+    ),
+    ("restore", "check a backup and restore it into a data directory", "hosts.cli.backup_commands"),
     (
         "ca",
         "talk to a running CA (root, certificate, renew, revoke, crl)",
