@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+
+import attrs
 
 from engine.crl import RevokedEntry
 
 from .records import CertificateRecord, Revocation, UsedToken
+
+#: The statuses a query may ask for. A revoked certificate is ``revoked`` whether or not
+#: it has expired since; ``expired`` is one that was never revoked and has ended;
+#: ``expiring`` an active one that ends within the query's ``expiring_within``.
+CERTIFICATE_STATUSES = ("active", "revoked", "expired", "expiring")
+
+
+@attrs.frozen
+class CertificateQuery:
+    """Which certificates to read: each filter given must match.
+
+    *device* is an EK URN; *account* an account's name (its certificates come from the
+    provisioner ``account:NAME``); *provisioner* and *issuer* are names; *status* one of
+    :data:`CERTIFICATE_STATUSES`, judged at the ``now`` the query is run with; *search* a
+    substring of the subject or of a SAN (case-insensitive for ASCII); *renewed_from* the
+    serial a renewal names in its evidence.
+    """
+
+    device: str | None = None
+    account: str | None = None
+    provisioner: str | None = None
+    issuer: str | None = None
+    status: str | None = None
+    expiring_within: timedelta = timedelta(days=30)
+    search: str | None = None
+    renewed_from: str | None = None
+    limit: int = 100
+    offset: int = 0
 
 
 class CertificateStore(Protocol):
@@ -32,6 +62,13 @@ class CertificateStore(Protocol):
 
     def count_certificates(self) -> int: ...
 
+    def find_certificates(
+        self, query: CertificateQuery, now: datetime
+    ) -> tuple[Sequence[CertificateRecord], int]:
+        """A page of the certificates matching *query* at *now*, newest first, and how
+        many match in all."""
+        ...
+
     def certificates_of_device(self, ek_urn: str, now: datetime) -> Sequence[CertificateRecord]:
         """The active, unexpired certificates issued to the device *ek_urn*."""
         ...
@@ -45,6 +82,11 @@ class CertificateStore(Protocol):
     def revoke(self, revocation: Revocation) -> bool:
         """Mark a certificate revoked, committed on return; False if it already was
         (or is unknown), storing nothing."""
+        ...
+
+    def get_revocation(self, serial: str) -> Revocation | None:
+        """The revocation of the certificate *serial*: when, why and by whom; None if it
+        was not revoked."""
         ...
 
     def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:

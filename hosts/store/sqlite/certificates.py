@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from engine.accounts import PROVISIONER_PREFIX
 from engine.crl import RevokedEntry
 
+from ..certificates import CERTIFICATE_STATUSES, CertificateQuery
 from ..records import CertificateRecord, Revocation, UsedToken, certificate_device
 from .database import Database, from_timestamp, timestamp
 from .tokens import SQLiteTokens
@@ -38,6 +40,55 @@ def _record(row: tuple[Any, ...]) -> CertificateRecord:
         created_at=from_timestamp(float(created)),
         device=None if device is None else str(device),
     )
+
+
+def _like(text: str) -> str:
+    """*text* as a LIKE pattern matching it anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _where(query: CertificateQuery, now: datetime) -> tuple[str, list[Any]]:
+    """The WHERE clause of *query* at *now*, and its parameters. The device and the
+    provisioner (an account's too) have indexes; the other filters narrow what those,
+    or the whole table, give."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.device is not None:
+        clauses.append("device = ?")
+        params.append(query.device)
+    if query.account is not None:
+        clauses.append("provisioner_name = ?")
+        params.append(PROVISIONER_PREFIX + query.account)
+    if query.provisioner is not None:
+        clauses.append("provisioner_name = ?")
+        params.append(query.provisioner)
+    if query.issuer is not None:
+        clauses.append("issuer = ?")
+        params.append(query.issuer)
+    at = timestamp(now)
+    if query.status is None:
+        pass
+    elif query.status == "active":
+        clauses.append("status != 'revoked' AND not_after > ?")
+        params.append(at)
+    elif query.status == "revoked":
+        clauses.append("status = 'revoked'")
+    elif query.status == "expired":
+        clauses.append("status != 'revoked' AND not_after <= ?")
+        params.append(at)
+    elif query.status == "expiring":
+        clauses.append("status != 'revoked' AND not_after > ? AND not_after <= ?")
+        params.extend((at, timestamp(now + query.expiring_within)))
+    else:
+        raise ValueError(f"status must be one of {', '.join(CERTIFICATE_STATUSES)}")
+    if query.search:
+        clauses.append("(subject LIKE ? ESCAPE '\\' OR sans LIKE ? ESCAPE '\\')")
+        params.extend((_like(query.search), _like(query.search)))
+    if query.renewed_from is not None:
+        clauses.append("json_extract(evidence, '$.renewed_from') = ?")
+        params.append(query.renewed_from)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 class SQLiteCertificates:
@@ -103,6 +154,18 @@ class SQLiteCertificates:
     def count_certificates(self) -> int:
         return self.database.count("SELECT COUNT(*) FROM certificates")
 
+    def find_certificates(
+        self, query: CertificateQuery, now: datetime
+    ) -> tuple[Sequence[CertificateRecord], int]:
+        where, params = _where(query, now)
+        rows = self.database.all(
+            f"SELECT {_COLUMNS} FROM certificates{where}"
+            " ORDER BY created_at DESC, serial DESC LIMIT ? OFFSET ?",
+            (*params, query.limit, query.offset),
+        )
+        total = self.database.count(f"SELECT COUNT(*) FROM certificates{where}", tuple(params))
+        return [_record(r) for r in rows], total
+
     def certificates_of_device(self, ek_urn: str, now: datetime) -> Sequence[CertificateRecord]:
         rows = self.database.all(
             f"SELECT {_COLUMNS} FROM certificates WHERE device = ?"
@@ -147,6 +210,19 @@ class SQLiteCertificates:
             ),
         )
         return True
+
+    def get_revocation(self, serial: str) -> Revocation | None:
+        row = self.database.one(
+            "SELECT serial, issuer, revoked_at, reason_code, reason, revoked_by"
+            " FROM revocations WHERE serial = ?",
+            (serial,),
+        )
+        if row is None:
+            return None
+        serial_, issuer, at, code, reason, by = row
+        return Revocation(
+            str(serial_), str(issuer), from_timestamp(float(at)), int(code), str(reason), str(by)
+        )
 
     def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
         rows = self.database.all(
