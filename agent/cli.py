@@ -176,7 +176,7 @@ def _register_enroll(agent_sub: Any) -> None:
         default=os.environ.get("DEVID_ACME_URL"),
         metavar="DIRECTORY_URL",
         help="the ACME directory, e.g. https://ca.example.com:8443/acme/devices/directory"
-        " (default $DEVID_ACME_URL)",
+        " (default $DEVID_ACME_URL, else the `devices` provisioner of --ca URL)",
     )
     _add_root_and_state(p)
     p.add_argument(
@@ -434,10 +434,13 @@ def enrollment_lines(chain: list[x509.Certificate]) -> list[str]:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    if not args.acme and args.ca:
+        args.acme = f"{args.ca.rstrip('/')}/acme/devices/directory"
     if not args.acme:
         return _fail(
             "pass --acme DIRECTORY_URL (or set DEVID_ACME_URL), for example"
-            " https://ca.example.com:8443/acme/devices/directory"
+            " https://ca.example.com:8443/acme/devices/directory, or --ca URL (or set"
+            " DEVID_CA_URL) for the CA's `devices` provisioner"
         )
     if args.root is None:
         return _fail("pass --root FILE (get it with `devid ca root`)")

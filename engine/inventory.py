@@ -66,6 +66,60 @@ def normalize_ek_urn(text: str) -> str:
     return ek_urn_from_digest(parse_ek_urn(text))
 
 
+_PERMANENT_IDENTIFIER_LABEL = "permanentidentifier:"
+_B64_DIGEST = re.compile(r"^[A-Za-z0-9+/_-]{43}=?$")
+_HEX_DIGEST = re.compile(r"^[0-9A-Fa-f]{64}$")
+
+
+def ek_digest_from_identifier(text: str) -> bytes:
+    """The EK digest of a device identifier in any form devid prints.
+
+    ``urn:ek:sha256:<base64>`` (the inventory, the logs, the AK certificate's URI), the
+    base64url PermanentIdentifier of device and AK certificates (bare or after
+    ``PermanentIdentifier:`` as ``devid agent enroll`` shows it, or after the URN prefix),
+    and the digest in hex. BadRequest for anything else.
+    """
+    if not isinstance(text, str):
+        raise BadRequest(f"EK identifier must look like {EK_URN_PREFIX}<base64 SHA-256>")
+    body = text.strip()
+    if body.lower().startswith(_PERMANENT_IDENTIFIER_LABEL):
+        body = body[len(_PERMANENT_IDENTIFIER_LABEL) :].strip()
+    urn = body.lower().startswith(EK_URN_PREFIX)
+    if urn:
+        body = body[len(EK_URN_PREFIX) :]
+    if _HEX_DIGEST.match(body):
+        return bytes.fromhex(body)
+    if not _B64_DIGEST.match(body):
+        if urn:  # the URN's own complaint: not base64, or not 32 bytes
+            return parse_ek_urn(text.strip())
+        raise BadRequest(
+            f"EK identifier must look like {EK_URN_PREFIX}<base64 SHA-256>, or be the"
+            " base64url PermanentIdentifier of the device's certificates"
+        )
+    standard = body.rstrip("=").replace("-", "+").replace("_", "/") + "="
+    try:
+        digest = base64.b64decode(standard, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("EK identifier is not valid base64") from None
+    if len(digest) != 32:  # pragma: no cover - 43 base64 characters are 32 bytes
+        raise BadRequest("EK identifier must hold a 32-byte SHA-256 digest")
+    return digest
+
+
+def device_ek_urn(text: str) -> str:
+    """The inventory's ``urn:ek:sha256:<base64>`` for an identifier in any form devid prints
+    (:func:`ek_digest_from_identifier`)."""
+    return ek_urn_from_digest(ek_digest_from_identifier(text))
+
+
+def looks_like_ek_identifier(text: str) -> bool:
+    try:
+        ek_digest_from_identifier(text)
+    except BadRequest:
+        return False
+    return True
+
+
 def permanent_identifier_value(digest: bytes) -> str:
     """The PermanentIdentifier value for a device: base64url of its EK digest, unpadded."""
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
@@ -156,7 +210,7 @@ def device_from_input(data: Any, *, now: datetime) -> Device:
             raise BadRequest("the key of ekCertificate is of an unknown type") from None
     raw_urn = data.get("ek")
     if raw_urn:
-        urn = normalize_ek_urn(raw_urn)
+        urn = device_ek_urn(raw_urn)
         if urn_from_cert is not None and urn != urn_from_cert:
             raise BadRequest("ek does not match the public key of ekCertificate")
     elif urn_from_cert is not None:

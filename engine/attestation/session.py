@@ -162,7 +162,12 @@ def _check_ek_certificate(
         )
     except ChainError as exc:
         if policy.unverifiable_ek_certificate is EKCertificatePolicy.REFUSE:
-            raise Forbidden(f"{exc.detail}; the device's TPM is not trusted") from None
+            raise Forbidden(
+                f"{exc.detail}; the device's TPM is not trusted. To trust it, the CA's"
+                " operator puts the TPM vendor's EK CA certificate (PEM) into DIR/ek-roots/"
+                " of the CA's data directory (or lists it in [attestation] ek_roots) and"
+                " restarts the server"
+            ) from None
         return cert, False
     return cert, True
 

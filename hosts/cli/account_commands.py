@@ -20,7 +20,7 @@ from hosts.service.accounts import Accounts
 from hosts.store import open_sqlite
 from plugins.manager import PluginManager
 
-from .common import add_data_options, data_dir
+from .common import add_data_options, ca_data_dir
 
 TYPES = [t.value for t in AccountType]
 
@@ -120,7 +120,7 @@ def register(sub: Any) -> None:
 
 
 def _accounts(args: argparse.Namespace) -> Accounts:
-    config = load_config(data_dir(args))
+    config = load_config(ca_data_dir(args))
     stores = open_sqlite(config.store.path, synchronous=config.store.synchronous)
     # Revocations caused by a change (remove, disable, reassign) are audited too.
     audit = PluginManager(disabled=config.plugins_disabled).audit
@@ -197,6 +197,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     accounts = page["accounts"]
     if not accounts:
         print("no accounts")
+    else:
+        print(f"{'STATUS':9} {'NAME':24} {'TYPE':8} {'KEY':9} {'VALID':>5}  ASSIGNED TO")
     for a in accounts:
         assigned = [f"{len(a['devices'])} device(s)"] if a["devices"] else []
         assigned += [f"tag {t}" for t in a["tags"]]

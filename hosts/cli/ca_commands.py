@@ -105,7 +105,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_revoke)
 
     p = ca_sub.add_parser("crl", help="download a CA's CRL (default the Agent CA's)")
-    p.add_argument("file", type=Path, help="where to write the CRL (DER)")
+    p.add_argument(
+        "file", type=Path, help="where to write the CRL (DER); - prints it as PEM on stdout"
+    )
     p.add_argument(
         "--issuer",
         default="agent",
@@ -207,7 +209,12 @@ def cmd_crl(args: argparse.Namespace) -> int:
     with CAClient(_need_url(args), args.root) as client:
         der = client.crl(args.issuer)
     crl = x509.load_der_x509_crl(der)
+    if str(args.file) == "-":
+        print(crl.public_bytes(serialization.Encoding.PEM).decode(), end="")
+        return 0
     args.file.write_bytes(der)
-    print(f"The CRL has been saved in {args.file} ({len(list(crl))} revoked).")
-    print(crl.public_bytes(serialization.Encoding.PEM).decode().splitlines()[0])
+    print(
+        f"The {args.issuer} CA's CRL has been saved in {args.file} (DER,"
+        f" {len(list(crl))} revoked, next update {crl.next_update_utc})."
+    )
     return 0

@@ -12,10 +12,10 @@ from engine.errors import DevidError, ProtocolError
 from engine.inventory import Device
 from hosts.core.config import load_config
 from hosts.core.ports import SystemClock
-from hosts.service.inventory import ImportReport, Inventory, parse_import
+from hosts.service.inventory import ImportReport, Inventory, parse_import_numbered
 from hosts.store import open_sqlite
 
-from .common import add_data_options, data_dir
+from .common import add_data_options, ca_data_dir
 
 
 def register(sub: Any) -> None:
@@ -91,7 +91,7 @@ def register(sub: Any) -> None:
 def _inventory(args: argparse.Namespace) -> Inventory:
     from plugins.manager import PluginManager
 
-    config = load_config(data_dir(args))
+    config = load_config(ca_data_dir(args))
     stores = open_sqlite(config.store.path, synchronous=config.store.synchronous)
     # Revocations caused by a change (disable, remove, import, sync) are audited too.
     audit = PluginManager(disabled=config.plugins_disabled).audit
@@ -160,13 +160,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     devices = page["devices"]
     if not devices:
         print("no devices")
-    for d in devices:
-        tags = ",".join(d["tags"])
-        print(f"{d['status']:9} {d['ek']}  {d['name'] or '-'}  {d['owner'] or '-'}  {tags}")
+    else:
+        rows = [
+            (d["status"], d["ek"], d["name"] or "-", d["owner"] or "-", ",".join(d["tags"]))
+            for d in devices
+        ]
+        print(_table(("STATUS", "EK", "NAME", "OWNER", "TAGS"), rows))
     shown = page["offset"] + len(devices)
     if page["total"] > shown or page["offset"]:
         print(f"({page['offset'] + 1}-{shown} of {page['total']}; --offset for more)")
     return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, str, str, str, str]]) -> str:
+    """Left-aligned columns under a header row; the last column is not padded."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(row[i].ljust(w) for i, w in enumerate(widths)), row[-1]]).rstrip()
+        for row in table
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -234,15 +247,15 @@ def cmd_import(args: argparse.Namespace) -> int:
         text = args.file.read_text()
     except OSError as exc:
         raise ProtocolError(f"cannot read {args.file}: {exc.strerror}") from None
-    rows = parse_import(text, fmt)
-    report = _inventory(args).upsert_many(rows, progress=_ProgressBar(len(rows)))
+    rows, numbers = parse_import_numbered(text, fmt)
+    report = _inventory(args).upsert_many(rows, progress=_ProgressBar(len(rows)), numbers=numbers)
     return _report(report, args.report)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from plugins.manager import PluginManager
 
-    config = load_config(data_dir(args))
+    config = load_config(ca_data_dir(args))
     plugins = PluginManager(disabled=config.plugins_disabled)
     try:
         rows = plugins.inventory_devices(config.inventory)

@@ -20,7 +20,7 @@ from hosts.core.config import DEFAULT_LISTEN, load_config, parse_listen
 from hosts.core.init import DEFAULT_PROVISIONER, InitResult, init_data_dir, is_initialised
 from hosts.core.secrets import require_password, resolve_password
 
-from .common import add_data_options, data_dir
+from .common import add_data_options, ca_data_dir, data_dir
 
 
 def register(sub: Any) -> None:
@@ -125,7 +125,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--revoke", metavar="SERIAL", help="mint a revocation token for SERIAL (decimal or 0x-hex)"
     )
-    p.add_argument("--ca-url", help="the CA URL clients use (default from devid.toml)")
+    p.add_argument(
+        "--ca-url",
+        default=os.environ.get("DEVID_CA_URL"),
+        help="the CA URL clients use (default $DEVID_CA_URL, else from devid.toml)",
+    )
     p.add_argument("--lifetime", default="5m", help="token lifetime (default 5m)")
     p.add_argument("--csr", type=Path, help="bind the token to this CSR (PEM or DER)")
     p.set_defaults(func=cmd_token)
@@ -372,7 +376,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from hosts.core.ports import SystemClock
     from hosts.core.upgrade import upgrade_data_dir
 
-    directory = data_dir(args)
+    directory = ca_data_dir(args)
     password = require_password(directory, args.password_file)
     upgrade_data_dir(directory, password.value)  # an older data directory gets the TLS CA
     config, provisioner = _minting_provisioner(directory, args.provisioner)

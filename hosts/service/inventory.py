@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -23,8 +23,9 @@ from engine.inventory import (
     DeviceStatus,
     check_tags,
     check_text,
+    device_ek_urn,
     device_from_input,
-    normalize_ek_urn,
+    looks_like_ek_identifier,
 )
 from engine.ports import Clock
 from hosts.store import Stores
@@ -64,6 +65,13 @@ class ImportReport:
 
 def parse_import(text: str, fmt: str) -> list[dict[str, Any]]:
     """Rows of a CSV (header: ek, ekCertificate, serial, name, owner, tags) or JSON list."""
+    return parse_import_numbered(text, fmt)[0]
+
+
+def parse_import_numbered(text: str, fmt: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The rows of :func:`parse_import` and the number each is reported under: for CSV the
+    line of the file where the row starts (the header is line 1), for JSON the position in
+    the list (from 1)."""
     if fmt == "json":
         try:
             data = json.loads(text)
@@ -73,18 +81,29 @@ def parse_import(text: str, fmt: str) -> list[dict[str, Any]]:
             data = data["devices"]
         if not isinstance(data, list):
             raise BadRequest("a JSON import is a list of device objects")
-        return data
+        return data, list(range(1, len(data) + 1))
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
         rows: list[dict[str, Any]] = []
+        lines: list[int] = []
         for raw in reader:
+            # line_num is the row's last line; a quoted value may span several.
+            spanned = sum(v.count("\n") for v in raw.values() if isinstance(v, str))
+            lines.append(reader.line_num - spanned)
             row: dict[str, Any] = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
             if "tags" in row:
                 row["tags"] = [t for t in row["tags"].replace(";", ",").split(",") if t.strip()]
                 row["tags"] = [t.strip() for t in row["tags"]]
             rows.append({k: v for k, v in row.items() if v not in ("", [])})
-        return rows
+        return rows, lines
     raise BadRequest(f"unknown import format {fmt!r}; use csv or json")
+
+
+def _search_text(text: str | None) -> str | None:
+    """A search for a device's identifier, in any form devid prints, finds it by its URN."""
+    if text and looks_like_ek_identifier(text):
+        return device_ek_urn(text)
+    return text
 
 
 # Row keys and the Device fields they set.
@@ -141,7 +160,7 @@ class Inventory:
         return device
 
     def get(self, ek: str) -> Device:
-        urn = normalize_ek_urn(ek)
+        urn = device_ek_urn(ek)
         device = self.stores.devices.get_device(urn)
         if device is None:
             raise NotFound(f"no device {urn}")
@@ -164,7 +183,7 @@ class Inventory:
             status=status_value,
             owner=check_text(query.get("owner"), "owner"),
             tag=query.get("tag") or None,
-            text=check_text(query.get("q"), "q"),
+            text=_search_text(check_text(query.get("q"), "q")),
         )
         devices, total = self.stores.devices.list_devices(filt, limit=limit, offset=offset)
         next_offset = offset + limit if offset + limit < total else None
@@ -210,7 +229,7 @@ class Inventory:
 
     def remove(self, ek: str) -> tuple[str, ...]:
         """Remove a device and revoke every certificate issued to it; their serials."""
-        urn = normalize_ek_urn(ek)
+        urn = device_ek_urn(ek)
         if not self.stores.devices.delete_device(urn):
             raise NotFound(f"no device {urn}")
         log.info("device removed", extra={"ek": urn})
@@ -221,10 +240,13 @@ class Inventory:
         rows: Iterable[Any],
         *,
         progress: Callable[[int], None] | None = None,
+        numbers: Sequence[int] | None = None,
     ) -> ImportReport:
-        """Add or update each row; one bad row is reported, not fatal."""
+        """Add or update each row; one bad row is reported, not fatal. A row is reported
+        under its entry in *numbers* (e.g. its line in a CSV file), else its position."""
         results: list[RowResult] = []
         for index, row in enumerate(rows, start=1):
+            number = numbers[index - 1] if numbers is not None else index
             if isinstance(row, Mapping) and not isinstance(row, dict):
                 row = dict(row)  # inventory-source plugins may return any Mapping
             ek = row.get("ek") if isinstance(row, dict) else None
@@ -244,10 +266,10 @@ class Inventory:
                         )
                         outcome = "updated"
                         self._changed(existing, merged)
-                results.append(RowResult(index, device.ek_urn, outcome))
+                results.append(RowResult(number, device.ek_urn, outcome))
             except ProtocolError as exc:
                 results.append(
-                    RowResult(index, ek if isinstance(ek, str) else None, "error", exc.detail)
+                    RowResult(number, ek if isinstance(ek, str) else None, "error", exc.detail)
                 )
             if progress is not None:
                 progress(index)

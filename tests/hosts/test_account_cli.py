@@ -54,7 +54,8 @@ def test_the_account_lifecycle(ca: CA) -> None:
     assert "no (a key file is allowed)" in text
 
     devid(ca, "add", "vpn", "--type", "vpn", "--eku", "clientAuth", "--eku", "ipsecIKE")
-    listing = devid(ca, "list").stdout.splitlines()
+    header, *listing = devid(ca, "list").stdout.splitlines()
+    assert header.split()[:2] == ["STATUS", "NAME"]
     assert len(listing) == 2
     assert listing[0].split()[:3] == ["active", "corp-wifi", "wifi"]
     assert "1 device(s), tag lab, tag laptops" in listing[0]

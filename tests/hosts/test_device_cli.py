@@ -135,16 +135,17 @@ def test_csv_import_reports_each_row_and_is_idempotent(ca: CA, tmp_path: Path) -
 
     result = devid(ca, "import", source, "--report", report_path, ok=False)
     failed(result)
-    assert "row 2: error" in result.stdout and "row 4: error" in result.stdout
+    # Rows are numbered by their line in the file: the header is line 1.
+    assert "row 3: error" in result.stdout and "row 5: error" in result.stdout
     assert "2 added, 0 updated, 0 unchanged, 2 failed" in result.stdout
     report = json.loads(report_path.read_text())
     assert report["added"] == 2 and report["errors"] == 2
     outcomes = {r["row"]: r for r in report["rows"]}
-    assert outcomes[1] == {"row": 1, "ek": urn(10), "outcome": "added", "message": ""}
-    assert outcomes[2]["outcome"] == "error" and outcomes[2]["ek"] == "urn:ek:sha256:not-a-digest"
-    assert outcomes[2]["message"]
-    assert outcomes[3]["outcome"] == "added" and outcomes[3]["ek"] == ek.urn
-    assert outcomes[4]["outcome"] == "error" and "tag" in outcomes[4]["message"]
+    assert outcomes[2] == {"row": 2, "ek": urn(10), "outcome": "added", "message": ""}
+    assert outcomes[3]["outcome"] == "error" and outcomes[3]["ek"] == "urn:ek:sha256:not-a-digest"
+    assert outcomes[3]["message"]
+    assert outcomes[4]["outcome"] == "added" and outcomes[4]["ek"] == ek.urn
+    assert outcomes[5]["outcome"] == "error" and "tag" in outcomes[5]["message"]
 
     shown = devid(ca, "show", urn(10)).stdout
     assert "arm, lab" in shown and "alice" in shown
