@@ -45,7 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from engine.errors import ConfigurationError
-from hosts.store.sqlite.backup import inspect, snapshot
+from hosts.store.sqlite import inspect_database, snapshot
 
 from .config import CONFIG_NAME, load_config
 from .pki import load_certificate, load_private_key
@@ -482,7 +482,7 @@ def restore(
         _stage_files(source, manifest, staging)
         database = _safe_relative(manifest["database"])
         try:
-            report = inspect(staging / database)
+            report = inspect_database(staging / database)
         except ConfigurationError as exc:
             raise _fail(str(exc).replace(str(staging), DATA)) from None
         if not report.sound:

@@ -14,6 +14,7 @@ from ..bundle import Stores
 from .accounts import SQLiteAccounts
 from .acme import SQLiteACME
 from .audit import SQLiteAudit
+from .backup import DatabaseReport, inspect_database, snapshot
 from .certificates import SQLiteCertificates
 from .database import WRITER_LOCK_SUFFIX, Database
 from .devices import SQLiteDevices
@@ -26,6 +27,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WRITER_LOCK_SUFFIX",
     "Database",
+    "DatabaseReport",
     "SQLiteACME",
     "SQLiteAccounts",
     "SQLiteAudit",
@@ -33,7 +35,9 @@ __all__ = [
     "SQLiteDevices",
     "SQLiteSessions",
     "SQLiteTokens",
+    "inspect_database",
     "open_sqlite",
+    "snapshot",
 ]
 
 

@@ -3,7 +3,7 @@
 :func:`snapshot` uses SQLite's online backup API in a single step: it reads one
 consistent state of the database (a read transaction, which in WAL mode never holds up
 the server's writers) and writes it to a new file in rollback-journal mode, so the copy
-is one self-contained file. :func:`inspect` opens such a copy read-only and reports what
+is one self-contained file. :func:`inspect_database` opens such a copy read-only and reports what
 a restore needs to know before it trusts it.
 """
 
@@ -19,13 +19,13 @@ from engine.errors import ConfigurationError
 
 from .schema import SCHEMA_VERSION
 
-#: The tables :func:`inspect` counts, and the name it reports each under.
+#: The tables :func:`inspect_database` counts, and the name it reports each under.
 _COUNTED = {"certificates": "certificates", "devices": "devices", "accounts": "accounts"}
 
 
 @attrs.frozen
 class DatabaseReport:
-    """What :func:`inspect` found in a database file."""
+    """What :func:`inspect_database` found in a database file."""
 
     schema_version: int
     #: What ``PRAGMA integrity_check`` answered: ``("ok",)`` for a sound file.
@@ -79,7 +79,7 @@ def snapshot(db_path: Path, out_path: Path) -> int:
     return version
 
 
-def inspect(db_path: Path) -> DatabaseReport:
+def inspect_database(db_path: Path) -> DatabaseReport:
     """Open the database file *db_path* read-only and check it: its integrity, its schema
     version and how many certificates, devices and accounts it holds. Raises
     ConfigurationError if it cannot be opened as an SQLite database at all."""
