@@ -26,6 +26,7 @@ per-user data directory):
   devid serve       run the CA (HTTPS, HTTP/1.1 and HTTP/2)
   devid token       mint a one-time token from a JWK provisioner
   devid plugins     list loaded plugins, provisioner types and attestation formats
+  devid config check  check devid.toml and what the server builds from it, starting nothing
   devid device      the device inventory: add, list, show, disable, remove, import, sync
   devid account     Wi-Fi, VPN and web accounts for devices: add, list, show, remove
   devid admin certificate  an admin client certificate (TLS CA) for the admin API
@@ -59,6 +60,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("serve", "run the CA server", _SERVER),
     ("token", "mint a one-time token for `devid ca certificate` or `devid ca revoke`", _SERVER),
     ("plugins", "list loaded plugins and what they register", _SERVER),
+    ("config", "check devid.toml without starting the server", "hosts.cli.config_commands"),
     (
         "device",
         "the device inventory: add, list, show, disable, remove, import, sync",

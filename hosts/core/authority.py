@@ -46,7 +46,7 @@ from plugins.base import Provisioner
 from plugins.manager import PluginManager
 from plugins.provisioner import AuthorizeContext, Lookup, ProvisionerEnvironment
 
-from .config import Config, load_config
+from .config import Config, check_disabled_plugins, installed_plugins, load_config
 from .pki import load_issuers
 from .ports import SystemClock, SystemRandom
 from .upgrade import upgrade_data_dir
@@ -168,7 +168,9 @@ class Authority:
                 " remove client_subjects",
                 data_dir / "devid.toml",
             )
-        plugins = plugins or PluginManager(disabled=config.plugins_disabled)
+        if plugins is None:
+            check_disabled_plugins(config, installed_plugins())
+            plugins = PluginManager(disabled=config.plugins_disabled)
         root, issuers = load_issuers(config, password)
         stores = stores or open_sqlite(config.store.path, synchronous=config.store.synchronous)
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,295 @@ class Config:
     acme: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+# --- every table and key devid.toml may hold (docs/config.md) -------------------------------
+
+#: A key devid reads a value from.
+VALUE = "value"
+#: A table whose keys are checked elsewhere: each ``[[provisioners]]`` table by its
+#: provisioner type, ``[inventory]`` by the inventory-source plugins that read it.
+OPEN = "open"
+
+_KEY_PAIR: Mapping[str, Any] = {"certificate": VALUE, "key": VALUE}
+
+#: The tables and keys of devid.toml; anything else is refused at load with its line.
+SCHEMA: Mapping[str, Any] = {
+    "ca": {
+        "name": VALUE,
+        "key_type": VALUE,
+        "root": _KEY_PAIR,
+        "intermediates": {name: _KEY_PAIR for name in ISSUER_NAMES},
+    },
+    "server": {
+        "listen": VALUE,
+        "dns_names": VALUE,
+        "max_body_bytes": VALUE,
+        "idle_timeout": VALUE,
+        "max_connections": VALUE,
+        "rate_limit_per_second": VALUE,
+        "rate_limit_burst": VALUE,
+    },
+    "store": {"path": VALUE, "synchronous": VALUE},
+    "plugins": {"disabled": VALUE},
+    "admin": {"token_sha256": VALUE, "client_subjects": VALUE},
+    # Read by hosts/service/attestation.py (load_attestation_policy).
+    "attestation": {
+        "bundled_ek_roots": VALUE,
+        "ek_roots": VALUE,
+        "ek_roots_dir": VALUE,
+        "unverifiable_ek_certificate": VALUE,
+        "require_ek_certificate": VALUE,
+        "challenge_lifetime": VALUE,
+        "ak_certificate_lifetime": VALUE,
+    },
+    # Read by hosts/validation/config.py (ValidationConfig.from_table).
+    "acme": {
+        "http01_port": VALUE,
+        "tlsalpn01_port": VALUE,
+        "dns_resolver": VALUE,
+        "allow_private": VALUE,
+        "deny_networks": VALUE,
+        "validation_timeout": VALUE,
+        "validation_retry_for": VALUE,
+    },
+    "inventory": OPEN,
+    "provisioners": OPEN,
+}
+
+#: A place in a TOML document: table and key names, and the index of an element of an
+#: array of tables (``("provisioners", 0, "durations")``).
+KeyPath = tuple[str | int, ...]
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _skip_space(line: str, i: int) -> int:
+    while i < len(line) and line[i] in " \t\r":
+        i += 1
+    return i
+
+
+def _basic_string_end(line: str, i: int) -> int:
+    """Just past the ``"..."`` string that starts at *i*."""
+    j = i + 1
+    while j < len(line):
+        if line[j] == "\\":
+            j += 2
+        elif line[j] == '"':
+            return j + 1
+        else:
+            j += 1
+    return len(line)
+
+
+def _dotted_key(line: str, i: int) -> tuple[list[str], int]:
+    """The parts of the (dotted, maybe quoted) key at *i*, and where it ends."""
+    parts: list[str] = []
+    while True:
+        i = _skip_space(line, i)
+        if line.startswith('"', i):
+            end = _basic_string_end(line, i)
+            parts.append(str(tomllib.loads("k = " + line[i:end])["k"]))
+        elif line.startswith("'", i):
+            end = line.find("'", i + 1) + 1 or len(line)
+            parts.append(line[i + 1 : end - 1])
+        else:
+            match = _BARE_KEY.match(line, i)
+            if match is None:
+                return parts, i
+            end = match.end()
+            parts.append(match.group())
+        i = _skip_space(line, end)
+        if not line.startswith(".", i):
+            return parts, i
+        i += 1
+
+
+class KeyLines:
+    """The line of every table header and key in a TOML text (tomllib gives no positions).
+
+    A line scanner, enough for devid.toml as devid writes it and as operators edit it:
+    ``[table]`` and ``[[array]]`` headers, dotted and quoted keys, and values that span
+    lines (arrays, multi-line strings) skipped. A table made implicitly (``[ca]`` by
+    ``[ca.root]``, ``server`` by ``server.listen = ...``) has the line that first names it.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[KeyPath, int] = {}
+        self._arrays: dict[KeyPath, int] = {}
+        self._string: str | None = None  # the delimiter of an open multi-line string
+        self._depth = 0  # open brackets of a value
+        table: KeyPath = ()
+        for number, line in enumerate(text.split("\n"), start=1):
+            if self._string is not None or self._depth > 0:
+                self._skip_value(line, 0)
+                continue
+            i = _skip_space(line, 0)
+            if line.startswith("[[", i):
+                parts, _ = _dotted_key(line, i + 2)
+                if not parts:
+                    continue
+                array = (*self._resolve(parts[:-1]), parts[-1])
+                self._arrays[array] = self._arrays.get(array, -1) + 1
+                table = (*array, self._arrays[array])
+                self._note(table, number)
+            elif line.startswith("[", i):
+                parts, _ = _dotted_key(line, i + 1)
+                if parts:
+                    table = self._resolve(parts)
+                    self._note(table, number)
+            elif not line.startswith("#", i):
+                parts, j = _dotted_key(line, i)
+                if parts:
+                    self._note((*table, *parts), number)
+                    j = _skip_space(line, j)
+                    if line.startswith("=", j):
+                        self._skip_value(line, j + 1)
+
+    def find(self, key: KeyPath) -> int | None:
+        """The line of *key*, else of the nearest table above it that is found."""
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = key[:-1]
+        return None
+
+    def _resolve(self, parts: list[str]) -> KeyPath:
+        """*parts* of a header, with the current element of each array of tables in it."""
+        path: KeyPath = ()
+        for part in parts:
+            path = (*path, part)
+            if path in self._arrays:
+                path = (*path, self._arrays[path])
+        return path
+
+    def _note(self, key: KeyPath, number: int) -> None:
+        self._lines[key] = number
+        for end in range(1, len(key)):
+            self._lines.setdefault(key[:end], number)
+
+    def _skip_value(self, line: str, i: int) -> None:
+        """Follow a value through *line*: strings, comments and brackets."""
+        while i < len(line):
+            if self._string is not None:
+                if line.startswith(self._string, i):
+                    i += 3
+                    while i < len(line) and line[i] == self._string[0]:
+                        i += 1  # up to two quotes before the delimiter belong to the string
+                    self._string = None
+                else:
+                    i += 2 if line[i] == "\\" and self._string == '"""' else 1
+                continue
+            char = line[i]
+            if char == "#":
+                return
+            if line.startswith('"""', i) or line.startswith("'''", i):
+                self._string = line[i : i + 3]
+                i += 3
+            elif char == '"':
+                i = _basic_string_end(line, i)
+            elif char == "'":
+                i = line.find("'", i + 1) + 1 or len(line)
+            else:
+                self._depth += char in "[{"
+                self._depth -= char in "]}"
+                i += 1
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong in a configuration file, and its line where known."""
+
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = str(self.path) if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class ConfigProblems(ConfigurationError):
+    """devid.toml holds tables or keys devid does not know (each a :class:`Problem`)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _table_name(key: KeyPath) -> str:
+    return "[" + ".".join(str(k) for k in key) + "]"
+
+
+def _unknown_message(prefix: KeyPath, name: str, value: Any, schema: Mapping[str, Any]) -> str:
+    def shown(candidate: str) -> str:
+        is_table = isinstance(schema[candidate], Mapping) or schema[candidate] is OPEN
+        return _table_name((*prefix, candidate)) if is_table else repr(candidate)
+
+    if isinstance(value, Mapping):
+        message = f"unknown table {_table_name((*prefix, name))}"
+    else:
+        message = f"unknown key {name!r} " + (f"in {_table_name(prefix)}" if prefix else "")
+        message = message.rstrip() + ("" if prefix else " at the top level")
+    close = difflib.get_close_matches(name, list(schema), n=1)
+    if close:
+        return f"{message}; did you mean {shown(close[0])}?"
+    return f"{message} (known: {', '.join(shown(c) for c in schema)})"
+
+
+def _unknown(
+    table: Mapping[str, Any], schema: Mapping[str, Any], prefix: KeyPath
+) -> Iterator[tuple[KeyPath, str]]:
+    for name, value in table.items():
+        expected = schema.get(name)
+        if expected is None:
+            yield (*prefix, name), _unknown_message(prefix, name, value, schema)
+        elif isinstance(expected, Mapping) and isinstance(value, Mapping):
+            yield from _unknown(value, expected, (*prefix, name))
+
+
+def unknown_names(raw: Mapping[str, Any], text: str, path: Path) -> list[Problem]:
+    """Every table and key of *raw* (parsed from *text*, the file at *path*) that is not
+    in :data:`SCHEMA`, each with its line and the nearest known name."""
+    lines = KeyLines(text)
+    found = [Problem(path, lines.find(key), message) for key, message in _unknown(raw, SCHEMA, ())]
+    return sorted(found, key=lambda problem: problem.line or 0)
+
+
+def installed_plugins() -> list[str]:
+    """The names of the installed devid plugins (the ``devid`` entry-point group)."""
+    from importlib.metadata import entry_points
+
+    from plugins.manager import ENTRY_POINT_GROUP
+
+    return sorted({entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def check_disabled_plugins(config: Config, installed: Collection[str]) -> None:
+    """Refuse a name in ``[plugins] disabled`` that no installed plugin has (a typo would
+    otherwise leave the plugin it meant enabled)."""
+    unknown = [name for name in config.plugins_disabled if name not in installed]
+    if not unknown:
+        return
+    path = config.data_dir / CONFIG_NAME
+    try:
+        line = KeyLines(path.read_text()).find(("plugins", "disabled"))
+    except OSError:
+        line = None
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(installed), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            Problem(
+                path,
+                line,
+                f"[plugins] disabled names {name!r}, which is not an installed plugin;"
+                f" {hint}installed: {', '.join(sorted(installed)) or 'none'}",
+            )
+        )
+    raise ConfigProblems(problems)
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not host:
@@ -180,13 +471,17 @@ def _path(data_dir: Path, value: Any, where: str) -> Path:
 def load_config(data_dir: Path) -> Config:
     path = data_dir / CONFIG_NAME
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigurationError(
             f"{path} does not exist; run `devid init --data {data_dir}` first"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    problems = unknown_names(raw, text, path)
+    if problems:
+        raise ConfigProblems(problems)
     where = str(path)
     ca = _table(raw, "ca", where)
     root = _table(ca, "root", where + " [ca]")
