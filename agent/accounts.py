@@ -269,3 +269,18 @@ def issue_account_certificate(
     _write(crt_path, pem, 0o644)
     files.insert(0, crt_path)
     return Issued(account.name, chain, files)
+
+
+def remove_delivered(files: Sequence[Path]) -> list[Path]:
+    """Remove the files delivered for an account the device no longer has (its
+    certificate, key, PKCS#12); returns those that were there."""
+    removed: list[Path] = []
+    for path in files:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise AgentError(f"cannot remove {path}: {exc}") from None
+        removed.append(path)
+    return removed

@@ -110,6 +110,7 @@ def register(sub: Any) -> None:
 
     _register_enroll(agent_sub)
     _register_run(agent_sub)
+    _register_poke(agent_sub)
     _register_swtpm(agent_sub)
 
 
@@ -119,7 +120,10 @@ def _register_run(agent_sub: Any) -> None:
         help="the agent: enrol, then get and renew the certificates of the device's accounts",
         description="Attest if needed, enrol through ACME device-attest-01 (the device"
         " certificate stays in memory), list the device's accounts and deliver their"
-        " certificates to --out, renewing at two thirds of each lifetime. Stops on SIGTERM.",
+        " certificates to --out, renewing at two thirds of each lifetime; removes from --out"
+        " the files of accounts no longer assigned. Stops on SIGTERM; SIGUSR1 (`devid agent"
+        " poke`) runs a pass at once; SIGHUP drops the back-off, reads --root again and lists"
+        " the accounts again.",
     )
     _add_tpm_options(p)
     _add_ca_options(p)
@@ -143,15 +147,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail("pass --ca URL (or set DEVID_CA_URL)")
     if args.root is None:
         return _fail("pass --root FILE (get it with `devid ca root`)")
-    import logging
-
     import trio
 
-    from agent.daemon import Agent, run
+    from agent.daemon import Agent, configure_logging, run
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     agent = Agent(
         ca_url=args.ca, root=args.root, tcti=args.tcti, state=args.state, out=args.out, ek=args.ek
     )
@@ -159,6 +159,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.once and code != 0:
         return _fail("the pass did not complete (see the log above)")
     return code
+
+
+def _register_poke(agent_sub: Any) -> None:
+    p = agent_sub.add_parser(
+        "poke",
+        help="make the running `devid agent run` do a pass now (SIGUSR1)",
+        description="Send SIGUSR1 to the agent running on --state DIR (its pid is in"
+        " DIR/agent.pid): it lists the device's accounts again and gets what is missing or"
+        " due at once, instead of at its next scheduled pass.",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path(os.environ.get("DEVID_AGENT_STATE", str(DEFAULT_STATE))),
+        metavar="DIR",
+        help=f"the agent's state directory (default $DEVID_AGENT_STATE, else {DEFAULT_STATE})",
+    )
+    p.set_defaults(func=cmd_poke)
+
+
+def cmd_poke(args: argparse.Namespace) -> int:
+    import signal
+
+    try:
+        pid = AgentState(args.state).running_pid()
+        os.kill(pid, signal.SIGUSR1)
+    except AgentError as exc:
+        return _fail(str(exc))
+    except PermissionError:
+        return _fail(f"not allowed to signal the agent ({args.state}/agent.pid): run as its user")
+    print(f"poked the agent (pid {pid}): a pass starts now")
+    return 0
 
 
 def _register_enroll(agent_sub: Any) -> None:

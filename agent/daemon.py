@@ -10,7 +10,10 @@ Two parts:
   needed, enrol when the device certificate is missing or due, list the
   accounts, get the account certificates that are missing or due) and
   :func:`run`, a small trio loop that runs passes when something is due and
-  stops cleanly on SIGTERM/SIGINT.
+  stops cleanly on SIGTERM/SIGINT. SIGUSR1 (``devid agent poke``) runs a pass at
+  once, listing the accounts again; SIGHUP reloads: it drops the back-off, reads
+  ``--root`` again and lists the accounts again. The files of an account no longer
+  assigned to the device are removed from ``--out``.
 
 The device certificate and its TPM key live in this process only (never on
 disk); restarting the agent means enrolling again.
@@ -33,7 +36,13 @@ from cryptography import x509
 
 from engine.ports import Clock
 
-from .accounts import AccountSpec, Issued, fetch_accounts, issue_account_certificate
+from .accounts import (
+    AccountSpec,
+    Issued,
+    fetch_accounts,
+    issue_account_certificate,
+    remove_delivered,
+)
 from .state import AgentError, AgentState, _write_atomic
 
 if TYPE_CHECKING:
@@ -184,6 +193,44 @@ class Agent:
         log.warning("%s", message)
         result.errors.append(message)
 
+    def poke(self) -> None:
+        """The next pass lists the accounts again (``devid agent poke``, SIGUSR1)."""
+        self.scheduler.listed_at = None
+        self.scheduler.retry_at.pop(ACCOUNTS, None)
+
+    def reload(self) -> None:
+        """SIGHUP: forget the back-off (retry now), check ``--root`` reads, list again."""
+        from .accounts import _context
+
+        self.scheduler.retry_at.clear()
+        self.scheduler.failures.clear()
+        try:
+            _context(self.root)
+        except AgentError as exc:
+            log.error("reload: %s", exc)
+        self.poke()
+
+    def _remove_unassigned(self, listed: set[str]) -> None:
+        """Remove from --out the files of accounts the device no longer has."""
+        state = AgentState(self.state)
+        delivered = state.load_delivered()
+        for gone in sorted((set(self.accounts) | set(delivered)) - listed):
+            self.scheduler.forget(gone)
+            issued = self.certificates.pop(gone, None)
+            files = delivered.pop(gone, issued.files if issued is not None else [])
+            removed = remove_delivered([*files, self.state / f"account-{gone}.tpmkey.json"])
+            self._event(
+                f"account {gone} is no longer assigned: removed"
+                f" {', '.join(str(f) for f in removed) or 'nothing'}"
+            )
+            state.save_delivered(delivered)
+
+    def _delivered(self, issued: Issued) -> None:
+        state = AgentState(self.state)
+        delivered = state.load_delivered()
+        delivered[issued.account] = list(issued.files)
+        state.save_delivered(delivered)
+
     def device_chain(self) -> list[x509.Certificate]:
         """[device certificate, Agent CA certificate] (memory only)."""
         if self.enrollment is None:
@@ -238,9 +285,10 @@ class Agent:
                 self._fail(ACCOUNTS, "listing the accounts", exc, result)
                 return
             sched.succeeded(ACCOUNTS)
-            for gone in set(self.accounts) - {a.name for a in listed}:
-                sched.forget(gone)
-                self.certificates.pop(gone, None)
+            try:
+                self._remove_unassigned({a.name for a in listed})
+            except AgentError as exc:
+                log.warning("removing the files of unassigned accounts: %s", exc)
             changed = [a.name for a in listed if self.accounts.get(a.name) not in (None, a)]
             for name in changed:
                 sched.forget(name)  # the template changed: get a new certificate
@@ -269,6 +317,10 @@ class Agent:
                 self._fail(name, f"the certificate for account {name!r}", exc, result)
                 continue
             self.certificates[name] = issued
+            try:
+                self._delivered(issued)
+            except AgentError as exc:
+                log.warning("recording the files delivered for %r: %s", name, exc)
             renew = sched.issued(name, issued.certificate)
             result.issued.append(issued)
             where = "TPM" if account.in_tpm else "software key, 0600"
@@ -298,27 +350,59 @@ class Agent:
         return max(0.0, min(delta, IDLE_MAX))
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """The agent's log lines on stderr; the HTTP client's per-request lines left out."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 async def run(agent: Agent, *, once: bool = False) -> int:
-    """Run passes until SIGTERM/SIGINT (or one pass with *once*: exit 0 if it fully worked)."""
+    """Run passes until SIGTERM/SIGINT (or one pass with *once*: exit 0 if it fully worked).
+
+    SIGUSR1 runs a pass at once (:meth:`Agent.poke`), SIGHUP reloads (:meth:`Agent.reload`).
+    While it runs, the agent's pid is in ``STATE/agent.pid`` for ``devid agent poke``.
+    """
     import trio
 
     if once:
         result = await trio.to_thread.run_sync(agent.run_pass)
         return 0 if result.ok and agent.complete() else 1
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
+    state = AgentState(agent.state)
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+    with trio.open_signal_receiver(*wanted) as signals:
+        wake = [trio.Event()]
+        try:
+            state.write_pid()
+        except AgentError as exc:
+            log.warning("%s (devid agent poke will not find this agent)", exc)
+        try:
+            async with trio.open_nursery() as nursery:
 
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.info("received %s, stopping", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
+                async def on_signal() -> None:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if signum in (signal.SIGTERM, signal.SIGINT):
+                            log.info("received %s, stopping", name)
+                            nursery.cancel_scope.cancel()
+                            return
+                        if signum == signal.SIGHUP:
+                            log.info("received SIGHUP: reloading, then a pass")
+                            agent.reload()
+                        else:
+                            log.info("received SIGUSR1: a pass now")
+                            agent.poke()
+                        wake[0].set()
 
-            nursery.start_soon(stop_on_signal)
-            while True:
-                await trio.to_thread.run_sync(agent.run_pass)
-                wait = agent.seconds_to_next()
-                log.info("next pass in %.0f s", wait)
-                await trio.sleep(max(wait, 0.05) if math.isfinite(wait) else IDLE_MAX)
+                nursery.start_soon(on_signal)
+                while True:
+                    await trio.to_thread.run_sync(agent.run_pass)
+                    wait = agent.seconds_to_next()
+                    log.info("next pass in %.0f s", wait)
+                    with trio.move_on_after(max(wait, 0.05) if math.isfinite(wait) else IDLE_MAX):
+                        await wake[0].wait()
+                    wake[0] = trio.Event()
+        finally:
+            state.remove_pid()
     log.info("stopped")
     return 0

@@ -9,6 +9,9 @@ Layout (the directory is mode 0700, every file 0600)::
     ak.crt        the AK certificate (PEM)
     ak-chain.pem  the AK certificate followed by the Attestation CA certificate (PEM)
     ek.json       which EK the AK was attested with: its URN and TCG template
+    agent.pid     the pid of the running ``devid agent run`` (``devid agent poke`` reads it)
+    delivered.json  the files delivered to --out per account, to remove those of an account
+                  no longer assigned to the device
 
 Files are replaced atomically, so a crash leaves either the old or the new state.
 This module needs no TPM library, so the CLI can load it (and report errors)
@@ -38,6 +41,8 @@ AK_PRIVATE = "ak.priv"
 AK_CERTIFICATE = "ak.crt"
 AK_CHAIN = "ak-chain.pem"
 EK_RECORD = "ek.json"
+PID_FILE = "agent.pid"
+DELIVERED = "delivered.json"
 
 
 class AgentError(Exception):
@@ -186,3 +191,57 @@ class AgentState:
             return x509.load_pem_x509_certificates(raw)
         except ValueError:
             raise AgentError(f"{self.chain_path} holds no readable certificates") from None
+
+    # --- the running agent -----------------------------------------------------
+
+    @property
+    def pid_path(self) -> Path:
+        return self.path(PID_FILE)
+
+    def write_pid(self) -> None:
+        """Record this process as the running agent."""
+        self._write(PID_FILE, f"{os.getpid()}\n".encode())
+
+    def remove_pid(self) -> None:
+        """Forget the running agent, if the pid file is still this process's."""
+        raw = self._read(PID_FILE)
+        if raw is not None and raw.strip() == str(os.getpid()).encode():
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_path.unlink()
+
+    def running_pid(self) -> int:
+        """The pid of the agent running on this state directory; AgentError if none."""
+        raw = self._read(PID_FILE)
+        if raw is None:
+            raise AgentError(
+                f"no agent is running on {self.directory} (no {PID_FILE}): start it with"
+                " `devid agent run`, or pass the --state DIR it runs with"
+            )
+        try:
+            pid = int(raw.strip())
+        except ValueError:
+            raise AgentError(f"{self.pid_path} holds no pid") from None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise AgentError(
+                f"the agent (pid {pid}, from {self.pid_path}) is not running any more"
+            ) from None
+        except PermissionError:
+            pass  # it runs, as another user: signalling it will say so
+        return pid
+
+    def load_delivered(self) -> dict[str, list[Path]]:
+        """The files delivered to --out, by account name."""
+        raw = self._read(DELIVERED)
+        if raw is None:
+            return {}
+        try:
+            data = json.loads(raw)
+            return {str(k): [Path(str(f)) for f in v] for k, v in dict(data).items()}
+        except (ValueError, TypeError, AttributeError):
+            return {}  # unreadable: start over (the next deliveries write it again)
+
+    def save_delivered(self, delivered: dict[str, list[Path]]) -> None:
+        data = {name: [str(f) for f in files] for name, files in sorted(delivered.items())}
+        self._write(DELIVERED, json.dumps(data, indent=2).encode())
