@@ -34,6 +34,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
@@ -182,6 +183,21 @@ def _data_files(data_dir: Path, database: PurePosixPath) -> Iterator[tuple[PureP
                 yield relative, ""
 
 
+def _absolute_paths(data_dir: Path) -> Iterator[str]:
+    """The paths of the CA's files and database that devid.toml gives as absolute."""
+    raw = tomllib.loads((data_dir / CONFIG_NAME).read_text())
+    ca = raw.get("ca", {})
+    tables = [ca.get("root", {}), *dict(ca.get("intermediates", {})).values()]
+    values = [
+        table.get(key)
+        for table in tables
+        if isinstance(table, dict)
+        for key in ("certificate", "key")
+    ]
+    values.append(raw.get("store", {}).get("path"))
+    yield from (v for v in values if isinstance(v, str) and Path(v).is_absolute())
+
+
 def backup(
     data_dir: Path, out: Path, *, force: bool = False, now: datetime | None = None
 ) -> BackupResult:
@@ -189,6 +205,12 @@ def backup(
     ``.tar``) while the CA may be running. Refuses an existing *out* unless *force*."""
     now = now or datetime.now(UTC)
     config = load_config(data_dir)  # a data directory of a CA, and where its database is
+    absolute = next(_absolute_paths(data_dir), None)
+    if absolute is not None:
+        raise ConfigurationError(
+            f"{data_dir / CONFIG_NAME} names {absolute} by an absolute path; make it relative"
+            " to the data directory, so that a backup can be restored into another one"
+        )
     database = _inside(config.store.path, data_dir)
     if database is None:
         raise ConfigurationError(
@@ -373,6 +395,8 @@ def _stage_files(source: Path, manifest: dict[str, Any], staging: Path) -> None:
         _mkdirs(staging, _safe_relative(directory) / "_")
     for entry in manifest["files"]:
         relative = _safe_relative(entry["path"])
+        if relative in listed:
+            raise _fail(f"{MANIFEST} lists {relative} twice")
         listed.add(relative)
         path = data / relative
         if not path.is_file() or path.is_symlink():

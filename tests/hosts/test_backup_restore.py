@@ -265,3 +265,27 @@ def test_restore_needs_force_for_a_non_empty_target_and_keeps_it(ca: CA, tmp_pat
     assert serialization.load_pem_private_key(
         (target / "secrets" / "root_ca.key").read_bytes(), password=ca.password
     )
+
+
+def test_backup_refuses_absolute_paths_and_a_manifest_escaping_the_directory(
+    ca: CA, tmp_path: Path
+) -> None:
+    config = ca.data_dir / "devid.toml"
+    original = config.read_text()
+    config.write_text(
+        original.replace('path = "db/devid.sqlite"', f'path = "{ca.data_dir}/db/devid.sqlite"')
+    )
+    refused = run_devid("backup", "--data", ca.data_dir, tmp_path / "absolute", check=False)
+    assert refused.returncode != 0 and "absolute path" in refused.stderr, refused.stderr
+    assert not (tmp_path / "absolute").exists()
+    config.write_text(original)
+
+    out = tmp_path / "backup"
+    run_devid("backup", "--data", ca.data_dir, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"][0]["path"] = "../escaped"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "restored"
+    result = run_devid("restore", out, "--data", target, check=False)
+    assert result.returncode != 0 and "outside the data directory" in result.stderr, result.stderr
+    assert not target.exists() and not (tmp_path / "escaped").exists()
