@@ -27,6 +27,7 @@ builds the new directory beside the target and renames it into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -129,6 +130,15 @@ def _inside(path: Path, directory: Path) -> PurePosixPath | None:
         return PurePosixPath(path.resolve().relative_to(directory.resolve()).as_posix())
     except ValueError:
         return None
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename inside *directory* durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -294,6 +304,7 @@ def _publish(staging: Path, out: Path, *, force: bool) -> None:
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.rename(out, old)
     os.rename(staging, out)
+    _sync_directory(out.parent)
     if old is not None:
         _remove(old)
 
@@ -321,6 +332,7 @@ def _publish_archive(staging: Path, out: Path, *, force: bool) -> None:
         if out.is_dir() and not out.is_symlink():
             _remove(out)
         os.replace(partial, out)
+        _sync_directory(out.parent)
     finally:
         partial.unlink(missing_ok=True)
 
@@ -493,6 +505,10 @@ def restore(
         )
     extracted: Path | None = None
     staging: Path | None = None
+    # The folders above DIR that do not exist yet: made for the staging folder, and
+    # removed again if the restore is refused.
+    missing = [p for p in reversed(data_dir.absolute().parents) if not p.exists()]
+    restored = False
     try:
         source = backup_path
         if backup_path.is_file():
@@ -500,7 +516,8 @@ def restore(
             _extract(backup_path, extracted)
             source = extracted
         manifest = _read_manifest(source)
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        for folder in missing:
+            folder.mkdir(mode=_DIR_MODE, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=data_dir.parent))
         os.chmod(staging, _DIR_MODE)
         _stage_files(source, manifest, staging)
@@ -537,8 +554,15 @@ def restore(
                 if previous.exists():
                     raise ConfigurationError(f"{previous} exists; move it away first")
                 os.rename(data_dir, previous)
-        os.rename(staging, data_dir)
+        try:
+            os.rename(staging, data_dir)
+        except BaseException:
+            if previous is not None:
+                os.rename(previous, data_dir)
+            raise
         staging = None
+        restored = True
+        _sync_directory(data_dir.parent)
         return RestoreResult(
             data_dir=data_dir,
             created_at=str(manifest.get("created_at", "unknown")),
@@ -554,3 +578,7 @@ def restore(
             _remove(staging)
         if extracted is not None:
             _remove(extracted)
+        if not restored:
+            for folder in reversed(missing):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()

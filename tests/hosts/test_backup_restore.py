@@ -226,11 +226,11 @@ def test_a_database_that_fails_its_integrity_check_is_refused(ca: CA, tmp_path: 
         if entry["path"] == "db/devid.sqlite":
             entry["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
-    target = tmp_path / "restored"
+    target = tmp_path / "new" / "restored"
     result = run_devid("restore", out, "--data", target, check=False)
     assert result.returncode != 0
     assert "database" in result.stderr, result.stderr
-    assert not target.exists()
+    assert not (tmp_path / "new").exists()  # not even the folder above the target
 
 
 def test_restore_needs_force_for_a_non_empty_target_and_keeps_it(ca: CA, tmp_path: Path) -> None:
