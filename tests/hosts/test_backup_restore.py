@@ -235,12 +235,14 @@ def test_a_database_that_fails_its_integrity_check_is_refused(ca: CA, tmp_path: 
 
 def test_restore_needs_force_for_a_non_empty_target_and_keeps_it(ca: CA, tmp_path: Path) -> None:
     archive = tmp_path / "backup.tar"
+    (ca.data_dir / "secrets" / "password").write_bytes(ca.password + b"\n")  # as init makes it
     run_devid("backup", "--data", ca.data_dir, archive)
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     with tarfile.open(archive) as tar:
         names = tar.getnames()
         assert all(m.mode in (0o600, 0o700) for m in tar.getmembers())
     assert "manifest.json" in names and "SHA256SUMS" in names
+    assert "data/secrets/root_ca.key" in names and "data/secrets/password" not in names
 
     again = run_devid("backup", "--data", ca.data_dir, archive, check=False)
     assert again.returncode != 0 and "--force" in again.stderr, again.stderr
