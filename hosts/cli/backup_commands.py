@@ -115,6 +115,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if result.previous is not None:
         print(f"  the directory that was there is kept as {result.previous}")
     print("Next:")
+    print(f"  devid config check --data {result.data_dir} --password-file FILE")
     print(f"  devid serve --data {result.data_dir} --password-file FILE")
     print(f"  devid device list --data {result.data_dir}   (and a test issuance)")
     print(
