@@ -34,6 +34,7 @@ from hosts.service.acme import ACMEService
 from hosts.service.admin import AdminService
 from hosts.service.attestation import AttestationService, load_attestation_policy
 from hosts.service.ca import CA
+from hosts.service.certificates import CertificateInventory
 from hosts.service.inventory import ImportReport, Inventory
 from hosts.service.lookup import StoreLookup
 from hosts.service.provisioners import ProvisionerRegistry, load_provisioners
@@ -141,6 +142,7 @@ class Authority:
             stores, clock, random, on_change=registry.sync_accounts, audit=plugins.audit
         )
         self.acme = ACMEService(ca, ValidationConfig.from_table(config.acme))
+        self.certificates = CertificateInventory(ca)
         registry.sync_accounts()
         #: The CA keys' password, where :meth:`load` had it (:meth:`reload` needs it).
         self.password: bytes | None = None

@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hosts.core.authority import Authority
+from hosts.service.ca import serial_hex
+from hosts.service.certificates import certificate_query
 
 from . import wire
 from .acme import ACMEHandlers
@@ -187,6 +189,26 @@ def build_router(authority: Authority) -> Router:
         return HTTPResponse.json((await _run(inventory.disable, ek)).to_json())
 
     admin_collection("/api/v1/devices", "ek", inventory, key_has_slashes=True)
+
+    # --- certificates: the inventory, and revocation by an operator ---------------------
+
+    def certificates_json(query: dict[str, str]) -> dict[str, Any]:
+        page = authority.certificates.list(certificate_query(query))
+        return wire.certificate_page_json(page)
+
+    @route("GET", "/api/v1/certificates")
+    async def list_certificates(request: HTTPRequest) -> HTTPResponse:
+        await admin(request)
+        return HTTPResponse.json(await _run(certificates_json, dict(request.query)))
+
+    def certificate_json(serial_text: str) -> dict[str, Any]:
+        serial = serial_hex(wire.parse_serial(serial_text))
+        return wire.certificate_detail_json(authority.certificates.show(serial))
+
+    @route("GET", "/api/v1/certificates/{serial}")
+    async def show_certificate(request: HTTPRequest, serial: str) -> HTTPResponse:
+        await admin(request)
+        return HTTPResponse.json(await _run(certificate_json, serial))
 
     def admin_revoke_json(serial_text: str, body: dict[str, Any], who: str) -> dict[str, Any]:
         serial = wire.parse_serial(serial_text)

@@ -20,6 +20,7 @@ from engine.csr import parse_csr
 from engine.durations import parse_time_or_duration
 from engine.errors import BadRequest
 from engine.pipeline import IssuedCertificate
+from hosts.service.certificates import CertificateDetail, CertificatePage
 from hosts.service.revocation import RevokeRequest
 from hosts.service.signing import SignRequest
 from hosts.store import CertificateRecord
@@ -123,6 +124,70 @@ def admin_revocation_json(
         "issuer": record.issuer,
         "reasonCode": reason_code,
         "revokedBy": admin,
+    }
+
+
+# --- the certificate inventory (/api/v1/certificates) ---------------------------------------
+
+
+def certificate_json(record: CertificateRecord, status: str) -> dict[str, Any]:
+    """One certificate in a listing; *status* as judged now (active, revoked, expired)."""
+    return {
+        "serial": record.serial,
+        "serialNumber": str(int(record.serial, 16)),
+        "issuer": record.issuer,
+        "subject": record.subject,
+        "sans": list(record.sans),
+        "provisioner": record.provisioner_name,
+        "provisionerType": record.provisioner_type,
+        "device": record.device,
+        "notBefore": record.not_before.isoformat(),
+        "notAfter": record.not_after.isoformat(),
+        "createdAt": record.created_at.isoformat() if record.created_at else None,
+        "status": status,
+    }
+
+
+def certificate_page_json(page: CertificatePage) -> dict[str, Any]:
+    """``{certificates, total, limit, offset, nextOffset}``, newest first."""
+    return {
+        "certificates": [certificate_json(r, page.status(r)) for r in page.certificates],
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "nextOffset": page.next_offset,
+    }
+
+
+def certificate_detail_json(detail: CertificateDetail) -> dict[str, Any]:
+    """``{certificate, chain, device, account, renewedFrom, renewedBy, revocation}``."""
+    record = detail.record
+    revocation = detail.revocation
+    renewed_from: dict[str, Any] | None = None
+    if detail.renewed_from_record is not None:
+        previous = detail.renewed_from_record
+        renewed_from = certificate_json(previous, detail.status_of(previous))
+    elif detail.renewed_from is not None:  # renewed from a certificate no longer stored
+        renewed_from = {"serial": detail.renewed_from}
+    return {
+        "certificate": {
+            **certificate_json(record, detail.status),
+            "account": detail.account_name,
+            "evidence": record.evidence,
+        },
+        "chain": list(detail.chain_pem),
+        "device": detail.device.to_json() if detail.device is not None else None,
+        "account": detail.account.to_json() if detail.account is not None else None,
+        "renewedFrom": renewed_from,
+        "renewedBy": [certificate_json(r, detail.status_of(r)) for r in detail.renewed_by],
+        "revocation": None
+        if revocation is None
+        else {
+            "revokedAt": revocation.revoked_at.isoformat(),
+            "reasonCode": revocation.reason_code,
+            "reason": revocation.reason,
+            "revokedBy": revocation.revoked_by,
+        },
     }
 
 
