@@ -83,7 +83,10 @@ def _server_config(server: Mapping[str, Any], where: str) -> ServerConfig:
     listen = server.get("listen", DEFAULT_LISTEN)
     if not isinstance(listen, str):
         raise ConfigurationError(f"{where}: server.listen must be a string HOST:PORT")
-    parse_listen(listen)
+    try:
+        parse_listen(listen)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: server.listen: {exc}") from None
     dns_names = server.get("dns_names", ["localhost", "127.0.0.1"])
     if not isinstance(dns_names, list) or not all(isinstance(n, str) for n in dns_names):
         raise ConfigurationError(f"{where}: server.dns_names must be a list of strings")
@@ -454,16 +457,16 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, number
 
 
-def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+def _table(data: Mapping[str, Any], key: str, where: str, within: str = "") -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{where}: [{key}] must be a table")
+        raise ConfigurationError(f"{where}: [{within}{key}] must be a table")
     return value
 
 
-def _path(data_dir: Path, value: Any, where: str) -> Path:
+def _path(data_dir: Path, value: Any, where: str, key: str) -> Path:
     if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{where} must be a path")
+        raise ConfigurationError(f"{where}: {key} must be a path")
     path = Path(value)
     return path if path.is_absolute() else data_dir / path
 
@@ -482,13 +485,33 @@ def load_config(data_dir: Path) -> Config:
     problems = unknown_names(raw, text, path)
     if problems:
         raise ConfigProblems(problems)
-    where = str(path)
+    try:
+        return _config(data_dir, raw, str(path))
+    except ConfigurationError as exc:
+        raise ConfigurationError(_with_line(str(exc), str(path), KeyLines(text))) from None
+
+
+_NAMED = re.compile(r"\[{1,2}([\w.-]+)\]{1,2}|([\w-]+(?:\.[\w-]+)+)")
+
+
+def _with_line(message: str, where: str, lines: KeyLines) -> str:
+    """*message* (``WHERE: table.key ...`` or ``WHERE: [table] ...``) with the line of the
+    table or key it names first."""
+    rest = message.removeprefix(f"{where}: ")
+    named = _NAMED.match(rest)
+    if rest == message or named is None:
+        return message
+    line = lines.find(tuple((named.group(1) or named.group(2)).split(".")))
+    return message if line is None else f"{where}:{line}: {rest}"
+
+
+def _config(data_dir: Path, raw: Mapping[str, Any], where: str) -> Config:
     ca = _table(raw, "ca", where)
-    root = _table(ca, "root", where + " [ca]")
+    root = _table(ca, "root", where, "ca.")
     issuers: dict[str, KeyPair] = {}
-    intermediates = _table(ca, "intermediates", where + " [ca]")
+    intermediates = _table(ca, "intermediates", where, "ca.")
     for name in ISSUER_NAMES:
-        entry = _table(intermediates, name, where + " [ca.intermediates]")
+        entry = _table(intermediates, name, where, "ca.intermediates.")
         if not entry and name not in LEGACY_ISSUER_NAMES:
             raise ConfigurationError(
                 f"{where}: [ca.intermediates.{name}] is missing: this data directory was made"
@@ -498,8 +521,10 @@ def load_config(data_dir: Path) -> Config:
         if not entry:
             raise ConfigurationError(f"{where}: [ca.intermediates.{name}] is missing")
         issuers[name] = KeyPair(
-            _path(data_dir, entry.get("certificate"), f"{where} [ca.intermediates.{name}]"),
-            _path(data_dir, entry.get("key"), f"{where} [ca.intermediates.{name}]"),
+            _path(
+                data_dir, entry.get("certificate"), where, f"ca.intermediates.{name}.certificate"
+            ),
+            _path(data_dir, entry.get("key"), where, f"ca.intermediates.{name}.key"),
         )
     server = _server_config(_table(raw, "server", where), where)
     store = _table(raw, "store", where)
@@ -524,13 +549,14 @@ def load_config(data_dir: Path) -> Config:
         data_dir=data_dir,
         name=str(ca.get("name", "devid")),
         root=KeyPair(
-            _path(data_dir, root.get("certificate"), f"{where} [ca.root]"),
-            _path(data_dir, root.get("key"), f"{where} [ca.root]"),
+            _path(data_dir, root.get("certificate"), where, "ca.root.certificate"),
+            _path(data_dir, root.get("key"), where, "ca.root.key"),
         ),
         issuers=issuers,
         server=server,
         store=StoreConfig(
-            path=_path(data_dir, store.get("path", "db/devid.sqlite"), where), synchronous=sync
+            path=_path(data_dir, store.get("path", "db/devid.sqlite"), where, "store.path"),
+            synchronous=sync,
         ),
         plugins_disabled=tuple(str(d) for d in disabled),
         provisioners=tuple(provisioners),

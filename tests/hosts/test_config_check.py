@@ -309,3 +309,32 @@ def test_devid_help_lists_config(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     assert re.search(r"^\s+config\s+check devid.toml", capsys.readouterr().out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle", "message"),
+    [
+        (
+            lambda t: t.replace('synchronous = "full"', 'synchronous = "fast"'),
+            "synchronous",
+            "store.synchronous must be 'full' or 'normal'",
+        ),
+        (
+            lambda t: t.replace("[server]\n", "[server]\nidle_timeout = 0\n"),
+            "idle_timeout",
+            "server.idle_timeout must be at least 0.1",
+        ),
+        (
+            lambda t: t.replace('key = "secrets/tls_ca.key"', "key = 3"),
+            "key = 3",
+            "ca.intermediates.tls.key must be a path",
+        ),
+    ],
+)
+def test_a_bad_value_is_refused_with_its_line(
+    ca: CA, change: Callable[[str], str], needle: str, message: str
+) -> None:
+    path = edit(ca, change)
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(ca.data_dir)
+    assert str(caught.value) == f"{path}:{line_of(path, needle)}: {message}"
