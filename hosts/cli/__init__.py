@@ -29,6 +29,7 @@ per-user data directory):
   devid config check  check devid.toml and what the server builds from it, starting nothing
   devid device      the device inventory: add, list, show, disable, remove, import, sync
   devid account     Wi-Fi, VPN and web accounts for devices: add, list, show, remove
+  devid cert        the certificates this CA issued: list, show (by device, account, status)
   devid admin certificate  an admin client certificate (TLS CA) for the admin API
   devid backup      a consistent copy of the data directory, taken while the CA runs
   devid restore     check a backup and restore it into a data directory
@@ -71,6 +72,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "accounts (Wi-Fi, VPN, web, generic): add, list, show, remove",
         "hosts.cli.account_commands",
     ),
+    ("cert", "the certificates this CA issued: list, show", "hosts.cli.cert_commands"),
     ("admin", "admin credentials: client certificates", "hosts.cli.admin_commands"),
     (
         "backup",

@@ -183,7 +183,14 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, str, str, str, str]]) 
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _show(_inventory(args).get(args.ek))
+    device = _inventory(args).get(args.ek)
+    _show(device)
+    from .cert_commands import open_inventory, print_page
+
+    page = open_inventory(args).of_device(device.ek_urn)
+    print(f"  certificates:   {page.total}")
+    more = f"`devid cert list --device {device.ek_urn}` for all"
+    print_page(page, empty="", indent="    ", more=more)
     return 0
 
 
