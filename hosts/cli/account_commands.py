@@ -17,6 +17,7 @@ from engine.durations import format_duration
 from hosts.core.config import load_config
 from hosts.core.ports import SystemClock, SystemRandom
 from hosts.service.accounts import Accounts
+from hosts.service.audit import Auditor, cli_actor
 from hosts.store import open_sqlite
 from plugins.manager import PluginManager
 
@@ -122,9 +123,9 @@ def register(sub: Any) -> None:
 def _accounts(args: argparse.Namespace) -> Accounts:
     config = load_config(ca_data_dir(args))
     stores = open_sqlite(config.store.path, synchronous=config.store.synchronous)
-    # Revocations caused by a change (remove, disable, reassign) are audited too.
-    audit = PluginManager(disabled=config.plugins_disabled).audit
-    return Accounts(stores, SystemClock(), SystemRandom(), audit=audit)
+    # Every change is audited as made by the OS user, the revocations it causes too.
+    audit = Auditor(stores.audit, PluginManager(disabled=config.plugins_disabled), SystemClock())
+    return Accounts(stores, SystemClock(), SystemRandom(), audit=audit, actor=cli_actor())
 
 
 def _show(account: Account) -> None:

@@ -9,7 +9,7 @@ provisioners through the plugins; :class:`Authority` then makes the shared
 ``signing`` (``/1.0/sign``), ``renewal`` (``/1.0/renew``), ``revocation``
 (``/1.0/revoke``, operators, CRLs), ``attestation`` (``/attest``, ``/secret``),
 ``inventory`` (devices), ``accounts`` (device accounts), ``admin`` (who may use the
-admin API) and ``acme`` (ACME's state and validations).
+admin API), ``acme`` (ACME's state and validations) and ``auditor`` (the audit log).
 
 Each service method is synchronous and meant to run in a worker thread (signing and
 store commits block). Errors are ``ProtocolError``s that the HTTP layer turns into
@@ -129,7 +129,9 @@ class Authority:
             lookup=lookup,
         )
         self.ca = ca
-        revoker = CertificateRevoker(stores, clock, plugins.audit)
+        #: The audit log (``hosts.service.audit``), shared by every service.
+        self.auditor = ca.auditor
+        revoker = CertificateRevoker(stores, clock, ca.auditor)
         self.admin = AdminService(ca, config.admin.token_sha256)
         self.signing = SigningService(ca)
         self.renewal = RenewalService(ca)
@@ -137,9 +139,9 @@ class Authority:
         self.attestation = AttestationService(
             ca, load_attestation_policy(config.attestation, config.data_dir)
         )
-        self.inventory = Inventory(stores, clock, audit=plugins.audit)
+        self.inventory = Inventory(stores, clock, audit=ca.auditor)
         self.accounts = Accounts(
-            stores, clock, random, on_change=registry.sync_accounts, audit=plugins.audit
+            stores, clock, random, on_change=registry.sync_accounts, audit=ca.auditor
         )
         self.acme = ACMEService(ca, ValidationConfig.from_table(config.acme))
         self.certificates = CertificateInventory(ca)

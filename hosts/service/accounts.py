@@ -30,6 +30,7 @@ from engine.ports import Clock, Random
 from hosts.store import Stores
 from plugins.api import registered_device, verify_certificate_token
 
+from .audit import SYSTEM, Auditor
 from .ca import CA, load_peer
 from .revocation import Audit, CertificateRevoker
 
@@ -47,6 +48,9 @@ REVOKED_BY = "accounts"
 
 
 class Accounts:
+    """Device accounts' operations. Each change is audited under the *actor* the call
+    names, else the one this was made with (the CLI's user, ``system``)."""
+
     def __init__(
         self,
         stores: Stores,
@@ -54,18 +58,25 @@ class Accounts:
         random: Random,
         on_change: Callable[[], None] | None = None,
         *,
-        audit: Audit | None = None,
+        audit: Auditor | Audit | None = None,
+        actor: str = SYSTEM,
     ) -> None:
         self.stores = stores
         self.clock = clock
         self.random = random
         self.on_change = on_change
+        self.audit = audit
+        self.actor = actor
         self.revoker = CertificateRevoker(stores, clock, audit)
 
-    def _withdraw(self, name: str) -> None:
+    def _record(self, actor: str | None, action: str, name: str, **details: Any) -> None:
+        if isinstance(self.audit, Auditor):  # a bare Audit callable sees revocations only
+            self.audit.record(actor or self.actor, action, name, **details)
+
+    def _withdraw(self, name: str, actor: str | None = None) -> None:
         """Revoke the account's certificates of devices that no longer have it (all of
         them once it is removed or disabled)."""
-        revoked = self.revoker.account_changed(name, REVOKED_BY)
+        revoked = self.revoker.account_changed(name, REVOKED_BY, actor or self.actor)
         if revoked:
             log.info("account certificates revoked", extra={"account": name, "count": len(revoked)})
 
@@ -73,11 +84,12 @@ class Accounts:
         if self.on_change is not None:
             self.on_change()
 
-    def add(self, data: Any) -> Account:
+    def add(self, data: Any, actor: str | None = None) -> Account:
         account = account_from_input(data, id=self.random.bytes(16).hex(), now=self.clock.now())
         if not self.stores.accounts.add_account(account):
             raise Conflict(f"an account named {account.name!r} already exists")
         log.info("account added", extra={"account": account.name, "type": account.type.value})
+        self._record(actor, "account.added", account.name, type=account.type.value)
         self._changed()
         return account
 
@@ -106,21 +118,26 @@ class Accounts:
             accounts = accounts_for(found, accounts) if found is not None else []
         return {"accounts": [a.to_json() for a in accounts], "total": len(accounts)}
 
-    def update(self, name: str, changes: Any) -> Account:
+    def update(self, name: str, changes: Any, actor: str | None = None) -> Account:
         account = self.get(name)
         updated = update_account(account, changes, now=self.clock.now())
         if not self.stores.accounts.update_account(updated):
             raise NotFound(f"no account named {name!r}")
         log.info("account updated", extra={"account": name, "fields": sorted(changes)})
-        self._withdraw(name)
+        action = "account.updated"
+        if updated.status != account.status:
+            action = "account.enabled" if updated.active else "account.disabled"
+        self._record(actor, action, name, fields=sorted(changes))
+        self._withdraw(name, actor)
         self._changed()
         return updated
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, actor: str | None = None) -> None:
         if not self.stores.accounts.delete_account(check_name(name)):
             raise NotFound(f"no account named {name!r}")
         log.info("account removed", extra={"account": name})
-        self._withdraw(name)
+        self._record(actor, "account.removed", name)
+        self._withdraw(name, actor)
         self._changed()
 
 

@@ -28,6 +28,7 @@ from engine.pipeline import IssuedCertificate, issue_own_certificate
 from engine.tpm import TPMTPublic, public_key_from_tpmt
 from plugins.options import Options
 
+from .audit import device_actor
 from .ca import CA
 
 log = logging.getLogger("devid.ca")
@@ -121,6 +122,10 @@ class AttestationService:
             session, challenge = begin_attestation(request, device, self.policy, now, ca.random)
         except ProtocolError as exc:
             log.info("attestation refused", extra={"ek": ek, "reason": exc.detail})
+            if device is not None:  # an unregistered EK is only logged: anyone can send one
+                ca.auditor.record(
+                    device_actor(ek), "attestation.refused", ek, "refused", error=exc.detail
+                )
             raise
         ca.stores.sessions.put_session(
             session.id, session.ek_urn, session.to_json(), session.expires_at, now
@@ -145,7 +150,15 @@ class AttestationService:
         )
         device = ca.stores.devices.get_device(session.ek_urn)
         if device is None or not device.active:
-            raise Forbidden(f"the device {session.ek_urn} was disabled or removed meanwhile")
+            refused = Forbidden(f"the device {session.ek_urn} was disabled or removed meanwhile")
+            ca.auditor.record(
+                device_actor(session.ek_urn),
+                "attestation.refused",
+                session.ek_urn,
+                "refused",
+                error=refused.detail,
+            )
+            raise refused
         return self.issue_ak_certificate(session)
 
     def issue_ak_certificate(self, session: AttestationSession) -> IssuedCertificate:
@@ -160,5 +173,5 @@ class AttestationService:
             random=ca.random,
             evidence=session.evidence(),
         )
-        ca.record_issued(issued)
+        ca.record_issued(issued, actor=device_actor(session.ek_urn))
         return issued

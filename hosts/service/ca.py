@@ -12,17 +12,24 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from engine.errors import Unauthorized
+from engine.acme.finalize import read_permanent_identifier
+from engine.attestation.akcert import PERMANENT_IDENTIFIER_OID, permanent_identifier_name
+from engine.errors import BadRequest, Unauthorized
+from engine.inventory import ek_urn_from_digest
+from engine.jose import b64url_decode
 from engine.pipeline import IssuedCertificate, Issuer
 from engine.ports import Clock, Random
 from hosts.store import CertificateRecord, Stores, UsedToken
 from plugins.manager import PluginManager
 from plugins.provisioner import AuthorizeContext, TokenUse
 
+from .audit import Auditor, provisioner_actor
 from .endpoints import Endpoints
 from .lookup import StoreLookup
 from .provisioners import ProvisionerRegistry
@@ -41,6 +48,56 @@ def load_peer(der: bytes) -> x509.Certificate:
         return x509.load_der_x509_certificate(der)
     except ValueError:
         raise Unauthorized("the TLS client certificate cannot be parsed") from None
+
+
+def _other_name_text(name: x509.OtherName) -> str:
+    """An otherName as logs show it: a PermanentIdentifier by its value (devid's EK-digest
+    form as the device's EK URN), any other by its OID."""
+    if name.type_id == PERMANENT_IDENTIFIER_OID:
+        value = read_permanent_identifier(name.value)
+        if value:
+            if name.value == permanent_identifier_name(value).value:
+                try:
+                    digest = b64url_decode(value)
+                except BadRequest:
+                    digest = b""
+                if len(digest) == 32:
+                    return f"permanentIdentifier:{ek_urn_from_digest(digest)}"
+            return f"permanentIdentifier:{value}"
+    return f"otherName:{name.type_id.dotted_string}"
+
+
+def san_log_texts(issued: IssuedCertificate) -> list[str]:
+    """Every name of *issued*'s SubjectAlternativeName, for logs and the audit log: the
+    SANs the store keeps, then otherNames (a device certificate's PermanentIdentifier)
+    and directory names, which ``san_texts`` leaves out."""
+    texts = list(issued.san_texts)
+    names = issued.general_names
+    if names is None:
+        try:
+            names = tuple(
+                issued.certificate.extensions.get_extension_for_class(
+                    x509.SubjectAlternativeName
+                ).value
+            )
+        except (x509.ExtensionNotFound, ValueError):
+            names = ()
+    for name in names:
+        if isinstance(name, x509.OtherName):
+            texts.append(_other_name_text(name))
+        elif isinstance(name, x509.DirectoryName):
+            texts.append(f"dirName:{name.value.rfc4514_string()}")
+    return texts
+
+
+class _CAClock:
+    """The CA's clock as it is at each call (tests replace ``CA.clock``)."""
+
+    def __init__(self, ca: CA) -> None:
+        self.ca = ca
+
+    def now(self) -> datetime:
+        return self.ca.clock.now()
 
 
 class CA:
@@ -69,6 +126,8 @@ class CA:
         self.random = random
         self.lookup = lookup
         self.endpoints = Endpoints()
+        #: The audit log, which every service records its changes in.
+        self.auditor = Auditor(stores.audit, plugins, _CAClock(self))
 
     def context(self, path: str) -> AuthorizeContext:
         """What a provisioner is told about a request to *path*: now, and its audiences."""
@@ -92,8 +151,17 @@ class CA:
             created_at=self.clock.now(),
         )
 
-    def record_issued(self, issued: IssuedCertificate, token: TokenUse | None = None) -> None:
-        """Store *issued* (and mark *token* used in the same commit), then log and audit it.
+    def record_issued(
+        self,
+        issued: IssuedCertificate,
+        token: TokenUse | None = None,
+        *,
+        actor: str | None = None,
+        action: str = "certificate.issued",
+        **details: Any,
+    ) -> None:
+        """Store *issued* (and mark *token* used in the same commit), then log and audit it
+        (see :meth:`announce_issued`).
 
         Raises Unauthorized, storing nothing, if *token* was used before.
         """
@@ -106,20 +174,35 @@ class CA:
         )
         if not recorded:
             raise Unauthorized("token has already been used")
-        self.announce_issued(issued)
+        self.announce_issued(issued, actor=actor, action=action, **details)
 
-    def announce_issued(self, issued: IssuedCertificate) -> None:
-        """Log and audit a certificate that was just stored."""
-        fields = {
+    def announce_issued(
+        self,
+        issued: IssuedCertificate,
+        *,
+        actor: str | None = None,
+        action: str = "certificate.issued",
+        **details: Any,
+    ) -> None:
+        """Log and audit a certificate that was just stored: *action* says how it came
+        (``certificate.issued``, ``certificate.renewed``), *actor* who asked for it (by
+        default its provisioner), *details* what else to audit."""
+        fields: dict[str, Any] = {
             "serial": issued.serial_hex,
             "subject": issued.subject_text,
-            "sans": list(issued.san_texts),
+            "sans": san_log_texts(issued),
             "provisioner": issued.provisioner.name,
             "issuer": issued.issuer.name,
             "not_after": issued.not_after.isoformat(),
         }
         log.info("certificate issued", extra=fields)
-        self.plugins.audit("certificate.issued", fields)
+        self.auditor.record(
+            actor or provisioner_actor(issued.provisioner.name),
+            action,
+            issued.serial_hex,
+            **fields,
+            **details,
+        )
 
     def use_token(self, token: TokenUse | None) -> None:
         """Record a one-time token as used; Unauthorized if it was used before."""

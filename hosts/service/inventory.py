@@ -30,6 +30,7 @@ from engine.inventory import (
 from engine.ports import Clock
 from hosts.store import Stores
 
+from .audit import SYSTEM, Auditor
 from .revocation import Audit, CertificateRevoker
 
 log = logging.getLogger("devid.inventory")
@@ -130,20 +131,38 @@ def _merge(existing: Device, incoming: Device, *, given: set[str]) -> Device:
 
 
 class Inventory:
-    def __init__(self, stores: Stores, clock: Clock, *, audit: Audit | None = None) -> None:
+    """The device inventory's operations. Each change is audited under the *actor* the
+    call names, else the one the inventory was made with (the CLI's user, ``system``)."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        clock: Clock,
+        *,
+        audit: Auditor | Audit | None = None,
+        actor: str = SYSTEM,
+    ) -> None:
         self.stores = stores
         self.clock = clock
+        self.audit = audit
+        self.actor = actor
         self.revoker = CertificateRevoker(stores, clock, audit)
 
-    def _changed(self, before: Device, after: Device) -> tuple[str, ...]:
+    def _record(self, actor: str | None, action: str, ek_urn: str, **details: Any) -> None:
+        if isinstance(self.audit, Auditor):  # a bare Audit callable sees revocations only
+            self.audit.record(actor or self.actor, action, ek_urn, **details)
+
+    def _changed(self, before: Device, after: Device, actor: str | None = None) -> tuple[str, ...]:
         """After an update: revoke what a new status or new tags no longer entitle."""
         if after.status == before.status and after.tags == before.tags:
             return ()
-        return self._withdraw(after, after.ek_urn)
+        return self._withdraw(after, after.ek_urn, actor)
 
-    def _withdraw(self, device: Device | None, ek_urn: str) -> tuple[str, ...]:
+    def _withdraw(
+        self, device: Device | None, ek_urn: str, actor: str | None = None
+    ) -> tuple[str, ...]:
         """Revoke what the device (None: removed) is no longer entitled to; the serials."""
-        revoked = tuple(self.revoker.device_changed(ek_urn, REVOKED_BY))
+        revoked = tuple(self.revoker.device_changed(ek_urn, REVOKED_BY, actor or self.actor))
         if revoked:
             state = "removed" if device is None else device.status.value
             log.info(
@@ -152,11 +171,12 @@ class Inventory:
             )
         return revoked
 
-    def add(self, data: Any) -> Device:
+    def add(self, data: Any, actor: str | None = None) -> Device:
         device = device_from_input(data, now=self.clock.now())
         if not self.stores.devices.add_device(device):
             raise Conflict(f"device {device.ek_urn} is already registered")
         log.info("device added", extra={"ek": device.ek_urn, "device_name": device.name})
+        self._record(actor, "device.added", device.ek_urn, **_audited(device))
         return device
 
     def get(self, ek: str) -> Device:
@@ -195,10 +215,12 @@ class Inventory:
             "nextOffset": next_offset,
         }
 
-    def update(self, ek: str, changes: Any) -> Device:
-        return self.change(ek, changes)[0]
+    def update(self, ek: str, changes: Any, actor: str | None = None) -> Device:
+        return self.change(ek, changes, actor)[0]
 
-    def change(self, ek: str, changes: Any) -> tuple[Device, tuple[str, ...]]:
+    def change(
+        self, ek: str, changes: Any, actor: str | None = None
+    ) -> tuple[Device, tuple[str, ...]]:
         """Update a device; the serials of the certificates this revoked come with it."""
         if not isinstance(changes, dict):
             raise BadRequest("changes must be a JSON object")
@@ -222,18 +244,26 @@ class Inventory:
         updated = attrs.evolve(device, **updates)
         self.stores.devices.put_device(updated)
         log.info("device updated", extra={"ek": updated.ek_urn, "fields": sorted(changes)})
-        return updated, self._changed(device, updated)
+        # The audit event comes before the revocations it causes, as it happened.
+        self._record(
+            actor,
+            _update_action(device, updated),
+            updated.ek_urn,
+            changes={k: _jsonable(getattr(updated, k)) for k in sorted(changes)},
+        )
+        return updated, self._changed(device, updated, actor)
 
-    def disable(self, ek: str) -> Device:
-        return self.update(ek, {"status": "disabled"})
+    def disable(self, ek: str, actor: str | None = None) -> Device:
+        return self.update(ek, {"status": "disabled"}, actor)
 
-    def remove(self, ek: str) -> tuple[str, ...]:
+    def remove(self, ek: str, actor: str | None = None) -> tuple[str, ...]:
         """Remove a device and revoke every certificate issued to it; their serials."""
         urn = device_ek_urn(ek)
         if not self.stores.devices.delete_device(urn):
             raise NotFound(f"no device {urn}")
         log.info("device removed", extra={"ek": urn})
-        return self._withdraw(None, urn)
+        self._record(actor, "device.removed", urn)
+        return self._withdraw(None, urn, actor)
 
     def upsert_many(
         self,
@@ -241,6 +271,7 @@ class Inventory:
         *,
         progress: Callable[[int], None] | None = None,
         numbers: Sequence[int] | None = None,
+        actor: str | None = None,
     ) -> ImportReport:
         """Add or update each row; one bad row is reported, not fatal. A row is reported
         under its entry in *numbers* (e.g. its line in a CSV file), else its position."""
@@ -256,6 +287,9 @@ class Inventory:
                 if existing is None:
                     self.stores.devices.put_device(device)
                     outcome = "added"
+                    self._record(
+                        actor, "device.added", device.ek_urn, via="import", **_audited(device)
+                    )
                 else:
                     merged = _merge(existing, device, given=set(row))
                     if merged == existing:
@@ -265,7 +299,18 @@ class Inventory:
                             attrs.evolve(merged, updated_at=self.clock.now())
                         )
                         outcome = "updated"
-                        self._changed(existing, merged)
+                        self._record(
+                            actor,
+                            _update_action(existing, merged),
+                            device.ek_urn,
+                            via="import",
+                            changes={
+                                f: _jsonable(getattr(merged, f))
+                                for f in sorted(set(_ROW_FIELDS.values()))
+                                if getattr(merged, f) != getattr(existing, f)
+                            },
+                        )
+                        self._changed(existing, merged, actor)
                 results.append(RowResult(number, device.ek_urn, outcome))
             except ProtocolError as exc:
                 results.append(
@@ -274,3 +319,30 @@ class Inventory:
             if progress is not None:
                 progress(index)
         return ImportReport(tuple(results))
+
+
+def _update_action(before: Device, after: Device) -> str:
+    """``device.disabled`` or ``device.enabled`` when the status changed, else
+    ``device.updated``."""
+    if after.status != before.status:
+        return "device.enabled" if after.active else "device.disabled"
+    return "device.updated"
+
+
+def _audited(device: Device) -> dict[str, Any]:
+    """What the audit log keeps of a device added: its descriptive fields, where set."""
+    return {
+        k: _jsonable(getattr(device, k))
+        for k in ("serial", "name", "owner", "tags", "status")
+        if getattr(device, k)
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, DeviceStatus):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return "(set)"
+    return value

@@ -18,11 +18,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from engine.errors import Forbidden, Unauthorized
+from engine.errors import Forbidden, ProtocolError, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, Issuer, renew_certificate
 from engine.ports import Clock, Random
-from hosts.service.ca import CA, load_peer
+from hosts.service.audit import device_actor
+from hosts.service.ca import CA, load_peer, serial_hex
 from hosts.service.lookup import certificate_facts
 from hosts.store import CertificateRecord, Stores
 from plugins.base import Provisioner
@@ -170,15 +171,41 @@ class RenewalService:
             )
         ca = self.ca
         cert = load_peer(peer_der)
-        record, issuer = ca.known_certificate(cert)
-        issued = renew(
-            cert,
-            record,
-            issuer,
-            find_provisioner=ca.provisioners.named,
-            stores=ca.stores,
-            clock=ca.clock,
-            random=ca.random,
+        try:
+            record, issuer = ca.known_certificate(cert)
+            issued = renew(
+                cert,
+                record,
+                issuer,
+                find_provisioner=ca.provisioners.named,
+                stores=ca.stores,
+                clock=ca.clock,
+                random=ca.random,
+            )
+        except ProtocolError as exc:
+            self._refused(cert, exc)
+            raise
+        ca.record_issued(
+            issued,
+            actor=renewal_actor(record),
+            action="certificate.renewed",
+            renewed_from=record.serial,
         )
-        ca.record_issued(issued)
         return issued
+
+    def _refused(self, cert: x509.Certificate, exc: ProtocolError) -> None:
+        """Audit a refused renewal of a certificate this CA issued (revoked, expired, its
+        provisioner refusing); one it never issued is only answered."""
+        record = self.ca.stores.certificates.get_certificate(serial_hex(cert.serial_number))
+        if record is None:
+            return
+        self.ca.auditor.record(
+            renewal_actor(record), "renewal.refused", record.serial, "refused", error=exc.detail
+        )
+
+
+def renewal_actor(record: CertificateRecord) -> str:
+    """Who renews a certificate: its device when it names one, else its holder."""
+    return (
+        device_actor(record.device) if record.device is not None else f"certificate:{record.serial}"
+    )

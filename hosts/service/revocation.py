@@ -26,17 +26,19 @@ from engine.ports import Clock
 from hosts.store import CertificateRecord, Revocation, Stores
 
 from .admin import AdminService
+from .audit import Auditor
 from .ca import CA, load_peer, serial_hex
 
 log = logging.getLogger("devid.ca")
+
+#: A bare observer of events, called as the ``devid_audit`` hook is: ``(event, fields)``.
+Audit = Callable[[str, Mapping[str, Any]], None]
 
 REVOKE_PATH = "/1.0/revoke"
 # RFC 5280 CRLReason codes used here.
 CESSATION_OF_OPERATION = 5
 PRIVILEGE_WITHDRAWN = 9
 # affiliationChanged (3) would also fit, but 9 says what happened: the privilege ended.
-
-Audit = Callable[[str, Mapping[str, Any]], None]
 
 
 @attrs.frozen
@@ -77,13 +79,22 @@ def withdrawal(
 class CertificateRevoker:
     """Revokes in the store, then logs and audits each revocation."""
 
-    def __init__(self, stores: Stores, clock: Clock, audit: Audit | None = None) -> None:
+    def __init__(self, stores: Stores, clock: Clock, audit: Auditor | Audit | None = None) -> None:
         self.stores = stores
         self.clock = clock
         self.audit = audit
 
-    def revoke(self, record: CertificateRecord, code: int, reason: str, revoked_by: str) -> bool:
-        """Revoke one certificate; False if it was revoked already."""
+    def revoke(
+        self,
+        record: CertificateRecord,
+        code: int,
+        reason: str,
+        revoked_by: str,
+        actor: str | None = None,
+    ) -> bool:
+        """Revoke one certificate; False if it was revoked already. The audit log names
+        *actor* as who did it (by default *revoked_by*): for a revocation a change
+        caused, who made the change."""
         revocation = Revocation(
             serial=record.serial,
             issuer=record.issuer,
@@ -104,11 +115,15 @@ class CertificateRevoker:
         if record.device is not None:
             fields["device"] = record.device
         log.info("certificate revoked", extra=fields)
-        if self.audit is not None:
+        if isinstance(self.audit, Auditor):
+            self.audit.record(actor or revoked_by, "certificate.revoked", record.serial, **fields)
+        elif self.audit is not None:
             self.audit("certificate.revoked", fields)
         return True
 
-    def _withdraw(self, records: Sequence[CertificateRecord], revoked_by: str) -> list[str]:
+    def _withdraw(
+        self, records: Sequence[CertificateRecord], revoked_by: str, actor: str | None
+    ) -> list[str]:
         devices: dict[str, Device | None] = {}
         accounts: dict[str, Account | None] = {}
         revoked: list[str] = []
@@ -127,23 +142,26 @@ class CertificateRevoker:
                 if account is not None and account.provisioner_name != record.provisioner_name:
                     account = None
             found = withdrawal(record, device, account)
-            if found is not None and self.revoke(record, found.code, found.reason, revoked_by):
+            if found is not None and self.revoke(
+                record, found.code, found.reason, revoked_by, actor
+            ):
                 revoked.append(record.serial)
         return revoked
 
-    def device_changed(self, ek_urn: str, revoked_by: str) -> list[str]:
+    def device_changed(self, ek_urn: str, revoked_by: str, actor: str | None = None) -> list[str]:
         """Revoke the certificates of the device *ek_urn* it is no longer entitled to
-        (all of them if it was disabled or removed); the serials revoked."""
+        (all of them if it was disabled or removed); the serials revoked. *actor* made
+        the change (the audit log's actor of each revocation)."""
         records = self.stores.certificates.certificates_of_device(ek_urn, self.clock.now())
-        return self._withdraw(records, revoked_by)
+        return self._withdraw(records, revoked_by, actor)
 
-    def account_changed(self, name: str, revoked_by: str) -> list[str]:
+    def account_changed(self, name: str, revoked_by: str, actor: str | None = None) -> list[str]:
         """Revoke the certificates of the account *name* whose devices lost it (all of
         them if it was removed or disabled); the serials revoked."""
         records = self.stores.certificates.certificates_of_provisioner(
             provisioner_name(name), self.clock.now()
         )
-        return self._withdraw(records, revoked_by)
+        return self._withdraw(records, revoked_by, actor)
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ from engine.acme.context import Context
 from engine.acme.effects import Audit, StartValidation
 from engine.acme.problems import ACMEProblem, not_found
 from engine.acme.resources import URLs
+from hosts.service.audit import SYSTEM, acme_actor
 from hosts.service.ca import CA
 from hosts.validation import ChallengeValidator, ValidationConfig
 from plugins.base import ACMEIssuing
@@ -128,6 +129,25 @@ class ACMEService:
         )
 
     def audit(self, events: tuple[Audit, ...]) -> None:
+        """Log the events an operation or a validation produced, and keep them in the
+        audit log (which also hands them to the ``devid_audit`` hooks)."""
         for event in events:
             log.info(event.event, extra=dict(event.fields))
-            self.ca.plugins.audit(event.event, event.fields)
+            actor, target, result = _audit_names(event)
+            self.ca.auditor.record(actor, event.event, target, result, **event.fields)
+
+
+def _audit_names(event: Audit) -> tuple[str, str, str]:
+    """The actor, target and result of one of the engine's ACME events."""
+    fields = event.fields
+    provisioner = str(fields.get("provisioner", ""))
+    account = fields.get("account")
+    if event.event == "certificate.revoked":
+        return str(fields.get("by", SYSTEM)), str(fields.get("serial", "")), "ok"
+    if event.event.startswith("acme.challenge."):
+        # The CA validated the challenge in the background: nobody asked at that moment.
+        result = "refused" if event.event == "acme.challenge.invalid" else "ok"
+        return SYSTEM, str(fields.get("challenge", "")), result
+    actor = acme_actor(provisioner, str(account)) if account is not None else SYSTEM
+    target = fields.get("order", account)
+    return actor, str(target if target is not None else provisioner), "ok"

@@ -1,4 +1,5 @@
-"""The audit log in SQLite (table audit_events): appended to, never changed."""
+"""The audit log in SQLite (table audit_events): appended to, never changed. Appends
+are group-committed with the certificates (see :meth:`.Database.group_commit`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ class SQLiteAudit:
 
     def append(self, event: AuditEvent) -> AuditEvent:
         details = json.dumps(dict(event.details), sort_keys=True, default=str)
-        with self.database.writing():
+        ids: list[int] = []
+
+        def step() -> bool:
             cursor = self.database.connection.execute(
                 "INSERT INTO audit_events (time, actor, action, target, result, details)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -51,8 +54,13 @@ class SQLiteAudit:
                     details,
                 ),
             )
-            id_ = cursor.lastrowid
-        return attrs.evolve(event, id=id_)
+            ids[:] = [int(cursor.lastrowid or 0)]
+            return True
+
+        # Events come with each issuance: they share commits (one fsync) with the
+        # certificates and events of other threads that arrive meanwhile.
+        self.database.group_commit(step)
+        return attrs.evolve(event, id=ids[0])
 
     def find(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
         where: list[str] = []
