@@ -259,9 +259,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     from hosts.core.authority import Authority
     from hosts.core.logs import configure_logging
 
+    # SIGHUP reloads once the server runs; until then it waits (blocked, not lost), so
+    # that it neither ends the process nor misses a change made while starting.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     configure_logging(args.log_level, args.log_format)
     directory = data_dir(args)
     if not is_initialised(directory):

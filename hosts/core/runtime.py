@@ -182,8 +182,12 @@ async def reload_on_hangup(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Reload (:func:`reload`) on every SIGHUP; connections stay open throughout."""
+    """Reload (:func:`reload`) on every SIGHUP; connections stay open throughout.
+
+    ``devid serve`` blocks SIGHUP while it starts; a SIGHUP that came meanwhile (the
+    operator changed devid.toml while the server was loading it) is delivered here."""
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         task_status.started()
         async for _ in signals:
             log.info("SIGHUP: reloading the configuration")

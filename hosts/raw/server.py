@@ -218,6 +218,11 @@ def _worker_main(
 ) -> None:
     from hosts.core.logs import configure_logging
 
+    # Not the supervisor's handlers: SIGTERM and SIGINT stop this worker, and SIGHUP stays
+    # blocked (pending, not lost) until serve() takes it to reload.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     if cpus is not None:
         os.sched_setaffinity(0, cpus)  # before any thread starts: they all inherit it
 
@@ -280,14 +285,6 @@ def serve_workers(
         )
         for index in range(workers)
     ]
-    for process in processes:
-        process.start()
-    for sock in set(sockets):
-        sock.close()
-    if on_ready is not None:
-        host, _ = parse_listen(listen)
-        on_ready([f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"])
-
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -302,9 +299,21 @@ def serve_workers(
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signum)
 
+    # Before the workers start: a signal from then on reaches them (see _worker_main).
+    # They start with SIGHUP blocked, until each can reload.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, forward)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
+        for process in processes:
+            process.start()
+        # The supervisor itself passes SIGHUP on (one that came while starting, too).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        for sock in set(sockets):
+            sock.close()
+        if on_ready is not None:
+            host, _ = parse_listen(listen)
+            on_ready([f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"])
         status = 0
         for process in processes:
             process.join()

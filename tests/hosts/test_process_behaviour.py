@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from engine.errors import ConfigurationError
+from hosts.core.authority import Authority
 from hosts.testing.ports import free_port, occupied
 from hosts.testing.servers import (
     HOSTS,
@@ -197,3 +199,41 @@ def test_sigterm_lets_a_request_in_flight_finish(ca: CA, tmp_path: Path, host: s
         assert "stopped" in logs.read_text()
     finally:
         server.stop()
+
+
+def test_reload_counts_ek_roots_and_keeps_the_old_state_on_a_bad_config(
+    authority: Authority, ca: CA
+) -> None:
+    roots = len(authority.attestation.policy.ek_roots)
+    (ca.data_dir / "ek-roots" / "fleet.pem").write_bytes(ca.root_path.read_bytes())
+    change = authority.reload()
+    assert change.ek_roots == (roots, roots + 1)
+    assert change.summary().startswith(f"provisioners +0 -0, ek roots {roots} -> {roots + 1}")
+
+    config = ca.data_dir / "devid.toml"
+    config.write_text(config.read_text() + "\n[[provisioners]]\ntype = 'JWK'\nname = 'admin'\n")
+    provisioners = dict(authority.provisioners)
+    with pytest.raises(ConfigurationError, match="two provisioners"):
+        authority.reload()
+    assert authority.provisioners == provisioners
+    assert len(authority.attestation.policy.ek_roots) == roots + 1
+
+
+def test_an_unreadable_file_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from hosts.cli import main, server_commands
+
+    key = str(tmp_path / "secrets" / "root_ca.key")
+
+    def unreadable(_args: object) -> int:
+        raise PermissionError(13, "Permission denied", key)
+
+    monkeypatch.setattr(server_commands, "cmd_plugins", unreadable)
+    monkeypatch.delenv("DEVID_DEBUG", raising=False)
+    assert main(["plugins"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert key in err[0] and "0600" in err[0]
+    with pytest.raises(PermissionError):
+        main(["--debug", "plugins"])
