@@ -31,6 +31,7 @@ per-user data directory):
   devid account     Wi-Fi, VPN and web accounts for devices: add, list, show, remove
   devid cert        the certificates this CA issued: list, show (by device, account, status)
   devid admin certificate  an admin client certificate (TLS CA) for the admin API
+  devid audit       the audit log (who changed what, what was refused): list, export
   devid backup      a consistent copy of the data directory, taken while the CA runs
   devid restore     check a backup and restore it into a data directory
 
@@ -74,6 +75,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("cert", "the certificates this CA issued: list, show", "hosts.cli.cert_commands"),
     ("admin", "admin credentials: client certificates", "hosts.cli.admin_commands"),
+    (
+        "audit",
+        "the audit log: who changed what, and what was refused: list, export",
+        "hosts.cli.audit_commands",
+    ),
     (
         "backup",
         "copy the data directory (database snapshot, keys, config) while the CA runs",
@@ -170,13 +176,15 @@ def _os_error_line(exc: OSError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is taken before or after the command (`devid serve ... --debug`).
+    debug = "--debug" in argv or os.environ.get("DEVID_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     command = _command(argv)
     parser = _parser({module for name, _, module in COMMANDS if name == command})
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    debug = bool(args.debug) or os.environ.get("DEVID_DEBUG", "") not in ("", "0")
     try:
         result = args.func(args)
         sys.stdout.flush()  # a reader that left is noticed here, not at exit

@@ -93,9 +93,11 @@ def _inventory(args: argparse.Namespace) -> Inventory:
 
     config = load_config(ca_data_dir(args))
     stores = open_sqlite(config.store.path, synchronous=config.store.synchronous)
-    # Revocations caused by a change (disable, remove, import, sync) are audited too.
-    audit = PluginManager(disabled=config.plugins_disabled).audit
-    return Inventory(stores, SystemClock(), audit=audit)
+    # Every change is audited as made by the OS user, the revocations it causes too.
+    from hosts.service.audit import Auditor, cli_actor
+
+    audit = Auditor(stores.audit, PluginManager(disabled=config.plugins_disabled), SystemClock())
+    return Inventory(stores, SystemClock(), audit=audit, actor=cli_actor())
 
 
 def _revoked(serials: tuple[str, ...]) -> str:

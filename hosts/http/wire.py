@@ -8,7 +8,7 @@ serial numbers, reason codes, times; a bad field is a ``BadRequest`` (400) namin
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from engine.pipeline import IssuedCertificate
 from hosts.service.certificates import CertificateDetail, CertificatePage
 from hosts.service.revocation import RevokeRequest
 from hosts.service.signing import SignRequest
-from hosts.store import CertificateRecord
+from hosts.store import AuditEvent, AuditQuery, CertificateRecord
 
 MAX_REASON_LENGTH = 512
 # RFC 5280 CRLReason codes only a CA may use: cACompromise, (unused), removeFromCRL.
@@ -188,6 +188,22 @@ def certificate_detail_json(detail: CertificateDetail) -> dict[str, Any]:
             "reason": revocation.reason,
             "revokedBy": revocation.revoked_by,
         },
+    }
+
+
+# --- the audit log (/api/v1/audit) -----------------------------------------------------------
+
+
+def audit_page_json(events: Sequence[AuditEvent], total: int, query: AuditQuery) -> dict[str, Any]:
+    """``{events, total, limit, offset, nextOffset}``, newest first; each event
+    ``{id, time, actor, action, target, result, details}``."""
+    following = query.offset + query.limit
+    return {
+        "events": [e.to_json() for e in events],
+        "total": total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "nextOffset": following if following < total else None,
     }
 
 
