@@ -20,7 +20,7 @@ import attrs
 from engine.accounts import PROVISIONER_PREFIX, Account
 from engine.durations import parse_duration
 from engine.errors import BadRequest, NotFound
-from engine.inventory import Device, check_text, normalize_ek_urn
+from engine.inventory import Device, check_text, device_ek_urn
 from engine.ports import Clock
 from hosts.store import CertificateRecord, Revocation, Stores
 from hosts.store.certificates import CERTIFICATE_STATUSES, CertificateQuery
@@ -142,11 +142,11 @@ def _text(params: Mapping[str, str], name: str) -> str | None:
 
 
 def certificate_query(params: Mapping[str, str]) -> CertificateQuery:
-    """A query from the API's (or the command line's) parameters: ``device`` (an EK
-    URN), ``account``, ``provisioner``, ``issuer``, ``status`` (active, revoked, expired,
-    expiring), ``expiring`` (a duration such as ``7d``; alone, it means
-    ``status=expiring``), ``search``, ``limit`` (1..500) and ``offset``. BadRequest names
-    a bad one."""
+    """A query from the API's (or the command line's) parameters: ``device`` (its EK
+    URN, or any other form of its identifier devid prints), ``account``, ``provisioner``,
+    ``issuer``, ``status`` (active, revoked, expired, expiring), ``expiring`` (a duration
+    such as ``7d``; alone, it means ``status=expiring``), ``search``, ``limit`` (1..500)
+    and ``offset``. BadRequest names a bad one."""
     unknown = sorted(set(params) - QUERY_KEYS)
     if unknown:
         raise BadRequest(
@@ -168,7 +168,7 @@ def certificate_query(params: Mapping[str, str]) -> CertificateQuery:
             raise BadRequest("expiring goes with status=expiring (or no status)")
     device = params.get("device") or None
     return CertificateQuery(
-        device=normalize_ek_urn(device) if device is not None else None,
+        device=device_ek_urn(device) if device is not None else None,
         account=_text(params, "account"),
         provisioner=_text(params, "provisioner"),
         issuer=_text(params, "issuer"),
@@ -194,7 +194,7 @@ class CertificateInventory:
 
     def of_device(self, ek_urn: str, *, limit: int = MAX_PAGE) -> CertificatePage:
         """Every certificate issued to the device *ek_urn* (up to *limit*), newest first."""
-        return self.list(CertificateQuery(device=normalize_ek_urn(ek_urn), limit=limit))
+        return self.list(CertificateQuery(device=device_ek_urn(ek_urn), limit=limit))
 
     def show(self, serial: str) -> CertificateDetail:
         """The certificate *serial* (lowercase hex, as stored) in detail; NotFound if this

@@ -11,9 +11,10 @@ import httpx
 import pytest
 from cryptography import x509
 
+from engine.inventory import permanent_identifier_value
 from tests.conftest import CA, RunningServer
 
-from .account_helpers import DeviceCertificate, admin, ek_of
+from .account_helpers import DeviceCertificate, admin, ek_digest, ek_of
 from .device_certs import Held, account_certificate, held_device, issue_ak_certificate, renewed
 from .device_certs import setup_laptop as setup
 from .helpers import assert_json_error, client, load_pem
@@ -70,6 +71,9 @@ async def test_an_operator_lists_every_certificate_newest_first_and_filters(
 
     mine = [ak.serial, wifi.serial, device.serial]
     assert await listed(server, ca, device=ek_of("laptop-1")) == mine
+    # The device's identifier as its certificates carry it finds it too.
+    identifier = permanent_identifier_value(ek_digest("laptop-1"))
+    assert await listed(server, ca, device=identifier) == mine
     assert await listed(server, ca, account="corp-wifi") == [wifi.serial]
     assert await listed(server, ca, provisioner="account:corp-wifi") == [wifi.serial]
     assert await listed(server, ca, issuer="attestation") == [ak.serial]

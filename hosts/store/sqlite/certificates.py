@@ -83,8 +83,9 @@ def _where(query: CertificateQuery, now: datetime) -> tuple[str, list[Any]]:
     else:
         raise ValueError(f"status must be one of {', '.join(CERTIFICATE_STATUSES)}")
     if query.search:
+        # The SANs are kept as a JSON list: look for the text as JSON writes it there.
         clauses.append("(subject LIKE ? ESCAPE '\\' OR sans LIKE ? ESCAPE '\\')")
-        params.extend((_like(query.search), _like(query.search)))
+        params.extend((_like(query.search), _like(json.dumps(query.search)[1:-1])))
     if query.renewed_from is not None:
         clauses.append("json_extract(evidence, '$.renewed_from') = ?")
         params.append(query.renewed_from)

@@ -34,7 +34,7 @@ def issued(stores: Stores) -> Stores:
     """Six certificates, one a minute: a1 first, a6 last."""
     minute = timedelta(minutes=1)
     written = [
-        record("a1", evidence={"device": EK_A}, subject="CN=laptop-1"),
+        record("a1", evidence={"device": EK_A}, subject="CN=laptop-1", sans=("bücher.example",)),
         record("a2", evidence={"device": EK_B}, issuer="account", sans=("vpn.example.net",)),
         record(
             "a3",
@@ -45,7 +45,7 @@ def issued(stores: Stores) -> Stores:
             subject="CN=wifi-laptop",
         ),
         record("a4", provisioner_name="acme", not_after=NOW + timedelta(days=10)),
-        record("a5", not_after=NOW + timedelta(hours=1), sans=("50%_off.example",)),
+        record("a5", not_after=NOW + timedelta(hours=1), sans=("50%_off.example", 'say "hi"')),
         record("a6", evidence={"device": EK_A, "renewed_from": "a1"}, issuer="attestation"),
     ]
     for index, certificate in enumerate(written):
@@ -79,6 +79,9 @@ def test_search_matches_subject_or_san_taking_wildcards_literally(issued: Stores
     assert find(issued, search="%") == ["a5"]
     assert find(issued, search="_") == ["a5"]
     assert find(issued, search="nowhere") == []
+    # SANs are searched as written, whatever the store makes of quotes or non-ASCII text.
+    assert find(issued, search='"hi"') == ["a5"]
+    assert find(issued, search="bücher") == ["a1"]
 
 
 def test_renewals_are_found_by_the_serial_they_renewed(issued: Stores) -> None:
