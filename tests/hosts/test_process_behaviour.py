@@ -237,3 +237,5 @@ def test_an_unreadable_file_is_named_in_one_line(
     assert key in err[0] and "0600" in err[0]
     with pytest.raises(PermissionError):
         main(["--debug", "plugins"])
+    with pytest.raises(PermissionError):
+        main(["plugins", "--debug"])
