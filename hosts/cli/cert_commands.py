@@ -29,7 +29,7 @@ from hosts.service.certificates import (
 from hosts.store import CertificateRecord, Stores, open_sqlite
 from hosts.store.certificates import CERTIFICATE_STATUSES
 
-from .common import add_data_options, data_dir
+from .common import add_data_options, ca_data_dir
 
 HELP = "the certificates this CA issued: list, show"
 LIST_HEADER = ("SERIAL", "STATUS", "ISSUER", "PROVISIONER", "NOT AFTER", "SUBJECT")
@@ -110,7 +110,7 @@ def _source(config: Config) -> _DataDirectory:
 
 def open_inventory(args: argparse.Namespace) -> CertificateInventory:
     """The certificate inventory of the data directory *args* name (``--data``)."""
-    return CertificateInventory(_source(load_config(data_dir(args))))
+    return CertificateInventory(_source(load_config(ca_data_dir(args))))
 
 
 def serial_text(serial: str) -> str:

@@ -149,3 +149,9 @@ def test_a_device_without_certificates_says_so(ca: CA) -> None:
     out = devid(ca, "device", "show", ek_of("laptop-9")).stdout
     assert "certificates:   0" in out and "SERIAL" not in out
     assert devid(ca, "cert", "list").stdout.strip() == "no certificates"
+
+
+def test_a_data_directory_without_a_ca_is_named(tmp_path: Path) -> None:
+    result = run_devid("cert", "list", "--data", tmp_path / "nothing", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"no CA in {tmp_path / 'nothing'}" in result.stderr
