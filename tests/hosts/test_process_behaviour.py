@@ -173,10 +173,12 @@ def _read_response(stream: socket.socket) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("host", HOSTS)
-def test_sigterm_lets_a_request_in_flight_finish(ca: CA, tmp_path: Path, host: str) -> None:
+@pytest.mark.parametrize(("host", "workers"), SERVERS, ids=["quart", "raw", "raw-2-workers"])
+def test_sigterm_lets_a_request_in_flight_finish(
+    ca: CA, tmp_path: Path, host: str, workers: int
+) -> None:
     logs = tmp_path / "serve.log"
-    server = start_devid_serve(ca.data_dir, logs, host=host, env=_env(ca))
+    server = start_devid_serve(ca.data_dir, logs, host=host, workers=workers, env=_env(ca))
     try:
         context = tls_context(server.root_path)
         context.set_alpn_protocols(["http/1.1"])
