@@ -8,8 +8,9 @@ provisioners through the plugins; :class:`Authority` then makes the shared
 
 ``signing`` (``/1.0/sign``), ``renewal`` (``/1.0/renew``), ``revocation``
 (``/1.0/revoke``, operators, CRLs), ``attestation`` (``/attest``, ``/secret``),
-``inventory`` (devices), ``accounts`` (device accounts), ``admin`` (who may use the
-admin API), ``acme`` (ACME's state and validations) and ``auditor`` (the audit log).
+``inventory`` (devices), ``certificates`` (the certificates issued), ``accounts``
+(device accounts), ``admin`` (who may use the admin API), ``acme`` (ACME's state and
+validations) and ``auditor`` (the audit log).
 
 Each service method is synchronous and meant to run in a worker thread (signing and
 store commits block). Errors are ``ProtocolError``s that the HTTP layer turns into
