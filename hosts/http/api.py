@@ -7,6 +7,7 @@ as JSON; errors become responses in one place (:mod:`hosts.http.routing`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from importlib import resources
 from typing import Any
 
 import trio
@@ -23,6 +24,8 @@ from .ratelimit import limiter_for
 from .routing import Access, HTTPRequest, HTTPResponse, Router
 
 PEM = "application/x-pem-file"
+#: The OpenAPI document of this route table (tests/hosts/test_openapi.py keeps the two equal).
+OPENAPI = resources.files("hosts.http").joinpath("openapi.json").read_bytes()
 
 
 async def _run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -82,6 +85,10 @@ def build_router(authority: Authority) -> Router:
     async def provisioners(request: HTTPRequest) -> HTTPResponse:
         view = authority.ca.provisioners.view()
         return HTTPResponse.json({"provisioners": view, "nextCursor": ""})
+
+    @route("GET", "/openapi.json", access=Access.ANONYMOUS)
+    async def openapi(request: HTTPRequest) -> HTTPResponse:
+        return HTTPResponse.data(OPENAPI, "application/json")
 
     def sign_json(body: dict[str, Any]) -> dict[str, Any]:
         issued = authority.signing.sign(wire.sign_request(body, authority.clock.now()))

@@ -315,3 +315,52 @@ def test_k_import_reports_the_line_of_a_bad_row(
     assert "row 3: error" in out  # the bad row is on line 3 of the file
     rows = json.loads(report.read_text())["rows"]
     assert [(r["row"], r["outcome"]) for r in rows] == [(2, "added"), (3, "error")]
+
+
+# --- a, b, d, e. the README -------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+ACCOUNTS_DOC = README.parent / "docs" / "accounts.md"
+
+
+def _readme_section(title: str) -> str:
+    import re
+
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^#{{2,6}} {re.escape(title)}\n(.*?)(?=^#{{2,6}} |\Z)", text, re.M | re.S)
+    assert match, title
+    return match.group(1)
+
+
+def test_a_the_quick_start_points_the_ca_host_commands_at_the_data_directory() -> None:
+    quick = _readme_section("Quick start")
+    first_block = quick.split("```sh\n", 1)[1]
+    assert 'DEVID_DATA="$PWD/data"' in first_block.split("devid ", 1)[0]  # before any command
+    operators = _readme_section("For operators")
+    assert "assume `DEVID_DATA` is set" in operators
+
+
+def test_b_the_readme_says_how_to_change_the_port() -> None:
+    setup = _readme_section("Set up")
+    assert "--listen HOST:PORT" in setup and "LISTEN=" in setup
+    assert '`listen = "HOST:PORT"` under `[server]`' in setup
+
+
+def test_d_the_quick_start_checks_the_printed_fingerprint_not_the_root_against_itself() -> None:
+    quick = _readme_section("Quick start")
+    step = quick[quick.index("# Fetch the root") : quick.index("devid ca root root.crt")]
+    assert "root_ca.crt" not in step  # not the CA's own copy of the very root fetched
+    assert "root fingerprint" in step  # the value `devid init` / `devid serve` printed
+    assert '--fingerprint "$FP"' in quick
+
+
+def test_e_the_account_examples_reach_the_walkthrough_device() -> None:
+    import re
+
+    text = README.read_text(encoding="utf-8")
+    (device_tag,) = re.findall(r"devid device add [^\n]*--tag (\S+)", text)
+    account_tags = re.findall(r"devid account add corp-wifi[^`]*?--tag (\S+)", text, re.S)
+    assert account_tags == [device_tag]
+    doc = ACCOUNTS_DOC.read_text(encoding="utf-8")
+    assert re.findall(r"devid account add corp-wifi[^`]*?--tag (\S+)", doc, re.S) == [device_tag]
+    assert f'"tags": ["{device_tag}"]' in doc
