@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hosts.core.authority import Authority
+from hosts.service.audit import audit_query
 from hosts.service.ca import serial_hex
 from hosts.service.certificates import certificate_query
 
@@ -156,8 +157,9 @@ def build_router(authority: Authority) -> Router:
     def admin_collection(path: str, key: str, service: Any, *, key_has_slashes: bool) -> None:
         """Admin CRUD over one collection: list, create, get, change and delete by *key*.
 
-        *service* offers list(query), add(body), get(key), update(key, changes) and
-        remove(key); what it returns has to_json().
+        *service* offers list(query), add(body, actor), get(key), update(key, changes,
+        actor) and remove(key, actor); what it returns has to_json(). The actor is the
+        admin who asked, for the audit log.
         """
         item = f"{path}/{{{key}:path}}" if key_has_slashes else f"{path}/{{{key}}}"
 
@@ -166,21 +168,22 @@ def build_router(authority: Authority) -> Router:
             return HTTPResponse.json(await _run(service.list, dict(request.query)))
 
         async def add_item(request: HTTPRequest) -> HTTPResponse:
-            await admin(request)
-            return HTTPResponse.json((await _run(service.add, request.json())).to_json(), 201)
+            who = await admin(request)
+            added = await _run(service.add, request.json(), who)
+            return HTTPResponse.json(added.to_json(), 201)
 
         async def get_item(request: HTTPRequest, **params: str) -> HTTPResponse:
             await admin(request)
             return HTTPResponse.json((await _run(service.get, params[key])).to_json())
 
         async def update_item(request: HTTPRequest, **params: str) -> HTTPResponse:
-            await admin(request)
-            changed = await _run(service.update, params[key], request.json())
+            who = await admin(request)
+            changed = await _run(service.update, params[key], request.json(), who)
             return HTTPResponse.json(changed.to_json())
 
         async def delete_item(request: HTTPRequest, **params: str) -> HTTPResponse:
-            await admin(request)
-            await _run(service.remove, params[key])
+            who = await admin(request)
+            await _run(service.remove, params[key], who)
             return HTTPResponse(204)
 
         router.add("GET", path, list_items)
@@ -192,8 +195,8 @@ def build_router(authority: Authority) -> Router:
     # Before the collection's routes: {ek:path} would otherwise swallow "/disable".
     @route("POST", "/api/v1/devices/{ek:path}/disable")
     async def disable_device(request: HTTPRequest, ek: str) -> HTTPResponse:
-        await admin(request)
-        return HTTPResponse.json((await _run(inventory.disable, ek)).to_json())
+        who = await admin(request)
+        return HTTPResponse.json((await _run(inventory.disable, ek, who)).to_json())
 
     admin_collection("/api/v1/devices", "ek", inventory, key_has_slashes=True)
 
@@ -243,6 +246,18 @@ def build_router(authority: Authority) -> Router:
                 request.bearer,
             )
         )
+
+    # --- the audit log ----------------------------------------------------------------
+
+    def audit_json(query: dict[str, str]) -> dict[str, Any]:
+        wanted = audit_query(query, authority.clock.now())
+        events, total = authority.auditor.find(wanted)
+        return wire.audit_page_json(events, total, wanted)
+
+    @route("GET", "/api/v1/audit")
+    async def audit_log(request: HTTPRequest) -> HTTPResponse:
+        await admin(request)
+        return HTTPResponse.json(await _run(audit_json, dict(request.query)))
 
     # --- ACME (RFC 8555), one server per ACME provisioner ----------------------------------
     # Handlers never raise: errors are problem documents with a Replay-Nonce, and so are
