@@ -72,6 +72,25 @@ def test_every_route_is_documented_and_every_documented_route_exists(
         assert documented[key].get("x-devid-access") == access.value, (key, access)
 
 
+API_DOC = DOCUMENT_PATH.parents[2] / "docs" / "api.md"
+
+
+def documented_in_api_md() -> set[tuple[str, str]]:
+    """(METHOD, path) for every row of docs/api.md's table of routes."""
+    text = API_DOC.read_text(encoding="utf-8")
+    table = text[text.index("\n## Routes\n") : text.index("\n## Errors\n")]
+    rows = re.findall(r"^\| ([A-Z, ]+) \| `([^`]+)` \|", table, flags=re.MULTILINE)
+    return {(method.strip(), path) for methods, path in rows for method in methods.split(",")}
+
+
+def test_every_route_is_in_the_table_of_docs_api_md(authority: Authority) -> None:
+    missing = sorted(set(router_routes(authority)) - documented_in_api_md())
+    assert not missing, f"routes missing from the table of routes in docs/api.md: {missing}"
+    text = API_DOC.read_text(encoding="utf-8")
+    for section in ("## Devices: `/api/v1/devices`", "## Attestation: ", "## ACME: "):
+        assert f"\n{section}" in text, section
+
+
 def test_the_document_is_consistent() -> None:
     assert DOCUMENT["openapi"].startswith("3.1")
     ids = [op["operationId"] for op in operations(DOCUMENT).values()]
