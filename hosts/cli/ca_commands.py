@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ def register(sub: Any) -> None:
         " the revocation; with --cert and --key, the certificate's own key does. Otherwise"
         " the admin credential does, and any certificate this CA issued (device, account,"
         " AK, server) can be revoked: the admin token is read from --admin-token-file, else"
-        " DIR/secrets/admin-token of --data DIR, else $DEVID_ADMIN_TOKEN.",
+        " DIR/secrets/admin-token of --data DIR, else $DEVID_ADMIN_TOKEN, else"
+        " DIR/secrets/admin-token of $DEVID_DATA.",
     )
     p.add_argument("serial", help="the serial number (decimal, or hex with a 0x prefix)")
     p.add_argument("--token", default=None, help="a revocation token (`devid token --revoke`)")
@@ -161,7 +163,8 @@ def cmd_renew(args: argparse.Namespace) -> int:
 
 
 def _admin_token(args: argparse.Namespace) -> str | None:
-    """The admin token from --admin-token-file, --data DIR or $DEVID_ADMIN_TOKEN."""
+    """The admin token from --admin-token-file, --data DIR, $DEVID_ADMIN_TOKEN, or
+    DIR/secrets/admin-token of $DEVID_DATA."""
     path: Path | None = args.admin_token_file
     if path is None and args.data is not None:
         path = Path(args.data) / "secrets" / "admin-token"
@@ -173,7 +176,14 @@ def _admin_token(args: argparse.Namespace) -> str | None:
         if not token:
             raise CAClientError(f"{path} is empty")
         return token
-    return os.environ.get("DEVID_ADMIN_TOKEN", "").strip() or None
+    from_env = os.environ.get("DEVID_ADMIN_TOKEN", "").strip()
+    if from_env:
+        return from_env
+    data = os.environ.get("DEVID_DATA")
+    if data:  # on the CA host, as `devid device ...` finds the data directory
+        with contextlib.suppress(OSError):
+            return (Path(data) / "secrets" / "admin-token").read_text().strip() or None
+    return None
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
@@ -184,7 +194,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         if admin_token is None:
             raise CAClientError(
                 "pass --token, --cert and --key of the certificate to revoke, or the admin"
-                " credential (--admin-token-file FILE, --data DIR or $DEVID_ADMIN_TOKEN)"
+                " credential (--admin-token-file FILE, --data DIR, $DEVID_ADMIN_TOKEN or"
+                " $DEVID_DATA)"
             )
         with CAClient(_need_url(args), args.root) as client:
             client.admin_revoke(

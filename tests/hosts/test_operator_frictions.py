@@ -364,3 +364,28 @@ def test_e_the_account_examples_reach_the_walkthrough_device() -> None:
     doc = ACCOUNTS_DOC.read_text(encoding="utf-8")
     assert re.findall(r"devid account add corp-wifi[^`]*?--tag (\S+)", doc, re.S) == [device_tag]
     assert f'"tags": ["{device_tag}"]' in doc
+
+
+async def test_c_ca_revoke_finds_the_admin_token_through_devid_data(
+    quart_server: RunningServer,
+    ca: CA,
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.conftest import new_csr, sign_json
+
+    _, _, csr_pem = new_csr("svc.example.com")
+    issued = await trio.to_thread.run_sync(
+        sign_json, quart_server.authority, {"csr": csr_pem, "ott": quart_server.token()}
+    )
+    serial = str(x509.load_pem_x509_certificate(issued["crt"].encode()).serial_number)
+    argv = ["ca", "revoke", serial, "--ca-url", quart_server.url]
+    argv += ["--root", str(quart_server.root_path), "--reason", "test"]
+
+    code = await trio.to_thread.run_sync(main, argv)
+    assert code == 1 and "$DEVID_DATA" in capsys.readouterr().err  # no credential yet
+    env.setenv("DEVID_DATA", str(ca.data_dir))
+    code = await trio.to_thread.run_sync(main, argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"serial number {serial} has been revoked" in out
