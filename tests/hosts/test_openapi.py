@@ -6,8 +6,8 @@ against the route table it describes.
   is documented in hosts/http/openapi.json (and docs/api.md).
 - Both hosts serve the document.
 - schemathesis generates requests from the document's schemas for every anonymous
-  operation and sends them to a served CA (``devid serve`` in a subprocess, rate limit
-  off): none may be answered with a 5xx.
+  operation and sends them to a served CA (``devid serve`` in a subprocess, each host in
+  turn, rate limit off): none may be answered with a 5xx.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, settings
 from hosts.core.authority import Authority
 from hosts.http.api import build_router
 from hosts.http.routing import Access
-from hosts.testing.servers import DevidServer, start_devid_serve
+from hosts.testing.servers import HOSTS, DevidServer, start_devid_serve
 from tests.conftest import CA, PASSWORD, RunningServer
 from tests.hosts.helpers import tls_context
 
@@ -156,11 +156,13 @@ def anonymous_document() -> dict[str, Any]:
 ANONYMOUS = schemathesis.openapi.from_dict(anonymous_document())
 
 
-@pytest.fixture(scope="module")
-def served_ca(_ca_template: CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevidServer]:
-    """``devid serve`` (the default host) on a copy of the test CA, without a rate limit so
-    that the generated requests reach their handlers."""
-    base = tmp_path_factory.mktemp("openapi")
+@pytest.fixture(scope="module", params=HOSTS)
+def served_ca(
+    _ca_template: CA, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[DevidServer]:
+    """``devid serve`` (each host in turn) on a copy of the test CA, without a rate limit
+    so that the generated requests reach their handlers."""
+    base = tmp_path_factory.mktemp(f"openapi-{request.param}")
     data = base / "ca"
     shutil.copytree(_ca_template.data_dir, data)
     config = data / "devid.toml"
@@ -169,7 +171,7 @@ def served_ca(_ca_template: CA, tmp_path_factory: pytest.TempPathFactory) -> Ite
     config.write_text(text.replace("[server]\n", "[server]\nrate_limit_per_second = 0\n", 1))
     password = base / "password"
     password.write_bytes(PASSWORD)
-    server = start_devid_serve(data, base / "serve.log", password_file=password)
+    server = start_devid_serve(data, base / "serve.log", host=request.param, password_file=password)
     try:
         yield server
     finally:
