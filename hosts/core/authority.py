@@ -205,7 +205,8 @@ class Authority:
 
         Everything is built before anything is replaced: an invalid configuration raises
         (``ConfigurationError`` or the plugin's error) and the running state stays. The
-        CA's keys, stores, ``[server]`` and ``[acme]`` settings need a restart.
+        CA's keys, stores, ``[server]``, ``[acme]``, ``[admin]`` and ``[plugins]`` need a
+        restart.
         """
         config = load_config(self.config.data_dir)
         provisioners = configured_provisioners(config, self.plugins, self.password, self.lookup)
