@@ -241,3 +241,19 @@ def test_an_unreadable_file_is_named_in_one_line(
         main(["--debug", "plugins"])
     with pytest.raises(PermissionError):
         main(["plugins", "--debug"])
+
+
+def test_a_failed_bind_inside_exception_groups_is_found() -> None:
+    import errno
+
+    from hosts.cli.server_commands import _first_os_error, _listen_error
+
+    busy = OSError(errno.EADDRINUSE, "Address already in use")
+    wrapped = BaseExceptionGroup("nursery", [BaseExceptionGroup("inner", [busy])])
+    assert _first_os_error(wrapped) is busy
+    assert _first_os_error(BaseExceptionGroup("x", [ValueError("no")])) is None
+    line = str(_listen_error("127.0.0.1:8443", busy))
+    assert line == (
+        "devid serve: cannot listen on 127.0.0.1:8443: address already in use — stop the"
+        " other server or choose another with --listen HOST:PORT"
+    )
