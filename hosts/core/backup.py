@@ -47,7 +47,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from engine.errors import ConfigurationError
-from hosts.store.sqlite import inspect_database, snapshot
+from hosts.store import inspect_database, snapshot
 
 from .config import CONFIG_NAME, load_config
 from .pki import load_certificate, load_private_key

@@ -62,31 +62,42 @@ class Auditor:
         self.plugins = plugins
         self.clock = clock
 
+    def event(
+        self, actor: str, action: str, target: str, result: str = "ok", **details: Any
+    ) -> AuditEvent:
+        """An event of now, not yet kept (for a store that writes it with the change
+        itself, as issuance does)."""
+        return AuditEvent(self.clock.now(), actor, action, target, result, details)
+
     def record(
         self, actor: str, action: str, target: str, result: str = "ok", **details: Any
     ) -> AuditEvent:
-        """Keep one event and hand it to the hooks, whose *fields* are the event's
-        details with ``actor``, ``action``, ``target``, ``result`` and ``time`` added.
+        """Keep one event and hand it to the hooks (:meth:`announce`).
 
         The change it records has already happened, so a store that fails is logged,
         not raised: the caller's answer must not deny a change that was made. The hooks
         are still told.
         """
-        event = AuditEvent(self.clock.now(), actor, action, target, result, details)
+        event = self.event(actor, action, target, result, **details)
         try:
             event = self.store.append(event)
         except Exception:
             log.exception("cannot store the audit event %s %s by %s", action, target, actor)
-        fields = {
-            **details,
-            "time": event.time.isoformat(),
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "result": result,
-        }
-        self.plugins.audit(action, fields)
+        self.announce(event)
         return event
+
+    def announce(self, event: AuditEvent) -> None:
+        """Hand a kept event to the ``devid_audit`` hooks, whose *fields* are its details
+        with ``actor``, ``action``, ``target``, ``result`` and ``time`` added."""
+        fields = {
+            **event.details,
+            "time": event.time.isoformat(),
+            "actor": event.actor,
+            "action": event.action,
+            "target": event.target,
+            "result": event.result,
+        }
+        self.plugins.audit(event.action, fields)
 
     def find(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
         """A page of the events matching *query*, newest first, and the total."""

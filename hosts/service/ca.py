@@ -166,15 +166,37 @@ class CA:
         Raises Unauthorized, storing nothing, if *token* was used before.
         """
         now = self.clock.now()
+        fields = self._issued_fields(issued)
+        # The audit event is written in the certificate's own commit (no second fsync).
+        event = self.auditor.event(
+            actor or provisioner_actor(issued.provisioner.name),
+            action,
+            issued.serial_hex,
+            **fields,
+            **details,
+        )
         recorded = self.stores.certificates.record_certificate(
             self.certificate_record(issued),
             used_token=None
             if token is None
             else UsedToken(token.provisioner, token.token_id, token.expires_at, now),
+            event=event,
         )
         if not recorded:
             raise Unauthorized("token has already been used")
-        self.announce_issued(issued, actor=actor, action=action, **details)
+        log.info("certificate issued", extra=fields)
+        self.auditor.announce(event)
+
+    @staticmethod
+    def _issued_fields(issued: IssuedCertificate) -> dict[str, Any]:
+        return {
+            "serial": issued.serial_hex,
+            "subject": issued.subject_text,
+            "sans": san_log_texts(issued),
+            "provisioner": issued.provisioner.name,
+            "issuer": issued.issuer.name,
+            "not_after": issued.not_after.isoformat(),
+        }
 
     def announce_issued(
         self,
@@ -187,14 +209,7 @@ class CA:
         """Log and audit a certificate that was just stored: *action* says how it came
         (``certificate.issued``, ``certificate.renewed``), *actor* who asked for it (by
         default its provisioner), *details* what else to audit."""
-        fields: dict[str, Any] = {
-            "serial": issued.serial_hex,
-            "subject": issued.subject_text,
-            "sans": san_log_texts(issued),
-            "provisioner": issued.provisioner.name,
-            "issuer": issued.issuer.name,
-            "not_after": issued.not_after.isoformat(),
-        }
+        fields = self._issued_fields(issued)
         log.info("certificate issued", extra=fields)
         self.auditor.record(
             actor or provisioner_actor(issued.provisioner.name),

@@ -20,7 +20,7 @@ from .certificates import CertificateStore
 from .devices import DeviceStore
 from .records import CertificateRecord, Revocation, UsedToken, certificate_device
 from .sessions import AttestationSessionStore
-from .sqlite import open_sqlite
+from .sqlite import DatabaseReport, inspect_database, open_sqlite, snapshot
 from .tokens import TokenStore
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "AuditStore",
     "CertificateRecord",
     "CertificateStore",
+    "DatabaseReport",
     "DeviceAccountStore",
     "DeviceStore",
     "Revocation",
@@ -38,5 +39,7 @@ __all__ = [
     "TokenStore",
     "UsedToken",
     "certificate_device",
+    "inspect_database",
     "open_sqlite",
+    "snapshot",
 ]

@@ -10,6 +10,7 @@ import attrs
 
 from engine.crl import RevokedEntry
 
+from .audit import AuditEvent
 from .records import CertificateRecord, Revocation, UsedToken
 
 #: The statuses a query may ask for. A revoked certificate is ``revoked`` whether or not
@@ -43,12 +44,16 @@ class CertificateQuery:
 
 class CertificateStore(Protocol):
     def record_certificate(
-        self, record: CertificateRecord, used_token: UsedToken | None = None
+        self,
+        record: CertificateRecord,
+        used_token: UsedToken | None = None,
+        event: AuditEvent | None = None,
     ) -> bool:
         """Persist a newly issued certificate, committed on return.
 
         With *used_token*, the token is marked used in the same transaction; if it
-        was used before, nothing is stored and the result is False.
+        was used before, nothing is stored and the result is False. With *event*, the
+        audit event of the issuance is appended in the same transaction too.
         """
         ...
 

@@ -57,7 +57,8 @@ def open_sqlite(path: Path, *, synchronous: str = "full") -> Stores:
         database.close()
         raise
     tokens = SQLiteTokens(database)
-    certificates = SQLiteCertificates(database, tokens)
+    audit = SQLiteAudit(database)
+    certificates = SQLiteCertificates(database, tokens, audit)
     return Stores(
         certificates=certificates,
         tokens=tokens,
@@ -65,6 +66,6 @@ def open_sqlite(path: Path, *, synchronous: str = "full") -> Stores:
         sessions=SQLiteSessions(database),
         acme=SQLiteACME(database, certificates),
         accounts=SQLiteAccounts(database),
-        audit=SQLiteAudit(database),
+        audit=audit,
         closer=database.close,
     )

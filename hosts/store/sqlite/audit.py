@@ -37,24 +37,27 @@ class SQLiteAudit:
     def __init__(self, database: Database) -> None:
         self.database = database
 
+    def insert(self, event: AuditEvent) -> int:
+        """Append *event* inside the caller's transaction (also the certificates'); its id."""
+        cursor = self.database.connection.execute(
+            "INSERT INTO audit_events (time, actor, action, target, result, details)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                timestamp(event.time),
+                event.actor,
+                event.action,
+                event.target,
+                event.result,
+                json.dumps(dict(event.details), sort_keys=True, default=str),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
     def append(self, event: AuditEvent) -> AuditEvent:
-        details = json.dumps(dict(event.details), sort_keys=True, default=str)
         ids: list[int] = []
 
         def step() -> bool:
-            cursor = self.database.connection.execute(
-                "INSERT INTO audit_events (time, actor, action, target, result, details)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    timestamp(event.time),
-                    event.actor,
-                    event.action,
-                    event.target,
-                    event.result,
-                    details,
-                ),
-            )
-            ids[:] = [int(cursor.lastrowid or 0)]
+            ids[:] = [self.insert(event)]
             return True
 
         # Events come with each issuance: they share commits (one fsync) with the

@@ -11,8 +11,10 @@ from typing import Any
 from engine.accounts import PROVISIONER_PREFIX
 from engine.crl import RevokedEntry
 
+from ..audit import AuditEvent
 from ..certificates import CERTIFICATE_STATUSES, CertificateQuery
 from ..records import CertificateRecord, Revocation, UsedToken, certificate_device
+from .audit import SQLiteAudit
 from .database import Database, from_timestamp, timestamp
 from .tokens import SQLiteTokens
 
@@ -93,9 +95,10 @@ def _where(query: CertificateQuery, now: datetime) -> tuple[str, list[Any]]:
 
 
 class SQLiteCertificates:
-    def __init__(self, database: Database, tokens: SQLiteTokens) -> None:
+    def __init__(self, database: Database, tokens: SQLiteTokens, audit: SQLiteAudit) -> None:
         self.database = database
         self._tokens = tokens
+        self._audit = audit
 
     def insert(self, record: CertificateRecord) -> None:
         """Insert *record* inside the caller's transaction (also the ACME store's)."""
@@ -122,7 +125,10 @@ class SQLiteCertificates:
         )
 
     def record_certificate(
-        self, record: CertificateRecord, used_token: UsedToken | None = None
+        self,
+        record: CertificateRecord,
+        used_token: UsedToken | None = None,
+        event: AuditEvent | None = None,
     ) -> bool:
         """Store *record* (and claim *used_token*) in a transaction committed on return.
 
@@ -130,13 +136,18 @@ class SQLiteCertificates:
         thread commits go in one transaction together; a refused token stores nothing
         for its caller, and the others in the group are unaffected.
         """
-        return self.database.group_commit(partial(self._store, record, used_token))
+        return self.database.group_commit(partial(self._store, record, used_token, event))
 
-    def _store(self, record: CertificateRecord, used_token: UsedToken | None) -> bool:
-        """Inside the caller's transaction: claim the token, then insert the certificate."""
+    def _store(
+        self, record: CertificateRecord, used_token: UsedToken | None, event: AuditEvent | None
+    ) -> bool:
+        """Inside the caller's transaction: claim the token, insert the certificate and
+        append its audit event."""
         if used_token is not None and not self._tokens.claim(used_token):
             return False
         self.insert(record)
+        if event is not None:
+            self._audit.insert(event)
         return True
 
     def get_certificate(self, serial: str) -> CertificateRecord | None:

@@ -78,3 +78,17 @@ def test_a_page_and_the_total(stores: Stores) -> None:
     assert [e.action for e in events] == ["attestation.refused", "certificate.issued"]
     events, total = stores.audit.find(AuditQuery(limit=10, offset=10))
     assert (list(events), total) == ([], 5)
+
+
+def test_an_issuance_event_is_written_in_the_certificate_s_own_commit(stores: Stores) -> None:
+    from .records import record, token
+
+    issued = AuditEvent(NOW, "provisioner:admin", "certificate.issued", "b1")
+    assert stores.certificates.record_certificate(record("b1"), token("t1"), event=issued)
+    events, total = stores.audit.find(AuditQuery(action="certificate.issued"))
+    assert total == 1 and events[0].target == "b1"
+    # A replayed token stores neither the certificate nor its event.
+    replayed = AuditEvent(NOW, "provisioner:admin", "certificate.issued", "b2")
+    assert not stores.certificates.record_certificate(record("b2"), token("t1"), event=replayed)
+    assert stores.certificates.get_certificate("b2") is None
+    assert stores.audit.find(AuditQuery(action="certificate.issued"))[1] == 1
