@@ -16,7 +16,7 @@ from hosts.core.pki import fingerprint
 from hosts.core.secrets import require_password
 from hosts.service.admin import DEFAULT_ADMIN_LIFETIME, issue_admin_certificate
 
-from .common import add_data_options, data_dir
+from .common import add_data_options, ca_data_dir
 
 CERTIFICATE_HELP = """\
 Issue a client certificate that authenticates NAME at the admin API (/api/v1/devices,
@@ -74,7 +74,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
         lifetime = parse_duration(args.validity)
     except BadRequest as exc:
         raise ConfigurationError(f"--validity: {exc.detail}") from None
-    directory = data_dir(args)
+    directory = ca_data_dir(args)
     password = require_password(directory, args.password_file)
     authority = Authority.load(directory, password.value)
     try:

@@ -55,6 +55,9 @@ from .upgrade import upgrade_data_dir
 
 log = logging.getLogger("devid.ca")
 
+#: Who changes provisioners and EK roots: devid.toml, read again on SIGHUP.
+CONFIG_ACTOR = "config:devid.toml"
+
 
 def provisioner_environment(
     config: Config, password: bytes | None = None, lookup: Lookup | None = None
@@ -212,18 +215,49 @@ class Authority:
         provisioners = configured_provisioners(config, self.plugins, self.password, self.lookup)
         policy = load_attestation_policy(config.attestation, config.data_dir)
         registry = self.ca.provisioners
-        before = {name for name, p in registry.all.items() if type(p).configurable}
+        views_before = {
+            name: p.public_view() for name, p in registry.all.items() if type(p).configurable
+        }
+        before = set(views_before)
         roots_before = len(self.attestation.policy.ek_roots)
         registry.replace_configured(provisioners)
         self.attestation.policy = policy
         self.config = config
         registry.sync_accounts()
-        return Reloaded(
+        reloaded = Reloaded(
             added=tuple(sorted(set(provisioners) - before)),
             removed=tuple(sorted(before - set(provisioners))),
             ek_roots=(roots_before, len(policy.ek_roots)),
             accounts=sum(1 for p in registry.all.values() if not type(p).configurable),
         )
+        self._audit_reload(reloaded, views_before, provisioners)
+        return reloaded
+
+    def _audit_reload(
+        self,
+        reloaded: Reloaded,
+        views_before: Mapping[str, Mapping[str, Any]],
+        provisioners: Mapping[str, Provisioner],
+    ) -> None:
+        """Provisioners added, removed or changed by editing devid.toml, in the audit log
+        (the actor is the configuration file: who edited it is not known here)."""
+        auditor = self.ca.auditor
+        source = str(self.config.data_dir / "devid.toml")
+        for name in reloaded.added:
+            auditor.record(CONFIG_ACTOR, "provisioner.added", name, source=source)
+        for name in reloaded.removed:
+            auditor.record(CONFIG_ACTOR, "provisioner.removed", name, source=source)
+        for name, provisioner in provisioners.items():
+            if name in views_before and provisioner.public_view() != views_before[name]:
+                auditor.record(CONFIG_ACTOR, "provisioner.changed", name, source=source)
+        if reloaded.ek_roots[0] != reloaded.ek_roots[1]:
+            auditor.record(
+                CONFIG_ACTOR,
+                "attestation.ek_roots.changed",
+                "ek-roots",
+                before=reloaded.ek_roots[0],
+                after=reloaded.ek_roots[1],
+            )
 
     # --- the shared parts, for the hosts, the command line and tests -----------------------
 

@@ -478,7 +478,9 @@ def load_config(data_dir: Path) -> Config:
         raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigurationError(
-            f"{path} does not exist; run `devid init --data {data_dir}` first"
+            f"no CA in {data_dir} ({path} does not exist): point devid at your CA with"
+            f" --data DIR or DEVID_DATA=DIR, or create a new one with"
+            f" `devid init --data {data_dir}`"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None

@@ -15,7 +15,7 @@ import trio
 from engine.durations import parse_duration
 from engine.errors import BadRequest, ConfigurationError
 
-from .authority import Authority
+from .authority import CONFIG_ACTOR, Authority
 from .servercert import ServerTLS
 
 log = logging.getLogger("devid.server")
@@ -161,6 +161,9 @@ def reload(authority: Authority, tls: ServerTLS) -> bool:
         change = authority.reload()
     except Exception as exc:  # a plugin's from_config may raise anything
         log.error("reload failed; still running the previous configuration: %s", exc)
+        authority.ca.auditor.record(
+            CONFIG_ACTOR, "config.reloaded", "devid.toml", "refused", error=str(exc)[:500]
+        )
         log.debug("the error that stopped the reload", exc_info=exc)
         return False
     try:

@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.acme.effects import StartValidation
 from engine.jose import b64url_encode
+from hosts.store import AuditQuery
 from hosts.validation import ValidationConfig
 from tests.conftest import RunningServer
 
@@ -102,3 +103,18 @@ async def test_finalize_makes_one_write(acme_server: RunningServer) -> None:
     ((write, certificate),) = writes
     assert [o.status.value for o in write.orders] == ["valid"]
     assert certificate["certificate"] is not None and certificate["link"] is not None
+
+
+async def test_a_finalized_order_is_audited_under_its_acme_account(
+    acme_server: RunningServer,
+) -> None:
+    acme_server.authority.acme.validator = _valid
+    async with acme_client(acme_server) as acme:
+        _, order, csr = await _ready_order(acme, "audited.example.com")
+        done = await acme.post(order["finalize"], {"csr": csr})
+        assert done.status_code == 200, done.text
+    order_id = order["finalize"].rstrip("/").split("/")[-2]
+    found, _ = acme_server.authority.auditor.find(AuditQuery(action="certificate.issued"))
+    issued = [e for e in found if e.details.get("order") == order_id]
+    assert len(issued) == 1
+    assert issued[0].actor.startswith("acme:acme/")

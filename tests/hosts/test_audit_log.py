@@ -262,3 +262,27 @@ def test_acme_events_are_kept_under_their_account(authority: Authority) -> None:
         ("acme:acme/acct-1", "acme.order.created", "order-1", "ok"),
         ("system", "acme.challenge.invalid", "chall-1", "refused"),
     ]
+
+
+def test_provisioners_changed_in_devid_toml_are_audited_on_reload(
+    ca: CA, authority: Authority
+) -> None:
+    import tomllib
+
+    import tomli_w
+
+    path = ca.data_dir / "devid.toml"
+    config = tomllib.loads(path.read_text())
+    admin_table = next(p for p in config["provisioners"] if p["name"] == "admin")
+    config["provisioners"].append({**admin_table, "name": "second"})
+    admin_table["max_token_lifetime"] = "2m"
+    path.write_text(tomli_w.dumps(config))
+    authority.reload()
+    config["provisioners"] = [p for p in config["provisioners"] if p["name"] != "second"]
+    path.write_text(tomli_w.dumps(config))
+    authority.reload()
+    assert [(e.actor, e.action, e.target) for e in reversed(events(authority))] == [
+        ("config:devid.toml", "provisioner.added", "second"),
+        ("config:devid.toml", "provisioner.changed", "admin"),
+        ("config:devid.toml", "provisioner.removed", "second"),
+    ]

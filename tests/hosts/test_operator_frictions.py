@@ -71,6 +71,14 @@ def test_a_missing_data_directory_says_how_to_point_at_the_ca(
     code, _, err = run(capsys, "account", "list", "--data", ca.data_dir / "nowhere")
     assert code == 2 and "(--data)" in err
 
+    # Admin certificates need an existing CA too, and say the same.
+    code, _, err = run(
+        capsys, "admin", "certificate", "ops", "o.crt", "o.key", "--data", ca.data_dir / "nowhere"
+    )
+    assert code == 2
+    assert "DEVID_DATA" in err and "--data" in err
+    assert err.index("DEVID_DATA") < err.index("devid init")
+
     env.setenv("DEVID_DATA", str(ca.data_dir))
     code, out, _ = run(capsys, "device", "list")
     assert code == 0 and out.strip() == "no devices"

@@ -29,6 +29,7 @@ from engine.acme.revocation import authorize_revocation, parse_revocation
 from engine.errors import ProtocolError
 from engine.jose import PublicKey
 from engine.pipeline import SignRequest, prepare_certificate
+from hosts.service.audit import acme_actor
 from hosts.store import Revocation
 from plugins.base import ACMEIssuing
 
@@ -234,7 +235,7 @@ def finalize(
         )
     if not stored:  # another request finalized (or changed) the order meanwhile
         raise ACMEProblem("orderNotReady", "the order was finalized meanwhile")
-    acme.ca.announce_issued(issued)
+    acme.ca.announce_issued(issued, actor=acme_actor(p.name, account.id), order=order.id)
     return Outcome(respond)
 
 
