@@ -26,6 +26,7 @@ from engine.acme.renewal import RETRY_AFTER, parse_cert_id, renewal_info_json, s
 from engine.acme.resources import PREFIX, URLs, directory_json
 from engine.errors import ProtocolError
 from hosts.service.acme import ACMEPost, ACMEService, operations
+from hosts.service.ca import serial_hex
 from hosts.service.endpoints import Endpoints
 
 from .routing import HTTPRequest, HTTPResponse, error_response
@@ -169,7 +170,7 @@ class ACMEHandlers:
             found = self.acme.provisioner(provisioner)
             urls = URLs(self._base_url(request), found.name)
             key_identifier, serial = parse_cert_id(cert_id)
-            record = self.acme.ca.stores.certificates.get_certificate(format(serial, "x"))
+            record = self.acme.ca.stores.certificates.get_certificate(serial_hex(serial))
             if record is None or record.provisioner_name != found.name:
                 raise not_found("no certificate of this provisioner has that identifier")
             certificate = x509.load_der_x509_certificate(record.der)

@@ -40,6 +40,7 @@ from hosts.core.config import CONFIG_NAME, load_config
 from hosts.core.init import init_data_dir
 from hosts.core.secrets import Password
 from hosts.http import wire
+from hosts.service.lookup import certificate_facts
 from hosts.service.signing import route_credential
 from plugins.api import (
     Authorization,
@@ -102,21 +103,6 @@ def _issued(issued: IssuedCertificate) -> Issued:
     leaf = str(response["crt"])
     chain = tuple(str(c) for c in response["certChain"])
     return Issued(x509.load_pem_x509_certificate(leaf.encode()), leaf, chain)
-
-
-def _facts(record: Any) -> CertificateFacts:
-    return CertificateFacts(
-        serial=record.serial,
-        issuer=record.issuer,
-        provisioner_type=record.provisioner_type,
-        provisioner_name=record.provisioner_name,
-        status=record.status,
-        not_before=record.not_before,
-        not_after=record.not_after,
-        evidence=dict(record.evidence),
-        device=record.device,
-        der=record.der,
-    )
 
 
 def _provided_names(plugin: object) -> tuple[set[str], set[str]]:
@@ -449,7 +435,7 @@ class LocalCA:
         found: list[CertificateFacts] = []
         while True:
             page = store.list_certificates(limit=100, offset=len(found))
-            found.extend(_facts(r) for r in page)
+            found.extend(certificate_facts(r) for r in page)
             if len(page) < 100:
                 return found
 
@@ -457,7 +443,7 @@ class LocalCA:
         """The record of the certificate with *serial* (an int, or lowercase hex)."""
         key = format(serial, "x") if isinstance(serial, int) else serial.lower()
         record = self.authority.stores.certificates.get_certificate(key)
-        return None if record is None else _facts(record)
+        return None if record is None else certificate_facts(record)
 
     def __enter__(self) -> LocalCA:
         return self

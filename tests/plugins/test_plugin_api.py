@@ -8,7 +8,6 @@ that name the mistake, and audit sinks that cannot silence each other.
 
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import hmac
@@ -45,6 +44,7 @@ from plugins.api import (
 )
 from plugins.manager import PluginManager
 from tests.conftest import CA, TokenFactory, new_csr, sign_json
+from tests.imports import absolute_imports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,14 +92,7 @@ def test_the_packages_a_plugin_type_checks_against_are_marked_typed() -> None:
 
 def _plugin_layer_imports(path: Path) -> list[str]:
     """The devid plugin-layer modules *path* imports (engine and its own package aside)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
-        elif isinstance(node, ast.Import):
-            found.extend(alias.name for alias in node.names)
-    return [m for m in found if m == "plugins" or m.startswith("plugins.")]
+    return [m for m in absolute_imports(path) if m == "plugins" or m.startswith("plugins.")]
 
 
 BUILT_IN_PROVISIONERS = ("jwk", "x5c", "acme", "accounts")

@@ -8,7 +8,6 @@ own ``pytest11`` entry point, as it does in a plugin author's project.
 
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import hmac
@@ -63,6 +62,7 @@ from plugins.api import (
     subject_and_sans,
 )
 from tests.conftest import REPO_ROOT
+from tests.imports import absolute_imports
 
 # --- the plugin and the package ----------------------------------------------------------------
 
@@ -121,15 +121,7 @@ def test_importing_the_scaffolding_does_not_load_the_ca() -> None:
 KIT_MODULES = ("__init__.py", "ca.py", "served.py", "keys.py", "conformance.py", "plugin.py")
 
 
-def _imported_modules(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
-        elif isinstance(node, ast.Import):
-            found.extend(alias.name for alias in node.names)
-    return found
+_imported_modules = absolute_imports
 
 
 def test_only_the_facade_imports_devids_host_code() -> None:

@@ -3,21 +3,16 @@ classes, so that a second backend needs no change elsewhere."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from tests.imports import absolute_imports
 
 REPO = Path(__file__).resolve().parents[3]
 BACKEND = REPO / "hosts" / "store" / "sqlite"
 
 
 def imported(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-    return found
+    return set(absolute_imports(path))
 
 
 def test_only_the_sqlite_backend_imports_sqlite3() -> None:
