@@ -7,7 +7,9 @@ and its last release left it (its tables were added with CREATE TABLE IF NOT EXI
 devid grew, and ACME nonces were a table for a while), and schema 2. The step to 2 adds
 ``certificates.device`` and fills it from each certificate's evidence or its
 PermanentIdentifier, so that disabling a device revokes certificates issued before the
-upgrade too. The step to 3 adds the audit log (``audit_events``), empty. A database
+upgrade too. The step to 3 adds the audit log (``audit_events``), empty. The step to 4
+rebuilds ``used_tokens`` without its rowid (its rows kept), indexes only the certificates
+that have a device, and drops the audit log's indexes by actor and by action. A database
 from a newer devid is refused; a failed upgrade leaves the database as it was.
 """
 
@@ -164,11 +166,32 @@ SCHEMA_2 = (
     + "CREATE INDEX IF NOT EXISTS certificates_by_device ON certificates(device);\n"
 )
 
+# Schema 3: schema 2 and the audit log.
+SCHEMA_3 = (
+    SCHEMA_2
+    + """
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_by_time ON audit_events(time);
+CREATE INDEX audit_events_by_actor ON audit_events(actor, time);
+CREATE INDEX audit_events_by_action ON audit_events(action, time);
+CREATE INDEX audit_events_by_target ON audit_events(target, time);
+"""
+)
+
 PAST = {
     "1-first": (1, SCHEMA_1_FIRST),
     "1-with-acme-nonces": (1, SCHEMA_1_WITH_NONCES),
     "1-last": (1, SCHEMA_1_LAST),
     "2": (2, SCHEMA_2),
+    "3": (3, SCHEMA_3),
 }
 
 
@@ -314,6 +337,12 @@ def past_database(path: Path, version: int, ddl: str) -> None:
         )
         if "acme_nonces" in tables(db):
             db.execute("INSERT INTO acme_nonces VALUES ('nonce', ?)", (t + 60,))
+        if "audit_events" in tables(db):
+            db.execute(
+                "INSERT INTO audit_events (time, actor, action, target, result, details)"
+                " VALUES (?, 'cli:alice', 'device.added', ?, 'ok', '{\"name\": \"laptop-1\"}')",
+                (t, ek("attested")),
+            )
         if "devices" not in tables(db):
             return
         db.execute(
@@ -461,12 +490,19 @@ def test_a_past_database_becomes_a_current_one_with_every_record(tmp_path: Path,
     stores = open_sqlite(path)
     try:
         check_records(stores, later_tables="devices" in ddl)
-        # The audit log is there, empty, and takes events.
-        assert stores.audit.find(AuditQuery()) == ([], 0)
-        stores.audit.append(AuditEvent(NOW, "system", "database.upgraded", past))
+        # The audit log is there (empty before schema 3), and takes events.
+        earlier = [("device.added", ek("attested"))] if version >= 3 else []
+        events, total = stores.audit.find(AuditQuery())
+        assert [(e.action, e.target) for e in events] == earlier and total == len(earlier)
+        if earlier:
+            found, _ = stores.audit.find(AuditQuery(actor="cli:alice", action="device."))
+            assert [e.details for e in found] == [{"name": "laptop-1"}]
+        stores.audit.append(
+            AuditEvent(NOW + timedelta(seconds=1), "system", "database.upgraded", past)
+        )
     finally:
         stores.close()
-    assert user_version(path) == SCHEMA_VERSION == 3
+    assert user_version(path) == SCHEMA_VERSION == 4
     assert schema_of(path) == fresh_schema(tmp_path)
     # Opened again, there is nothing left to do and nothing changes.
     before = schema_of(path)
@@ -475,9 +511,8 @@ def test_a_past_database_becomes_a_current_one_with_every_record(tmp_path: Path,
         record = again.certificates.get_certificate("a3")
         assert record is not None and record.device == ek("attested")
         events, total = again.audit.find(AuditQuery())
-        assert total == 1 and [(e.action, e.target) for e in events] == [
-            ("database.upgraded", past)
-        ]
+        assert [(e.action, e.target) for e in events] == [("database.upgraded", past), *earlier]
+        assert total == 1 + len(earlier)
     finally:
         again.close()
     assert schema_of(path) == before and user_version(path) == SCHEMA_VERSION
