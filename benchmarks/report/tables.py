@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from .acme import acme_tables
+from .fleet import fleet_tables
 from .format import CLIENT_SATURATED, NOISY_NOTE, Table, lookup, mib, number, rate_cell
 from .headline import headline_table
+from .targets import targets_table
 
 
 def build_tables(results: dict[str, Any]) -> list[Table]:
     tables: list[Table] = []
+    tables.append(targets_table(results))
     headline = headline_table(results)
     if headline.rows:
         tables.append(headline)
@@ -82,20 +85,44 @@ def build_tables(results: dict[str, Any]) -> list[Table]:
     breakdown = results.get("breakdown")
     if breakdown and "stages" in breakdown:
         total = float(breakdown["authority_sign_us"])
+        total_cpu = breakdown.get("authority_sign_cpu_us")
         b = Table(
             f"Where the time goes: sign_body, {breakdown['key_type']} issuer,"
             f" sync={breakdown['sync']}, µs per issuance",
-            ["function called by sign_body", "µs", "share"],
+            ["function called by sign_body", "µs", "share", "CPU µs", "CPU share"],
         )
+
+        def cpu_cells(value: Any) -> list[str]:
+            if value is None or not total_cpu:
+                return ["-", "-"]
+            return [number(value), f"{100 * float(value) / float(total_cpu):.0f}%"]
+
         for stage in breakdown["stages"]:
             name = f"  └ {stage['name']}" if stage["parent"] else stage["name"]
             value = float(stage["us"])
-            b.rows.append([name, number(value), f"{100 * value / total:.0f}%"])
+            b.rows.append(
+                [
+                    name,
+                    number(value),
+                    f"{100 * value / total:.0f}%",
+                    *cpu_cells(stage.get("cpu_us")),
+                ]
+            )
         b.rows.append(
-            ["unaccounted (whole - top-level rows)", number(breakdown["unaccounted_us"]), ""]
+            [
+                "unaccounted (whole - top-level rows)",
+                number(breakdown["unaccounted_us"]),
+                "",
+                number(breakdown.get("unaccounted_cpu_us")),
+                "",
+            ]
         )
-        b.rows.append(["sign_body (timed whole)", number(total), "100%"])
+        b.rows.append(["sign_body (timed whole)", number(total), "100%", *cpu_cells(total_cpu)])
         b.notes.append("└ rows are part of the row above them")
+        b.notes.append(
+            "CPU µs: the process's user + system time (fsync waits left out, the kernel's"
+            " work for them counted); store.record_certificate's is the store's CPU per issuance"
+        )
         tables.append(b)
     profile = results.get("profile")
     if profile and "groups" in profile:
@@ -333,6 +360,9 @@ def host_tables(results: dict[str, Any]) -> list[Table]:
     acme = results.get("acme")
     if acme and acme.get("servers_by_label"):
         tables.extend(acme_tables(acme))
+    fleet = results.get("fleet")
+    if fleet and fleet.get("phases"):
+        tables.extend(fleet_tables(fleet))
     return tables
 
 

@@ -2,7 +2,9 @@
 into the functions it calls.
 
 Each function on the signing path (looked up by name in :data:`PROBES`) is
-wrapped with a ``perf_counter`` timer while the breakdown runs; probed and
+wrapped with a ``perf_counter`` timer and a ``process_time`` one (the CPU the process
+used meanwhile: user and system time, the kernel's share of a commit's fsync
+included, its wait left out) while the breakdown runs; probed and
 plain issuances alternate in small chunks, and the whole call, timed unwrapped
 exactly like the inprocess section, is the reference every share is against. A
 probe that finds no function to wrap, or whose function is never called, is
@@ -45,6 +47,10 @@ FIGURES = """\
                  encoding and signature). share is against the whole call timed
                  unwrapped in the same repetitions; unaccounted = whole - sum
                  of the top-level rows (a few µs negative is the timers' own cost).
+    CPU µs       the same, as CPU time of the process (user + system) rather than
+                 wall time: the fsync waits of a commit are left out, the kernel's
+                 work for it counted; "store.record_certificate" is the store's CPU
+                 per issuance.
 """
 
 
@@ -171,6 +177,7 @@ class Instrumented:
 
     def __init__(self, authority: Authority, probes: Sequence[Probe] = PROBES) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         #: The labels of the probes that found a function to wrap.
         self.wrapped: set[str] = set()
@@ -184,14 +191,15 @@ class Instrumented:
             raise
 
     def _wrap(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        clock = time.perf_counter
-        seconds, calls = self.seconds, self.calls
+        clock, cpu_clock = time.perf_counter, time.process_time
+        seconds, cpu_seconds, calls = self.seconds, self.cpu_seconds, self.calls
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = clock()
+            started, cpu_started = clock(), cpu_clock()
             try:
                 return function(*args, **kwargs)
             finally:
+                cpu_seconds[label] = cpu_seconds.get(label, 0.0) + cpu_clock() - cpu_started
                 seconds[label] = seconds.get(label, 0.0) + clock() - started
                 calls[label] = calls.get(label, 0) + 1
 
@@ -224,6 +232,7 @@ class Instrumented:
 
     def reset(self) -> None:
         self.seconds.clear()
+        self.cpu_seconds.clear()
         self.calls.clear()
 
     def missing(self, probes: Sequence[Probe] = PROBES) -> list[str]:
@@ -260,7 +269,9 @@ def run_breakdown(
     progress(f"breakdown {key_type.value} sync={sync}: preparing {total} requests")
     requests = make_client_requests(total, KeyType.P256, prefix="stage")
     per_rep: dict[str, list[float]] = {}
+    cpu_per_rep: dict[str, list[float]] = {}
     whole: list[float] = []
+    whole_cpu: list[float] = []
     missing: set[str] = set()
     with BenchCA.create(work_dir / "breakdown", key_type, (sync,)) as ca:
         authority = ca.authorities[sync]
@@ -273,7 +284,8 @@ def run_breakdown(
             # Probed and plain issuances alternate in small chunks, so that a slow
             # patch of fsyncs lands on both sides alike.
             seconds: dict[str, float] = {}
-            whole_s = 0.0
+            cpu_seconds: dict[str, float] = {}
+            whole_s = whole_cpu_s = 0.0
             for start in range(0, n, BREAKDOWN_CHUNK):
                 end = start + BREAKDOWN_CHUNK
                 probes = Instrumented(authority)
@@ -283,11 +295,18 @@ def run_breakdown(
                     probes.restore()
                 for label, value in probes.seconds.items():
                     seconds[label] = seconds.get(label, 0.0) + value
+                for label, value in probes.cpu_seconds.items():
+                    cpu_seconds[label] = cpu_seconds.get(label, 0.0) + value
                 missing.update(probes.missing())
+                cpu_started = time.process_time()
                 whole_s += sum(timed_issuance(authority, whole_bodies[start:end]))
+                whole_cpu_s += time.process_time() - cpu_started
             for label, value in seconds.items():
                 per_rep.setdefault(label, []).append(value / n)
+            for label, value in cpu_seconds.items():
+                cpu_per_rep.setdefault(label, []).append(value / n)
             whole.append(whole_s / n)
+            whole_cpu.append(whole_cpu_s / n)
             # top-level probes do not overlap; nested ones are part of their parent
             top = sum(v for k, v in seconds.items() if _probe(k).parent is None)
             progress(
@@ -295,22 +314,26 @@ def run_breakdown(
                 f" probed {top / n * 1e6:7.1f} µs, whole {whole[-1] * 1e6:7.1f} µs"
             )
     stages: list[dict[str, Any]] = []
-    top_level = 0.0
+    top_level = top_level_cpu = 0.0
     for probe in PROBES:
         if probe.label not in per_rep:
             continue
         us = median(per_rep[probe.label]) * 1e6
+        cpu_us = median(cpu_per_rep.get(probe.label, [0.0])) * 1e6
         if probe.parent is None:
             top_level += us
+            top_level_cpu += cpu_us
         stages.append(
             {
                 "name": probe.label,
                 "us": rounded(us, 1),
+                "cpu_us": rounded(cpu_us, 1),
                 "parent": probe.parent,
                 "description": probe.description,
             }
         )
     measured = median(whole) * 1e6
+    measured_cpu = median(whole_cpu) * 1e6
     # A probe that measured something in any chunk is not missing.
     missing_labels = [p.label for p in PROBES if p.label in missing and p.label not in per_rep]
     if missing_labels:
@@ -327,6 +350,11 @@ def run_breakdown(
         "top_level_total_us": rounded(top_level, 1),
         "authority_sign_us": rounded(measured, 1),
         "unaccounted_us": rounded(measured - top_level, 1),
+        "authority_sign_cpu_us": rounded(measured_cpu, 1),
+        "unaccounted_cpu_us": rounded(measured_cpu - top_level_cpu, 1),
+        "store_cpu_us": next(
+            (s["cpu_us"] for s in stages if s["name"] == "store.record_certificate"), None
+        ),
         "missing": missing_labels,
     }
 

@@ -80,9 +80,26 @@ class ProvisionerRegistry:
         self._lock = threading.Lock()
         self._built: tuple[tuple[str, str, str], ...] | None = None
         # The provisioner types asked to read each credential (/1.0/sign, revocation).
-        self.credential_types: tuple[type[Provisioner], ...] = tuple(
-            plugins.provisioner_types().values()
-        )
+        self._types: tuple[type[Provisioner], ...] = tuple(plugins.provisioner_types().values())
+        self._ordered: tuple[dict[str, Provisioner], tuple[type[Provisioner], ...]] | None = None
+
+    @property
+    def credential_types(self) -> tuple[type[Provisioner], ...]:
+        """Every provisioner type, in the order they are asked to read a credential: those
+        that a provisioner here is an instance of first (one of them is the one a valid
+        credential reaches), then the others, each group in the plugins' order. A type no
+        provisioner here belongs to can read a credential but never take it, so it is
+        asked only after the types that can (for the error it gives, or the name it reads).
+        """
+        current = self.all
+        cached = self._ordered
+        if cached is not None and cached[0] is current:
+            return cached[1]
+        provisioners = tuple(current.values())
+        used = tuple(cls for cls in self._types if any(isinstance(p, cls) for p in provisioners))
+        order = used + tuple(cls for cls in self._types if cls not in used)
+        self._ordered = (current, order)
+        return order
 
     # --- lookups -----------------------------------------------------------------------------
 

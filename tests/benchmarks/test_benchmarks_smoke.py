@@ -179,6 +179,10 @@ def test_breakdown_and_profile(run: Run) -> None:
     assert all(positive(stage["us"]) for stage in stages.values())
     assert positive(breakdown["authority_sign_us"])
     assert positive(breakdown["top_level_total_us"])
+    # CPU beside the wall time: the store's CPU per issuance is reported on its own.
+    assert all(positive(stage["cpu_us"]) for stage in stages.values())
+    assert positive(breakdown["authority_sign_cpu_us"])
+    assert breakdown["store_cpu_us"] == stages["store.record_certificate"]["cpu_us"]
     groups = {g["function"]: g["cumulative_us_per_issuance"] for g in data["profile"]["groups"]}
     assert positive(groups["sign_body (total)"])
     assert positive(groups["token: route_credential (types read it)"])
@@ -350,6 +354,35 @@ def test_acme_figures_devid_and_pebble_side_by_side(run: Run) -> None:
     assert "| server | concurrency | orders | orders/s |" in markdown
     assert "ACME: mean ms per step of an order at c=2" in markdown
     assert "ACME orders/s devid ÷ pebble (raw host)" in markdown
+
+
+def test_targets_table_shows_every_target_first(run: Run) -> None:
+    """Each of issue 13's targets has a row, measured or saying why not, before any
+    other table."""
+    from benchmarks.report.targets import (
+        ACCOUNT_CERT,
+        ACME_CPU,
+        ACME_RATE,
+        AK_ENROLMENT,
+        DEVICE_ATTEST,
+        IN_PROCESS,
+        RAW_HOST,
+        targets_table,
+    )
+
+    _, out, data = run
+    table = targets_table(data)
+    labels = [row[0] for row in table.rows]
+    for target in (IN_PROCESS, RAW_HOST, ACME_CPU, ACME_RATE, DEVICE_ATTEST):
+        assert target.label in labels, target.label
+    assert any(label.startswith("AK enrolment") for label in labels)
+    assert any(label.startswith(ACCOUNT_CERT.label) for label in labels)
+    in_process = table.rows[labels.index(IN_PROCESS.label)]
+    cpu = data["inprocess"]["key_types"]["P-256"]["sync_full"]["cpu_us_per_issuance"]
+    assert in_process[1] == f"{cpu:,.0f} µs" and in_process[5] in ("yes", "no")
+    assert AK_ENROLMENT.text == "≤ 1.5 ms" and ACME_RATE.text == "≥ 1.2"
+    markdown = (out / "latest.md").read_text()
+    assert markdown.index("Server CPU per operation") < markdown.index("Headline ratios")
 
 
 def test_headline_names_every_ratio(run: Run) -> None:
