@@ -21,7 +21,7 @@ from typing import Any
 from engine.keys import KeyType
 from hosts.testing.processes import ProcessError
 
-from . import SCHEMA
+from . import SCHEMA, servers
 from .common import BenchmarkError, Progress, SectionSkipped, machine_info, rounded
 from .report import render_text, write_outputs
 from .report.plot import missing as plot_missing
@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", action="store_true", help="also run the profile section (cProfile, P-256)"
     )
     parser.add_argument(
+        "--flame",
+        action="store_true",
+        help="sample every devid serve the run starts with py-spy, from ready to stop, and"
+        " write its flame graph as OUT/flame/NAME-PID.svg (the profile section adds one of"
+        " sign_body in process); needs py-spy (the bench extra)",
+    )
+    parser.add_argument(
         "--client-key-type",
         type=parse_key_type,
         default=KeyType.P256,
@@ -237,6 +244,7 @@ def run(
     if args.tmp is not None:
         args.tmp.mkdir(parents=True, exist_ok=True)
     shared: dict[str, Any] = {}
+    results["flame"] = _start_flames(args, out_dir, progress)
     with tempfile.TemporaryDirectory(prefix="devid-bench-", dir=args.tmp) as tmp:
         work = Path(tmp)
         results["machine"] = machine_info(work)
@@ -267,6 +275,7 @@ def run(
                 if not isinstance(exc, BenchmarkError | ProcessError):
                     traceback.print_exc(file=sys.stderr)
             progress(f"section {section} took {time.perf_counter() - section_clock:.1f} s")
+    servers.FLAME_DIR = None
     results["skipped"] = skipped
     results["errors"] = errors
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -275,6 +284,20 @@ def run(
         results["plot"] = _plot(results, out_dir, progress)
     progress.done()
     return results, stamp
+
+
+def _start_flames(args: argparse.Namespace, out_dir: Path, progress: Progress) -> dict[str, Any]:
+    """With --flame: where the flame graphs go (every server the run starts is sampled),
+    or why there are none."""
+    if not args.flame:
+        return {"skipped": "not asked for (--flame)"}
+    reason = servers.flame_missing()
+    if reason is not None:
+        progress(f"flame graphs: skipped: {reason}")
+        return {"skipped": reason}
+    servers.FLAME_DIR = out_dir / "flame"
+    progress(f"flame graphs: every server sampled by py-spy into {servers.FLAME_DIR}")
+    return {"dir": "flame", "rate_per_s": servers.FLAME_RATE}
 
 
 def _plot(results: dict[str, Any], out_dir: Path, progress: Progress) -> dict[str, Any]:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +55,53 @@ IDLE_CPU_S = 0.03
 IDLE_PROBE_S = 0.3
 #: What the benchmark servers log: warnings, as text (a log line per request would cost).
 LOG_ARGUMENTS = ("--log-level", "warning", "--log-format", "text")
+
+#: With ``--flame DIR``: every server is sampled by py-spy from ready to stop, and its
+#: flame graph written there as ``NAME-PID.svg``. None: no sampling.
+FLAME_DIR: Path | None = None
+#: py-spy's sampling rate (per second): low enough to cost the server little.
+FLAME_RATE = 250
+
+
+def flame_missing() -> str | None:
+    """Why ``--flame`` cannot work here (py-spy not installed), or None."""
+    return None if shutil.which("py-spy") or _venv_py_spy().exists() else "py-spy is not installed"
+
+
+def _venv_py_spy() -> Path:
+    import sys
+
+    return Path(sys.executable).with_name("py-spy")
+
+
+class FlameRecorder:
+    """py-spy attached to a running server (and its workers) until :meth:`stop`, which
+    makes it write the flame graph. It samples from outside without stopping the
+    process (``--nonblocking``); its own CPU is not the server's."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        exe = shutil.which("py-spy") or str(_venv_py_spy())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.log = out.with_suffix(".log")
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
+                    "--rate", str(FLAME_RATE), "--format", "flamegraph", "--output", str(out),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 @dataclass(frozen=True)
@@ -132,6 +182,8 @@ class ServerProcess:
         extra_args: Sequence[str] = (),
     ) -> None:
         self.workers = workers
+        self.name = name
+        self.flame: FlameRecorder | None = None
         self.served = DevidServer.launch(
             data_dir,
             log_dir / f"{name}.log",
@@ -174,6 +226,8 @@ class ServerProcess:
         except ProcessError as exc:
             raise BenchmarkError(str(exc)) from None
         self.managed.tree_pids()  # remember the workers, to stop them even if the supervisor dies
+        if FLAME_DIR is not None and self.flame is None:
+            self.flame = FlameRecorder(self.pid, FLAME_DIR / f"{self.name}-{self.pid}.svg")
         return self.served.url
 
     def _wait_workers(self, deadline: float) -> None:
@@ -213,7 +267,11 @@ class ServerProcess:
 
     def stop(self) -> int | None:
         """SIGTERM (graceful), then SIGKILL after 10 s; always reaps the process, and
-        terminates any worker the supervisor left behind."""
+        terminates any worker the supervisor left behind. A flame graph being recorded
+        is written first."""
+        if self.flame is not None:
+            self.flame.stop()
+            self.flame = None
         return self.managed.stop(timeout=10.0)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from engine.keys import KeyType
 from hosts.http.api import sign_body
 
+from .. import servers
 from ..common import Progress, make_client_requests, rounded
 from . import RunContext
 from .inprocess import BenchCA
@@ -101,6 +104,19 @@ def run_profile(
         for body in bodies:
             sign_body(authority, body)
         profiler.disable()
+        flame = None
+        if servers.FLAME_DIR is not None:
+            # The same work without cProfile, sampled from outside by py-spy.
+            flame = servers.FlameRecorder(
+                os.getpid(), servers.FLAME_DIR / "sign_body-inprocess.svg"
+            )
+            time.sleep(0.5)  # py-spy attaches
+            progress(f"profile {key_type.value}: {n} issuances sampled by py-spy")
+            try:
+                for body in ca.bodies(requests[10:]):
+                    sign_body(authority, body)
+            finally:
+                flame.stop()
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     pstats_path = out_stem.with_suffix(".pstats")
     text_path = out_stem.with_suffix(".txt")
@@ -122,6 +138,7 @@ def run_profile(
         "groups": groups,
         "pstats": str(pstats_path),
         "text": str(text_path),
+        "flame": None if flame is None else str(flame.out),
     }
 
 
