@@ -25,7 +25,7 @@ from engine.inventory import ek_urn_from_digest
 from engine.jose import b64url_decode
 from engine.pipeline import IssuedCertificate, Issuer
 from engine.ports import Clock, Random
-from hosts.store import CertificateRecord, Stores, UsedToken
+from hosts.store import AuditEvent, CertificateRecord, Stores, UsedToken
 from plugins.manager import PluginManager
 from plugins.provisioner import AuthorizeContext, TokenUse
 
@@ -198,26 +198,31 @@ class CA:
             "not_after": issued.not_after.isoformat(),
         }
 
-    def announce_issued(
+    def issued_event(
         self,
         issued: IssuedCertificate,
         *,
         actor: str | None = None,
         action: str = "certificate.issued",
         **details: Any,
-    ) -> None:
-        """Log and audit a certificate that was just stored: *action* says how it came
-        (``certificate.issued``, ``certificate.renewed``), *actor* who asked for it (by
-        default its provisioner), *details* what else to audit."""
-        fields = self._issued_fields(issued)
-        log.info("certificate issued", extra=fields)
-        self.auditor.record(
+    ) -> AuditEvent:
+        """The audit event of *issued*, not kept yet: the store writes it in the
+        certificate's own commit (ACME's finalize), then :meth:`announce_issued` tells.
+        *action* says how it came, *actor* who asked for it (by default its
+        provisioner), *details* what else to audit."""
+        return self.auditor.event(
             actor or provisioner_actor(issued.provisioner.name),
             action,
             issued.serial_hex,
-            **fields,
+            **self._issued_fields(issued),
             **details,
         )
+
+    def announce_issued(self, issued: IssuedCertificate, event: AuditEvent) -> None:
+        """Log a certificate that was just stored with its audit *event*, and hand the
+        event to the ``devid_audit`` hooks."""
+        log.info("certificate issued", extra=self._issued_fields(issued))
+        self.auditor.announce(event)
 
     def use_token(self, token: TokenUse | None) -> None:
         """Record a one-time token as used; Unauthorized if it was used before."""

@@ -15,6 +15,7 @@ from typing import Protocol
 from engine.acme import records
 from engine.acme.effects import Write
 
+from .audit import AuditEvent
 from .records import CertificateRecord
 
 
@@ -63,9 +64,10 @@ class ACMEStore(Protocol):
         *,
         certificate: CertificateRecord | None = None,
         link: records.CertificateLink | None = None,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
-        """Store ACME records (and an issued certificate with its link) in one transaction,
-        committed on return.
+        """Store ACME records (and an issued certificate with its link, and the audit
+        log's *events* about the change) in one transaction, committed on return.
 
         A record with revision 0 is inserted; any other replaces the stored one only if
         that is still at the same revision. False, storing nothing, on any conflict (a

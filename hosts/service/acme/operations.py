@@ -88,12 +88,25 @@ def authenticate(
     return Authenticated(signed, account, key, canonical, thumbprint)
 
 
-def commit(acme: ACMEState, write: Write, **certificate: Any) -> None:
-    """Store *write* (with an issued certificate and its link); 409 if a record changed."""
-    if write.empty and not certificate:
-        return
-    if not acme.ca.stores.acme.acme_write(write, **certificate):
+def store(acme: ACMEState, outcome: Outcome) -> Outcome | None:
+    """Store the outcome's write with its audit events in one commit, then log and
+    announce the events; the outcome left to answer (its events done), or None, storing
+    nothing, if a record changed meanwhile."""
+    if outcome.write.empty:
+        return outcome
+    kept = acme.audit_events(outcome.audit)
+    if not acme.ca.stores.acme.acme_write(outcome.write, events=kept):
+        return None
+    acme.announce(outcome.audit, kept)
+    return attrs.evolve(outcome, audit=())
+
+
+def commit(acme: ACMEState, outcome: Outcome) -> Outcome:
+    """:func:`store`, with 409 if a record changed meanwhile."""
+    stored = store(acme, outcome)
+    if stored is None:
         raise ACMEProblem("malformed", "the resource changed meanwhile; retry", status=409)
+    return stored
 
 
 # --- accounts ----------------------------------------------------------------------------
@@ -103,22 +116,21 @@ def new_account(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost
     auth = authenticate(acme, ctx, request, jwk=True, kid=False)
     existing = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
     outcome = accounts.new_account(ctx, auth.request, auth.key, auth.jwk, auth.thumbprint, existing)
-    if not outcome.write.empty and not acme.ca.stores.acme.acme_write(outcome.write):
+    stored = store(acme, outcome)
+    if stored is None:
         # Another request created the account for this key meanwhile.
         existing = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, auth.thumbprint)
         if existing is None:
             raise ACMEProblem("malformed", "the account could not be stored; retry", status=409)
         return accounts.existing_account(ctx, existing)
-    return outcome
+    return stored
 
 
 def account(
     acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost, account_id: str
 ) -> Outcome:
     auth = authenticate(acme, ctx, request)
-    outcome = accounts.update_account(ctx, auth.owner, account_id, auth.request)
-    commit(acme, outcome.write)
-    return outcome
+    return commit(acme, accounts.update_account(ctx, auth.owner, account_id, auth.request))
 
 
 def account_orders(
@@ -139,13 +151,13 @@ def key_change(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost)
     auth = authenticate(acme, ctx, request)
     change = acme_jws.parse_key_change(auth.request)
     holder = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
-    outcome = accounts.change_key(ctx, auth.owner, change, holder)
-    if not outcome.write.empty and not acme.ca.stores.acme.acme_write(outcome.write):
+    stored = store(acme, accounts.change_key(ctx, auth.owner, change, holder))
+    if stored is None:
         holder = acme.ca.stores.acme.acme_account_by_thumbprint(p.name, change.new_thumbprint)
         if holder is None:
             raise ACMEProblem("malformed", "the account changed meanwhile; retry", status=409)
         return accounts.change_key(ctx, auth.owner, change, holder)
-    return outcome
+    return stored
 
 
 # --- orders --------------------------------------------------------------------------
@@ -153,9 +165,7 @@ def key_change(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost)
 
 def new_order(acme: ACMEState, ctx: Context, p: ACMEIssuing, request: ACMEPost) -> Outcome:
     auth = authenticate(acme, ctx, request)
-    outcome = orders.new_order(ctx, auth.owner, auth.request)
-    commit(acme, outcome.write)
-    return outcome
+    return commit(acme, orders.new_order(ctx, auth.owner, auth.request))
 
 
 def _load_order(acme: ACMEState, p: ACMEIssuing, order_id: str) -> tuple[Any, list[Any]]:
@@ -228,14 +238,17 @@ def finalize(
             raise problem from None
         valid, respond = orders.issued(ctx, processing, issued.serial_hex)
         link = CertificateLink(issued.serial_hex, p.name, account.id, order.id)
+        # The audit event is written in the certificate's own commit (no second fsync).
+        event = acme.ca.issued_event(issued, actor=acme_actor(p.name, account.id), order=order.id)
         stored = acme.ca.stores.acme.acme_write(
             Write(orders=(valid,)),
             certificate=acme.ca.certificate_record(issued),
             link=link,
+            events=(event,),
         )
     if not stored:  # another request finalized (or changed) the order meanwhile
         raise ACMEProblem("orderNotReady", "the order was finalized meanwhile")
-    acme.ca.announce_issued(issued, actor=acme_actor(p.name, account.id), order=order.id)
+    acme.ca.announce_issued(issued, event)
     return Outcome(respond)
 
 
@@ -302,9 +315,9 @@ def authorization(
     if authorization is None:
         raise not_found("no such authorization")
     found = acme.ca.stores.acme.acme_challenges(p.name, authorization.challenge_ids)
-    outcome = challenges.update_authorization(ctx, auth.owner, authorization, found, auth.request)
-    commit(acme, outcome.write)
-    return outcome
+    return commit(
+        acme, challenges.update_authorization(ctx, auth.owner, authorization, found, auth.request)
+    )
 
 
 def challenge(
@@ -335,9 +348,10 @@ def challenge(
             outcome = challenges.attestation_verified(ctx, authorization, challenge, device)
     else:
         outcome = challenges.respond(ctx, account, authorization, challenge, auth.request)
-    if not outcome.write.empty and not acme.ca.stores.acme.acme_write(outcome.write):
+    stored = store(acme, outcome)
+    if stored is None:
         # A concurrent response to the same challenge won: show what it recorded.
         current = acme.ca.stores.acme.acme_challenge(p.name, challenge_id)
         assert current is not None
         return challenges.view_challenge(ctx, account, authorization, current)
-    return outcome
+    return stored

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -20,9 +20,19 @@ from engine.acme import challenges
 from engine.acme.effects import Audit, StartValidation
 from engine.acme.problems import ACMEProblem
 from hosts.service.ca import CA
+from hosts.store import AuditEvent
 from hosts.validation import ChallengeValidator, ValidationConfig, validate_over_network
 
 log = logging.getLogger("devid.acme")
+
+
+class Auditing(Protocol):
+    """How the runner records a validation's result in the audit log
+    (:class:`hosts.service.acme.ACMEService`)."""
+
+    def audit_events(self, events: tuple[Audit, ...]) -> tuple[AuditEvent, ...]: ...
+
+    def announce(self, events: tuple[Audit, ...], kept: tuple[AuditEvent, ...]) -> None: ...
 
 
 class ValidationRunner:
@@ -32,12 +42,12 @@ class ValidationRunner:
         self,
         ca: CA,
         config: ValidationConfig,
-        audit: Callable[[tuple[Audit, ...]], None],
+        auditing: Auditing,
     ) -> None:
         self.ca = ca
         self.config = config
         self.validator: ChallengeValidator = validate_over_network
-        self._audit = audit
+        self._auditing = auditing
         self._send, self._receive = trio.open_memory_channel[StartValidation](math.inf)
         self.in_flight = 0
         # Per authorization and per challenge being validated: set when the attempt under
@@ -157,7 +167,8 @@ class ValidationRunner:
             self.in_flight -= 1
 
     def _record(self, job: StartValidation, problem: ACMEProblem | None) -> None:
-        """Feed the result to the engine; re-read and retry if a record changed meanwhile."""
+        """Feed the result to the engine and store it with its audit event in one commit;
+        re-read and retry if a record changed meanwhile."""
         store = self.ca.stores.acme
         for _ in range(3):
             challenge = store.acme_challenge(job.provisioner, job.challenge_id)
@@ -172,7 +183,9 @@ class ValidationRunner:
             if result is None:
                 return
             write, audit = result
-            if store.acme_write(write):
-                self._audit((audit,))
+            events = (audit,)
+            kept = self._auditing.audit_events(events)
+            if store.acme_write(write, events=kept):
+                self._auditing.announce(events, kept)
                 return
         log.error("could not record the validation of challenge %s", job.challenge_id)

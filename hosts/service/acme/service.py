@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -23,6 +23,7 @@ from engine.acme.problems import ACMEProblem, not_found
 from engine.acme.resources import URLs
 from hosts.service.audit import SYSTEM, acme_actor
 from hosts.service.ca import CA
+from hosts.store import AuditEvent
 from hosts.validation import ChallengeValidator, ValidationConfig
 from plugins.base import ACMEIssuing
 
@@ -40,7 +41,7 @@ class ACMEService:
         self.nonces = ReplayNonces(ca.clock)
         self._finalizing: set[str] = set()  # orders being signed in this process
         self._finalizing_lock = threading.Lock()
-        self.runner = ValidationRunner(ca, config, self.audit)
+        self.runner = ValidationRunner(ca, config, self)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -129,12 +130,28 @@ class ACMEService:
         )
 
     def audit(self, events: tuple[Audit, ...]) -> None:
-        """Log the events an operation or a validation produced, and keep them in the
-        audit log (which also hands them to the ``devid_audit`` hooks)."""
+        """Log the events an operation produced without a store write, and keep them in
+        the audit log (which also hands them to the ``devid_audit`` hooks)."""
         for event in events:
             log.info(event.event, extra=dict(event.fields))
             actor, target, result = _audit_names(event)
             self.ca.auditor.record(actor, event.event, target, result, **event.fields)
+
+    def audit_events(self, events: Iterable[Audit]) -> tuple[AuditEvent, ...]:
+        """The audit log's events for the engine's *events*, not kept yet: the ACME store
+        writes them in the commit of the change they record (no commit of their own)."""
+        made = []
+        for event in events:
+            actor, target, result = _audit_names(event)
+            made.append(self.ca.auditor.event(actor, event.event, target, result, **event.fields))
+        return tuple(made)
+
+    def announce(self, events: tuple[Audit, ...], kept: tuple[AuditEvent, ...]) -> None:
+        """Log *events* once the store kept them (as *kept*, from :meth:`audit_events`)
+        and hand them to the ``devid_audit`` hooks."""
+        for event, stored in zip(events, kept, strict=True):
+            log.info(event.event, extra=dict(event.fields))
+            self.ca.auditor.announce(stored)
 
 
 def _audit_names(event: Audit) -> tuple[str, str, str]:

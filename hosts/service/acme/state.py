@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 import attrs
 
+from engine.acme.effects import Audit
 from hosts.service.ca import CA
+from hosts.store import AuditEvent
 
 from .nonces import ReplayNonces
 
@@ -31,4 +34,12 @@ class ACMEState(Protocol):
 
     def finalizing(self, order_id: str) -> AbstractContextManager[None]:
         """Held while *order_id* is being signed here, so a poll does not race it."""
+        ...
+
+    def audit_events(self, events: Iterable[Audit]) -> tuple[AuditEvent, ...]:
+        """The audit log's events for *events*, to store with the change they record."""
+        ...
+
+    def announce(self, events: tuple[Audit, ...], kept: tuple[AuditEvent, ...]) -> None:
+        """Log *events*, kept as *kept*, and hand them to the ``devid_audit`` hooks."""
         ...

@@ -1,19 +1,27 @@
 """ACME state in SQLite (tables acme_accounts, acme_orders, acme_authorizations,
 acme_challenges, acme_certificates). Each row keeps the engine's record as JSON, beside
-the columns it is looked up by, and the revision it was written at."""
+the columns it is looked up by, and the revision it was written at.
+
+Writes are group-committed (:meth:`.Database.group_commit`): the steps of an order
+that arrive together from several requests share one commit (one fsync), each under
+a savepoint of its own so that a step refused for a conflict leaves the others
+untouched. The audit events of a change are written in the change's own commit."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from functools import partial
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from engine.acme import records
 from engine.acme.effects import Write
 
+from ..audit import AuditEvent
 from ..records import CertificateRecord
+from .audit import SQLiteAudit
 from .certificates import SQLiteCertificates
 from .database import Database, timestamp
 
@@ -28,6 +36,24 @@ _CHALLENGE = "SELECT id, provisioner, authorization_id, record, revision FROM ac
 
 # (table, id, revision read at, looked-up columns, record)
 _Row = tuple[str, str, int, dict[str, Any], dict[str, Any]]
+
+_SAVEPOINT = "acme_write"
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(("id", *columns, "record", "revision"))
+    marks = ", ".join("?" for _ in range(len(columns) + 3))
+    return f"INSERT INTO {table} ({names}) VALUES ({marks})"
+
+
+@functools.cache
+def _update_sql(table: str, columns: tuple[str, ...]) -> str:
+    assignments = "".join(f"{name} = ?, " for name in columns)
+    return (
+        f"UPDATE {table} SET {assignments}record = ?, revision = revision + 1"
+        " WHERE id = ? AND revision = ?"
+    )
 
 
 def _account(row: tuple[Any, ...]) -> records.Account:
@@ -86,6 +112,7 @@ class SQLiteACME:
     def __init__(self, database: Database, certificates: SQLiteCertificates) -> None:
         self.database = database
         self._certificates = certificates
+        self._audit = SQLiteAudit(database)
 
     def acme_account(self, provisioner: str, account_id: str) -> records.Account | None:
         row = self.database.one(
@@ -173,17 +200,44 @@ class SQLiteACME:
         *,
         certificate: CertificateRecord | None = None,
         link: records.CertificateLink | None = None,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
-        step = partial(self._write, _rows(write), certificate, link)
-        return self.database.transaction(step)
+        rows = _rows(write)
+        return self.database.group_commit(
+            lambda: self._step(rows, certificate, link, tuple(events))
+        )
+
+    def _step(
+        self,
+        rows: list[_Row],
+        certificate: CertificateRecord | None,
+        link: records.CertificateLink | None,
+        events: tuple[AuditEvent, ...],
+    ) -> bool:
+        """Inside the (group's) transaction, under a savepoint: all of it or nothing."""
+        db = self.database.connection
+        db.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            stored = self._write(rows, certificate, link, events)
+        except BaseException:
+            if db.in_transaction:  # an I/O error may have ended the transaction already
+                with suppress(sqlite3.Error):
+                    db.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                    db.execute(f"RELEASE {_SAVEPOINT}")
+            raise
+        if not stored:
+            db.execute(f"ROLLBACK TO {_SAVEPOINT}")
+        db.execute(f"RELEASE {_SAVEPOINT}")
+        return stored
 
     def _write(
         self,
         rows: list[_Row],
         certificate: CertificateRecord | None,
         link: records.CertificateLink | None,
+        events: tuple[AuditEvent, ...],
     ) -> bool:
-        """Inside the transaction: every record, then the certificate and its link."""
+        """Every record, then the certificate and its link, then the audit events."""
         for table, record_id, revision, columns, record in rows:
             if not self._put(table, record_id, revision, columns, record):
                 return False
@@ -195,6 +249,8 @@ class SQLiteACME:
                 " VALUES (?, ?, ?, ?)",
                 (link.serial, link.provisioner, link.account_id, link.order_id),
             )
+        for event in events:
+            self._audit.insert(event)
         return True
 
     def _put(
@@ -208,21 +264,16 @@ class SQLiteACME:
         """Insert (revision 0) or replace at the expected revision; False on a conflict."""
         db = self.database.connection
         data = json.dumps(record, default=str)
+        names = tuple(columns)
         if revision == 0:
-            names = ["id", *columns, "record", "revision"]
-            values = [record_id, *columns.values(), data, 1]
-            marks = ", ".join("?" for _ in names)
             try:
-                db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+                db.execute(_insert_sql(table, names), (record_id, *columns.values(), data, 1))
             except sqlite3.IntegrityError:
                 return False
             return True
-        assignments = "".join(f"{name} = ?, " for name in columns)
         try:
             cursor = db.execute(
-                f"UPDATE {table} SET {assignments}record = ?, revision = revision + 1"
-                " WHERE id = ? AND revision = ?",
-                (*columns.values(), data, record_id, revision),
+                _update_sql(table, names), (*columns.values(), data, record_id, revision)
             )
         except sqlite3.IntegrityError:
             return False

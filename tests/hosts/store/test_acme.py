@@ -1,8 +1,10 @@
 """ACME records: optimistic concurrency by revision, and a write that stores an issued
-certificate with its link in the same transaction as the records."""
+certificate with its link and the audit events of the change in the same transaction as
+the records, also when the transaction is shared with other writes (group commit)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import attrs
@@ -21,7 +23,7 @@ from engine.acme.records import (
     Order,
     OrderStatus,
 )
-from hosts.store import Stores
+from hosts.store import AuditEvent, AuditQuery, Stores
 
 from .records import NOW, record
 
@@ -177,3 +179,61 @@ def test_a_certificate_that_cannot_be_stored_leaves_the_records_as_they_were(
     again = stores.acme.acme_order("acme", "order-1")
     assert again == current
     assert stores.acme.acme_certificate("a1") is None
+
+
+def _event(target: str) -> AuditEvent:
+    return AuditEvent(NOW, "acme:acme/acct-1", "acme.order.created", target, "ok", {"n": 1})
+
+
+def _audited(stores: Stores) -> list[str]:
+    found, _ = stores.audit.find(AuditQuery(action="acme.order.created"))
+    return sorted(e.target for e in found)
+
+
+def test_audit_events_are_stored_with_the_write_and_only_with_it(stores: Stores) -> None:
+    stored(stores)
+    current = stores.acme.acme_order("acme", "order-1")
+    assert current is not None
+    valid = attrs.evolve(current, status=OrderStatus.VALID)
+    assert stores.acme.acme_write(Write(orders=(valid,)), events=(_event("order-1"),))
+    assert _audited(stores) == ["order-1"]
+    # The same (now stale) revision again: refused, and its event is not kept either.
+    assert not stores.acme.acme_write(Write(orders=(valid,)), events=(_event("stale"),))
+    assert _audited(stores) == ["order-1"]
+
+
+def test_a_refused_write_in_a_shared_commit_leaves_the_others_stored(stores: Stores) -> None:
+    """Writes arriving together share one commit: a write refused for a stale revision
+    stores none of its records or events, and the writes beside it are all kept."""
+    stored(stores)
+    current = stores.acme.acme_order("acme", "order-1")
+    authz = stores.acme.acme_authorization("acme", "authz-1")
+    assert current is not None and authz is not None
+    fresh = [Write(accounts=(account(f"acct-{i}", f"thumb-{i}"),)) for i in range(2, 8)]
+    # Stale: the order at a revision it is no longer at, after a new account and before
+    # an authorization update that must not be kept either.
+    stale = Write(
+        accounts=(account("acct-stale", "thumb-stale"),),
+        orders=(attrs.evolve(current, revision=current.revision + 5),),
+        authorizations=(attrs.evolve(authz, status=AuthorizationStatus.INVALID),),
+    )
+    writes = [*fresh[:3], stale, *fresh[3:]]
+    results: dict[int, bool] = {}
+    start = threading.Barrier(len(writes))
+
+    def write(index: int) -> None:
+        start.wait()
+        results[index] = stores.acme.acme_write(writes[index], events=(_event(f"w{index}"),))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(writes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: i != 3 for i in range(len(writes))}
+    for i in range(2, 8):
+        assert stores.acme.acme_account("acme", f"acct-{i}") is not None
+    assert stores.acme.acme_account("acme", "acct-stale") is None
+    after = stores.acme.acme_authorization("acme", "authz-1")
+    assert after == authz
+    assert _audited(stores) == sorted(f"w{i}" for i in range(len(writes)) if i != 3)
