@@ -33,6 +33,7 @@ from .sections import (
     acme,
     attestation,
     breakdown,
+    fleet,
     http,
     inprocess,
     parse_key_type,
@@ -45,7 +46,7 @@ from .sections import (
 #: Each section's module, by name, in the order they run.
 MODULES: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (inprocess, breakdown, http, scaling, attestation, soak, acme, profile)
+    for module in (inprocess, breakdown, http, scaling, attestation, soak, acme, fleet, profile)
 }
 assert tuple(MODULES) == SECTIONS
 PLOT_NAME = "throughput.png"
@@ -68,6 +69,7 @@ MODES: dict[str, dict[str, Any]] = {
         "acme_orders": {1: 40, 8: 200},
         "device_attest": 50,
         "device_attest_validations": 200,
+        "fleet": 10_000,
     },
     "quick": {
         "n": 100,
@@ -84,6 +86,7 @@ MODES: dict[str, dict[str, Any]] = {
         "acme_orders": {1: 8, 8: 24},
         "device_attest": 5,
         "device_attest_validations": 20,
+        "fleet": 1_000,
     },
 }
 

@@ -11,7 +11,11 @@ attributes, SHA-1, a foreign signer...) so tests can cover every refusal
 precisely. ``activate`` plays TPM2_ActivateCredential with the EK private key.
 
 Keys are cached per (kind, slot): generating RSA keys is the slow part, and
-tests only need distinct keys where they compare two devices.
+tests only need distinct keys where they compare two devices. :func:`new_device`
+makes a device with keys of its own instead (a fleet of many distinct devices,
+as the benchmark's ``fleet`` section simulates), and :meth:`FakeAK.certify`
+plays TPM2_Certify for device-attest-01 (the AK vouching for a signing key made
+with :func:`signing_key_public_area`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from engine.inventory import ek_urn
 from engine.tpm import (
+    CertifyInfo,
     ClockInfo,
     CreationInfo,
     ECCParms,
@@ -70,6 +75,15 @@ AK_ATTRIBUTES = (
     | ObjectAttributes.SENSITIVE_DATA_ORIGIN
     | ObjectAttributes.USER_WITH_AUTH
     | ObjectAttributes.RESTRICTED
+    | ObjectAttributes.SIGN
+)
+#: A TPM-resident signing key as devid's agent creates one for device-attest-01 (not
+#: restricted: it signs CSRs and TLS handshakes).
+SIGNING_KEY_ATTRIBUTES = (
+    ObjectAttributes.FIXED_TPM
+    | ObjectAttributes.FIXED_PARENT
+    | ObjectAttributes.SENSITIVE_DATA_ORIGIN
+    | ObjectAttributes.USER_WITH_AUTH
     | ObjectAttributes.SIGN
 )
 
@@ -271,6 +285,18 @@ class FakeAK:
             "createSignature": b64(self.signature),
         }
 
+    def certify(self, public: TPMTPublic, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        """TPM2_Certify by this AK of the object whose public area is *public*, with
+        *qualifying_data* as extraData: (TPMS_ATTEST, TPMT_SIGNATURE over it)."""
+        attest = TPMSAttest(
+            qualified_signer=self.name,
+            extra_data=qualifying_data,
+            clock_info=ClockInfo(clock=123456, reset_count=3, restart_count=0, safe=True),
+            firmware_version=0x0001000200030004,
+            attested=CertifyInfo(name=public.name(), qualified_name=public.name()),
+        ).to_bytes()
+        return attest, tpm_sign(self.private_key, attest, self.public.name_alg)
+
 
 def ak_public_area(
     key: PrivateKey,
@@ -345,6 +371,30 @@ def make_ak(
     *object_name* / *creation_hash* (the attestation is about something else).
     """
     key: PrivateKey = ec_key(100 + slot) if kind == "ecc" else rsa_key(100 + slot)
+    return ak_from_key(
+        key,
+        attributes=attributes,
+        name_alg=name_alg,
+        signature_hash=signature_hash,
+        signer=signer,
+        object_name=object_name,
+        creation_hash=creation_hash,
+        extra_data=extra_data,
+    )
+
+
+def ak_from_key(
+    key: PrivateKey,
+    *,
+    attributes: ObjectAttributes = AK_ATTRIBUTES,
+    name_alg: TPMAlg = TPMAlg.SHA256,
+    signature_hash: TPMAlg | None = None,
+    signer: PrivateKey | None = None,
+    object_name: bytes | None = None,
+    creation_hash: bytes | None = None,
+    extra_data: bytes = b"",
+) -> FakeAK:
+    """An AK with *key* and its creation evidence (the options as for :func:`make_ak`)."""
     sig_hash = signature_hash or name_alg
     public = ak_public_area(key, attributes=attributes, name_alg=name_alg, scheme_hash=sig_hash)
     data = creation_data(name_alg)
@@ -423,3 +473,22 @@ def make_device(
     if vendor is not None:
         ek = ek.with_certificate(vendor.ek_certificate(ek.public_key))
     return FakeDevice(ek, make_ak(ak_kind, slot, **ak_options))
+
+
+def new_device(vendor: Vendor, *, ek_kind: str = "ecc") -> FakeDevice:
+    """A device with keys of its own (never cached): an EK of *ek_kind* (``ecc`` is
+    P-256, quick to make; ``rsa`` RSA-2048) certified by *vendor*, and a P-256 AK."""
+    ek_key: PrivateKey = (
+        ec.generate_private_key(ec.SECP256R1())
+        if ek_kind == "ecc"
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    ek = FakeEK(ek_key, ek_public_from_key(ek_key.public_key()))
+    ek = ek.with_certificate(vendor.ek_certificate(ek.public_key))
+    return FakeDevice(ek, ak_from_key(ec.generate_private_key(ec.SECP256R1())))
+
+
+def signing_key_public_area(key: ec.EllipticCurvePrivateKey) -> TPMTPublic:
+    """The TPMT_PUBLIC of a P-256 signing key as the agent creates it in the TPM
+    (ECDSA with SHA-256, not restricted), here around a software key."""
+    return ak_public_area(key, attributes=SIGNING_KEY_ATTRIBUTES)

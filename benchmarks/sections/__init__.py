@@ -31,9 +31,28 @@ from engine.keys import KeyType
 from ..common import Progress
 
 #: Every section, in the order they run and are explained.
-SECTIONS = ("inprocess", "breakdown", "http", "scaling", "attestation", "soak", "acme", "profile")
+SECTIONS = (
+    "inprocess",
+    "breakdown",
+    "http",
+    "scaling",
+    "attestation",
+    "soak",
+    "acme",
+    "fleet",
+    "profile",
+)
 #: What a run measures without --only: everything but the profile.
-DEFAULT_SECTIONS = ("inprocess", "breakdown", "http", "scaling", "attestation", "soak", "acme")
+DEFAULT_SECTIONS = (
+    "inprocess",
+    "breakdown",
+    "http",
+    "scaling",
+    "attestation",
+    "soak",
+    "acme",
+    "fleet",
+)
 
 
 @dataclass

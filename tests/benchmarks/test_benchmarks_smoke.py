@@ -64,6 +64,8 @@ ARGS = [
     "2",
     "--acme-orders",
     "4",
+    "--fleet",
+    "3",
 ]
 
 Run = tuple[int, Path, dict[str, Any]]
@@ -143,6 +145,7 @@ def test_top_level_and_machine(run: Run) -> None:
         "attestation",
         "soak",
         "acme",
+        "fleet",
         "profile",
     ]
     assert positive(data["duration_s"])
