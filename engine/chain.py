@@ -14,7 +14,6 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from .errors import Unauthorized
 
@@ -65,10 +64,6 @@ def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
     return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 def verify_chain(
     leaf: x509.Certificate,
     intermediates: Iterable[x509.Certificate],
@@ -86,8 +81,10 @@ def verify_chain(
         raise ChainError(f"no trusted roots are configured for the {what}")
     if not _valid_at(leaf, now):
         raise ChainError(f"the {what} is expired or not yet valid")
-    pool = [c for c in intermediates if _der(c) != _der(leaf)]
-    root_ders = {_der(r) for r in roots}
+    # Certificates compare (and hash) as their DER encodings do, without re-encoding
+    # them: public_bytes costs more than a signature check.
+    pool = [c for c in intermediates if c != leaf]
+    trusted = set(roots)
     path = [leaf]
     current = leaf
     for _ in range(MAX_DEPTH):
@@ -97,7 +94,7 @@ def verify_chain(
                     raise ChainError(f"the root of the {what} is expired or not yet valid")
                 _check_path_lengths([*path[1:], root])
                 return [*path, root]
-        if _der(current) in root_ders:
+        if current in trusted:
             return path
         parent = next(
             (c for c in pool if _signed_by(current, c) and _is_ca(c) and _can_sign_certificates(c)),
