@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -22,7 +23,6 @@ from hosts.core.runtime import (
     base_urls,
     inventory_sync_interval,
     log_connection_failure,
-    peer_address,
     reload_on_hangup,
     request_threads_and_frozen_heap,
     server_names,
@@ -33,6 +33,7 @@ from hosts.core.servercert import ServerTLS
 from hosts.http.api import build_router
 
 from .connection import serve_connection
+from .tls import TLSStream
 
 log = logging.getLogger("devid.server")
 
@@ -129,11 +130,6 @@ async def serve(
     owned = sock is None
     sock = sock if sock is not None else listening_socket(listen)
     port = sock.getsockname()[1]
-    listener = trio.SSLListener(
-        trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
-        tls.context,
-        https_compatible=True,
-    )
     urls = base_urls(names, port)
     authority.set_base_urls(urls)
     default_base = urls[0]
@@ -141,27 +137,33 @@ async def serve(
     settings = authority.config.server
     slots = ConnectionSlots(settings.max_connections)
 
-    async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
-        # Whatever happens on one connection stays there: trio.serve_listeners would
-        # hand an exception to the server's nursery and stop the process.
-        client = peer_address(stream)
+    async def handler(conn: socket.socket, address: Any) -> None:
+        # Whatever happens on one connection stays there: an exception here would
+        # reach the server's nursery and stop the process.
+        client = str(address[0]) if isinstance(address, tuple) else ""
         if not slots.acquire(client):
-            await trio.aclose_forcefully(stream)
+            conn.close()
             return
+        stream: TLSStream | None = None
         try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = TLSStream(conn, tls.context)
             await serve_connection(
                 stream, router, default_base, client=client, idle_timeout=settings.idle_timeout
             )
         except Exception as exc:
             log_connection_failure(client, exc)
-            await trio.aclose_forcefully(stream)
+            if stream is not None:
+                stream.close(notify=False)
+            else:
+                conn.close()
         finally:
             slots.release()
 
     try:
         with request_threads_and_frozen_heap(threads):
             await _serve_until_shutdown(
-                listener, handler, authority, tls, urls, worker, shutdown_trigger, task_status
+                sock, handler, authority, tls, urls, worker, shutdown_trigger, task_status
             )
     finally:
         if owned:
@@ -171,9 +173,49 @@ async def serve(
     log.info("stopped", extra={"host": "raw", "worker": worker})
 
 
+#: accept() errors that concern one connection only (trio's SocketListener ignores these).
+_IGNORED_ACCEPT_ERRORS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+#: accept() errors of a process out of resources: wait a little, then accept again.
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+RESOURCE_WAIT_S = 0.1
+
+Handler = Callable[[socket.socket, Any], Awaitable[None]]
+
+
+async def accept_connections(
+    sock: socket.socket, handler: Handler, connections: trio.Nursery
+) -> None:
+    """Accept on the listening *sock* forever, each connection handled in *connections*.
+
+    The accepted sockets stay plain ``socket.socket`` objects, for
+    :class:`hosts.raw.tls.TLSStream` to wrap.
+    """
+    sock.setblocking(False)
+    while True:
+        try:
+            conn, address = sock.accept()
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+            continue
+        except OSError as exc:
+            if exc.errno in _IGNORED_ACCEPT_ERRORS:
+                continue
+            if exc.errno in _RESOURCE_ERRORS:
+                log.error(
+                    "accept returned %s (%s); waiting %s s",
+                    errno.errorcode.get(exc.errno or 0, "?"),
+                    os.strerror(exc.errno or 0),
+                    RESOURCE_WAIT_S,
+                )
+                await trio.sleep(RESOURCE_WAIT_S)
+                continue
+            raise
+        connections.start_soon(handler, conn, address)
+
+
 async def _serve_until_shutdown(
-    listener: trio.SSLListener[trio.SocketStream],
-    handler: Callable[[trio.SSLStream[trio.SocketStream]], Awaitable[None]],
+    sock: socket.socket,
+    handler: Handler,
     authority: Authority,
     tls: ServerTLS,
     urls: list[str],
@@ -187,9 +229,7 @@ async def _serve_until_shutdown(
         start_background(nursery, authority, tls, primary=worker == 0)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as acceptor:
-                acceptor.start_soon(
-                    partial(trio.serve_listeners, handler, [listener], handler_nursery=connections)
-                )
+                acceptor.start_soon(accept_connections, sock, handler, connections)
                 log.info(
                     "devid CA listening",
                     extra={
