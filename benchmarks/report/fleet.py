@@ -70,6 +70,7 @@ def _steps_table(fleet: dict[str, Any], phases: dict[str, dict[str, Any]]) -> Ta
             "devices/s",
             "server CPU ms/device",
             "server µs/operation",
+            "same, connections apart",
             "server cores",
             "client CPU ms/device",
             "DB bytes/device",
@@ -86,6 +87,7 @@ def _steps_table(fleet: dict[str, Any], phases: dict[str, dict[str, Any]]) -> Ta
                 number(phase["devices_per_s"], 1),
                 number(phase.get("server_cpu_ms_per_device"), 2),
                 number(phase.get("server_cpu_us_per_operation"), 0),
+                number(phase.get("server_cpu_us_per_operation_without_connections"), 0),
                 number(phase.get("server_cores"), 2),
                 number(phase.get("client_cpu_ms_per_device"), 2),
                 number(phase.get("db_bytes_per_device"), 0),
@@ -101,6 +103,7 @@ def _steps_table(fleet: dict[str, Any], phases: dict[str, dict[str, Any]]) -> Ta
             number(fleet.get("wall_s"), 1),
             number(fleet.get("devices_per_s"), 1),
             number(fleet.get("server_cpu_ms_per_device"), 2),
+            "",
             "",
             "",
             number(sum(c for c in client if c is not None), 2),
@@ -126,6 +129,18 @@ def _steps_table(fleet: dict[str, Any], phases: dict[str, dict[str, Any]]) -> Ta
         " SQLite file over the step after a TRUNCATE checkpoint (synchronous=full); server peak"
         f" RSS {mib(lookup(fleet, 'server', 'peak_rss_kib'))}"
     )
+    handshakes = fleet.get("handshakes") or {}
+    if handshakes:
+        t.notes.append(
+            "connections apart: less the server's CPU for the step's new connections, measured"
+            f" on their own over {handshakes.get('connections', 0):,} connections each with one"
+            " GET /health: TLS"
+            f" {number(lookup(handshakes, 'tls', 'server_cpu_us_per_connection'), 0)} µs, mTLS"
+            " (the device certificate as client certificate)"
+            f" {number(lookup(handshakes, 'mtls', 'server_cpu_us_per_connection'), 0)} µs per"
+            " connection; one TLS connection per device for enrol, order and accounts, one mTLS"
+            " connection per renewal"
+        )
     pinning = params.get("pinning")
     t.notes.append(
         f"server pinned to CPU {pinning['server_cpus']}, load generator to CPU"

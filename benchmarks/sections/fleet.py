@@ -55,6 +55,7 @@ import trio
 from cryptography import x509
 
 from engine.keys import KeyType
+from hosts.testing.servers import HEALTH_PATH
 
 from ..common import BenchmarkError, Progress, create_ca, percentile, rounded, write_password_file
 from ..fleet_device import (
@@ -93,6 +94,10 @@ FIGURES = """\
                  user + system time of the server process over a step, divided by the
                  devices that did it; the TLS handshakes of the step's connections are
                  in it. The flow's total leaves the inventory registration out.
+    µs/operation, connections apart
+                 the step's server CPU ÷ its operations (1 enrolment, 1 order, 2 account
+                 certificates, 3 renewals), and the same less its new connections' cost,
+                 measured on its own (new TLS and mTLS connections with GET /health).
     p50/p99 ms   wall latency of each request (the renewals: mTLS handshake + request).
     DB bytes/device
                  growth of the SQLite file over the step after a TRUNCATE checkpoint
@@ -115,6 +120,15 @@ OPERATIONS: dict[str, tuple[str, int]] = {
     "accounts": ("account certificate", len(ACCOUNT_NAMES)),
     "renew": ("renewal", 1 + len(ACCOUNT_NAMES)),
 }
+#: New connections a device opens in each step, by kind ("tls", or "mtls" with a client
+#: certificate): the registrations share the admin's connections.
+CONNECTIONS: dict[str, dict[str, int]] = {
+    "register": {},
+    "enrol": {"tls": 1},
+    "order": {"tls": 1},
+    "accounts": {"tls": 1},
+    "renew": {"mtls": 1 + len(ACCOUNT_NAMES)},
+}
 #: The CRLs the figures read: the Agent CA's (device certificates), the Account CA's and
 #: the Attestation CA's (AK certificates).
 CRLS = ("agent", "account", "attestation")
@@ -136,6 +150,8 @@ class FleetParams:
     pin: bool = True
     #: Devices disabled at the end for the CRL figures (at most all of them).
     revoke_devices: int = 100
+    #: New connections (each kind) timed apart for the server's CPU per handshake.
+    handshakes: int = 1000
     startup_timeout_s: float = 60.0
     #: One device's step must finish within this.
     step_timeout_s: float = 60.0
@@ -161,6 +177,7 @@ class FleetParams:
             " enrolment, order, accounts (listing and both certificates), and one mTLS"
             " connection per renewal; registrations share one admin connection per slot",
             "revoked_devices_for_crl": min(self.revoke_devices, self.devices),
+            "handshake_connections": min(self.handshakes, self.devices),
             "step_timeout_s": self.step_timeout_s,
         }
 
@@ -379,6 +396,61 @@ def _crl_figures(
     }
 
 
+async def _handshakes(
+    devices: Sequence[FleetDevice],
+    target: Server,
+    server: ServerProcess,
+    params: FleetParams,
+    tls_dir: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    """The server's CPU per new connection, apart from any step: ``GET /health`` on a new
+    TLS connection, then on a new one presenting the device certificate (mTLS), for up to
+    ``params.handshakes`` devices. The steps' CPU less their connections' then estimates
+    the CPU of the operations themselves."""
+    sample = devices[: params.handshakes]
+    contexts: dict[int, Any] = {}
+    for device in sample:
+        pem = device.client_pem(DEVICE_CERTIFICATE, tls_dir)
+        try:
+            contexts[device.index] = target.client_context(pem)
+        finally:
+            pem.unlink()
+
+    async def health(connection: Connection) -> None:
+        try:
+            response = await connection.request("GET", HEALTH_PATH)
+        finally:
+            await connection.aclose()
+        if response.status != 200:
+            raise FleetFailure(f"GET {HEALTH_PATH}: HTTP {response.status}")
+
+    async def tls(slot: int, device: FleetDevice, seconds: dict[str, float]) -> None:
+        started = time.perf_counter()
+        await health(await target.connect())
+        seconds["TLS connection + GET /health"] = time.perf_counter() - started
+
+    async def mtls(slot: int, device: FleetDevice, seconds: dict[str, float]) -> None:
+        started = time.perf_counter()
+        await health(await target.connect(contexts[device.index]))
+        seconds["mTLS connection + GET /health"] = time.perf_counter() - started
+
+    out: dict[str, Any] = {"connections": len(sample)}
+    for kind, action in (("tls", tls), ("mtls", mtls)):
+        progress(f"fleet: {len(sample):,} new {kind} connections, each GET {HEALTH_PATH}")
+        outcome = await run_step(f"{kind} connections", sample, action, server, params, progress)
+        if outcome.errors:
+            raise BenchmarkError(f"fleet {kind} connections: {outcome.errors[0]}")
+        values = [t for timing in outcome.seconds for t in timing.values()]
+        figures: dict[str, Any] = _step_figures(f"{kind} connection + GET /health", values)
+        if outcome.server_cpu_s is not None:
+            figures["server_cpu_us_per_connection"] = rounded(
+                outcome.server_cpu_s / len(outcome.done) * 1e6, 1
+            )
+        out[kind] = figures
+    return out
+
+
 def _lifetimes(device: FleetDevice) -> dict[str, float]:
     """Seconds from notBefore to notAfter of each certificate one device holds."""
 
@@ -472,6 +544,7 @@ async def _drive(
     sizes["end"] = before
     result: dict[str, Any] = {"phases": phases, "database_sizes": sizes}
     result["tables"] = table_sizes(db_path)
+    result["handshakes"] = await _handshakes(remaining, target, server, params, tls_dir, progress)
     result["lifetimes_s"] = _lifetimes(remaining[0])
     revoked = remaining[: min(params.revoke_devices, len(remaining))]
     if revoked:
@@ -491,6 +564,27 @@ async def _drive(
         )
     result["completed"] = len(remaining)
     return result
+
+
+def _without_connections(phase: dict[str, Any], handshakes: dict[str, Any]) -> None:
+    """Add the step's new connections per device and its server CPU per operation less
+    their cost (measured apart: :func:`_handshakes`)."""
+    opened = CONNECTIONS[phase["phase"]]
+    phase["connections_per_device"] = dict(opened)
+    per_device = phase.get("server_cpu_ms_per_device")
+    costs = [lookup_cost(handshakes, kind) for kind in opened]
+    if per_device is None or None in costs:
+        return
+    spent = sum(n * float(c or 0) for n, c in zip(opened.values(), costs, strict=True))
+    operations = phase["operations_per_device"]
+    phase["server_cpu_us_per_operation_without_connections"] = rounded(
+        max(0.0, per_device * 1e3 - spent) / operations, 1
+    )
+
+
+def lookup_cost(handshakes: dict[str, Any], kind: str) -> float | None:
+    value = (handshakes.get(kind) or {}).get("server_cpu_us_per_connection")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def run_fleet(params: FleetParams, work_dir: Path, progress: Progress) -> dict[str, Any]:
@@ -537,6 +631,9 @@ def run_fleet(params: FleetParams, work_dir: Path, progress: Progress) -> dict[s
         peak_rss = server.memory().total("VmHWM")
     finally:
         exit_status = server.stop()
+    handshakes = driven["handshakes"]
+    for phase in driven["phases"]:
+        _without_connections(phase, handshakes)
     phases = {p["phase"]: p for p in driven["phases"]}
     flow = [phases[name] for name in FLOW if name in phases]
     completed = driven["completed"]
@@ -564,6 +661,7 @@ def run_fleet(params: FleetParams, work_dir: Path, progress: Progress) -> dict[s
             ],
         },
         "lifetimes_s": driven["lifetimes_s"],
+        "handshakes": handshakes,
         "server": {
             "pid": server.pid,
             "command": server.command,

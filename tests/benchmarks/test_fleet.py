@@ -68,6 +68,16 @@ def test_figures_per_device(run: tuple[int, Path, dict[str, Any]]) -> None:
     assert database["after_flow_bytes"] > database["before_registration_bytes"] > 0
     assert positive(database["bytes_per_device"])
     assert "certificates" in {t["name"] for t in database["tables"]}
+    handshakes = fleet["handshakes"]
+    assert handshakes["connections"] == DEVICES
+    for kind in ("tls", "mtls"):
+        assert handshakes[kind]["count"] == DEVICES
+        assert handshakes[kind]["server_cpu_us_per_connection"] >= 0
+    phases = {p["phase"]: p for p in fleet["phases"]}
+    assert phases["renew"]["connections_per_device"] == {"mtls": 3}
+    assert phases["register"]["connections_per_device"] == {}
+    for name in ("enrol", "order", "accounts", "renew"):
+        assert phases[name]["server_cpu_us_per_operation_without_connections"] >= 0, name
     lifetimes = fleet["lifetimes_s"]
     for name in ("ak", "device", "fleet-wifi", "fleet-vpn", "device (renewed)"):
         assert positive(lifetimes[name]), name
