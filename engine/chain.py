@@ -60,6 +60,25 @@ def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     return True
 
 
+#: Signature checks of one CA certificate by another (an intermediate by its issuer), by
+#: the two certificates (equal exactly when their DER is): every path through an
+#: intermediate repeats them, for every device. A leaf's own signature is always checked.
+_CA_LINKS: dict[tuple[x509.Certificate, x509.Certificate], bool] = {}
+_CA_LINKS_MAX = 512
+
+
+def _ca_signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """:func:`_signed_by` for a *child* that is itself a CA, remembered."""
+    key = (child, parent)
+    known = _CA_LINKS.get(key)
+    if known is None:
+        known = _signed_by(child, parent)
+        if len(_CA_LINKS) >= _CA_LINKS_MAX:
+            _CA_LINKS.clear()
+        _CA_LINKS[key] = known
+    return known
+
+
 def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
     return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
@@ -88,8 +107,9 @@ def verify_chain(
     path = [leaf]
     current = leaf
     for _ in range(MAX_DEPTH):
+        signed_by = _signed_by if current is leaf else _ca_signed_by
         for root in roots:
-            if _signed_by(current, root):
+            if signed_by(current, root):
                 if not _valid_at(root, now):
                     raise ChainError(f"the root of the {what} is expired or not yet valid")
                 _check_path_lengths([*path[1:], root])
@@ -97,7 +117,7 @@ def verify_chain(
         if current in trusted:
             return path
         parent = next(
-            (c for c in pool if _signed_by(current, c) and _is_ca(c) and _can_sign_certificates(c)),
+            (c for c in pool if signed_by(current, c) and _is_ca(c) and _can_sign_certificates(c)),
             None,
         )
         if parent is None:

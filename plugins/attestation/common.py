@@ -10,7 +10,6 @@ from the package, which imports the formats to register them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,7 +20,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.acme.problems import ACMEProblem
 from engine.chain import ChainError, verify_chain
@@ -147,7 +145,8 @@ def parse_x5c(statement: Mapping[str, Any]) -> list[x509.Certificate]:
 
 
 def certificate_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+    """SHA-256 of the certificate's DER (hashed as parsed, without re-encoding it)."""
+    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def subject_text(cert: x509.Certificate) -> str:

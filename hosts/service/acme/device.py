@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.acme.device_attest import AttestedDevice, bad_statement, decode_attestation_object
 from engine.acme.problems import ACMEProblem, unauthorized
@@ -77,7 +76,8 @@ def require_unrevoked_ak(ca: CA, chain: Sequence[x509.Certificate]) -> None:
     if leaf.issuer != attestation_ca.certificate.subject:
         return
     record = ca.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
-    if record is None or record.der != leaf.public_bytes(Encoding.DER):
+    # Certificates are equal exactly when their DER is (compared without re-encoding).
+    if record is None or x509.load_der_x509_certificate(record.der) != leaf:
         raise unauthorized("the AK certificate is unknown to this CA: attest again")
     if record.status != "active":
         raise unauthorized(f"the AK certificate is {record.status}: attest again")
