@@ -14,7 +14,7 @@ from engine.crl import RevokedEntry
 from ..audit import AuditEvent
 from ..certificates import CERTIFICATE_STATUSES, CertificateQuery
 from ..records import CertificateRecord, Revocation, UsedToken, certificate_device
-from .audit import SQLiteAudit
+from .audit import SQLiteAudit, details_json, inline_event
 from .database import Database, from_timestamp, timestamp
 from .tokens import SQLiteTokens
 
@@ -100,13 +100,23 @@ class SQLiteCertificates:
         self._tokens = tokens
         self._audit = audit
 
-    def insert(self, record: CertificateRecord) -> None:
-        """Insert *record* inside the caller's transaction (also the ACME store's)."""
+    def insert(self, record: CertificateRecord, event: AuditEvent | None = None) -> bool:
+        """Insert *record* inside the caller's transaction (also the ACME store's), with
+        *event* in its row if that is the record's issuance event
+        (:func:`.audit.inline_event`): True if it was kept so, False if the caller must
+        append *event* (if any) to the audit log itself."""
         created = record.created_at or datetime.now(UTC)
+        inline = inline_event(event, record.serial)
+        audit: tuple[int | None, str | None, str | None, str | None] = (None, None, None, None)
+        if inline:
+            assert event is not None
+            created = event.time  # one time for the certificate and its event
+            audit = (self._audit.next_id(), event.actor, event.action, details_json(event))
         self.database.connection.execute(
             "INSERT INTO certificates (serial, issuer, subject, sans, provisioner_type,"
             " provisioner_name, not_before, not_after, status, der, evidence,"
-            " created_at, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, device, audit_id, audit_actor, audit_action, audit_details)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.serial,
                 record.issuer,
@@ -121,8 +131,19 @@ class SQLiteCertificates:
                 json.dumps(record.evidence, default=str) if record.evidence else "{}",
                 timestamp(created),
                 record.device or certificate_device(record.evidence, record.der),
+                *audit,
             ),
         )
+        return inline
+
+    def insert_with_events(self, record: CertificateRecord, events: Sequence[AuditEvent]) -> None:
+        """Insert *record* and append *events* inside the caller's transaction; the
+        record's issuance event, if among them, is kept in its row."""
+        kept = next((e for e in events if inline_event(e, record.serial)), None)
+        self.insert(record, kept)
+        for event in events:
+            if event is not kept:
+                self._audit.insert(event)
 
     def record_certificate(
         self,
@@ -145,8 +166,7 @@ class SQLiteCertificates:
         append its audit event."""
         if used_token is not None and not self._tokens.claim(used_token):
             return False
-        self.insert(record)
-        if event is not None:
+        if not self.insert(record, event) and event is not None:
             self._audit.insert(event)
         return True
 

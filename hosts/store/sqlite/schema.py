@@ -10,8 +10,11 @@ a certificate was issued to, to revoke all of them when the device is disabled.
 3, ``audit_events``: the audit log (who changed what, and what was refused).
 4, fewer pages written per issued certificate: ``used_tokens`` keyed by its primary key
 alone (WITHOUT ROWID), ``certificates_by_device`` only over certificates that have a
-device, and the audit log indexed by time and by target only (a query by actor or
-action reads the log newest first).
+device, the audit log indexed by time and by target only (a query by actor or action
+reads the log newest first), and a certificate's issuance event kept in its own row
+(``certificates.audit_*``, read as part of the audit log) instead of a row of
+``audit_events`` with its indexes; ``certificates_by_time`` orders both the certificate
+inventory and those events.
 """
 
 from __future__ import annotations
@@ -47,9 +50,14 @@ STATEMENTS = (
     der BLOB NOT NULL,
     evidence TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
-    device TEXT
+    device TEXT,
+    audit_id INTEGER,
+    audit_actor TEXT,
+    audit_action TEXT,
+    audit_details TEXT
 )""",
     "CREATE INDEX certificates_by_provisioner ON certificates(provisioner_name)",
+    "CREATE INDEX certificates_by_time ON certificates(created_at)",
     # Certificates issued to a device (by EK URN); the others (no device) are not indexed.
     "CREATE INDEX certificates_by_device ON certificates(device) WHERE device IS NOT NULL",
     """CREATE TABLE used_tokens (

@@ -3,7 +3,7 @@ and paged."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from hosts.store import AuditEvent, AuditQuery, Stores
 
@@ -92,3 +92,80 @@ def test_an_issuance_event_is_written_in_the_certificate_s_own_commit(stores: St
     assert not stores.certificates.record_certificate(record("b2"), token("t1"), event=replayed)
     assert stores.certificates.get_certificate("b2") is None
     assert stores.audit.find(AuditQuery(action="certificate.issued"))[1] == 1
+
+
+def test_issuance_events_and_other_events_read_as_one_log(stores: Stores) -> None:
+    """A certificate's issuance event, written with it, is kept in its row; the log reads
+    it among the other events: one order, ids from one sequence, every filter, one total."""
+    from hosts.store.sqlite import SQLiteAudit
+
+    from .records import record
+
+    def at(minute: int) -> datetime:
+        return NOW + timedelta(minutes=minute)
+
+    stores.audit.append(AuditEvent(at(0), "cli:alice", "device.added", "urn:ek:1"))
+    renewed = AuditEvent(
+        at(1), "device:urn:ek:1", "certificate.renewed", "c1", details={"renewed_from": "b0"}
+    )
+    assert stores.certificates.record_certificate(record("c1"), event=renewed)
+    stores.audit.append(AuditEvent(at(2), "admin-token", "device.disabled", "urn:ek:1"))
+    issued = AuditEvent(at(3), "provisioner:admin", "certificate.issued", "c2")
+    assert stores.certificates.record_certificate(record("c2"), event=issued)
+    # An event about another certificate, or a refusal, is an event of the log's own.
+    other = AuditEvent(at(4), "provisioner:admin", "certificate.issued", "zz", "refused")
+    assert stores.certificates.record_certificate(record("c3"), event=other)
+
+    events, total = stores.audit.find(AuditQuery())
+    assert total == 5
+    assert [(e.action, e.target) for e in events] == [
+        ("certificate.issued", "zz"),
+        ("certificate.issued", "c2"),
+        ("device.disabled", "urn:ek:1"),
+        ("certificate.renewed", "c1"),
+        ("device.added", "urn:ek:1"),
+    ]
+    ids = [e.id for e in events]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(ids, reverse=True)
+    assert len(set(ids)) == 5
+    kept = events[3]
+    assert (kept.time, kept.actor, kept.result, kept.details) == (
+        at(1),
+        "device:urn:ek:1",
+        "ok",
+        {"renewed_from": "b0"},
+    )
+    record_c1 = stores.certificates.get_certificate("c1")
+    assert record_c1 is not None and record_c1.created_at == at(1)
+
+    def found(**filters: object) -> list[str]:
+        page, count = stores.audit.find(AuditQuery(**filters))  # type: ignore[arg-type]
+        assert count == len(page)
+        return [e.target for e in page]
+
+    assert found(action="certificate.") == ["zz", "c2", "c1"]
+    assert found(target="c1") == ["c1"]
+    assert found(actor="device:urn:ek:1") == ["c1"]
+    assert found(result="refused") == ["zz"]
+    assert found(result="ok", action="certificate.issued") == ["c2"]
+    assert found(since=at(1), until=at(3)) == ["urn:ek:1", "c1"]
+    page, count = stores.audit.find(AuditQuery(limit=2, offset=1))
+    assert count == 5 and [e.target for e in page] == ["c2", "urn:ek:1"]
+    if isinstance(stores.audit, SQLiteAudit):
+        # Kept in the certificates' rows: audit_events holds only the others.
+        rows = stores.audit.database.all("SELECT target FROM audit_events ORDER BY id")
+        assert [r[0] for r in rows] == ["urn:ek:1", "urn:ek:1", "zz"]
+    # Appended later, an event still gets a larger id than every issuance event.
+    later = stores.audit.append(AuditEvent(at(5), "system", "crl.published", "agent"))
+    assert later.id is not None and later.id > max(i for i in ids if i is not None)
+
+
+def test_the_first_event_ever_may_be_an_issuance(stores: Stores) -> None:
+    from .records import record
+
+    issued = AuditEvent(NOW, "provisioner:admin", "certificate.issued", "d1")
+    assert stores.certificates.record_certificate(record("d1"), event=issued)
+    appended = stores.audit.append(AuditEvent(NOW, "system", "crl.published", "agent"))
+    events, _ = stores.audit.find(AuditQuery())
+    assert [(e.id, e.target) for e in events] == [(appended.id, "agent"), (1, "d1")]
+    assert appended.id == 2
