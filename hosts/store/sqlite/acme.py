@@ -237,12 +237,14 @@ class SQLiteACME:
         link: records.CertificateLink | None,
         events: tuple[AuditEvent, ...],
     ) -> bool:
-        """Every record, then the certificate and its link, then the audit events."""
+        """Every record, then the certificate and its link, then the audit events (the
+        certificate's issuance event kept in its row)."""
         for table, record_id, revision, columns, record in rows:
             if not self._put(table, record_id, revision, columns, record):
                 return False
         if certificate is not None:
-            self._certificates.insert(certificate)
+            self._certificates.insert_with_events(certificate, events)
+            events = ()
         if link is not None:
             self.database.connection.execute(
                 "INSERT INTO acme_certificates (serial, provisioner, account_id, order_id)"
