@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Any
 
 import attrs
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key
 
 from ..errors import BadRequest
+from ..inventory import ek_digest, ek_urn_from_digest
 
 MAX_STRUCTURE = 4096
 MAX_CERTIFICATE = 8192
@@ -81,6 +83,24 @@ class AttestRequest:
     create_data: bytes
     create_attestation: bytes
     create_signature: bytes
+    #: The DER of each of ``ek_certificates`` as received (empty when built by hand).
+    ek_certificate_ders: tuple[bytes, ...] = ()
+
+    @functools.cached_property
+    def ek_digest(self) -> bytes:
+        """SHA-256 of the EK's SubjectPublicKeyInfo, computed once per request."""
+        return ek_digest(self.ek_public)
+
+    @property
+    def ek_urn(self) -> str:
+        return ek_urn_from_digest(self.ek_digest)
+
+    def ek_certificate_der(self, cert: x509.Certificate) -> bytes:
+        """The DER of one of ``ek_certificates`` as received (re-encoded if unknown)."""
+        for known, der in zip(self.ek_certificates, self.ek_certificate_ders, strict=False):
+            if known is cert:
+                return der
+        return cert.public_bytes(Encoding.DER)
 
     @classmethod
     def parse(cls, body: Any) -> AttestRequest:
@@ -101,10 +121,12 @@ class AttestRequest:
         if not isinstance(raw_certs, list) or len(raw_certs) > MAX_EK_CERTS:
             raise BadRequest(f"ekCerts must be a list of at most {MAX_EK_CERTS} certificates")
         certs: list[x509.Certificate] = []
+        ders: list[bytes] = []
         for index, raw in enumerate(raw_certs):
             der = _b64(raw, f"ekCerts[{index}]", MAX_CERTIFICATE)
             assert der is not None
             certs.append(_ek_certificate(der, f"ekCerts[{index}]"))
+            ders.append(der)
         ek_der = _b64(body.get("ek"), "ek", MAX_CERTIFICATE, required=False)
         ek_public: Any
         if ek_der is not None:
@@ -135,4 +157,5 @@ class AttestRequest:
             create_data=structure("createData"),
             create_attestation=structure("createAttestation"),
             create_signature=structure("createSignature"),
+            ek_certificate_ders=tuple(ders),
         )

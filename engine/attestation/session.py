@@ -18,11 +18,10 @@ from typing import Any
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..chain import ChainError, verify_chain
 from ..errors import BadRequest, Forbidden, Unauthorized
-from ..inventory import Device, ek_digest, ek_urn
+from ..inventory import Device
 from ..ports import Random
 from ..tpm import ek_public_from_key, make_credential, verify_ak_creation
 from ..tpm.errors import TPMError
@@ -180,7 +179,7 @@ def begin_attestation(
     random: Random,
 ) -> tuple[AttestationSession, Challenge]:
     """Check the device, its EK and its AK; make the credential the TPM must release."""
-    urn = ek_urn(request.ek_public)
+    urn = request.ek_urn
     if device is None:
         raise Forbidden(f"the device {urn} is not registered; add it with `devid device add`")
     if not device.active:
@@ -216,11 +215,11 @@ def begin_attestation(
         id=session_id_for_secret(secret),
         state=SessionState.CHALLENGED,
         ek_urn=urn,
-        ek_digest=ek_digest(request.ek_public),
+        ek_digest=request.ek_digest,
         ak_public=request.ak_public,
         ak_name=ak.name,
         tpm=tpm,
-        ek_certificate=ek_cert.public_bytes(Encoding.DER) if ek_cert is not None else None,
+        ek_certificate=request.ek_certificate_der(ek_cert) if ek_cert is not None else None,
         ek_certificate_verified=verified,
         created_at=now,
         expires_at=now + policy.challenge_lifetime,

@@ -23,7 +23,6 @@ from engine.attestation import (
 )
 from engine.errors import ConfigurationError, Forbidden, ProtocolError
 from engine.extensions import ProvisionerRef
-from engine.inventory import ek_urn
 from engine.pipeline import IssuedCertificate, issue_own_certificate
 from engine.tpm import TPMTPublic, public_key_from_tpmt
 from plugins.options import Options
@@ -115,7 +114,7 @@ class AttestationService:
     def attest(self, request: AttestRequest) -> Challenge:
         """Check device, EK and AK; keep the session; return the credential challenge."""
         ca = self.ca
-        ek = ek_urn(request.ek_public)
+        ek = request.ek_urn
         device = ca.stores.devices.get_device(ek)
         now = ca.clock.now()
         try:

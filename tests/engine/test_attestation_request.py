@@ -299,3 +299,18 @@ def test_the_request_is_never_modified(device: FakeDevice) -> None:
     before = copy.deepcopy(body)
     attempt(body)
     assert body == before
+
+
+def test_the_ek_certificate_is_kept_as_received() -> None:
+    vendor = make_vendor()
+    certified = make_device("ecc", "ecc", vendor=vendor)
+    body = certified.attest_body()
+    request = AttestRequest.parse(body)
+    assert request.ek_urn == ek_urn(request.ek_public)
+    ders = [base64.b64decode(c) for c in body["ekCerts"]]
+    assert len(ders) == 1 and list(request.ek_certificate_ders) == ders
+    assert request.ek_certificate_der(request.ek_certificates[0]) == ders[0]
+    assert ders[0] == request.ek_certificates[0].public_bytes(Encoding.DER)
+    policy = AttestationPolicy(ek_roots=(vendor.root,))
+    session, _ = begin_attestation(request, Device(request.ek_urn), policy, NOW, CountingRandom())
+    assert session.ek_certificate == ders[0] and session.ek_certificate_verified
