@@ -30,6 +30,7 @@ from .sections import (
     DEFAULT_SECTIONS,
     SECTIONS,
     RunContext,
+    accounts,
     acme,
     attestation,
     breakdown,
@@ -46,7 +47,18 @@ from .sections import (
 #: Each section's module, by name, in the order they run.
 MODULES: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (inprocess, breakdown, http, scaling, attestation, soak, acme, fleet, profile)
+    for module in (
+        inprocess,
+        breakdown,
+        http,
+        accounts,
+        scaling,
+        attestation,
+        soak,
+        acme,
+        fleet,
+        profile,
+    )
 }
 assert tuple(MODULES) == SECTIONS
 PLOT_NAME = "throughput.png"
@@ -62,6 +74,7 @@ MODES: dict[str, dict[str, Any]] = {
         "profile_n": 1000,
         "rounds": 3,
         "requests": {1: 200, 8: 600, 32: 800},
+        "accounts_requests": {1: 150, 8: 400},
         "scaling_requests": 800,
         "soak": 100_000,
         "soak_every": 10_000,
@@ -79,6 +92,7 @@ MODES: dict[str, dict[str, Any]] = {
         "profile_n": 200,
         "rounds": 2,
         "requests": {1: 40, 8: 100, 32: 150},
+        "accounts_requests": {1: 30, 8: 80},
         "scaling_requests": 150,
         "soak": 1_000,
         "soak_every": 250,

@@ -187,27 +187,47 @@ class LevelOutcome:
 
 
 class Pool:
-    """``size`` connections to one server, opened together (handshakes not timed)."""
+    """``size`` connections to one server, opened together (handshakes not timed).
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, size: int) -> None:
+    With *client_contexts*, connection ``i`` uses ``client_contexts[i % len]`` (each
+    with a client certificate of its own, for mutual TLS) instead of *context*.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        size: int,
+        *,
+        client_contexts: Sequence[ssl.SSLContext] = (),
+    ) -> None:
         self.host, self.port, self.context, self.size = host, port, context, size
+        self.client_contexts = tuple(client_contexts)
         self.connections: list[Connection] = []
 
-    async def __aenter__(self) -> Pool:
-        opened: list[Connection] = []
+    def context_for(self, index: int) -> ssl.SSLContext:
+        """The TLS context of connection *index*."""
+        if self.client_contexts:
+            return self.client_contexts[index % len(self.client_contexts)]
+        return self.context
 
-        async def one() -> None:
-            opened.append(await Connection.open(self.host, self.port, self.context))
+    async def __aenter__(self) -> Pool:
+        opened: dict[int, Connection] = {}
+
+        async def one(index: int) -> None:
+            context = self.context_for(index)
+            opened[index] = await Connection.open(self.host, self.port, context)
 
         try:
             async with trio.open_nursery() as nursery:
-                for _ in range(self.size):
-                    nursery.start_soon(one)
+                for index in range(self.size):
+                    nursery.start_soon(one, index)
         except BaseException:
-            for connection in opened:
+            for connection in opened.values():
                 await connection.aclose()
             raise
-        self.connections = opened
+        self.connections = [opened[index] for index in range(self.size)]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -217,7 +237,9 @@ class Pool:
 
     async def reopen(self, index: int) -> Connection:
         await self.connections[index].aclose()
-        self.connections[index] = await Connection.open(self.host, self.port, self.context)
+        self.connections[index] = await Connection.open(
+            self.host, self.port, self.context_for(index)
+        )
         return self.connections[index]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .accounts import accounts_table
 from .acme import acme_tables
 from .fleet import fleet_tables
 from .format import CLIENT_SATURATED, NOISY_NOTE, Table, lookup, mib, number, rate_cell
@@ -219,6 +220,9 @@ def host_tables(results: dict[str, Any]) -> list[Table]:
         if any("~" in row[3] for row in h.rows):
             h.notes.append(NOISY_NOTE)
         tables.append(h)
+    accounts = results.get("accounts")
+    if accounts and accounts.get("kinds"):
+        tables.append(accounts_table(accounts))
     scaling = results.get("scaling")
     if scaling and scaling.get("workers"):
         params = scaling["parameters"]

@@ -66,6 +66,8 @@ ARGS = [
     "4",
     "--fleet",
     "3",
+    "--accounts-requests",
+    "6",
 ]
 
 Run = tuple[int, Path, dict[str, Any]]
@@ -141,6 +143,7 @@ def test_top_level_and_machine(run: Run) -> None:
         "inprocess",
         "breakdown",
         "http",
+        "accounts",
         "scaling",
         "attestation",
         "soak",
