@@ -56,7 +56,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,9 +136,12 @@ def make_order_plans(count: int, prefix: str, domain: str) -> list[OrderPlan]:
 
 @dataclass
 class OrderResult:
-    """The seconds each step of one order took, and how many polls it needed."""
+    """The seconds each step of one order took, and how many polls it needed; with a
+    server CPU meter (see :meth:`AcmeClient.complete_order`) also the server's CPU
+    seconds in each step."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
     authorization_polls: int = 0
     order_polls: int = 0
     nonce_retries: int = 0
@@ -345,12 +348,31 @@ class AcmeClient:
                 raise AcmeFailure(f"{what}: {_problem(response)}")
             data = _json(response, what)
 
-    async def complete_order(self, plan: OrderPlan, responder: Http01Responder) -> OrderResult:
-        """newOrder, authorization, http-01, validation, finalize, download; each step timed."""
+    async def complete_order(
+        self,
+        plan: OrderPlan,
+        responder: Http01Responder,
+        server_cpu: Callable[[], float] | None = None,
+    ) -> OrderResult:
+        """newOrder, authorization, http-01, validation, finalize, download; each step timed.
+
+        *server_cpu* (the server's CPU seconds so far) is read at every step boundary, to
+        split the server's CPU by step: meaningful with this order alone in flight. Work
+        the server does after answering (the validation it starts when the challenge is
+        answered) counts in the step during which it runs."""
         result = OrderResult()
         seconds = result.seconds
         retries_before = self.nonce_retries
         clock = time.perf_counter
+        meter_at = server_cpu() if server_cpu is not None else 0.0
+
+        def meter(step: str) -> None:
+            nonlocal meter_at
+            if server_cpu is not None:
+                now = server_cpu()
+                result.server_cpu_s[step] = now - meter_at
+                meter_at = now
+
         t = clock()
         self._step = "newOrder"
         response = await self.post(
@@ -365,6 +387,7 @@ class AcmeClient:
             raise AcmeFailure(f"newOrder: not one authorization: {authorizations!r}")
         authz_url = str(authorizations[0])
         seconds["newOrder"] = clock() - t
+        meter("newOrder")
 
         t = clock()
         self._step = "authorization"
@@ -387,6 +410,7 @@ class AcmeClient:
         challenge_url = _text(http01, "url", "http-01 challenge")
         fetched = responder.expect(token, plan.name, f"{token}.{self.thumbprint}")
         seconds["authorization"] = clock() - t
+        meter("authorization")
         try:
             t = clock()
             self._step = "challenge"
@@ -394,6 +418,7 @@ class AcmeClient:
             if response.status != 200:
                 raise AcmeFailure(f"challenge: {_problem(response)}")
             seconds["challenge"] = clock() - t
+            meter("challenge")
 
             t = clock()
             self._step = "validation"
@@ -401,6 +426,7 @@ class AcmeClient:
                 await fetched.wait()
             _, result.authorization_polls = await self._poll(authz_url, "valid", "authorization")
             seconds["validation"] = clock() - t
+            meter("validation")
         finally:
             responder.forget(token)
 
@@ -416,6 +442,7 @@ class AcmeClient:
         )
         certificate_url = _text(order, "certificate", "order")
         seconds["finalize"] = clock() - t
+        meter("finalize")
 
         t = clock()
         self._step = "download"
@@ -423,6 +450,7 @@ class AcmeClient:
         if response.status != 200:
             raise AcmeFailure(f"certificate download: {_problem(response)}")
         seconds["download"] = clock() - t
+        meter("download")
         result.chain_pem = response.body
         result.nonce_retries = self.nonce_retries - retries_before
         self._step = "after an order"

@@ -125,4 +125,50 @@ def acme_tables(acme: dict[str, Any]) -> list[Table]:
         " server's DNS lookup, its fetch from the responder, recording the result, the polls);"
         " finalize includes polling the order until valid"
     )
-    return [c, s] if s.rows else [c]
+    tables = [c, s] if s.rows else [c]
+    split = _step_cpu_table(acme)
+    if split.rows:
+        tables.append(split)
+    return tables
+
+
+def _step_cpu_table(acme: dict[str, Any]) -> Table:
+    """Server CPU per step of an order (one order at a time), and the crypto it needs."""
+    servers: dict[str, Any] = acme["servers_by_label"]
+    crypto = acme.get("crypto") or {}
+    orders = lookup(acme, "parameters", "step_cpu_orders")
+    t = Table(
+        f"ACME: server CPU ms per step of an order, {orders} orders one at a time",
+        ["server", *ACME_STEPS, "whole", "crypto ms", "crypto ÷ CPU", "CPU ÷ pebble"],
+    )
+    ratios = lookup(acme, "server_cpu", "by_host") or {}
+    for label, server in servers.items():
+        split = server.get("step_cpu") or {}
+        steps = split.get("ms_per_step") or {}
+        mine = lookup(crypto, "by_server", label) or {}
+        ratio = lookup(ratios, server.get("host"), str(mine.get("concurrency")))
+        t.rows.append(
+            [
+                label,
+                *(number(steps.get(step), 2) for step in ACME_STEPS),
+                number(split.get("whole_ms"), 2),
+                number(mine.get("ms_per_order"), 2),
+                number(mine.get("crypto_to_cpu"), 2),
+                number(ratio, 2) if server["kind"] == "devid" else "",
+            ]
+        )
+    units = crypto.get("units") or {}
+    signs = ", ".join(f"{k} {number(v, 0)} µs" for k, v in (units.get("sign_us") or {}).items())
+    t.notes.append(
+        "each server's own CPU (every thread, /proc/PID/task/*/schedstat) read by the client"
+        " at each step boundary; the validation a server starts when the challenge is"
+        " answered counts in the step it runs in (mostly validation)"
+    )
+    t.notes.append(
+        "crypto ms: what one order needs, timed with cryptography alone in this run: an ES256"
+        f" verification per request ({number(units.get('es256_verify_us'), 0)} µs), the CSR's"
+        f" check ({number(units.get('csr_verify_us'), 0)} µs), one certificate signature"
+        f" ({signs}); crypto ÷ CPU and CPU ÷ pebble use the server CPU per order of the"
+        " highest concurrency level"
+    )
+    return t

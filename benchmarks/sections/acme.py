@@ -65,22 +65,43 @@ The result (``results["acme"]``):
   config;
 - ``servers``: the flat :class:`ServerFigures` of each server at its best level;
 - ``ratios``: per devid host, devid ÷ pebble at each concurrency and best ÷ best;
-  ``ratio_devid_to_pebble`` is the raw host's best ÷ best (``ratio_host``).
+  ``ratio_devid_to_pebble`` is the raw host's best ÷ best (``ratio_host``);
+- ``server_cpu``: server CPU per order devid ÷ pebble per host and level
+  (``by_host``), and the headline ``ratio_devid_to_pebble``: the raw host's at the
+  highest level both ran (``concurrency``);
+- ``crypto``: the public-key operations of one order timed with cryptography alone
+  in this run (``units``: an ES256 verification, the CSR's check, a certificate
+  signature per issuer key type), per server what one order needs of them (a
+  verification per request at its measured requests per order, the CSR, one
+  signature: ``ms_per_order``) beside its server CPU per order at its highest level
+  (``crypto_to_cpu``); the top-level ``ms_per_order`` and ``crypto_to_cpu`` are the
+  raw host's;
+- ``servers_by_label[...]["step_cpu"]``: after the rounds, ``step_orders`` orders
+  one at a time per server with the server's CPU (every thread's, from
+  ``/proc/PID/task/*/schedstat``) read at each step boundary: ``ms_per_step``,
+  ``whole_ms``, and the wall time per step. Work a server does after answering (the
+  validation it starts when the challenge is answered) counts in the step it runs
+  in: mostly ``validation``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from engine.keys import KeyType
 from hosts.testing.challtestsrv import ChallTestSrv, ChallTestSrvError, start_challtestsrv
@@ -171,6 +192,8 @@ class AcmeParams:
     startup_timeout_s: float = 60.0
     #: A round stops early after this many failed orders.
     max_errors: int = 10
+    #: Orders per server, one at a time, whose server CPU is split by step (after the rounds).
+    step_orders: int = 40
 
     def __post_init__(self) -> None:
         if len(self.orders) != len(self.concurrency):
@@ -179,6 +202,8 @@ class AcmeParams:
             raise ValueError("concurrency levels, order counts and rounds must be positive")
         if not self.hosts:
             raise ValueError("at least one devid host")
+        if self.step_orders < 0:
+            raise ValueError("step_orders must not be negative")
 
     def orders_per_server(self) -> int:
         plan = zip(self.concurrency, self.orders, strict=True)
@@ -196,6 +221,7 @@ class AcmeParams:
             " http-01 challenge -> validation (poll) -> finalize (fresh P-256 CSR) ->"
             " download (PEM chain); the chain is checked after the timer stops",
             "account": "one newAccount (P-256, ES256) per connection and round, timed apart",
+            "step_cpu_orders": self.step_orders,
             "polling": "no Retry-After: after the responder served the token, the first poll"
             " at once, then 2, 4, 8 ... ms apart, at most 50 ms (same for every server)",
             "client": "benchmarks.acme_client: h11 over trio TLS streams, one keep-alive"
@@ -588,7 +614,8 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
     base.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
     labels = [f"devid-{host}" for host in params.hosts] + ["pebble"]
-    total = params.orders_per_server() * len(labels) + len(labels)
+    split = params.step_orders + 1 if params.step_orders else 0  # one untimed warm-up
+    total = (params.orders_per_server() + split) * len(labels) + len(labels)
     progress(f"acme: preparing {total} P-256 keys and CSRs for {run_id}.{DOMAIN}")
     plans = make_order_plans(total, "o", f"{run_id}.{DOMAIN}")
     probes, plans = plans[: len(labels)], plans[len(labels) :]
@@ -600,6 +627,7 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
     targets: list[AcmeTarget] = []
     statuses: dict[str, Any] = {}
     issuer_keys: dict[str, str | None] = {}
+    step_cpu: dict[str, dict[str, Any]] = {}
     try:
         try:
             dns = start_challtestsrv(base, cpus=pinning.server, timeout=params.startup_timeout_s)
@@ -655,7 +683,17 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
                 "acme: one untimed order through every server; issuers: "
                 + ", ".join(f"{k} {v}" for k, v in issuer_keys.items())
             )
-            samples = trio.run(_interleaved, params, targets, plans, responder, dns, progress)
+            timed_plans = len(plans) - split * len(labels)
+            samples = trio.run(
+                _interleaved, params, targets, plans[:timed_plans], responder, dns, progress
+            )
+            for index, target in enumerate(targets):
+                if not params.step_orders:
+                    break
+                start = timed_plans + index * split
+                step_cpu[target.label] = trio.run(
+                    _step_split, target, plans[start : start + split], responder, progress
+                )
         peaks = {t.label: t.server.memory() for t in targets}
     except (AcmeFailure, ExceptionGroup) as exc:
         leaf = first_error(exc)
@@ -707,6 +745,7 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
                 "peak_rss_kib": peak.total("VmHWM"),
                 "exit_status": statuses.get(target.label),
             },
+            "step_cpu": step_cpu.get(target.label),
         }
     pebble_info = servers.get("pebble", {})
     pebble_info["environment"] = PEBBLE_ENV
@@ -714,6 +753,9 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
         pebble_info["config"] = pebble.config
     ratios = _ratios(servers, "pebble")
     headline_host = "raw" if "raw" in ratios else next(iter(ratios), None)
+    progress("acme: timing the public-key operations of an order with cryptography alone")
+    crypto = crypto_per_order(servers, plans[0].csr_der if plans else probes[0].csr_der)
+    server_cpu = _server_cpu_ratios(servers, "pebble", headline_host)
     result: dict[str, Any] = {
         "parameters": {**params.describe(), "pinning": pinning.describe()},
         "setup": {
@@ -734,8 +776,183 @@ def run_acme(params: AcmeParams, work_dir: Path, progress: Progress) -> dict[str
         "ratio_devid_to_pebble": (ratios.get(headline_host) or {}).get("best")
         if headline_host
         else None,
+        "server_cpu": server_cpu,
+        "crypto": crypto,
     }
     return result
+
+
+# --- server CPU per step, and the crypto an order needs ---------------------------------------
+
+
+def task_cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of *pid* so far, in nanoseconds' resolution
+    (``/proc/PID/task/*/schedstat``; a thread that ended is no longer counted)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+async def _step_split(
+    target: AcmeTarget, plans: Sequence[OrderPlan], responder: Http01Responder, progress: Progress
+) -> dict[str, Any]:
+    """One account, one untimed order, then *plans* one at a time with the server's CPU
+    read at every step boundary: the server CPU of each step of an order, alone."""
+    pid = target.server.pid
+    results: list[OrderResult] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(responder.serve)
+        client = await _open_client(target)
+        try:
+            await client.new_account()
+            await client.complete_order(plans[0], responder)
+            for plan in plans[1:]:
+                result = await client.complete_order(
+                    plan, responder, server_cpu=lambda: task_cpu_seconds(pid)
+                )
+                check_chain(plan, result.chain_pem)
+                results.append(result)
+        finally:
+            await client.connection.aclose()
+        nursery.cancel_scope.cancel()
+    ok = len(results)
+    ms = {step: rounded(sum(r.server_cpu_s[step] for r in results) / ok * 1e3, 3) for step in STEPS}
+    split = {
+        "orders": ok,
+        "concurrency": 1,
+        "ms_per_step": ms,
+        "whole_ms": rounded(sum(sum(r.server_cpu_s.values()) for r in results) / ok * 1e3, 3),
+        "wall_ms_per_step": {
+            step: rounded(sum(r.seconds[step] for r in results) / ok * 1e3, 3) for step in STEPS
+        },
+        "requests_per_order": rounded(5 + sum(r.polls for r in results) / ok, 3),
+    }
+    progress(
+        f"acme {target.label}: server CPU per step, {ok} orders one at a time: "
+        + ", ".join(f"{step} {value:.2f}" for step, value in ms.items())
+        + f" ms (whole {split['whole_ms']:.2f} ms)"
+    )
+    return split
+
+
+def _per_op_us(operation: Callable[[], object], seconds: float = 0.2) -> float:
+    """CPU microseconds of one call of *operation* (repeated for about *seconds* of CPU)."""
+    operation()
+    count = 0
+    started = time.process_time()
+    while True:
+        operation()
+        count += 1
+        used = time.process_time() - started
+        if used >= seconds and count >= 20:
+            return used / count * 1e6
+
+
+def crypto_unit_costs(csr_der: bytes, issuer_keys: Sequence[str | None]) -> dict[str, Any]:
+    """The public-key operations of one order, each timed with cryptography alone: an
+    ES256 JWS verification (every request is one), the CSR's signature check (with its
+    parsing), and a certificate signature by each issuer key type named."""
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    account = ec.generate_private_key(ec.SECP256R1())
+    signing_input = b"x" * 420  # about a kid-signed ACME request's protected.payload
+    signature = account.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    public = account.public_key()
+    tbs = b"t" * 450  # about the to-be-signed part of a P-256 leaf certificate
+    units: dict[str, Any] = {
+        "es256_verify_us": rounded(
+            _per_op_us(lambda: public.verify(signature, signing_input, ec.ECDSA(hashes.SHA256())))
+        ),
+        "csr_verify_us": rounded(
+            _per_op_us(lambda: x509.load_der_x509_csr(csr_der).is_signature_valid)
+        ),
+        "sign_us": {},
+    }
+    for name in dict.fromkeys(k for k in issuer_keys if k):
+        sign: Callable[[], object] | None = None
+        if name.startswith("EC "):
+            curve = {"secp256r1": ec.SECP256R1(), "secp384r1": ec.SECP384R1()}.get(name[3:])
+            if curve is not None:
+                algorithm = ec.ECDSA(hashes.SHA384() if name.endswith("384r1") else hashes.SHA256())
+                ec_key = ec.generate_private_key(curve)
+                sign = functools.partial(ec_key.sign, tbs, algorithm)
+        elif name.startswith("RSA-"):
+            rsa_key = rsa.generate_private_key(65537, int(name[4:]))
+            sign = functools.partial(rsa_key.sign, tbs, padding.PKCS1v15(), hashes.SHA256())
+        if sign is not None:
+            units["sign_us"][name] = rounded(_per_op_us(sign))
+    return units
+
+
+def crypto_per_order(servers: dict[str, dict[str, Any]], csr_der: bytes) -> dict[str, Any]:
+    """The crypto-only cost of one order on each server (its JWS verifications at its
+    measured requests per order, the CSR check, one signature by its issuer key) beside
+    its server CPU per order at its highest level; ``ms_per_order`` is the raw host's."""
+    units = crypto_unit_costs(csr_der, [s.get("issuer_key") for s in servers.values()])
+    by_server: dict[str, Any] = {}
+    for label, server in servers.items():
+        levels = [lv for lv in server["levels"] if lv.get("ok")]
+        sign = units["sign_us"].get(server.get("issuer_key") or "")
+        if not levels or sign is None:
+            continue
+        level = max(levels, key=lambda lv: int(lv["concurrency"]))
+        requests = float(level.get("requests_per_order") or 6.0)
+        crypto_ms = (requests * units["es256_verify_us"] + units["csr_verify_us"] + sign) / 1e3
+        cpu = level.get("server_cpu_ms_per_order")
+        by_server[label] = {
+            "concurrency": level["concurrency"],
+            "verifications_per_order": requests,
+            "issuer_key": server.get("issuer_key"),
+            "ms_per_order": rounded(crypto_ms, 3),
+            "server_cpu_ms_per_order": cpu,
+            "crypto_to_cpu": rounded(crypto_ms / float(cpu), 3) if cpu else None,
+        }
+    raw: dict[str, Any] = by_server.get("devid-raw") or next(
+        (v for k, v in by_server.items() if k.startswith("devid-")), {}
+    )
+    return {
+        "units": units,
+        "by_server": by_server,
+        "ms_per_order": raw.get("ms_per_order"),
+        "crypto_to_cpu": raw.get("crypto_to_cpu"),
+    }
+
+
+def _server_cpu_ratios(
+    servers: dict[str, dict[str, Any]], pebble_label: str, headline_host: str | None
+) -> dict[str, Any]:
+    """Server CPU per order, devid ÷ pebble, at every level both ran; the headline is the
+    raw host's at the highest such level (each server at its busiest)."""
+    pebble = servers.get(pebble_label)
+    if not pebble:
+        return {}
+    theirs = {lv["concurrency"]: lv.get("server_cpu_ms_per_order") for lv in pebble["levels"]}
+    by_host: dict[str, dict[str, float]] = {}
+    for server in servers.values():
+        if server["kind"] != "devid":
+            continue
+        ratios: dict[str, float] = {}
+        for level in server["levels"]:
+            ours, base = level.get("server_cpu_ms_per_order"), theirs.get(level["concurrency"])
+            if isinstance(ours, int | float) and isinstance(base, int | float) and base > 0:
+                ratios[str(level["concurrency"])] = rounded(ours / base, 3)
+        by_host[server["host"]] = ratios
+    headline = by_host.get(headline_host or "") or {}
+    top = max(headline, key=int) if headline else None
+    return {
+        "by_host": by_host,
+        "concurrency": int(top) if top else None,
+        "ratio_devid_to_pebble": headline.get(top) if top else None,
+    }
 
 
 def asdict_figures(server: dict[str, Any]) -> dict[str, Any]:
@@ -796,4 +1013,6 @@ def run(context: RunContext) -> dict[str, Any]:
         hosts=tuple(dict.fromkeys(options.acme_host or DEFAULT_HOSTS)),
         pin=not options.no_pin,
     )
+    # The per-step split: as many orders as the first level's round, 10 to 40.
+    params = replace(params, step_orders=min(40, max(10, params.orders[0])))
     return run_acme(params, context.work_dir, context.progress)
