@@ -30,6 +30,15 @@ enrolment (``endorsement_key`` and ``ActivateCredential``), which for RSA is a
 prime search in swtpm whose cost depends on the TPM's endorsement seed, so an
 RSA figure also varies from one provisioned swtpm to the next.
 
+Then, against the same server, the server's CPU per enrolment is split: a new
+TLS connection (accept, handshake, one ``GET /health``, close) against a
+``GET /health`` on a kept connection gives what the one connection of an
+enrolment costs the server; the rest is the two requests' work. And the
+public-key operations one enrolment needs (the TLS key exchange and server
+signature, the EK certificate's signature, the AK creation signature,
+MakeCredential to the EK, the AK certificate's signature) are timed alone with
+`cryptography` in the same run: the crypto-only cost no code change can remove.
+
 Everything listens on 127.0.0.1; the swtpm and the server are always stopped.
 """
 
@@ -38,13 +47,17 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 
 from engine.keys import KeyType
 from hosts.testing.servers import HOSTS, run_devid
@@ -62,7 +75,15 @@ from ..common import (
 from ..rounds import Meter
 from ..servers import ServerProcess
 from . import RunContext, device_attest, parse_positive
-from .device_attest import DeviceAttestParams, run_device_attest
+from .device_attest import (
+    CRYPTO_REPEAT,
+    DeviceAttestParams,
+    KeyOperations,
+    cpu_us,
+    crypto_summary,
+    key_name,
+    run_device_attest,
+)
 
 NAME = "attestation"
 SIZE_OPTIONS = ("attest_n", *device_attest.SIZE_OPTIONS)
@@ -88,10 +109,18 @@ FIGURES = (
     CPU ms per enrolment
                  of swtpm, of the devid server and of this (agent-side) process, from
                  /proc: how the cost splits whatever the wall-time overlap.
+    server CPU split, crypto ms
+                 the server's CPU per enrolment split into its one TLS connection
+                 (a new connection with one GET /health, less a GET /health on a kept
+                 one) and the two requests' work; and the public-key operations one
+                 enrolment needs, timed alone with `cryptography` in the same run.
 """
     + device_attest.FIGURES
 )
 
+
+#: New TLS connections (and kept-connection requests) timed for the connection's share.
+CONNECTIONS = 200
 
 #: The steps of one enrolment, in order, and whose work each one is.
 STEPS: tuple[tuple[str, str], ...] = (
@@ -116,6 +145,10 @@ class AttestationParams:
     warmup: int = 2
     max_duration_s: float = 120.0
     startup_timeout_s: float = 60.0
+    #: New TLS connections timed to split the server's CPU per enrolment.
+    connections: int = CONNECTIONS
+    #: Repetitions of each public-key operation timed for the crypto-only cost.
+    crypto_repeat: int = CRYPTO_REPEAT
     #: device-attest-01 (benchmarks.sections.device_attest) after the AK enrolments, on one swtpm;
     #: None: not measured.
     device_attest: DeviceAttestParams | None = field(default_factory=DeviceAttestParams)
@@ -141,6 +174,9 @@ class AttestationParams:
             "warmup": self.warmup,
             "max_duration_s": self.max_duration_s,
             "connections": "a new TLS connection per enrolment (as the agent does)",
+            "connection_share": f"{self.connections} new TLS connections with one GET /health"
+            " each, less as many GET /health on a kept connection",
+            "crypto_repeat": self.crypto_repeat,
             "sequential": "one TPM, one enrolment at a time (a TPM executes one command at once)",
             "device_attest_ek": self.device_attest_ek if self.device_attest else None,
         }
@@ -234,6 +270,126 @@ def _enrol(
     check_chain(chain, spki, roots)
     seconds["check chain"] = clock() - t
     return result
+
+
+def _connection_costs(
+    url: str, context: ssl.SSLContext, server: ServerProcess, count: int
+) -> dict[str, Any]:
+    """Server CPU (ms) of a new TLS connection with one ``GET /health`` and of one
+    ``GET /health`` on a kept connection; their difference is what a connection costs."""
+    health = f"{url}/health"
+
+    def check(response: httpx.Response) -> None:
+        if response.status_code != 200:
+            raise BenchmarkError(f"GET /health: HTTP {response.status_code}")
+
+    def new_connection() -> None:
+        with httpx.Client(verify=context, timeout=30.0) as client:
+            check(client.get(health))
+
+    for _ in range(5):
+        new_connection()
+    meter = Meter(server)
+    meter.start()
+    for _ in range(count):
+        new_connection()
+    fresh = meter.stop().server_cpu_s
+    with httpx.Client(verify=context, timeout=30.0) as client:
+        for _ in range(5):
+            check(client.get(health))
+        meter = Meter(server)
+        meter.start()
+        for _ in range(count):
+            check(client.get(health))
+        kept = meter.stop().server_cpu_s
+    if fresh is None or kept is None:
+        raise BenchmarkError("the server's CPU time cannot be read")
+    new_ms, kept_ms = fresh / count * 1e3, kept / count * 1e3
+    return {
+        "connections": count,
+        "server_cpu_ms_per_new_connection_with_request": rounded(new_ms, 3),
+        "server_cpu_ms_per_kept_request": rounded(kept_ms, 3),
+        "server_cpu_ms_per_connection": rounded(max(new_ms - kept_ms, 0.0), 3),
+    }
+
+
+def _tls_peer(url: str, context: ssl.SSLContext) -> tuple[Any, str]:
+    """The server's certificate and the TLS version it speaks."""
+    from cryptography import x509
+
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=30.0) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        version = tls.version() or "?"
+    if der is None:
+        raise BenchmarkError("the server sent no certificate")
+    return x509.load_der_x509_certificate(der), version
+
+
+def _enrolment_crypto(
+    tcti: str,
+    ek_type: str,
+    url: str,
+    context: ssl.SSLContext,
+    ek_roots: Path,
+    chain: list[Any],
+    repeat: int,
+) -> dict[str, float]:
+    """The public-key operations the server does for one enrolment, each timed alone (µs)."""
+    from cryptography import x509
+
+    from agent.tpm import TPM
+
+    with TPM(tcti) as tpm:
+        ek = tpm.endorsement_key(algorithm="ecc" if ek_type == "ecc" else "rsa")
+    ek_public = ek.public_key
+    operations: dict[str, float] = {}
+    server_certificate, version = _tls_peer(url, context)
+    tls_key = KeyOperations(server_certificate.public_key())
+    peer = x25519.X25519PrivateKey.generate().public_key()
+    operations[f"{version}: X25519 key share and shared secret"] = cpu_us(
+        lambda: x25519.X25519PrivateKey.generate().exchange(peer), repeat
+    )
+    operations[f"{version}: server signature ({tls_key.name})"] = cpu_us(tls_key.sign, repeat)
+    if ek.certificate is not None:
+        certificate = x509.load_der_x509_certificate(ek.certificate.der)
+        issuers = [
+            c
+            for c in x509.load_pem_x509_certificates(ek_roots.read_bytes())
+            if c.subject == certificate.issuer
+        ]
+        if issuers:
+            issuer = issuers[0]
+            name = key_name(issuer.public_key())
+            operations[f"EK certificate signature check ({name})"] = cpu_us(
+                lambda: certificate.verify_directly_issued_by(issuer), repeat
+            )
+    ak = KeyOperations(chain[0].public_key())
+    operations[f"AK creation signature check ({ak.name})"] = cpu_us(ak.verify, repeat)
+    make_credential: Callable[[], object]
+    if isinstance(ek_public, ec.EllipticCurvePublicKey):
+        curve = ek_public.curve
+
+        def make_credential() -> object:
+            return ec.generate_private_key(curve).exchange(ec.ECDH(), ek_public)
+
+        label = f"MakeCredential: ephemeral key and ECDH on {curve.name}"
+    elif isinstance(ek_public, rsa.RSAPublicKey):
+        oaep = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), b"IDENTITY\0")
+
+        def make_credential() -> object:
+            return ek_public.encrypt(bytes(32), oaep)
+
+        label = f"MakeCredential: RSA-{ek_public.key_size} OAEP encryption"
+    else:
+        raise BenchmarkError(f"an EK of type {type(ek_public).__name__}")
+    operations[label] = cpu_us(make_credential, repeat)
+    issuer_key = KeyOperations(chain[1].public_key())
+    operations[f"AK certificate signature ({issuer_key.name})"] = cpu_us(issuer_key.sign, repeat)
+    return operations
 
 
 def _register(data_dir: Path, urn: str) -> None:
@@ -366,6 +522,34 @@ def _run_one(
         }
         result = _summary(enrolments, usage.elapsed, cpu)
         result["server_peak_rss_kib"] = server.memory().total("VmHWM")
+        server_ms = result["cpu_ms_per_enrolment"]["server"]
+        result["server_cpu_ms_per_enrolment"] = server_ms
+        connection = _connection_costs(url, context, server, params.connections)
+        result["tls_connection"] = connection
+        if server_ms is not None:
+            share = min(float(connection["server_cpu_ms_per_connection"]), float(server_ms))
+            result["server_cpu_split_ms"] = {
+                "tls_connection": rounded(share, 3),
+                "requests": rounded(float(server_ms) - share, 3),
+            }
+        operations = _enrolment_crypto(
+            swtpm.tcti,
+            ek_type,
+            url,
+            context,
+            data_dir / "ek-roots" / "swtpm.pem",
+            chain,
+            params.crypto_repeat,
+        )
+        crypto = crypto_summary(operations, server_ms)
+        result["crypto_ms_per_enrolment"] = crypto.pop("crypto_ms")
+        result.update(crypto)
+        split = result.get("server_cpu_split_ms") or {}
+        progress(
+            f"{name}: server CPU {server_ms} ms per enrolment (its TLS connection"
+            f" {split.get('tls_connection')}, the two requests {split.get('requests')});"
+            f" its public-key operations alone {result['crypto_ms_per_enrolment']} ms"
+        )
         progress(
             f"{name}: {result['enrolments_per_s']}/s; wall share TPM"
             f" {result['wall_share']['tpm']:.0%}, server {result['wall_share']['server']:.0%}"
@@ -435,6 +619,8 @@ def run(context: RunContext) -> dict[str, Any]:
         ek_types=tuple(options.attest_ek),
         host=options.attest_host,
         warmup=1 if context.quick else 3,
+        connections=100 if context.quick else CONNECTIONS,
+        crypto_repeat=50 if context.quick else CRYPTO_REPEAT,
         device_attest=device_attest.params_for(context),
     )
     return run_attestation(params, context.work_dir, context.progress)

@@ -266,6 +266,16 @@ def test_attestation_figures_per_ek_type(run: Run) -> None:
         assert sum(result["wall_share"].values()) == pytest.approx(1.0, abs=0.01)
         for party in ("swtpm", "server", "client"):
             assert positive(result["cpu_ms_per_enrolment"][party]), party
+        assert result["server_cpu_ms_per_enrolment"] == result["cpu_ms_per_enrolment"]["server"]
+        split = result["server_cpu_split_ms"]
+        assert set(split) == {"tls_connection", "requests"}
+        assert sum(split.values()) == pytest.approx(result["server_cpu_ms_per_enrolment"])
+        assert positive(result["tls_connection"]["server_cpu_ms_per_new_connection_with_request"])
+        assert positive(result["crypto_ms_per_enrolment"])
+        operations = result["crypto_ops_us"]
+        assert any(name.startswith("MakeCredential") for name in operations)
+        assert any(name.startswith("EK certificate signature") for name in operations)
+        assert all(positive(us) for us in operations.values())
         assert gone(result["swtpm"]["pid"]) and gone(result["server"]["pid"])
     markdown = (out / "latest.md").read_text()
     assert "(rsa EK, ecc AK)" in markdown and "(ecc EK, ecc AK)" in markdown
@@ -293,6 +303,11 @@ def test_device_attest_figures(run: Run) -> None:
         assert positive(level["validations_per_s"])
         assert positive(level["latency_ms"]["p50"])
     assert device["best_validations"]["concurrency"] in (1, 2)
+    assert device["server_cpu_concurrency"] == 1
+    assert device["server_cpu_ms_per_validation"] == levels[0]["server_cpu_ms_per_validation"]
+    assert positive(device["crypto_ms_per_validation"])
+    assert len(device["crypto_ops_us"]) == 3
+    assert all(positive(us) for us in device["crypto_ops_us"].values())
     markdown = (out / "latest.md").read_text()
     assert "ACME device-attest-01 against swtpm" in markdown
     assert "device-attest-01 validations/s (server)" in markdown
