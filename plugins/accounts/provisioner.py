@@ -43,6 +43,7 @@ from plugins.api import (
     RenewAuthorization,
     RenewContext,
     Unauthorized,
+    X5CToken,
     jose_token,
     parse_x5c,
     registered_device,
@@ -111,16 +112,15 @@ class AccountProvisioner(X5CProvisioner):
             raise Forbidden(f"the account {self.account_name!r} is disabled")
         return account
 
-    def authorize_sign(
-        self, credential: Credential | str, csr: CSRInfo, ctx: AuthorizeContext
+    def authorize_token(
+        self, token: X5CToken, csr: CSRInfo, ctx: AuthorizeContext
     ) -> Authorization:
-        authorization = super().authorize_sign(credential, csr, ctx)
+        authorization = super().authorize_token(token, csr, ctx)
         policy = authorization.policy
         if policy is None:
             raise Forbidden(f"provisioner {self.name!r} authorized no certificate")
         # The token verified, so its x5c leaf is the device certificate that signed it.
-        leaf = parse_x5c(jose_token(credential).header)[0]
-        device = registered_device(self.lookup, leaf)
+        device = registered_device(self.lookup, token.leaf)
         account = self.current_account()
         if not is_assigned(account, device):
             raise Forbidden(

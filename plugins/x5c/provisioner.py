@@ -205,6 +205,8 @@ class X5CProvisioner(Provisioner):
         self.leaf_check = leaf_check
         self.allow_renewal = allow_renewal
         self.ref = ProvisionerRef(type=self.type_name, name=name)
+        # Each trusted root's subject and fingerprint (evidence), by root.
+        self._root_cache: dict[x509.Certificate, tuple[str, str]] = {}
 
     # --- configuration -----------------------------------------------------
 
@@ -315,27 +317,45 @@ class X5CProvisioner(Provisioner):
             )
         return limit
 
-    @staticmethod
-    def evidence(token: X5CToken) -> dict[str, Any]:
+    def evidence(self, token: X5CToken) -> dict[str, Any]:
         """What is stored beside the certificate: who signed the token, and under which root."""
         leaf = token.leaf
+        path = token.path
+        root = path.root
+        # The root is one of ours: its texts are worked out once, not per request; so is
+        # the leaf's issuer name when the root signed the leaf.
+        root_subject, root_sha256 = self._root_texts(root)
+        issuer = root_subject if len(path.certificates) == 2 else leaf.issuer.rfc4514_string()
         return {
             "method": "x5c-token",
             "jti": token.use.token_id,
             "leaf_subject": leaf.subject.rfc4514_string(),
             "leaf_serial": format(leaf.serial_number, "x"),
             "leaf_sha256": fingerprint(leaf),
-            "leaf_issuer": leaf.issuer.rfc4514_string(),
-            "root_subject": token.path.root.subject.rfc4514_string(),
-            "root_sha256": fingerprint(token.path.root),
+            "leaf_issuer": issuer,
+            "root_subject": root_subject,
+            "root_sha256": root_sha256,
         }
+
+    def _root_texts(self, root: x509.Certificate) -> tuple[str, str]:
+        """A trusted root's subject (RFC 4514) and SHA-256 fingerprint, remembered."""
+        texts = self._root_cache.get(root)
+        if texts is None:
+            texts = (root.subject.rfc4514_string(), fingerprint(root))
+            self._root_cache[root] = texts
+        return texts
 
     # --- authorization ------------------------------------------------------
 
     def authorize_sign(
         self, credential: Credential | str, csr: CSRInfo, ctx: AuthorizeContext
     ) -> Authorization:
-        token = self.verify_token(credential, ctx)
+        return self.authorize_token(self.verify_token(credential, ctx), csr, ctx)
+
+    def authorize_token(
+        self, token: X5CToken, csr: CSRInfo, ctx: AuthorizeContext
+    ) -> Authorization:
+        """:meth:`authorize_sign` after the token verified: what it authorizes."""
         names = self._names(token)
         not_after_limit = self._not_after_limit(token, ctx.now)
         validators: list[Validator] = [
