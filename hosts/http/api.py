@@ -69,7 +69,15 @@ class RequestThreads:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in one of the threads; its result, or what it raised."""
-        async with trio.to_thread.current_default_thread_limiter():
+        await trio.lowlevel.checkpoint_if_cancelled()
+        task = trio.lowlevel.current_task()
+        limiter = trio.to_thread.current_default_thread_limiter()
+        try:
+            # A free token is taken at once: no trip through the scheduler for it.
+            limiter.acquire_on_behalf_of_nowait(task)
+        except trio.WouldBlock:
+            await limiter.acquire_on_behalf_of(task)
+        try:
             with self._lock:
                 self._busy += 1
                 if self._busy > self._threads:
@@ -78,13 +86,13 @@ class RequestThreads:
                         target=self._work, args=(self._jobs,), name="devid-request", daemon=True
                     ).start()
             try:
-                self._jobs.put(
-                    (trio.lowlevel.current_trio_token(), trio.lowlevel.current_task(), fn, args)
-                )
+                self._jobs.put((trio.lowlevel.current_trio_token(), task, fn, args))
                 return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)
             finally:
                 with self._lock:
                     self._busy -= 1
+        finally:
+            limiter.release_on_behalf_of(task)
 
 
 def _not_cancellable(_: Any) -> trio.lowlevel.Abort:
