@@ -111,8 +111,14 @@ async def issue(acme: ACMEClient, *names: str) -> tuple[str, dict[str, Any], x50
     cert = await acme.get(order["certificate"])
     assert cert.status_code == 200, cert.text
     assert cert.headers["content-type"] == "application/pem-certificate-chain"
-    leaf = x509.load_pem_x509_certificates(cert.content)[0]
-    return url, order, leaf
+    chain = x509.load_pem_x509_certificates(cert.content)
+    # The leaf, then its issuer up to (not including) the root, each signed by the next,
+    # every one in the PEM form cryptography writes.
+    assert cert.content.decode() == "".join(c.public_bytes(Encoding.PEM).decode() for c in chain)
+    assert len(chain) >= 2
+    for child, parent in itertools.pairwise(chain):
+        child.verify_directly_issued_by(parent)
+    return url, order, chain[0]
 
 
 # --- directory and accounts ------------------------------------------------------------

@@ -13,8 +13,6 @@ import logging
 from typing import Any
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.acme import accounts, challenges, orders
 from engine.acme import jws as acme_jws
@@ -28,7 +26,7 @@ from engine.acme.records import Account, AccountStatus, CertificateLink
 from engine.acme.revocation import authorize_revocation, parse_revocation
 from engine.errors import ProtocolError
 from engine.jose import PublicKey
-from engine.pipeline import SignRequest, prepare_certificate
+from engine.pipeline import SignRequest, der_to_pem, prepare_certificate
 from hosts.service.audit import acme_actor
 from hosts.store import Revocation
 from plugins.base import ACMEIssuing
@@ -264,8 +262,8 @@ def certificate(
     issuer = acme.ca.issuers.get(record.issuer) if record is not None else None
     if record is None or issuer is None:
         raise not_found("no such certificate")
-    leaf = x509.load_der_x509_certificate(record.der)
-    pem = "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in (leaf, *issuer.chain))
+    # The stored DER as it was signed, then the issuer's chain (PEM encoded once per issuer).
+    pem = der_to_pem(record.der, "CERTIFICATE") + "".join(issuer.chain_pem)
     return Outcome(Respond(200, text=pem, content_type="application/pem-certificate-chain"))
 
 
