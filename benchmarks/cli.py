@@ -113,8 +113,8 @@ Sections (all but `profile` run by default; pick with --only):
 """
     + "".join(module.SUMMARY for module in MODULES.values())
     + """
-A full run takes about 5 minutes on 2 cores (most of it the 100,000-issuance soak);
---quick about 40 seconds. Progress
+A full run takes about 20 minutes on 2 cores (the 10,000-device fleet alone 10 to 13,
+the 100,000-issuance soak about 3); --quick about 2 minutes. Progress
 goes to stderr, one line per step with the seconds since the start (on a terminal a
 live line shows the requests done inside a step); -q silences it.
 """
@@ -151,6 +151,7 @@ examples:
   python -m benchmarks --only soak --soak 100000           # about 3 minutes on 2 cores
   python -m benchmarks --only attestation --attest-n 300 --attest-ek ecc
   python -m benchmarks --only acme --acme-concurrency 1,8,32 --rounds 5
+  python -m benchmarks --only fleet --fleet 2000 --fleet-concurrency 16
 """
 )
 
