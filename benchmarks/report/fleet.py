@@ -201,7 +201,9 @@ def _database_table(fleet: dict[str, Any]) -> Table:
     t.notes.append(
         f"SQLite's dbstat over the whole file ({size_text(database.get('after_flow_bytes'))}"
         f" for {fleet['completed']:,} devices, {size_text(database.get('empty_ca_bytes'))}"
-        " of it before the first device), so small tables round up to whole pages"
+        " of it before the first device; the WAL"
+        f" {size_text(database.get('wal_bytes_after_checkpoint'))} after the checkpoint), so"
+        " small tables round up to whole pages"
     )
     return t
 

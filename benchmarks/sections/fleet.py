@@ -522,7 +522,9 @@ async def _drive(
         for phase in PHASES:
             progress(f"fleet {phase}: {len(remaining):,} devices, {params.concurrency} at a time")
             outcome = await run_step(phase, remaining, actions[phase], server, params, progress)
-            after = database_size(db_path)["db_bytes"]
+            measured = database_size(db_path)
+            after = measured["db_bytes"]
+            sizes["wal_after_checkpoint"] = measured["wal_bytes"]
             summary = summarise_step(outcome, before, after)
             phases.append(summary)
             before = after
@@ -653,6 +655,7 @@ def run_fleet(params: FleetParams, work_dir: Path, progress: Progress) -> dict[s
             "empty_ca_bytes": empty,
             "before_registration_bytes": sizes["start"],
             "after_flow_bytes": sizes["end"],
+            "wal_bytes_after_checkpoint": sizes.get("wal_after_checkpoint"),
             "bytes_per_device": rounded((sizes["end"] - sizes["start"]) / completed, 1),
             "flow_bytes_per_device": rounded(sum(p["db_bytes_per_device"] or 0 for p in flow), 1),
             "tables": [
