@@ -79,7 +79,7 @@ from tests.attestation_fakes import FakeDevice, Vendor, new_device, signing_key_
 
 from .acme_client import PEM_CHAIN, AcmeClient, AcmeFailure
 from .common import BenchmarkError
-from .loadgen import Connection, ConnectionBroken, Response
+from .loadgen import Connection, Response
 
 JSON = "application/json"
 #: The ACME provisioner of TPM-attested devices a new CA has (hosts.core.init).
@@ -491,7 +491,6 @@ __all__ = [
     "ACCOUNTS",
     "ACCOUNT_NAMES",
     "RENEWED",
-    "ConnectionBroken",
     "FleetDevice",
     "FleetFailure",
     "Server",

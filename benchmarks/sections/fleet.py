@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
@@ -409,7 +410,7 @@ async def _handshakes(
     ``params.handshakes`` devices. The steps' CPU less their connections' then estimates
     the CPU of the operations themselves."""
     sample = devices[: params.handshakes]
-    contexts: dict[int, Any] = {}
+    contexts: dict[int, ssl.SSLContext] = {}
     for device in sample:
         pem = device.client_pem(DEVICE_CERTIFICATE, tls_dir)
         try:
@@ -574,7 +575,7 @@ def _without_connections(phase: dict[str, Any], handshakes: dict[str, Any]) -> N
     opened = CONNECTIONS[phase["phase"]]
     phase["connections_per_device"] = dict(opened)
     per_device = phase.get("server_cpu_ms_per_device")
-    costs = [lookup_cost(handshakes, kind) for kind in opened]
+    costs = [_connection_cost(handshakes, kind) for kind in opened]
     if per_device is None or None in costs:
         return
     spent = sum(n * float(c or 0) for n, c in zip(opened.values(), costs, strict=True))
@@ -584,7 +585,8 @@ def _without_connections(phase: dict[str, Any], handshakes: dict[str, Any]) -> N
     )
 
 
-def lookup_cost(handshakes: dict[str, Any], kind: str) -> float | None:
+def _connection_cost(handshakes: dict[str, Any], kind: str) -> float | None:
+    """The server's CPU µs per new connection of *kind*, if measured."""
     value = (handshakes.get(kind) or {}).get("server_cpu_us_per_connection")
     return float(value) if isinstance(value, int | float) else None
 
@@ -619,8 +621,6 @@ def run_fleet(params: FleetParams, work_dir: Path, progress: Progress) -> dict[s
     try:
         url = server.wait_ready(init.root_path, params.startup_timeout_s)
         port = int(url.rsplit(":", 1)[1])
-        import ssl
-
         target = Server(
             port,
             init.root_path,
