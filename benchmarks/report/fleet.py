@@ -28,6 +28,8 @@ WHAT: dict[str, str] = {
     "accounts": "account listing + 2 account certificates",
     "renew": "3 renewals, POST /1.0/renew over mTLS",
 }
+#: The CRL the agent fetches before each enrolment (agent.enroll checks its AK certificate).
+AGENT_FETCHES = "attestation"
 #: The steps after the registration: the device's own flow.
 FLOW = ("enrol", "order", "accounts", "renew")
 #: The database tables shown by name; the rest are summed.
@@ -238,6 +240,7 @@ def estimate(fleet: dict[str, Any], devices: int) -> dict[str, float | None]:
         ),
         "db_bytes_per_day": devices * float(grown) if isinstance(grown, int | float) else None,
     }
+    listed: dict[str, float] = {}
     for issuer, crl in (lookup(fleet, "crl", "crls") or {}).items():
         per_entry, per_device, life = (
             crl.get("bytes_per_entry"),
@@ -248,8 +251,16 @@ def estimate(fleet: dict[str, Any], devices: int) -> dict[str, float | None]:
             out[f"crl_{issuer}_bytes"] = None
             continue
         days = max(1.0, float(life) / DAY_S)
-        entries = devices * REVOCATION_RATE_PER_DAY * float(per_device) * days
-        out[f"crl_{issuer}_bytes"] = float(crl["bytes_before"]) + entries * float(per_entry)
+        listed[issuer] = devices * REVOCATION_RATE_PER_DAY * float(per_device) * days
+        out[f"crl_{issuer}_bytes"] = float(crl["bytes_before"]) + listed[issuer] * float(per_entry)
+    # Re-ordering, the agent fetches the attestation CRL before each enrolment: a day's
+    # fetches, each built from the store (a fixed part and a part per entry, measured).
+    empty = lookup(fleet, "crl", "serving", "server_cpu_us_per_fetch_empty")
+    per_entry_us = lookup(fleet, "crl", "serving", "server_cpu_us_per_entry")
+    out["cores_peak_crl_fetches"] = None
+    if isinstance(empty, int | float) and isinstance(per_entry_us, int | float):
+        fetch_s = (float(empty) + listed.get(AGENT_FETCHES, 0.0) * float(per_entry_us)) / 1e6
+        out["cores_peak_crl_fetches"] = cores(fetch_s, PEAK_FACTOR)
     return out
 
 
@@ -265,6 +276,7 @@ def estimate_table(fleet: dict[str, Any]) -> Table | None:
             "cores, average",
             f"cores, peak x{PEAK_FACTOR:g}",
             f"cores, peak x{PEAK_FACTOR:g} re-ordering",
+            f"its CRL fetches, cores peak x{PEAK_FACTOR:g}",
             "DB after enrolment",
             "DB growth per day",
             *(f"CRL {issuer}" for issuer in crls),
@@ -279,6 +291,7 @@ def estimate_table(fleet: dict[str, Any]) -> Table | None:
                 number(e["cores_average"], 3),
                 number(e["cores_peak"], 3),
                 number(e["cores_peak_reorder"], 3),
+                number(e["cores_peak_crl_fetches"], 3),
                 size_text(e["db_bytes_enrolled"]),
                 size_text(e["db_bytes_per_day"]),
                 *(size_text(e.get(f"crl_{issuer}_bytes")) for issuer in crls),
@@ -305,6 +318,20 @@ def estimate_table(fleet: dict[str, Any]) -> Table | None:
         + " ms) a day instead; neither counts the agent's hourly account listing nor a new AK"
         " enrolment when an AK certificate expires"
     )
+    serving = lookup(fleet, "crl", "serving") or {}
+    if "server_cpu_us_per_entry" in serving:
+        t.notes.append(
+            "its CRL fetches: before each enrolment the agent fetches GET /crl/attestation"
+            " (agent.enroll checks its AK certificate), which the server builds from the store"
+            " at each request; one fetch a device a day at the estimated attestation CRL's"
+            " entries, each fetch costing"
+            f" {number(serving.get('server_cpu_us_per_fetch_empty'), 0)} µs + "
+            f"{number(serving.get('server_cpu_us_per_entry'), 2)} µs per entry (measured on"
+            f" the {lookup(serving, 'after', 'issuer')} CRL with"
+            f" {lookup(serving, 'before', 'entries')} and"
+            f" {lookup(serving, 'after', 'entries')} entries,"
+            f" {lookup(serving, 'after', 'fetches')} fetches each, extrapolated linearly)"
+        )
     t.notes.append(
         "DB after enrolment = devices x the bytes per device of registration, enrolment, order"
         " and account certificates; growth per day = devices x the renewal step's bytes per"

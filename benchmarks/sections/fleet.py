@@ -133,6 +133,8 @@ CONNECTIONS: dict[str, dict[str, int]] = {
 #: The CRLs the figures read: the Agent CA's (device certificates), the Account CA's and
 #: the Attestation CA's (AK certificates).
 CRLS = ("agent", "account", "attestation")
+#: The CRL whose serving cost is timed (the one a revoked device adds most entries to).
+CRL_TIMED = "account"
 #: The certificates each CRL lists (the lifetimes :func:`_lifetimes` reads).
 CRL_CERTIFICATES: dict[str, tuple[str, ...]] = {
     "agent": (DEVICE_CERTIFICATE,),
@@ -153,6 +155,8 @@ class FleetParams:
     revoke_devices: int = 100
     #: New connections (each kind) timed apart for the server's CPU per handshake.
     handshakes: int = 1000
+    #: CRL requests timed before and after the devices are disabled.
+    crl_fetches: int = 50
     startup_timeout_s: float = 60.0
     #: One device's step must finish within this.
     step_timeout_s: float = 60.0
@@ -179,6 +183,7 @@ class FleetParams:
             " connection per renewal; registrations share one admin connection per slot",
             "revoked_devices_for_crl": min(self.revoke_devices, self.devices),
             "handshake_connections": min(self.handshakes, self.devices),
+            "crl_fetches": self.crl_fetches,
             "step_timeout_s": self.step_timeout_s,
         }
 
@@ -360,6 +365,43 @@ async def _crl_sizes(server: Server) -> dict[str, dict[str, int]]:
             out[issuer] = {"bytes": len(response.body), "entries": len(list(crl))}
     finally:
         await connection.aclose()
+    return out
+
+
+async def _crl_fetches(
+    target: Server, server: ServerProcess, issuer: str, fetches: int
+) -> dict[str, Any]:
+    """The server's CPU per ``GET /crl/ISSUER`` (built from the store at each request),
+    over *fetches* requests one after the other on one connection."""
+    connection = await target.connect()
+    meter = Meter(server)
+    try:
+        meter.start()
+        for _ in range(fetches):
+            response = await connection.request("GET", f"/crl/{issuer}")
+            if response.status != 200:
+                raise FleetFailure(f"GET /crl/{issuer}: HTTP {response.status}")
+        usage = meter.stop()
+    finally:
+        await connection.aclose()
+    entries = len(list(x509.load_der_x509_crl(response.body)))
+    used = usage.server_cpu_s
+    return {
+        "issuer": issuer,
+        "fetches": fetches,
+        "entries": entries,
+        "server_cpu_us_per_fetch": rounded(used / fetches * 1e6, 1) if used is not None else None,
+    }
+
+
+def _crl_fetch_cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What serving a CRL costs: a fixed part (the CRL without entries) and a part per entry."""
+    base, full = before.get("server_cpu_us_per_fetch"), after.get("server_cpu_us_per_fetch")
+    added = after["entries"] - before["entries"]
+    out: dict[str, Any] = {"before": before, "after": after}
+    if base is not None and full is not None and added > 0:
+        out["server_cpu_us_per_fetch_empty"] = base
+        out["server_cpu_us_per_entry"] = rounded(max(0.0, full - base) / added, 3)
     return out
 
 
@@ -553,6 +595,7 @@ async def _drive(
     if revoked:
         progress(f"fleet: disabling {len(revoked)} devices for the CRL figures")
         crl_before = await _crl_sizes(target)
+        fetched_before = await _crl_fetches(target, server, CRL_TIMED, params.crl_fetches)
         admin = await target.connect()
         try:
             for device in revoked:
@@ -565,6 +608,8 @@ async def _drive(
         result["crl"] = _crl_figures(
             crl_before, await _crl_sizes(target), len(revoked), result["lifetimes_s"]
         )
+        fetched_after = await _crl_fetches(target, server, CRL_TIMED, params.crl_fetches)
+        result["crl"]["serving"] = _crl_fetch_cost(fetched_before, fetched_after)
     result["completed"] = len(remaining)
     return result
 

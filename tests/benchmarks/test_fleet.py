@@ -92,6 +92,11 @@ def test_figures_per_device(run: tuple[int, Path, dict[str, Any]]) -> None:
     for figures in crls.values():
         assert 30 < figures["bytes_per_entry"] < 100
         assert positive(figures["lifetime_s"])
+    serving = crl["serving"]
+    assert serving["before"]["entries"] == 0
+    assert serving["after"]["entries"] == 4 * DEVICES
+    assert serving["server_cpu_us_per_fetch_empty"] >= 0
+    assert serving["server_cpu_us_per_entry"] >= 0
 
 
 def test_report_and_estimate(run: tuple[int, Path, dict[str, Any]]) -> None:
@@ -105,6 +110,7 @@ def test_report_and_estimate(run: tuple[int, Path, dict[str, Any]]) -> None:
     assert large["cores_peak"] == pytest.approx(3 * (large["cores_average"] or 0))
     for issuer in ("agent", "account", "attestation"):
         assert positive(small[f"crl_{issuer}_bytes"])
+    assert (small["cores_peak_crl_fetches"] or 0) >= 0
     markdown = (out / "latest.md").read_text()
     assert f"Fleet: {DEVICES:,} simulated devices through the whole flow" in markdown
     assert "Fleet: wall latency of each request" in markdown
