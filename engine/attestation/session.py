@@ -23,7 +23,7 @@ from ..chain import ChainError, verify_chain
 from ..errors import BadRequest, Forbidden, Unauthorized
 from ..inventory import Device
 from ..ports import Random
-from ..tpm import ek_public_from_key, make_credential, verify_ak_creation
+from ..tpm import NativeRandomness, ek_public_from_key, make_credential, verify_ak_creation
 from ..tpm.errors import TPMError
 from .akcert import TPMInfo
 from .policy import AttestationPolicy, EKCertificatePolicy
@@ -177,8 +177,11 @@ def begin_attestation(
     policy: AttestationPolicy,
     now: datetime,
     random: Random,
+    *,
+    native: NativeRandomness | None = None,
 ) -> tuple[AttestationSession, Challenge]:
-    """Check the device, its EK and its AK; make the credential the TPM must release."""
+    """Check the device, its EK and its AK; make the credential the TPM must release
+    (its randomness from *random*, or the OAEP seed or ephemeral key from *native*)."""
     urn = request.ek_urn
     if device is None:
         raise Forbidden(f"the device {urn} is not registered; add it with `devid device add`")
@@ -205,7 +208,7 @@ def begin_attestation(
         raise BadRequest(f"attestation key rejected: {exc}") from None
     try:
         secret = random.bytes(SECRET_BYTES)
-        result = make_credential(ek_area, ak.name, secret, random)
+        result = make_credential(ek_area, ak.name, secret, random, native=native)
     except TPMError as exc:
         raise BadRequest(f"cannot make a credential for this EK: {exc}") from None
     tpm = (TPMInfo.from_ek_certificate(ek_cert) if ek_cert is not None and verified else None) or (

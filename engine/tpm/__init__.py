@@ -25,6 +25,7 @@ from .constants import TPM_GENERATED_VALUE, TPMAlg, TPMEccCurve, TPMSt
 from .creation import TPMSCreationData
 from .credential import (
     MakeCredentialResult,
+    NativeRandomness,
     activate_credential,
     make_credential,
     make_credential_ecc,
@@ -90,6 +91,7 @@ __all__ = [
     "MakeCredentialResult",
     "NVCertifyInfo",
     "NVDigestCertifyInfo",
+    "NativeRandomness",
     "ObjectAttributes",
     "PCRSelection",
     "PCRSelectionList",

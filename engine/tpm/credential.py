@@ -16,6 +16,7 @@ and secret (TPM2B_ENCRYPTED_SECRET) carries the seed to the EK with label "IDENT
 from __future__ import annotations
 
 import hmac
+from typing import Protocol
 
 import attrs
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -31,6 +32,7 @@ from .encapsulation import (
     ecc_encapsulate,
     rsa_decapsulate,
     rsa_encapsulate,
+    rsa_encapsulate_by,
     rsa_oaep_hash,
 )
 from .errors import TPMFormatError, TPMPolicyError, TPMUnsupportedError
@@ -42,6 +44,25 @@ from .public import ECCParms, ObjectAttributes, SymDefObject, TPMTPublic, split_
 IDENTITY_LABEL = b"IDENTITY"
 #: Header of the tpm2-tools credential file (`tpm2_makecredential -o`): magic, version.
 TPM2_TOOLS_CREDENTIAL_HEADER = bytes.fromhex("badcc0de00000001")
+
+
+class NativeRandomness(Protocol):
+    """MakeCredential's randomness drawn by the host's crypto library rather than through
+    the Random port, the public-key operation with it: RSAES-OAEP in OpenSSL draws its own
+    OAEP seed (instead of a modular exponentiation in Python), and a generated ephemeral
+    ECC key costs one scalar multiplication (deriving one from a given scalar costs a
+    second one and a key check). The seed of an RSA encapsulation still comes from the
+    Random port; the engine itself draws nothing."""
+
+    def oaep_encrypt(
+        self, key: rsa.RSAPublicKey, message: bytes, hash_alg: TPMAlg, label: bytes
+    ) -> bytes:
+        """RSAES-OAEP-ENCRYPT of *message* with MGF1 and *hash_alg*, *label* as given."""
+        ...
+
+    def ephemeral_key(self, curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        """A fresh private key on *curve*."""
+        ...
 
 
 @attrs.frozen
@@ -162,19 +183,29 @@ def _result(
 
 
 def make_credential(
-    ek: TPMTPublic, object_name: bytes, credential: bytes, random: Random
+    ek: TPMTPublic,
+    object_name: bytes,
+    credential: bytes,
+    random: Random,
+    *,
+    native: NativeRandomness | None = None,
 ) -> MakeCredentialResult:
-    """MakeCredential drawing the seed, OAEP seed or ephemeral key from *random*."""
+    """MakeCredential drawing the seed, OAEP seed or ephemeral key from *random*, or,
+    given *native*, the OAEP seed or ephemeral key from the host's crypto library."""
     if isinstance(ek.parameters, ECCParms):
         info = curve_info(ek.parameters.curve)
-        return make_credential_ecc(
-            ek,
-            object_name,
-            credential,
-            ephemeral_key=ec.derive_private_key(_scalar(random, info.order), info.curve),
+        ephemeral = (
+            native.ephemeral_key(info.curve)
+            if native is not None
+            else ec.derive_private_key(_scalar(random, info.order), info.curve)
         )
+        return make_credential_ecc(ek, object_name, credential, ephemeral_key=ephemeral)
     size = digest_size(ek.name_alg)
     seed = random.bytes(size)
+    if native is not None:
+        _check_inputs(ek, seed, object_name, credential)
+        encapsulated = rsa_encapsulate_by(ek, seed, IDENTITY_LABEL, native.oaep_encrypt)
+        return _result(ek, encapsulated, object_name, credential)
     oaep_seed = random.bytes(digest_size(rsa_oaep_hash(ek)))
     return make_credential_rsa(ek, object_name, credential, seed=seed, oaep_seed=oaep_seed)
 

@@ -9,6 +9,8 @@ reproducible and the engine draws nothing itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -82,6 +84,21 @@ def rsa_encapsulate(
         raise TPMUnsupportedError("rsa_encapsulate needs an RSA key")
     ciphertext = oaep_encrypt(key, seed, rsa_oaep_hash(public), _label(label), oaep_seed)
     return Encapsulation(seed, ciphertext)
+
+
+#: RSAES-OAEP-ENCRYPT(key, message, hash, label) done by a crypto library that draws the
+#: OAEP seed itself (see :class:`engine.tpm.credential.NativeRandomness`).
+OAEPEncrypt = Callable[[rsa.RSAPublicKey, bytes, TPMAlg, bytes], bytes]
+
+
+def rsa_encapsulate_by(
+    public: TPMTPublic, seed: bytes, label: bytes | str, encrypt: OAEPEncrypt
+) -> Encapsulation:
+    """:func:`rsa_encapsulate` with the OAEP encryption (and its seed) left to *encrypt*."""
+    key = public_key_from_tpmt(public)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise TPMUnsupportedError("rsa_encapsulate needs an RSA key")
+    return Encapsulation(seed, encrypt(key, seed, rsa_oaep_hash(public), _label(label)))
 
 
 def rsa_decapsulate(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from engine.attestation import (
     AttestationPolicy,
@@ -24,7 +25,8 @@ from engine.attestation import (
 from engine.errors import ConfigurationError, Forbidden, ProtocolError
 from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, issue_own_certificate
-from engine.tpm import TPMTPublic, public_key_from_tpmt
+from engine.tpm import TPMAlg, TPMTPublic, public_key_from_tpmt
+from engine.tpm.hashing import hash_algorithm
 from plugins.options import Options
 
 from .audit import device_actor
@@ -102,6 +104,20 @@ def load_attestation_policy(table: Mapping[str, Any], data_dir: Path) -> Attesta
     return policy
 
 
+class OpenSSLRandomness:
+    """MakeCredential's OAEP seed and ephemeral ECC key drawn by OpenSSL, which then does
+    the public-key operation natively (``engine.tpm.credential.NativeRandomness``)."""
+
+    def oaep_encrypt(
+        self, key: rsa.RSAPublicKey, message: bytes, hash_alg: TPMAlg, label: bytes
+    ) -> bytes:
+        algorithm = hash_algorithm(hash_alg)
+        return key.encrypt(message, padding.OAEP(padding.MGF1(algorithm), algorithm, label))
+
+    def ephemeral_key(self, curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(curve)
+
+
 class AttestationService:
     """The Attestation CA: a device proves its EK and AK (``POST /attest``), answers the
     credential challenge its TPM alone can decrypt (``POST /secret``), and earns an AK
@@ -110,6 +126,7 @@ class AttestationService:
     def __init__(self, ca: CA, policy: AttestationPolicy) -> None:
         self.ca = ca
         self.policy = policy
+        self.native = OpenSSLRandomness()
 
     def attest(self, request: AttestRequest) -> Challenge:
         """Check device, EK and AK; keep the session; return the credential challenge."""
@@ -118,7 +135,9 @@ class AttestationService:
         device = ca.stores.devices.get_device(ek)
         now = ca.clock.now()
         try:
-            session, challenge = begin_attestation(request, device, self.policy, now, ca.random)
+            session, challenge = begin_attestation(
+                request, device, self.policy, now, ca.random, native=self.native
+            )
         except ProtocolError as exc:
             log.info("attestation refused", extra={"ek": ek, "reason": exc.detail})
             if device is not None:  # an unregistered EK is only logged: anyone can send one

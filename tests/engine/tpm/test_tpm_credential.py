@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from engine.ports import CountingRandom
 from engine.tpm import (
@@ -32,6 +32,7 @@ from engine.tpm import (
     rsa_decapsulate,
     unwrap_credential,
 )
+from engine.tpm.hashing import hash_algorithm
 from engine.tpm.kdf import kdfa
 from tests.vectors_path import VECTORS
 
@@ -273,3 +274,63 @@ def test_a_broken_random_source_is_an_error_not_a_hang(
     _, ek = ecc_ek
     with pytest.raises(ValueError, match="random source"):
         make_credential(ek, AK_NAME, b"c", _StuckRandom())
+
+
+class _Native:
+    """NativeRandomness through cryptography, recording what it was asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def oaep_encrypt(
+        self, key: rsa.RSAPublicKey, message: bytes, hash_alg: TPMAlg, label: bytes
+    ) -> bytes:
+        self.calls.append(f"oaep {hash_alg.name} {label!r}")
+        algorithm = hash_algorithm(hash_alg)
+        return key.encrypt(message, padding.OAEP(padding.MGF1(algorithm), algorithm, label))
+
+    def ephemeral_key(self, curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        self.calls.append(f"ephemeral {curve.name}")
+        return ec.generate_private_key(curve)
+
+
+def test_native_rsa_credential_activates_and_keeps_the_seed_from_random(
+    rsa_ek: tuple[rsa.RSAPrivateKey, TPMTPublic],
+) -> None:
+    key, ek = rsa_ek
+    native = _Native()
+    result = make_credential(ek, AK_NAME, b"challenge", CountingRandom(b"n"), native=native)
+    assert native.calls == ["oaep SHA256 b'IDENTITY\\x00'"]
+    assert activate_credential(key, ek, AK_NAME, result) == b"challenge"
+    seed = rsa_decapsulate(key, ek, result.secret[2:], "IDENTITY")
+    assert seed == CountingRandom(b"n").bytes(32)
+
+
+def test_native_rsa_3072_uses_the_eks_oaep_hash() -> None:
+    key = rsa.generate_private_key(65537, 3072)
+    ek = ek_public_from_key(key.public_key(), EKTemplate.RSA_3072)
+    native = _Native()
+    result = make_credential(ek, AK_NAME, bytes(48), CountingRandom(), native=native)
+    assert native.calls == ["oaep SHA384 b'IDENTITY\\x00'"]
+    assert activate_credential(key, ek, AK_NAME, result) == bytes(48)
+
+
+def test_native_ecc_credential_activates(
+    p384_ek: tuple[ec.EllipticCurvePrivateKey, TPMTPublic],
+) -> None:
+    key, ek = p384_ek
+    native = _Native()
+    result = make_credential(ek, AK_NAME, b"challenge", CountingRandom(), native=native)
+    assert native.calls == ["ephemeral secp384r1"]
+    assert activate_credential(key, ek, AK_NAME, result) == b"challenge"
+
+
+def test_native_credential_refuses_what_make_credential_refuses(
+    rsa_ek: tuple[rsa.RSAPrivateKey, TPMTPublic],
+) -> None:
+    _, ek = rsa_ek
+    with pytest.raises(ValueError, match="credential"):
+        make_credential(ek, AK_NAME, bytes(33), CountingRandom(), native=_Native())
+    signing = attrs.evolve(ek, object_attributes=ek.object_attributes & ~ObjectAttributes.DECRYPT)
+    with pytest.raises(TPMPolicyError, match="restricted decryption"):
+        make_credential(signing, AK_NAME, b"c", CountingRandom(), native=_Native())
