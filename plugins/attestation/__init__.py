@@ -13,6 +13,7 @@ See docs/attestation-formats.md for what each format checks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from plugins.hookspecs import hookimpl
@@ -78,10 +79,17 @@ __all__ = [
 # --- the plugin ---------------------------------------------------------------------
 
 
-@hookimpl
-def devid_attestation_formats() -> Sequence[AttestationFormat]:
+@functools.cache
+def _built_in_formats() -> tuple[AttestationFormat, ...]:
+    """The built-in formats, made once: they hold no state (a device-attest-01 validation
+    asks for them every time)."""
     from .apple import AppleFormat
     from .step import StepFormat
     from .tpm import TPMFormat
 
-    return [TPMFormat(), AppleFormat(), StepFormat()]
+    return (TPMFormat(), AppleFormat(), StepFormat())
+
+
+@hookimpl
+def devid_attestation_formats() -> Sequence[AttestationFormat]:
+    return list(_built_in_formats())

@@ -348,7 +348,6 @@ def _verify_certinfo_signature(
     if rsa_family != isinstance(ak_key, rsa.RSAPublicKey):
         kind = "an RSA" if isinstance(ak_key, rsa.RSAPublicKey) else "an ECC"
         raise bad_statement(f"the AK certificate has {kind} key; attStmt.alg is {alg.name}")
-    candidates: list[tuple[str, TPMTSignature]] = []
     mismatch = ""
     try:
         parsed: TPMTSignature | None = TPMTSignature.from_bytes(sig)
@@ -356,23 +355,29 @@ def _verify_certinfo_signature(
         parsed = None
     if parsed is not None:
         if parsed.sig_alg == scheme and parsed.hash_alg == hash_alg:
-            candidates.append(("TPMT_SIGNATURE", parsed))
+            if _verifies(ak_key, parsed, cert_info, allow_sha1=allow_sha1):
+                return "TPMT_SIGNATURE"
         else:
             mismatch = f"{parsed.sig_alg.name}/{parsed.hash_alg.name}"
+    # The bare reading is tried only when the TPMT_SIGNATURE one did not verify.
     raw = _raw_signature(sig, scheme, hash_alg, rsa_family=rsa_family)
-    if raw is not None:
-        candidates.append(("raw", raw))
-    for encoding, candidate in candidates:
-        try:
-            verify_signature(ak_key, candidate, cert_info, allow_sha1=allow_sha1)
-        except TPMError:
-            continue
-        return encoding
+    if raw is not None and _verifies(ak_key, raw, cert_info, allow_sha1=allow_sha1):
+        return "raw"
     if mismatch:
         raise bad_statement(
             f"sig is a TPMT_SIGNATURE for {mismatch}, which is not attStmt.alg {alg.name}"
         )
     raise bad_statement("sig is not a valid signature over certInfo by the AK certificate's key")
+
+
+def _verifies(
+    key: TPMPublicKey, signature: TPMTSignature, data: bytes, *, allow_sha1: bool
+) -> bool:
+    try:
+        verify_signature(key, signature, data, allow_sha1=allow_sha1)
+    except TPMError:
+        return False
+    return True
 
 
 def _raw_signature(
