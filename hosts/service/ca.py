@@ -218,10 +218,11 @@ class CA:
             **details,
         )
 
-    def announce_issued(self, issued: IssuedCertificate, event: AuditEvent) -> None:
-        """Log a certificate that was just stored with its audit *event*, and hand the
-        event to the ``devid_audit`` hooks."""
-        log.info("certificate issued", extra=self._issued_fields(issued))
+    def announce_issued(self, event: AuditEvent) -> None:
+        """Log a certificate that was just stored with its audit *event* (from
+        :meth:`issued_event`: the log line has the event's details), and hand the event to
+        the ``devid_audit`` hooks."""
+        log.info("certificate issued", extra=dict(event.details))
         self.auditor.announce(event)
 
     def use_token(self, token: TokenUse | None) -> None:

@@ -246,7 +246,7 @@ def finalize(
         )
     if not stored:  # another request finalized (or changed) the order meanwhile
         raise ACMEProblem("orderNotReady", "the order was finalized meanwhile")
-    acme.ca.announce_issued(issued, event)
+    acme.ca.announce_issued(event)
     return Outcome(respond)
 
 
