@@ -1013,6 +1013,6 @@ def run(context: RunContext) -> dict[str, Any]:
         hosts=tuple(dict.fromkeys(options.acme_host or DEFAULT_HOSTS)),
         pin=not options.no_pin,
     )
-    # The per-step split: as many orders as the first level's round, 10 to 40.
-    params = replace(params, step_orders=min(40, max(10, params.orders[0])))
+    # The per-step split: as many orders as the first level's round, 4 to 40.
+    params = replace(params, step_orders=min(40, max(4, params.orders[0])))
     return run_acme(params, context.work_dir, context.progress)

@@ -376,6 +376,17 @@ def test_acme_figures_devid_and_pebble_side_by_side(run: Run) -> None:
     assert acme["ratio_devid_to_pebble"] == acme["ratios"]["raw"]["best"]
     assert acme["setup"]["responder_served"] > 0 and acme["setup"]["responder_refused"] == 0
     assert gone(acme["setup"]["dns_pid"])
+    # Server CPU per order devid ÷ pebble, the crypto an order needs, the per-step split.
+    assert acme["server_cpu"]["concurrency"] == 2
+    assert positive(acme["server_cpu"]["ratio_devid_to_pebble"])
+    assert set(acme["server_cpu"]["by_host"]) == {"quart", "raw"}
+    assert positive(acme["crypto"]["ms_per_order"]) and positive(acme["crypto"]["crypto_to_cpu"])
+    assert set(acme["crypto"]["by_server"]) == set(servers)
+    for label, server in servers.items():
+        split = server["step_cpu"]
+        assert split["orders"] == parameters["step_cpu_orders"] > 0, label
+        assert positive(split["whole_ms"]), label
+        assert set(split["ms_per_step"]) == set(split["wall_ms_per_step"])
     markdown = (out / "latest.md").read_text()
     assert "| server | concurrency | orders | orders/s |" in markdown
     assert "ACME: mean ms per step of an order at c=2" in markdown
