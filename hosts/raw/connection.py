@@ -194,9 +194,13 @@ async def _handle(
     host = headers.get("host")
     request_base = f"https://{host}" if host is not None else base_url
     try:
-        router.check_length(request.content_length)
-        timer.deadline = trio.current_time() + REQUEST_TIMEOUT
-        body = await requests.body(request, router.max_body_bytes)
+        length = request.content_length
+        router.check_length(length)
+        # Usually the body came with the head: then there is nothing to time.
+        body = requests.buffer.take(length) if length is not None else None
+        if body is None:
+            timer.deadline = trio.current_time() + REQUEST_TIMEOUT
+            body = await requests.body(request, router.max_body_bytes)
     except PayloadTooLarge as exc:
         timer.deadline = math.inf
         refused = HTTPRequest(
