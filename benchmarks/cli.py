@@ -201,14 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=parse_positive,
         metavar="N",
-        help="http, scaling and acme rounds per level, interleaved across servers and"
+        help="http, accounts, scaling and acme rounds per level, interleaved across servers and"
         " levels; the median round is reported (default 3; quick 2)",
     )
     parser.add_argument(
         "--no-pin",
         action="store_true",
-        help="http, soak and acme: do not pin the servers to one CPU and the load generator"
-        " to another",
+        help="http, accounts, soak and acme: do not pin the servers to one CPU and the load"
+        " generator to another",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw OUT/throughput.png")
     parser.add_argument(
