@@ -341,7 +341,8 @@ def estimate_table(fleet: dict[str, Any]) -> Table | None:
     if crls:
         crl = lookup(fleet, "crl", "crls") or {}
         parts = [
-            f"{issuer} {number(c.get('entries_per_revoked_device'), 0)} entries of"
+            f"{issuer} {number(c.get('entries_per_revoked_device'), 0)}"
+            f" entr{'y' if c.get('entries_per_revoked_device') == 1 else 'ies'} of"
             f" {number(c.get('bytes_per_entry'), 0)} bytes, listed up to"
             f" {number((c.get('lifetime_s') or 0) / DAY_S, 0)} d"
             for issuer, c in crl.items()
