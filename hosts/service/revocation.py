@@ -4,16 +4,19 @@ and all those a device or an account no longer entitles.
 Disabling or removing a device revokes every certificate issued to it (its device
 certificates, account certificates and AK certificates); removing or disabling an
 account, or taking a device out of its assignment, revokes that account's certificates
-of the devices that lost it. The CRLs are built from the store on request, so they
-list each revocation as soon as it is committed. Enabling a device again revokes
-nothing and restores nothing.
+of the devices that lost it. Each issuer's CRL is built from the store and kept until
+a revocation is stored (by this process or any other: the store's revocations mark
+changes) or it is :data:`CRL_REFRESH` old, so it lists each revocation as soon as it is
+committed while a fleet fetching it costs one read of that mark per fetch, not a
+signature and a pass over every entry. Enabling a device again revokes nothing and
+restores nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -22,6 +25,7 @@ from engine.accounts import PROVISIONER_PREFIX, Account, is_assigned, provisione
 from engine.crl import build_crl
 from engine.errors import Conflict, NotFound, Unauthorized
 from engine.inventory import Device
+from engine.pipeline import Issuer
 from engine.ports import Clock
 from hosts.store import CertificateRecord, Revocation, Stores
 
@@ -35,6 +39,21 @@ log = logging.getLogger("devid.ca")
 Audit = Callable[[str, Mapping[str, Any]], None]
 
 REVOKE_PATH = "/1.0/revoke"
+#: How long a CRL is valid (its nextUpdate after its thisUpdate).
+CRL_LIFETIME = timedelta(hours=24)
+#: A CRL no revocation changed is built again once it is this old, so that the one served
+#: always has most of its lifetime ahead (and expired certificates leave it).
+CRL_REFRESH = timedelta(hours=1)
+
+
+@attrs.frozen
+class _BuiltCRL:
+    issuer: Issuer
+    mark: int
+    built_at: datetime
+    der: bytes
+
+
 # RFC 5280 CRLReason codes used here.
 CESSATION_OF_OPERATION = 5
 PRIVILEGE_WITHDRAWN = 9
@@ -182,6 +201,7 @@ class RevocationService:
         self.ca = ca
         self.revoker = revoker
         self.admin = admin
+        self._crls: dict[str, _BuiltCRL] = {}
 
     def _issued_record(self, serial: int) -> CertificateRecord:
         record = self.ca.stores.certificates.get_certificate(serial_hex(serial))
@@ -240,16 +260,30 @@ class RevocationService:
         return record
 
     def crl(self, issuer_name: str = "agent") -> bytes:
-        """The CRL of *issuer_name* (DER), built from the store now."""
+        """The CRL of *issuer_name* (DER): the one built last, if no revocation was
+        stored since and it is less than :data:`CRL_REFRESH` old, else a new one."""
         ca = self.ca
         issuer = ca.issuers.get(issuer_name)
         if issuer is None:
             raise NotFound(f"no issuer named {issuer_name!r}")
+        certificates = ca.stores.certificates
+        # The mark is read before the entries: a revocation stored in between makes the
+        # next request build again, never hides behind a CRL that lacks it.
+        mark = certificates.revocations_mark()
         now = ca.clock.now()
-        return build_crl(
+        built = self._crls.get(issuer_name)
+        if (
+            built is not None
+            and built.mark == mark
+            and built.built_at <= now < (built.built_at + CRL_REFRESH)
+        ):
+            return built.der
+        der = build_crl(
             issuer,
-            ca.stores.certificates.revoked_entries(issuer_name, now),
+            certificates.revoked_entries(issuer_name, now),
             now=now,
             number=int(now.timestamp() * 1000),
-            lifetime=timedelta(hours=24),
+            lifetime=CRL_LIFETIME,
         )
+        self._crls[issuer_name] = _BuiltCRL(issuer, mark, now, der)
+        return der

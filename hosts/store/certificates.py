@@ -97,3 +97,8 @@ class CertificateStore(Protocol):
     def revoked_entries(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
         """Revocations of still-unexpired certificates of *issuer*, for its CRL."""
         ...
+
+    def revocations_mark(self) -> int:
+        """A number that changes whenever a revocation is stored, by any process (a CRL
+        built when it had some value lists every revocation while it keeps it)."""
+        ...
