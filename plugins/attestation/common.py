@@ -165,9 +165,13 @@ def verify_path(
     signature on the path below the trust anchor must not use SHA-1 (unless
     ``context.allow_sha1``) or MD5.
     """
+    # A supplied certificate equal (same DER) to a configured one is taken as that one,
+    # whose extensions are already parsed: the same certificates in the same order.
+    configured = {cert: cert for cert in context.intermediates}
+    supplied = [configured.get(cert, cert) for cert in x5c[1:]]
     try:
         path = verify_chain(
-            x5c[0], [*x5c[1:], *context.intermediates], context.roots, context.now, what=what
+            x5c[0], [*supplied, *context.intermediates], context.roots, context.now, what=what
         )
     except ChainError as exc:
         raise bad_statement(exc.detail) from None
