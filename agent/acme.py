@@ -276,6 +276,12 @@ class ACMEClient:
             headers={"User-Agent": "devid-agent"},
         )
 
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTPS client (and its kept connections) this ACME client sends through:
+        other requests of the same enrolment to the same CA share its connection."""
+        return self._http
+
     def close(self) -> None:
         self._http.close()
 

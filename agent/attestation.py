@@ -23,6 +23,7 @@ import base64
 import binascii
 import itertools
 import ssl
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from engine.tpm import public_key_from_tpmt
 
 from .state import AgentError, AgentState, EKRecord
-from .tpm import TPM, AKParameters, EndorsementKey, KeyAlgorithm, TPMInfo, public_of
+from .tpm import (
+    TPM,
+    AKParameters,
+    AttestationKey,
+    EndorsementKey,
+    KeyAlgorithm,
+    TPMInfo,
+    public_of,
+)
 
 __all__ = ["AgentError", "ak_certificate_revoked", "attest", "attest_request"]
 
@@ -144,6 +153,34 @@ def check_chain(
         raise AgentError("the AK certificate chain does not lead to the trusted root")
 
 
+def _client(root_pem_path: Path | str) -> httpx.Client:
+    """An HTTPS client that trusts only the root in *root_pem_path*."""
+    try:
+        context = ssl.create_default_context(cafile=str(root_pem_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise AgentError(f"cannot use {root_pem_path} as a TLS root: {exc}") from None
+    return httpx.Client(verify=context, timeout=TIMEOUT)
+
+
+def _attest_over(
+    client: httpx.Client,
+    base: str,
+    tpm: TPM,
+    ak_algorithm: KeyAlgorithm,
+    ek_algorithm: Literal["rsa", "ecc"] | None,
+) -> tuple[list[x509.Certificate], AttestationKey, EndorsementKey]:
+    """The two requests of an enrolment, with a new AK, over *client*."""
+    info = tpm.info()
+    ek = tpm.endorsement_key(algorithm=ek_algorithm)
+    ak = tpm.create_ak(ak_algorithm)
+    challenge = _post(client, f"{base}/attest", attest_request(info, ek, ak.parameters))
+    credential = _b64_field(challenge, "credential")
+    encrypted_secret = _b64_field(challenge, "secret")
+    secret = tpm.activate_credential(ak.key, ek, credential, encrypted_secret)
+    answer = {"secret": base64.b64encode(secret).decode("ascii")}
+    return _parse_chain(_post(client, f"{base}/secret", answer)), ak, ek
+
+
 def attest(
     ca_url: str,
     root_pem_path: Path | str,
@@ -152,31 +189,22 @@ def attest(
     *,
     ak_algorithm: KeyAlgorithm = KeyAlgorithm.ECC_P256,
     ek_algorithm: Literal["rsa", "ecc"] | None = None,
+    client: httpx.Client | None = None,
 ) -> list[x509.Certificate]:
     """Create an AK, have the Attestation CA certify it, and keep it in *state_dir*.
 
     The HTTPS connection trusts only the root in *root_pem_path*, and so does
-    the returned chain [AK certificate, Attestation CA certificate]. Raises
-    AgentError with the CA's own message when it refuses.
+    the returned chain [AK certificate, Attestation CA certificate]. Both requests
+    go over one connection: *client*'s if given (one that trusts the same root, such
+    as the enrolment's ACME client), else one opened for them. Raises AgentError with
+    the CA's own message when it refuses.
     """
     roots = _load_roots(Path(root_pem_path))
     state = AgentState(state_dir).ensure()
-    try:
-        context = ssl.create_default_context(cafile=str(root_pem_path))
-    except (OSError, ssl.SSLError) as exc:
-        raise AgentError(f"cannot use {root_pem_path} as a TLS root: {exc}") from None
-
-    info = tpm.info()
-    ek = tpm.endorsement_key(algorithm=ek_algorithm)
-    ak = tpm.create_ak(ak_algorithm)
-    base = ca_url.rstrip("/")
-    with httpx.Client(verify=context, timeout=TIMEOUT) as client:
-        challenge = _post(client, f"{base}/attest", attest_request(info, ek, ak.parameters))
-        credential = _b64_field(challenge, "credential")
-        encrypted_secret = _b64_field(challenge, "secret")
-        secret = tpm.activate_credential(ak.key, ek, credential, encrypted_secret)
-        answer = {"secret": base64.b64encode(secret).decode("ascii")}
-        chain = _parse_chain(_post(client, f"{base}/secret", answer))
+    with ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(_client(root_pem_path))
+        chain, ak, ek = _attest_over(client, ca_url.rstrip("/"), tpm, ak_algorithm, ek_algorithm)
 
     # The key the certificate must carry, from the blob we keep (not from the request).
     ak_spki = public_key_from_tpmt(public_of(ak.key)).public_bytes(
@@ -196,24 +224,28 @@ def attest(
 
 
 def ak_certificate_revoked(
-    ca_url: str, root_pem_path: Path | str, chain: list[x509.Certificate]
+    ca_url: str,
+    root_pem_path: Path | str,
+    chain: list[x509.Certificate],
+    *,
+    client: httpx.Client | None = None,
 ) -> bool:
     """Whether the Attestation CA's CRL lists the AK certificate *chain[0]*.
 
     A CA revokes a device's AK certificate when the device is disabled or removed;
     a device enabled again must attest again before it can enrol. The CRL must be
-    signed by the chain's issuer (*chain[1]*). Raises AgentError when the CRL cannot
-    be fetched or checked: the caller then goes on, and the CA decides.
+    signed by the chain's issuer (*chain[1]*). It is fetched through *client* if given
+    (one that trusts the same root: the enrolment's own connection), else over a
+    connection of its own. Raises AgentError when the CRL cannot be fetched or checked:
+    the caller then goes on, and the CA decides.
     """
     if len(chain) < 2:
         return False
-    try:
-        context = ssl.create_default_context(cafile=str(root_pem_path))
-    except (OSError, ssl.SSLError) as exc:
-        raise AgentError(f"cannot use {root_pem_path} as a TLS root: {exc}") from None
     url = f"{ca_url.rstrip('/')}/crl/attestation"
     try:
-        with httpx.Client(verify=context, timeout=TIMEOUT) as client:
+        with ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(_client(root_pem_path))
             response = client.get(url)
     except httpx.HTTPError as exc:
         raise AgentError(f"cannot fetch {url}: {exc}") from None

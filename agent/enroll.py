@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import cbor2
+import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -238,6 +239,13 @@ def device_csr(key: ec.EllipticCurvePrivateKey, identifier: str) -> x509.Certifi
     return builder.sign(key, hashes.SHA256())
 
 
+def _no_ak_certificate(state: AgentState) -> AgentError:
+    return AgentError(
+        f"there is no AK certificate in {state.directory}: run `devid agent attest`"
+        " first, or pass the CA's URL (--ca) to attest now"
+    )
+
+
 def _ak_material(
     tpm: TPM,
     state: AgentState,
@@ -245,14 +253,16 @@ def _ak_material(
     ca_url: str | None,
     ek_algorithm: Literal["rsa", "ecc"] | None,
     ak_algorithm: KeyAlgorithm,
+    client: httpx.Client,
 ) -> tuple[WrappedKey, list[x509.Certificate]]:
     """The AK and its certificate chain from the state directory, attesting first if needed
     (also when the CA has revoked the stored AK certificate, as it does when a device is
-    disabled or removed)."""
+    disabled or removed). The CRL and the attestation go through *client*, the
+    enrolment's own connection."""
     chain, ak = state.load_chain(), state.load_ak()
     if chain is not None and ak is not None and ca_url is not None:
         try:
-            revoked = ak_certificate_revoked(ca_url, root, chain)
+            revoked = ak_certificate_revoked(ca_url, root, chain, client=client)
         except AgentError as exc:
             log.warning("cannot check the AK certificate against the CA's CRL: %s", exc)
             revoked = False
@@ -261,12 +271,15 @@ def _ak_material(
             chain = None
     if chain is None or ak is None:
         if ca_url is None:
-            raise AgentError(
-                f"there is no AK certificate in {state.directory}: run `devid agent attest`"
-                " first, or pass the CA's URL (--ca) to attest now"
-            )
+            raise _no_ak_certificate(state)
         attest(
-            ca_url, root, tpm, state.directory, ak_algorithm=ak_algorithm, ek_algorithm=ek_algorithm
+            ca_url,
+            root,
+            tpm,
+            state.directory,
+            ak_algorithm=ak_algorithm,
+            ek_algorithm=ek_algorithm,
+            client=client,
         )
         chain, ak = state.load_chain(), state.load_ak()
         if chain is None or ak is None:
@@ -397,15 +410,19 @@ def enroll(
     state = state if isinstance(state, AgentState) else AgentState(state)
     state.ensure()
     roots = _load_roots(Path(root))
-    ak, ak_chain = _ak_material(tpm, state, root, ca_url, ek_algorithm, ak_algorithm)
-    value = identifier if identifier is not None else device_identifier(ak_chain[0])
-    ordered = {"type": IDENTIFIER_TYPE, "value": value}
+    if ca_url is None and (state.load_chain() is None or state.load_ak() is None):
+        raise _no_ak_certificate(state)  # before anything is written or sent
     account_key = load_or_create_account_key(state)
 
     options: dict[str, Any] = {}
     if poll_timeout is not None:
         options["poll_timeout"] = poll_timeout
+    # One connection for the whole enrolment (when the CA's URL and the directory's share
+    # a host): the CRL check, an attestation if one is needed, and the ACME exchange.
     with ACMEClient(directory_url, root, account_key, **options) as acme:
+        ak, ak_chain = _ak_material(tpm, state, root, ca_url, ek_algorithm, ak_algorithm, acme.http)
+        value = identifier if identifier is not None else device_identifier(ak_chain[0])
+        ordered = {"type": IDENTIFIER_TYPE, "value": value}
         acme.new_account(contact=contact, terms_of_service_agreed=True)
         order = acme.new_order([ordered])
         device_key = _authorize(acme, tpm, ak, ak_chain, order)

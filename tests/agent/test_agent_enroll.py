@@ -14,7 +14,7 @@ import os
 import stat
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -315,3 +315,37 @@ async def test_enroll_refuses_a_server_outside_the_given_root(
 
     with pytest.raises(AgentError, match="cannot reach the ACME server"):
         await trio.to_thread.run_sync(work)
+
+
+async def test_an_enrolment_checks_the_crl_and_attests_over_its_own_connection(
+    quart_server: RunningServer, device: Swtpm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRL check and an attestation go through the enrolment's ACME client (one
+    connection to the CA), not through clients of their own."""
+    import httpx
+
+    import agent.enroll as enroll_module
+
+    seen: list[tuple[str, httpx.Client | None]] = []
+    import agent.attestation
+
+    real_attest, real_revoked = agent.attestation.attest, agent.attestation.ak_certificate_revoked
+
+    def attest_spy(*args: Any, client: httpx.Client | None = None, **kwargs: Any) -> Any:
+        seen.append(("attest", client))
+        return real_attest(*args, client=client, **kwargs)
+
+    def revoked_spy(*args: Any, client: httpx.Client | None = None, **kwargs: Any) -> bool:
+        seen.append(("crl", client))
+        return real_revoked(*args, client=client, **kwargs)
+
+    monkeypatch.setattr(enroll_module, "attest", attest_spy)
+    monkeypatch.setattr(enroll_module, "ak_certificate_revoked", revoked_spy)
+    state_dir = tmp_path / "agent"
+    await run_enroll(quart_server, device, state_dir)  # no AK certificate yet: attests
+    await run_enroll(quart_server, device, state_dir)  # checks the stored one's CRL
+    assert [what for what, _ in seen] == ["attest", "crl"]
+    clients = [client for _, client in seen]
+    assert all(isinstance(client, httpx.Client) for client in clients)
+    assert clients[0] is not clients[1]  # one per enrolment, closed with it
+    assert all(client is not None and client.is_closed for client in clients)
