@@ -1,5 +1,4 @@
-"""The raw host: trio, TLS on non-blocking sockets (tls.py) and a strict HTTP/1.1 request
-parser (http11.py), serving devid's route table.
+"""The raw host: trio + h11 over trio's TLS streams, serving devid's route table.
 
 Minimal overhead for the hot signing path; it serves exactly the routes of
 the quart host (hosts/http/api.py) and shares its executor, so one
