@@ -149,7 +149,7 @@ class AttestationParams:
     ek_types: tuple[str, ...] = ("rsa", "ecc")
     #: The AK algorithm (an agent.tpm.KeyAlgorithm value: "ecc" for P-256, or "rsa").
     ak_algorithm: str = "ecc"
-    host: str = "quart"
+    host: str = "raw"
     warmup: int = 2
     max_duration_s: float = 120.0
     startup_timeout_s: float = 60.0
@@ -698,8 +698,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--attest-host",
         choices=HOSTS,
-        default="quart",
-        help="attestation: the host devid serve runs (default quart, the operator's server)",
+        default="raw",
+        help="attestation: the host devid serve runs (default raw, the host every server-CPU"
+        " target is read on; quart for the operator's server)",
     )
     device_attest.add_options(parser)
 
