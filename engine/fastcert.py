@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtensionOID
 
 from . import der
+from .errors import BadRequest
 from .extensions import PROVISIONER_OID, ProvisionerRef
 from .names import SAN, SANKind
 from .signer import Signer
@@ -68,6 +69,9 @@ _SUPPORTED_KEYS = (
     rsa.RSAPublicKey,
 )
 _SAN_TAGS = {SANKind.EMAIL: 0x81, SANKind.DNS: 0x82, SANKind.URI: 0x86}
+# The contents of the OIDs of the two extensions a renewal computes again (2.5.29.14, .35).
+_SKI_OID = b"\x55\x1d\x0e"
+_AKI_OID = b"\x55\x1d\x23"
 
 
 # Encodings are cached per value seen; a bound keeps memory flat whatever plugins vary.
@@ -319,6 +323,108 @@ class LeafEncoder:
                     template.subject.public_bytes(),
                     spki,
                     der.tlv(0xA3, der.tlv(0x30, b"".join(extensions))),
+                )
+            ),
+        )
+
+    def renewal_tbs(
+        self, current_tbs: bytes, serial: int, not_before: datetime, not_after: datetime
+    ) -> bytes | None:
+        """The TBSCertificate :func:`engine.pipeline.renew_certificate`'s builder would sign
+        for a renewal of the certificate whose TBSCertificate is *current_tbs*: its subject,
+        key and extensions kept as they are encoded, a new serial and validity, a subject
+        key identifier from the key and this issuer's authority key identifier first (as
+        the builder adds them). None for anything the builder might write otherwise (not
+        this issuer's v3 certificate, unique identifiers, a key in a form the builder
+        would encode again, an explicitly non-critical flag): the caller then builds it.
+        """
+        if serial <= 0 or serial.bit_length() > 159:
+            return None
+        first, last = _utc(not_before), _utc(not_after)
+        start, end = _time(first), _time(last)
+        if start is None or end is None or last < first:
+            return None
+        try:
+            tag, body, tail = der.read_tlv(current_tbs)
+            if tag != 0x30 or tail != len(current_tbs):
+                return None
+            tag, value, offset = der.read_tlv(body)
+            if tag != 0xA0 or der.tlv(0xA0, value) != _VERSION_3:
+                return None
+            for expected in (0x02, 0x30):  # serial, signature algorithm
+                tag, _, offset = der.read_tlv(body, offset)
+                if tag != expected:
+                    return None
+            tag, issuer, offset = der.read_tlv(body, offset)
+            if tag != 0x30 or der.tlv(0x30, issuer) != self.issuer_name:
+                return None
+            tag, _, offset = der.read_tlv(body, offset)  # validity
+            if tag != 0x30:
+                return None
+            subject_start = offset
+            tag, _, offset = der.read_tlv(body, offset)
+            spki_start = offset
+            if tag != 0x30:
+                return None
+            tag, _, offset = der.read_tlv(body, offset)
+            if tag != 0x30:
+                return None
+            subject, spki = body[subject_start:spki_start], body[spki_start:offset]
+            if not _as_builder_writes_it(spki):
+                return None
+            tag, wrapped, offset = der.read_tlv(body, offset)
+            if tag != 0xA3 or offset != len(body):
+                return None
+            tag, extensions, tail = der.read_tlv(wrapped)
+            if tag != 0x30 or tail != len(wrapped):
+                return None
+            kept = []
+            seen: set[bytes] = set()
+            position = 0
+            while position < len(extensions):
+                start_of = position
+                tag, extension, position = der.read_tlv(extensions, position)
+                if tag != 0x30:
+                    return None
+                tag, oid, inner = der.read_tlv(extension)
+                if tag != 0x06:
+                    return None
+                tag, flag, after = der.read_tlv(extension, inner)
+                if tag == 0x01:
+                    if flag != b"\xff":
+                        return None  # DER never writes FALSE; the builder would drop it
+                    tag, _, after = der.read_tlv(extension, after)
+                if tag != 0x04 or after != len(extension) or oid in seen:
+                    return None  # a duplicate: the builder's reading refuses it
+                seen.add(oid)
+                if oid in (_SKI_OID, _AKI_OID):
+                    continue
+                kept.append(extensions[start_of:position])
+            ski = hashlib.sha1(_bit_string_data(spki)).digest()
+        except (ValueError, BadRequest):
+            return None
+        return der.tlv(
+            0x30,
+            b"".join(
+                (
+                    _VERSION_3,
+                    _integer(serial),
+                    self.signature_algorithm,
+                    self.issuer_name,
+                    der.tlv(0x30, start + end),
+                    subject,
+                    spki,
+                    der.tlv(
+                        0xA3,
+                        der.tlv(
+                            0x30,
+                            _extension(
+                                ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, der.tlv(0x04, ski)
+                            )
+                            + self.authority_key_identifier
+                            + b"".join(kept),
+                        ),
+                    ),
                 )
             ),
         )

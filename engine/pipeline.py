@@ -445,6 +445,33 @@ _RECOMPUTED = {
 }
 
 
+def builder_renewal(
+    current: x509.Certificate,
+    issuer: Issuer,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    """The reference path of a renewal: cryptography's CertificateBuilder with *current*'s
+    subject, key and extensions (its key identifiers made again for *issuer*)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(current.subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(current.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(current.public_key()), False)
+        .add_extension(issuer.authority_key_identifier, critical=False)
+    )
+    for ext in current.extensions:
+        if ext.oid not in _RECOMPUTED:
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    signer = issuer.signer
+    return builder.sign(signer.private_key, signer.hash_algorithm)  # type: ignore[arg-type]
+
+
 def renew_certificate(
     current: x509.Certificate,
     issuer: Issuer,
@@ -476,28 +503,31 @@ def renew_certificate(
         not_after = _utc_second(not_after_limit)
         if not_after <= now:
             raise Forbidden("the renewed certificate would already have expired")
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(current.subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(current.public_key())
-        .serial_number(random_serial(random))
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(current.public_key()), False)
-        .add_extension(issuer.authority_key_identifier, critical=False)
+    serial = random_serial(random)
+    facts = (
+        dict(evidence)
+        if evidence is not None
+        else {"renewed_from": format(current.serial_number, "x")}
     )
-    for ext in current.extensions:
-        if ext.oid not in _RECOMPUTED:
-            builder = builder.add_extension(ext.value, critical=ext.critical)
-    signer = issuer.signer
-    certificate = builder.sign(signer.private_key, signer.hash_algorithm)  # type: ignore[arg-type]
+    encoder = issuer.leaf_encoder
+    if encoder is not None:
+        # The same certificate as the builder's below, from the current one's encodings.
+        tbs = encoder.renewal_tbs(current.tbs_certificate_bytes, serial, not_before, not_after)
+        if tbs is not None:
+            return IssuedCertificate(
+                der=encoder.certificate(tbs),
+                issuer=issuer,
+                provisioner=provisioner,
+                evidence=facts,
+                serial_number=serial,
+                validity=(_utc_second(not_before), _utc_second(not_after)),
+                subject=current.subject,
+            )
+    certificate = builder_renewal(current, issuer, serial, not_before, not_after)
     return IssuedCertificate(
         certificate=certificate,
         der=certificate.public_bytes(Encoding.DER),
         issuer=issuer,
         provisioner=provisioner,
-        evidence=dict(evidence)
-        if evidence is not None
-        else {"renewed_from": format(current.serial_number, "x")},
+        evidence=facts,
     )

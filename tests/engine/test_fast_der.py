@@ -31,10 +31,12 @@ from engine.pipeline import (
     PreparedCertificate,
     build_certificate,
     builder_certificate,
+    builder_renewal,
+    renew_certificate,
     sign_certificate,
 )
 from engine.policy import SignPolicy
-from engine.ports import Random
+from engine.ports import FrozenClock, Random
 from engine.signer import SoftwareSigner
 from engine.template import KEY_USAGES, CertificateTemplate, subject_with_common_name
 
@@ -533,3 +535,127 @@ def test_the_requests_own_key_encoding_gives_the_same_certificate(
     for spki in spkis:
         tbs = encoder.tbs(template, key, 5150, NOW, NOW + timedelta(days=3), provisioner, spki)
         assert tbs == expected.tbs_certificate_bytes
+
+
+# --- renewals --------------------------------------------------------------------------
+
+
+def renewed_both_ways(
+    issuer: Issuer, current: x509.Certificate, serial: int
+) -> tuple[bytes | None, x509.Certificate]:
+    """The fast renewal's TBSCertificate (None if it declined) and the builder's renewal."""
+    encoder = issuer.leaf_encoder
+    assert encoder is not None
+    later = NOW + timedelta(hours=20, seconds=7)
+    not_after = later + (current.not_valid_after_utc - current.not_valid_before_utc)
+    fast = encoder.renewal_tbs(current.tbs_certificate_bytes, serial, later, not_after)
+    return fast, builder_renewal(current, issuer, serial, later, not_after)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_renewals_are_identical_to_the_builders(
+    issuer: Issuer, issuer_kind: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    template = random_template(rng)
+    key = subject_key(rng.choice(["P-256", "P-384", "Ed25519"]))
+    provisioner = ProvisionerRef("ACCOUNT", "account:corp-wifi")
+    current = reference(
+        issuer, template, key, 1000 + seed, NOW, NOW + timedelta(days=1), provisioner
+    )
+    fast, expected = renewed_both_ways(issuer, current, 2000 + seed)
+    assert fast is not None, "the fast path declined a renewal it should encode"
+    assert fast == expected.tbs_certificate_bytes
+
+
+def test_renewals_keep_other_names_and_extra_extensions(issuer: Issuer, issuer_kind: str) -> None:
+    """A device certificate's PermanentIdentifier otherName and unusual extensions are
+    copied as encoded, critical ones included."""
+    template = CertificateTemplate(
+        subject=x509.Name([]),
+        sans=(SAN.parse("spiffe://example.org/device/1"),),
+        extra_general_names=(
+            x509.OtherName(x509.ObjectIdentifier("1.3.6.1.5.5.7.8.3"), b"\x30\x03\x0c\x01\x41"),
+        ),
+        extra_extensions=(
+            x509.Extension(
+                x509.ObjectIdentifier("1.2.3.4.5"),
+                True,
+                x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00"),
+            ),
+        ),
+    )
+    key = subject_key("P-256")
+    current = reference(
+        issuer,
+        template,
+        key,
+        31337,
+        NOW,
+        NOW + timedelta(days=7),
+        ProvisionerRef("ACME", "devices"),
+    )
+    fast, expected = renewed_both_ways(issuer, current, 31338)
+    assert fast == expected.tbs_certificate_bytes
+
+
+def test_renewals_the_fast_path_declines_use_the_builder(issuer: Issuer) -> None:
+    encoder = issuer.leaf_encoder
+    assert encoder is not None
+    template = random_template(random.Random(99))
+    provisioner = ProvisionerRef("JWK", "admin")
+    # An RSA key: the builder writes its SubjectPublicKeyInfo again, so it builds.
+    rsa_leaf = reference(
+        issuer, template, subject_key("RSA-2048"), 5, NOW, NOW + timedelta(days=1), provisioner
+    )
+    assert (
+        encoder.renewal_tbs(rsa_leaf.tbs_certificate_bytes, 6, NOW, NOW + timedelta(days=1)) is None
+    )
+    # Another issuer's certificate, a serial the builder refuses, truncated input.
+    leaf = reference(
+        issuer, template, subject_key("P-256"), 7, NOW, NOW + timedelta(days=1), provisioner
+    )
+    other = make_issuer(
+        ec.generate_private_key(ec.SECP256R1()),
+        name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other")]),
+    )
+    assert other.leaf_encoder is not None
+    assert (
+        other.leaf_encoder.renewal_tbs(leaf.tbs_certificate_bytes, 8, NOW, NOW + timedelta(days=1))
+        is None
+    )
+    assert encoder.renewal_tbs(leaf.tbs_certificate_bytes, 0, NOW, NOW + timedelta(days=1)) is None
+    assert (
+        encoder.renewal_tbs(leaf.tbs_certificate_bytes[:-3], 8, NOW, NOW + timedelta(days=1))
+        is None
+    )
+    # renew_certificate still renews it (through the builder), signed by the issuer.
+    renewed = renew_certificate(rsa_leaf, issuer, FrozenClock(NOW), SeededRandom(1))
+    renewed.certificate.verify_directly_issued_by(issuer.certificate)
+    assert renewed.certificate.public_key() == rsa_leaf.public_key()
+
+
+def test_renew_certificate_takes_the_fast_path_and_states_its_facts(issuer: Issuer) -> None:
+    template = random_template(random.Random(5))
+    provisioner = ProvisionerRef("X5C", "devices")
+    current = reference(
+        issuer, template, subject_key("P-256"), 41, NOW, NOW + timedelta(days=2), provisioner
+    )
+    renewed = renew_certificate(
+        current, issuer, FrozenClock(NOW + timedelta(days=1)), SeededRandom(2)
+    )
+    assert renewed.given_certificate is None  # encoded from the current one, not built
+    loaded = x509.load_der_x509_certificate(renewed.der)
+    loaded.verify_directly_issued_by(issuer.certificate)
+    assert renewed.serial == loaded.serial_number
+    assert (renewed.not_before, renewed.not_after) == (
+        loaded.not_valid_before_utc,
+        loaded.not_valid_after_utc,
+    )
+    assert renewed.subject_text == loaded.subject.rfc4514_string()
+    assert (
+        renewed.san_texts
+        == IssuedCertificate(der=renewed.der, issuer=issuer, provisioner=provisioner).san_texts
+    )
+    assert renewed.evidence == {"renewed_from": "29"}
+    assert loaded.not_valid_after_utc - loaded.not_valid_before_utc == timedelta(days=2)
