@@ -46,6 +46,11 @@ class ServerTLS:
         self.context.set_alpn_protocols(list(alpn))
         self.context.verify_mode = ssl.CERT_OPTIONAL
         self.context.load_verify_locations(cadata=authority.root_pem)
+        # One TLS 1.3 session ticket per handshake (OpenSSL sends two): a client that
+        # resumes needs one, and each costs the server an encryption of the session, its
+        # client certificate chain included (measured: about 35 µs a ticket after a plain
+        # handshake, 175 µs after one with a client certificate).
+        self.context.num_tickets = 1
         # Each server process keeps its own files, so worker processes never race.
         self.certfile = self.directory / f"{instance}.crt"
         self.keyfile = self.directory / f"{instance}.key"
