@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import cbor2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from engine.acme.device_attest import (
     MAX_ATTESTATION_BYTES,
@@ -163,4 +171,25 @@ def test_evidence_is_json_ready() -> None:
     record = device.evidence_record()
     assert record["evidence"] == {"nonce": "AAE=", "nested": {"k": ["/w=="]}}
     assert record["serial_numbers"] == ["SN1"]
+    json.dumps(record)
+
+
+def test_evidence_names_the_chain_by_digest_not_by_its_certificates() -> None:
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chain")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(root_key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .sign(root_key, hashes.SHA256())
+    )
+    device = AttestedDevice.from_parts("tpm", root_key.public_key(), chain=(cert,))
+    record = device.evidence_record()
+    der = cert.public_bytes(Encoding.DER)
+    assert record["chain_sha256"] == [hashlib.sha256(der).hexdigest()]
+    assert "chain" not in record and base64.b64encode(der).decode() not in json.dumps(record)
     assert b64url_encode(device.public_key)  # SubjectPublicKeyInfo DER
