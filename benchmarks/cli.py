@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--flame",
         action="store_true",
         help="sample every devid serve the run starts with py-spy, from ready to stop, and"
-        " write its flame graph as OUT/flame/NAME-PID.svg (the profile section adds one of"
+        " write its flame graph as OUT/flame/SECTION-NAME-PID.svg (the profile section adds one of"
         " sign_body in process); needs py-spy (the bench extra)",
     )
     parser.add_argument(
@@ -270,6 +270,7 @@ def run(
             section_dir = work / section
             section_dir.mkdir()
             progress(f"section {index}/{len(sections)}: {section}")
+            servers.FLAME_SECTION = section
             section_clock = time.perf_counter()
             context = RunContext(
                 options=args,

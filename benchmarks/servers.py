@@ -61,6 +61,8 @@ LOG_ARGUMENTS = ("--log-level", "warning", "--log-format", "text")
 FLAME_DIR: Path | None = None
 #: py-spy's sampling rate (per second): low enough to cost the server little.
 FLAME_RATE = 250
+#: The section running now, the first part of a flame graph's name.
+FLAME_SECTION = "run"
 
 
 def flame_missing() -> str | None:
@@ -227,7 +229,8 @@ class ServerProcess:
             raise BenchmarkError(str(exc)) from None
         self.managed.tree_pids()  # remember the workers, to stop them even if the supervisor dies
         if FLAME_DIR is not None and self.flame is None:
-            self.flame = FlameRecorder(self.pid, FLAME_DIR / f"{self.name}-{self.pid}.svg")
+            out = FLAME_DIR / f"{FLAME_SECTION}-{self.name}-{self.pid}.svg"
+            self.flame = FlameRecorder(self.pid, out)
         return self.served.url
 
     def _wait_workers(self, deadline: float) -> None:
