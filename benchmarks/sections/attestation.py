@@ -654,7 +654,8 @@ def _run_one(
             )
             device["verification_work"] = work
             validation_ms = device.get("server_cpu_ms_per_validation")
-            if validation_ms:
+            # 0.0 is a figure too (a few validations within one CPU clock tick).
+            if validation_ms is not None:
                 check = min(float(work["cpu_ms_per_validation"]), float(validation_ms))
                 device["server_cpu_split_ms"] = {
                     "attestation_check": rounded(check, 3),
