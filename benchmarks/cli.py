@@ -113,8 +113,8 @@ Sections (all but `profile` run by default; pick with --only):
 """
     + "".join(module.SUMMARY for module in MODULES.values())
     + """
-A full run takes about 20 minutes on 2 cores (the 10,000-device fleet alone 10 to 13,
-the 100,000-issuance soak about 3); --quick about 2 minutes. Progress
+A full run takes 10 to 20 minutes on 2 cores (the 10,000-device fleet alone 6 to 13,
+the 100,000-issuance soak about 2); --quick about 2 minutes. Progress
 goes to stderr, one line per step with the seconds since the start (on a terminal a
 live line shows the requests done inside a step); -q silences it.
 """
