@@ -242,9 +242,27 @@ async def one_round(
     return sample
 
 
-def summarise_level(
-    concurrency: int, per_round: int, samples: Sequence[RoundSample], root_pid: int
-) -> dict[str, Any]:
+class _Sampled(Protocol):
+    """What a round's sample has in every section that loads a server in rounds."""
+
+    @property
+    def outcome(self) -> LevelOutcome: ...
+
+    @property
+    def rate(self) -> float: ...
+
+    @property
+    def server_cpu_s(self) -> float | None: ...
+
+    @property
+    def client_cpu_s(self) -> float: ...
+
+
+def level_figures(
+    concurrency: int, per_round: int, samples: Sequence[_Sampled], rate_key: str
+) -> tuple[dict[str, Any], list[float], float]:
+    """The figures every level reports (requests, errors, the median rate under
+    *rate_key*, its spread), with the level's latencies and elapsed seconds."""
     latencies = [x for s in samples for x in s.outcome.latencies]
     errors = [e for s in samples for e in s.outcome.errors]
     elapsed = sum(s.outcome.elapsed for s in samples)
@@ -259,9 +277,25 @@ def summarise_level(
         "first_error": errors[0] if errors else None,
         "timed_out": any(s.outcome.timed_out for s in samples),
         "elapsed_s": rounded(elapsed),
-        "issuances_per_s": rounded(median(rates), 1) if ok else 0.0,
+        rate_key: rounded(median(rates), 1) if ok else 0.0,
         "per_round": spread(rates),
     }
+    return level, latencies, elapsed
+
+
+def server_cpu_used(samples: Sequence[_Sampled]) -> float | None:
+    """The server's CPU seconds over *samples*, if every round could read it."""
+    server_cpu = [s.server_cpu_s for s in samples]
+    if not all(c is not None for c in server_cpu):
+        return None
+    return sum(c for c in server_cpu if c is not None)
+
+
+def summarise_level(
+    concurrency: int, per_round: int, samples: Sequence[RoundSample], root_pid: int
+) -> dict[str, Any]:
+    level, latencies, elapsed = level_figures(concurrency, per_round, samples, "issuances_per_s")
+    ok = len(latencies)
     if ok:
         lat = latency_figures(latencies)
         level["latency_ms"] = lat
@@ -275,9 +309,8 @@ def summarise_level(
         level["longest_stall_ms_per_round"] = [
             rounded(s.outcome.longest_stall() * 1e3) for s in samples
         ]
-        server_cpu = [s.server_cpu_s for s in samples]
-        if all(c is not None for c in server_cpu):
-            used = sum(c for c in server_cpu if c is not None)
+        used = server_cpu_used(samples)
+        if used is not None:
             level["server_cpu_ms_per_issuance"] = rounded(used / ok * 1e3)
             level["server_cpu_cores"] = rounded(used / elapsed)
         client_cpu = sum(s.client_cpu_s for s in samples)

@@ -311,6 +311,15 @@ class LeafEncoder:
                 return None  # the builder refuses duplicates; let it say so
             seen.add(ext.oid)
             extensions.append(_extension(ext.oid, ext.critical, ext.value.public_bytes()))
+        return self._tbs(
+            serial, start + end, template.subject.public_bytes(), spki, b"".join(extensions)
+        )
+
+    def _tbs(
+        self, serial: int, validity: bytes, subject: bytes, spki: bytes, extensions: bytes
+    ) -> bytes:
+        """A v3 TBSCertificate of this issuer from its parts, encoded already (the
+        extensions as their concatenated Extension SEQUENCEs)."""
         return der.tlv(
             0x30,
             b"".join(
@@ -319,10 +328,10 @@ class LeafEncoder:
                     _integer(serial),
                     self.signature_algorithm,
                     self.issuer_name,
-                    der.tlv(0x30, start + end),
-                    template.subject.public_bytes(),
+                    der.tlv(0x30, validity),
+                    subject,
                     spki,
-                    der.tlv(0xA3, der.tlv(0x30, b"".join(extensions))),
+                    der.tlv(0xA3, der.tlv(0x30, extensions)),
                 )
             ),
         )
@@ -403,30 +412,15 @@ class LeafEncoder:
             ski = hashlib.sha1(_bit_string_data(spki)).digest()
         except (ValueError, BadRequest):
             return None
-        return der.tlv(
-            0x30,
-            b"".join(
-                (
-                    _VERSION_3,
-                    _integer(serial),
-                    self.signature_algorithm,
-                    self.issuer_name,
-                    der.tlv(0x30, start + end),
-                    subject,
-                    spki,
-                    der.tlv(
-                        0xA3,
-                        der.tlv(
-                            0x30,
-                            _extension(
-                                ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, der.tlv(0x04, ski)
-                            )
-                            + self.authority_key_identifier
-                            + b"".join(kept),
-                        ),
-                    ),
-                )
-            ),
+        identifier = der.tlv(0x04, ski)
+        return self._tbs(
+            serial,
+            start + end,
+            subject,
+            spki,
+            _extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, identifier)
+            + self.authority_key_identifier
+            + b"".join(kept),
         )
 
     def certificate(self, tbs: bytes) -> bytes:

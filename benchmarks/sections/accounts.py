@@ -74,11 +74,10 @@ from ..common import (
     create_ca,
     median,
     rounded,
-    spread,
     write_password_file,
 )
 from ..loadgen import LevelOutcome, Pool, drive
-from ..rounds import Meter, latency_figures, schedule
+from ..rounds import Meter, latency_figures, level_figures, schedule, server_cpu_used
 from ..servers import Pinning, ServerProcess, client_affinity
 from . import RunContext, parse_levels, parse_positive, requests_for
 
@@ -461,28 +460,12 @@ async def _level(
 
 
 def summarise(concurrency: int, per_round: int, samples: Sequence[Sample]) -> dict[str, Any]:
-    latencies = [x for s in samples for x in s.outcome.latencies]
-    errors = [e for s in samples for e in s.outcome.errors]
-    elapsed = sum(s.outcome.elapsed for s in samples)
+    level, latencies, elapsed = level_figures(concurrency, per_round, samples, "certificates_per_s")
     ok = len(latencies)
-    rates = [s.rate for s in samples]
-    level: dict[str, Any] = {
-        "concurrency": concurrency,
-        "rounds": len(samples),
-        "requests": per_round * len(samples),
-        "ok": ok,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-        "timed_out": any(s.outcome.timed_out for s in samples),
-        "elapsed_s": rounded(elapsed),
-        "certificates_per_s": rounded(median(rates), 1) if ok else 0.0,
-        "per_round": spread(rates),
-    }
     if ok:
         level["latency_ms"] = latency_figures(latencies)
-        server_cpu = [s.server_cpu_s for s in samples]
-        if all(c is not None for c in server_cpu):
-            used = sum(c for c in server_cpu if c is not None)
+        used = server_cpu_used(samples)
+        if used is not None:
             level["server_cpu_us_per_certificate"] = rounded(used / ok * 1e6, 1)
             level["server_cpu_cores"] = rounded(used / elapsed)
         client = sum(s.client_cpu_s for s in samples)
