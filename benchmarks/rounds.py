@@ -22,7 +22,7 @@ them, summarise each level with :func:`summarise_level`) and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -42,7 +42,7 @@ from .common import (
     rounded,
     spread,
 )
-from .loadgen import LevelOutcome, drive
+from .loadgen import LevelOutcome, Pool, drive
 from .procs import proc_cpu_seconds
 from .servers import ServerProcess, ServerSpec, Target, client_affinity, start_targets, stop_all
 
@@ -211,20 +211,41 @@ async def one_round(
         progress.status(f"{label}: {done}/{timed}")
 
     async with target.pool(concurrency) as pool:
-        warm = await drive(pool, SIGN_PATH, bodies[:warmup], params.level_timeout_s, 1)
-        if warm.errors:
-            raise BenchmarkError(f"{label}: a warm-up request failed: {warm.errors[0]}")
-        meter = Meter(server)
-        meter.start()
-        outcome = await drive(
+        return await timed_level(
             pool,
+            server,
             SIGN_PATH,
-            bodies[warmup:],
-            params.level_timeout_s,
-            params.max_errors,
+            bodies,
+            warmup,
+            (params.level_timeout_s, params.max_errors),
+            label,
+            progress,
             status if progress.live else None,
         )
-        usage = meter.stop()
+
+
+async def timed_level(
+    pool: Pool,
+    server: ServerProcess,
+    path: str,
+    bodies: Sequence[bytes],
+    warmup: int,
+    limits: tuple[float, int],
+    label: str,
+    progress: Progress,
+    status: Callable[[int], None] | None = None,
+) -> RoundSample:
+    """Warm *pool*'s connections up with the first *warmup* bodies, then time the rest
+    of them to *path* with the server's CPU read around it; *limits* is the level's
+    timeout and how many errors end it early."""
+    timeout, max_errors = limits
+    warm = await drive(pool, path, bodies[:warmup], timeout, 1)
+    if warm.errors:
+        raise BenchmarkError(f"{label}: a warm-up request failed: {warm.errors[0]}")
+    meter = Meter(server)
+    meter.start()
+    outcome = await drive(pool, path, bodies[warmup:], timeout, max_errors, status)
+    usage = meter.stop()
     if server.process.poll() is not None:
         raise BenchmarkError(f"{label}: the server exited with status {server.process.returncode}")
     sample = RoundSample(

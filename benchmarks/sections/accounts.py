@@ -76,8 +76,15 @@ from ..common import (
     rounded,
     write_password_file,
 )
-from ..loadgen import LevelOutcome, Pool, drive
-from ..rounds import Meter, latency_figures, level_figures, schedule, server_cpu_used
+from ..loadgen import Pool
+from ..rounds import (
+    RoundSample,
+    latency_figures,
+    level_figures,
+    schedule,
+    server_cpu_used,
+    timed_level,
+)
 from ..servers import Pinning, ServerProcess, client_affinity
 from . import RunContext, parse_levels, parse_positive, requests_for
 
@@ -417,17 +424,6 @@ class CryptoProbe:
 # --- rounds -------------------------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    outcome: LevelOutcome
-    server_cpu_s: float | None
-    client_cpu_s: float
-
-    @property
-    def rate(self) -> float:
-        return len(self.outcome.latencies) / self.outcome.elapsed if self.outcome.elapsed else 0.0
-
-
 async def _level(
     server: ServerProcess,
     pool: Pool,
@@ -437,29 +433,21 @@ async def _level(
     params: AccountsParams,
     label: str,
     progress: Progress,
-) -> Sample:
+) -> RoundSample:
     async with pool:
-        warm = await drive(pool, path, bodies[:warmup], params.level_timeout_s, 1)
-        if warm.errors:
-            raise BenchmarkError(f"{label}: a warm-up request failed: {warm.errors[0]}")
-        meter = Meter(server)
-        meter.start()
-        outcome = await drive(
-            pool, path, bodies[warmup:], params.level_timeout_s, params.max_errors
+        return await timed_level(
+            pool,
+            server,
+            path,
+            bodies,
+            warmup,
+            (params.level_timeout_s, params.max_errors),
+            label,
+            progress,
         )
-        usage = meter.stop()
-    server.check_alive()
-    sample = Sample(outcome, usage.server_cpu_s, usage.client_cpu_s)
-    errors = outcome.errors
-    progress(
-        f"{label}: {sample.rate:7.1f}/s"
-        + (f"  {len(errors)} errors, first: {errors[0]}" if errors else "")
-        + ("  (deadline reached)" if outcome.timed_out else "")
-    )
-    return sample
 
 
-def summarise(concurrency: int, per_round: int, samples: Sequence[Sample]) -> dict[str, Any]:
+def summarise(concurrency: int, per_round: int, samples: Sequence[RoundSample]) -> dict[str, Any]:
     level, latencies, elapsed = level_figures(concurrency, per_round, samples, "certificates_per_s")
     ok = len(latencies)
     if ok:
@@ -530,7 +518,7 @@ async def _measure(
         [h.certificate for h in held],
         len(held[0].certificate.tbs_certificate_bytes),
     )
-    samples: dict[str, dict[int, list[Sample]]] = {
+    samples: dict[str, dict[int, list[RoundSample]]] = {
         k: {c: [] for c in params.concurrency} for k in KINDS
     }
     offset = 0
