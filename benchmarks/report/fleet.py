@@ -322,9 +322,9 @@ def estimate_table(fleet: dict[str, Any]) -> Table | None:
     if "server_cpu_us_per_entry" in serving:
         t.notes.append(
             "its CRL fetches: before each enrolment the agent fetches GET /crl/attestation"
-            " (agent.enroll checks its AK certificate), which the server builds from the store"
-            " at each request; one fetch a device a day at the estimated attestation CRL's"
-            " entries, each fetch costing"
+            " (agent.enroll checks its AK certificate), which the server builds again after"
+            " each revocation and serves from memory in between; one fetch a device a day at"
+            " the estimated attestation CRL's entries, each fetch costing"
             f" {number(serving.get('server_cpu_us_per_fetch_empty'), 0)} µs + "
             f"{number(serving.get('server_cpu_us_per_entry'), 2)} µs per entry (measured on"
             f" the {lookup(serving, 'after', 'issuer')} CRL with"

@@ -371,8 +371,9 @@ async def _crl_sizes(server: Server) -> dict[str, dict[str, int]]:
 async def _crl_fetches(
     target: Server, server: ServerProcess, issuer: str, fetches: int
 ) -> dict[str, Any]:
-    """The server's CPU per ``GET /crl/ISSUER`` (built from the store at each request),
-    over *fetches* requests one after the other on one connection."""
+    """The server's CPU per ``GET /crl/ISSUER`` (built again after each revocation,
+    served from memory in between), over *fetches* requests one after the other on one
+    connection."""
     connection = await target.connect()
     meter = Meter(server)
     try:
