@@ -2,7 +2,8 @@
 
 Each kind has a small protocol of its own (:class:`CertificateStore`,
 :class:`TokenStore`, :class:`DeviceStore`, :class:`AttestationSessionStore`,
-:class:`ACMEStore`, :class:`DeviceAccountStore`, :class:`AuditStore`), and code asks
+:class:`ACMEStore`, :class:`DeviceAccountStore`, :class:`AuditStore`,
+:class:`SCEPStore`), and code asks
 for the ones it uses.
 :class:`Stores` holds one of each; it is what the CA holds. Every write is committed
 before the call returns, so a record the caller has seen written survives the process
@@ -19,11 +20,24 @@ from .bundle import Stores
 from .certificates import CertificateStore
 from .devices import DeviceStore
 from .records import CertificateRecord, Revocation, UsedToken, certificate_device
+from .scep import (
+    ISSUED,
+    PENDING,
+    REJECTED,
+    TRANSACTION_STATES,
+    SCEPChallenge,
+    SCEPStore,
+    SCEPTransaction,
+)
 from .sessions import AttestationSessionStore
 from .sqlite import DatabaseReport, inspect_database, open_sqlite, snapshot
 from .tokens import TokenStore
 
 __all__ = [
+    "ISSUED",
+    "PENDING",
+    "REJECTED",
+    "TRANSACTION_STATES",
     "ACMEStore",
     "AttestationSessionStore",
     "AuditEvent",
@@ -35,6 +49,9 @@ __all__ = [
     "DeviceAccountStore",
     "DeviceStore",
     "Revocation",
+    "SCEPChallenge",
+    "SCEPStore",
+    "SCEPTransaction",
     "Stores",
     "TokenStore",
     "UsedToken",

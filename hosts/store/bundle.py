@@ -11,6 +11,7 @@ from .acme import ACMEStore
 from .audit import AuditStore
 from .certificates import CertificateStore
 from .devices import DeviceStore
+from .scep import SCEPStore
 from .sessions import AttestationSessionStore
 from .tokens import TokenStore
 
@@ -32,6 +33,7 @@ class Stores:
     acme: ACMEStore
     accounts: DeviceAccountStore
     audit: AuditStore
+    scep: SCEPStore
     #: Releases the backend (connections, locks); what :meth:`close` calls.
     closer: Callable[[], None] = attrs.field(repr=False)
 

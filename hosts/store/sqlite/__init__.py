@@ -19,6 +19,7 @@ from .certificates import SQLiteCertificates
 from .database import WRITER_LOCK_SUFFIX, Database
 from .devices import SQLiteDevices
 from .migrations import upgrade
+from .scep import SQLiteSCEP
 from .schema import SCHEMA_VERSION
 from .sessions import SQLiteSessions
 from .tokens import SQLiteTokens
@@ -33,6 +34,7 @@ __all__ = [
     "SQLiteAudit",
     "SQLiteCertificates",
     "SQLiteDevices",
+    "SQLiteSCEP",
     "SQLiteSessions",
     "SQLiteTokens",
     "inspect_database",
@@ -67,5 +69,6 @@ def open_sqlite(path: Path, *, synchronous: str = "full") -> Stores:
         acme=SQLiteACME(database, certificates),
         accounts=SQLiteAccounts(database),
         audit=audit,
+        scep=SQLiteSCEP(database),
         closer=database.close,
     )

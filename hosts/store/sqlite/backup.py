@@ -20,7 +20,13 @@ from engine.errors import ConfigurationError
 from .schema import SCHEMA_VERSION
 
 #: The tables :func:`inspect_database` counts, and the name it reports each under.
-_COUNTED = {"certificates": "certificates", "devices": "devices", "accounts": "accounts"}
+_COUNTED = {
+    "certificates": "certificates",
+    "devices": "devices",
+    "accounts": "accounts",
+    "scep_transactions": "scep_transactions",
+    "scep_challenges": "scep_challenges",
+}
 
 
 @attrs.frozen
@@ -30,7 +36,8 @@ class DatabaseReport:
     schema_version: int
     #: What ``PRAGMA integrity_check`` answered: ``("ok",)`` for a sound file.
     integrity: tuple[str, ...]
-    #: Rows of the certificates, devices and accounts tables (0 for a missing table).
+    #: Rows of the certificates, devices, accounts, scep_transactions and scep_challenges
+    #: tables (0 for a missing table).
     counts: dict[str, int]
 
     @property
@@ -81,7 +88,8 @@ def snapshot(db_path: Path, out_path: Path) -> int:
 
 def inspect_database(db_path: Path) -> DatabaseReport:
     """Open the database file *db_path* read-only and check it: its integrity, its schema
-    version and how many certificates, devices and accounts it holds. Raises
+    version and how many certificates, devices, accounts, SCEP transactions and SCEP
+    one-time challenges it holds. Raises
     ConfigurationError if it cannot be opened as an SQLite database at all."""
     if not db_path.is_file():
         raise ConfigurationError(f"the database {db_path} does not exist")

@@ -16,7 +16,7 @@ from engine.errors import ConfigurationError
 
 from ..records import certificate_device
 from .database import Database
-from .schema import SCHEMA_VERSION, STATEMENTS
+from .schema import SCEP, SCHEMA_VERSION, STATEMENTS
 
 # --- 1 -> 2 --------------------------------------------------------------------------
 
@@ -194,8 +194,22 @@ def _to_4(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX certificates_by_time ON certificates(created_at)")
 
 
+# --- 4 -> 5 --------------------------------------------------------------------------
+
+
+def _to_5(db: sqlite3.Connection) -> None:
+    """SCEP: its transactions and one-time challenges, both tables empty."""
+    for statement in SCEP:
+        db.execute(statement)
+
+
 #: The step to each version from the one before it.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _to_2,
+    3: _to_3,
+    4: _to_4,
+    5: _to_5,
+}
 
 # Every version from the first to the current one has its step.
 assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))

@@ -15,11 +15,14 @@ reads the log newest first), and a certificate's issuance event kept in its own 
 (``certificates.audit_*``, read as part of the audit log) instead of a row of
 ``audit_events`` with its indexes; ``certificates_by_time`` orders both the certificate
 inventory and those events.
+5, SCEP: ``scep_transactions`` (each enrolment under its client's transactionID, listed
+by status and time) and ``scep_challenges`` (one-time challenge passwords, by their
+SHA-256 only).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The audit log as schema 4 has it (schema 3 also had an index by actor and one by action).
 AUDIT_EVENTS = (
@@ -34,6 +37,41 @@ AUDIT_EVENTS = (
 )""",
     "CREATE INDEX audit_events_by_time ON audit_events(time)",
     "CREATE INDEX audit_events_by_target ON audit_events(target, time)",
+)
+
+#: SCEP's tables, as schema 5 added them (the step to 5 creates them from here: a later
+#: change to them is a step of its own).
+SCEP = (
+    """CREATE TABLE scep_transactions (
+    provisioner TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    message_type INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'issued', 'rejected')),
+    subject TEXT NOT NULL,
+    csr_der BLOB NOT NULL,
+    signer_der BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    serial TEXT,
+    decided_by TEXT,
+    reason TEXT,
+    method TEXT,
+    PRIMARY KEY (provisioner, transaction_id)
+)""",
+    # Operators list the requests awaiting them (or those of another status), newest first.
+    "CREATE INDEX scep_transactions_by_status ON scep_transactions(status, created_at)",
+    """CREATE TABLE scep_challenges (
+    provisioner TEXT NOT NULL,
+    challenge_sha256 TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    subject TEXT,
+    used_at REAL,
+    used_by TEXT,
+    PRIMARY KEY (provisioner, challenge_sha256)
+) WITHOUT ROWID""",
 )
 
 STATEMENTS = (
@@ -142,4 +180,5 @@ STATEMENTS = (
     updated_at REAL NOT NULL
 )""",
     *AUDIT_EVENTS,
+    *SCEP,
 )

@@ -9,7 +9,8 @@ devid grew, and ACME nonces were a table for a while), and schema 2. The step to
 PermanentIdentifier, so that disabling a device revokes certificates issued before the
 upgrade too. The step to 3 adds the audit log (``audit_events``), empty. The step to 4
 rebuilds ``used_tokens`` without its rowid (its rows kept), indexes only the certificates
-that have a device, and drops the audit log's indexes by actor and by action. A database
+that have a device, and drops the audit log's indexes by actor and by action. The step
+to 5 adds SCEP's tables (``scep_transactions``, ``scep_challenges``), empty. A database
 from a newer devid is refused; a failed upgrade leaves the database as it was.
 """
 
@@ -33,7 +34,15 @@ from engine.acme.records import AccountStatus, ChallengeStatus, Identifier, Orde
 from engine.attestation.akcert import permanent_identifier_name
 from engine.errors import ConfigurationError
 from engine.inventory import DeviceFilter, ek_urn_from_digest, permanent_identifier_value
-from hosts.store import AuditEvent, AuditQuery, Stores, open_sqlite
+from hosts.store import (
+    PENDING,
+    AuditEvent,
+    AuditQuery,
+    SCEPChallenge,
+    SCEPTransaction,
+    Stores,
+    open_sqlite,
+)
 from hosts.store.sqlite import SCHEMA_VERSION, migrations
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -186,12 +195,131 @@ CREATE INDEX audit_events_by_target ON audit_events(target, time);
 """
 )
 
+# Schema 4 as a new database got it.
+SCHEMA_4 = """
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sans TEXT NOT NULL,
+    provisioner_type TEXT NOT NULL,
+    provisioner_name TEXT NOT NULL,
+    not_before REAL NOT NULL,
+    not_after REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    der BLOB NOT NULL,
+    evidence TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    device TEXT,
+    audit_id INTEGER,
+    audit_actor TEXT,
+    audit_action TEXT,
+    audit_details TEXT
+);
+CREATE INDEX certificates_by_provisioner ON certificates(provisioner_name);
+CREATE INDEX certificates_by_time ON certificates(created_at);
+CREATE INDEX certificates_by_device ON certificates(device) WHERE device IS NOT NULL;
+CREATE TABLE used_tokens (
+    provisioner TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (provisioner, token_id)
+) WITHOUT ROWID;
+CREATE INDEX used_tokens_by_expiry ON used_tokens(expires_at);
+CREATE TABLE devices (
+    ek_urn TEXT PRIMARY KEY,
+    ek_certificate BLOB,
+    serial TEXT,
+    name TEXT,
+    owner TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX devices_by_owner ON devices(owner);
+CREATE TABLE attestation_sessions (
+    id TEXT PRIMARY KEY,
+    ek_urn TEXT NOT NULL,
+    session TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX attestation_sessions_by_expiry ON attestation_sessions(expires_at);
+CREATE TABLE revocations (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    issuer TEXT NOT NULL,
+    revoked_at REAL NOT NULL,
+    reason_code INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_by TEXT NOT NULL
+);
+CREATE TABLE acme_accounts (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    thumbprint TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    UNIQUE (provisioner, thumbprint)
+);
+CREATE TABLE acme_orders (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE INDEX acme_orders_by_account ON acme_orders(account_id, created_at);
+CREATE TABLE acme_authorizations (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE TABLE acme_challenges (
+    id TEXT PRIMARY KEY,
+    provisioner TEXT NOT NULL,
+    authorization_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE INDEX acme_challenges_by_status ON acme_challenges(status);
+CREATE TABLE acme_certificates (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    provisioner TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    order_id TEXT NOT NULL
+);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_by_time ON audit_events(time);
+CREATE INDEX audit_events_by_target ON audit_events(target, time);
+"""
+
 PAST = {
     "1-first": (1, SCHEMA_1_FIRST),
     "1-with-acme-nonces": (1, SCHEMA_1_WITH_NONCES),
     "1-last": (1, SCHEMA_1_LAST),
     "2": (2, SCHEMA_2),
     "3": (3, SCHEMA_3),
+    "4": (4, SCHEMA_4),
 }
 
 
@@ -429,6 +557,7 @@ def check_records(stores: Stores, *, later_tables: bool) -> None:
     ]
     assert stores.tokens.count_used_tokens() == 1
     assert not stores.tokens.use_token("admin", "jti-1", NOW + timedelta(minutes=5), NOW)
+    check_scep(stores)
     if not later_tables:
         # The tables schema 1 gained later are there, empty and working.
         assert stores.devices.list_devices(DeviceFilter()) == ([], 0)
@@ -479,6 +608,30 @@ def check_records(stores: Stores, *, later_tables: bool) -> None:
     assert stores.sessions.take_session("session-1") == {"nonce": "n"}
 
 
+def check_scep(stores: Stores) -> None:
+    """SCEP's tables (schema 5) are there, empty, and take records."""
+    assert stores.scep.transactions() == [] and stores.scep.challenges(include_used=True) == []
+    transaction = SCEPTransaction(
+        provisioner="scep",
+        transaction_id="t-1",
+        request_sha256=hashlib.sha256(b"csr").hexdigest(),
+        message_type=19,
+        status=PENDING,
+        subject="CN=printer",
+        csr_der=b"csr",
+        signer_der=b"signer",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    assert stores.scep.add_transaction(transaction)
+    assert stores.scep.transactions(status=PENDING) == [transaction]
+    digest = hashlib.sha256(b"challenge").hexdigest()
+    stores.scep.add_challenge(
+        SCEPChallenge("scep", digest, NOW, NOW + timedelta(hours=1), created_by="cli:alice")
+    )
+    assert stores.scep.use_challenge("scep", digest, now=NOW, transaction_id="t-1")
+
+
 # --- the tests --------------------------------------------------------------------------
 
 
@@ -502,7 +655,7 @@ def test_a_past_database_becomes_a_current_one_with_every_record(tmp_path: Path,
         )
     finally:
         stores.close()
-    assert user_version(path) == SCHEMA_VERSION == 4
+    assert user_version(path) == SCHEMA_VERSION == 5
     assert schema_of(path) == fresh_schema(tmp_path)
     # Opened again, there is nothing left to do and nothing changes.
     before = schema_of(path)
@@ -526,9 +679,17 @@ def test_a_new_database_has_the_current_schema(tmp_path: Path) -> None:
         columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
         indexes = {row[1] for row in db.execute("PRAGMA index_list(certificates)")}
         audit = {row[1] for row in db.execute("PRAGMA table_info(audit_events)")}
+        scep = {
+            table: [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            for table in ("scep_transactions", "scep_challenges")
+        }
+        scep_indexes = {row[1] for row in db.execute("PRAGMA index_list(scep_transactions)")}
     db.close()
     assert "device" in columns and "certificates_by_device" in indexes
     assert audit == {"id", "time", "actor", "action", "target", "result", "details"}
+    assert scep["scep_transactions"][:2] == ["provisioner", "transaction_id"]
+    assert scep["scep_challenges"][:2] == ["provisioner", "challenge_sha256"]
+    assert "scep_transactions_by_status" in scep_indexes
 
 
 def test_a_database_from_a_newer_devid_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,265 @@
+"""SCEP's transactions and one-time challenges in SQLite (tables scep_transactions and
+scep_challenges).
+
+Every write is committed before the call returns, through the group commit
+(:meth:`Database.group_commit`). The writes that decide something are one conditional
+statement each: :meth:`SQLiteSCEP.add_transaction` inserts only if the transactionID is
+new, :meth:`SQLiteSCEP.update_transaction` changes a transaction only while it is in the
+status the caller expects, :meth:`SQLiteSCEP.use_challenge` marks a challenge used only
+while it is unused and unexpired. Writers take turns on the database (threads on its
+lock, processes on the writer lock), so of two callers racing for the same record,
+exactly one changes it and the other is told it did not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ..scep import TRANSACTION_STATES, SCEPChallenge, SCEPTransaction
+from .database import Database, from_timestamp, timestamp
+
+_TRANSACTION_COLUMNS = (
+    "provisioner, transaction_id, request_sha256, message_type, status, subject, csr_der,"
+    " signer_der, created_at, updated_at, serial, decided_by, reason, method"
+)
+_CHALLENGE_COLUMNS = (
+    "provisioner, challenge_sha256, created_at, expires_at, created_by, subject, used_at, used_by"
+)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _transaction(row: tuple[Any, ...]) -> SCEPTransaction:
+    (
+        provisioner,
+        transaction_id,
+        request_sha256,
+        message_type,
+        status,
+        subject,
+        csr_der,
+        signer_der,
+        created_at,
+        updated_at,
+        serial,
+        decided_by,
+        reason,
+        method,
+    ) = row
+    return SCEPTransaction(
+        provisioner=str(provisioner),
+        transaction_id=str(transaction_id),
+        request_sha256=str(request_sha256),
+        message_type=int(message_type),
+        status=str(status),
+        subject=str(subject),
+        csr_der=bytes(csr_der),
+        signer_der=bytes(signer_der),
+        created_at=from_timestamp(float(created_at)),
+        updated_at=from_timestamp(float(updated_at)),
+        serial=_text(serial),
+        decided_by=_text(decided_by),
+        reason=_text(reason),
+        method=_text(method),
+    )
+
+
+def _challenge(row: tuple[Any, ...]) -> SCEPChallenge:
+    provisioner, digest, created_at, expires_at, created_by, subject, used_at, used_by = row
+    return SCEPChallenge(
+        provisioner=str(provisioner),
+        challenge_sha256=str(digest),
+        created_at=from_timestamp(float(created_at)),
+        expires_at=from_timestamp(float(expires_at)),
+        created_by=str(created_by),
+        subject=_text(subject),
+        used_at=None if used_at is None else from_timestamp(float(used_at)),
+        used_by=_text(used_by),
+    )
+
+
+def _check_status(status: str) -> None:
+    if status not in TRANSACTION_STATES:
+        raise ValueError(
+            f"unknown SCEP transaction status {status!r} (one of {', '.join(TRANSACTION_STATES)})"
+        )
+
+
+class SQLiteSCEP:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> bool:
+        """Run one statement in a committed transaction; True if it changed a row."""
+
+        def step() -> bool:
+            cursor = self.database.connection.execute(sql, params)
+            return cursor.rowcount == 1
+
+        return self.database.group_commit(step)
+
+    # --- transactions ----------------------------------------------------------------
+
+    def get_transaction(self, provisioner: str, transaction_id: str) -> SCEPTransaction | None:
+        row = self.database.one(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM scep_transactions"
+            " WHERE provisioner = ? AND transaction_id = ?",
+            (provisioner, transaction_id),
+        )
+        return None if row is None else _transaction(row)
+
+    def add_transaction(self, transaction: SCEPTransaction) -> bool:
+        _check_status(transaction.status)
+        t = transaction
+        return self._write(
+            f"INSERT INTO scep_transactions ({_TRANSACTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (provisioner, transaction_id) DO NOTHING",
+            (
+                t.provisioner,
+                t.transaction_id,
+                t.request_sha256,
+                t.message_type,
+                t.status,
+                t.subject,
+                t.csr_der,
+                t.signer_der,
+                timestamp(t.created_at),
+                timestamp(t.updated_at),
+                t.serial,
+                t.decided_by,
+                t.reason,
+                t.method,
+            ),
+        )
+
+    def update_transaction(
+        self,
+        provisioner: str,
+        transaction_id: str,
+        *,
+        expect_status: str,
+        status: str,
+        updated_at: datetime,
+        serial: str | None = None,
+        decided_by: str | None = None,
+        reason: str | None = None,
+        method: str | None = None,
+    ) -> bool:
+        _check_status(expect_status)
+        _check_status(status)
+        return self._write(
+            "UPDATE scep_transactions SET status = ?, updated_at = ?,"
+            " serial = COALESCE(?, serial), decided_by = COALESCE(?, decided_by),"
+            " reason = COALESCE(?, reason), method = COALESCE(?, method)"
+            " WHERE provisioner = ? AND transaction_id = ? AND status = ?",
+            (
+                status,
+                timestamp(updated_at),
+                serial,
+                decided_by,
+                reason,
+                method,
+                provisioner,
+                transaction_id,
+                expect_status,
+            ),
+        )
+
+    def transactions(
+        self,
+        *,
+        provisioner: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[SCEPTransaction]:
+        where: list[str] = []
+        params: list[object] = []
+        if provisioner is not None:
+            where.append("provisioner = ?")
+            params.append(provisioner)
+        if status is not None:
+            _check_status(status)
+            where.append("status = ?")
+            params.append(status)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.database.all(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM scep_transactions{clause}"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (*params, max(limit, 0)),
+        )
+        return [_transaction(row) for row in rows]
+
+    # --- one-time challenges ---------------------------------------------------------
+
+    def add_challenge(self, challenge: SCEPChallenge) -> None:
+        c = challenge
+        try:
+            self._write(
+                f"INSERT INTO scep_challenges ({_CHALLENGE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.provisioner,
+                    c.challenge_sha256,
+                    timestamp(c.created_at),
+                    timestamp(c.expires_at),
+                    c.created_by,
+                    c.subject,
+                    None if c.used_at is None else timestamp(c.used_at),
+                    c.used_by,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise ValueError(
+                f"the SCEP provisioner {c.provisioner!r} has a challenge with this hash already"
+            ) from None
+
+    def get_challenge(self, provisioner: str, challenge_sha256: str) -> SCEPChallenge | None:
+        row = self.database.one(
+            f"SELECT {_CHALLENGE_COLUMNS} FROM scep_challenges"
+            " WHERE provisioner = ? AND challenge_sha256 = ?",
+            (provisioner, challenge_sha256),
+        )
+        return None if row is None else _challenge(row)
+
+    def use_challenge(
+        self, provisioner: str, challenge_sha256: str, *, now: datetime, transaction_id: str
+    ) -> bool:
+        at = timestamp(now)
+        return self._write(
+            "UPDATE scep_challenges SET used_at = ?, used_by = ?"
+            " WHERE provisioner = ? AND challenge_sha256 = ? AND used_at IS NULL"
+            " AND expires_at > ?",
+            (at, transaction_id, provisioner, challenge_sha256, at),
+        )
+
+    def challenges(
+        self, *, provisioner: str | None = None, include_used: bool = False
+    ) -> Sequence[SCEPChallenge]:
+        where: list[str] = []
+        params: list[object] = []
+        if provisioner is not None:
+            where.append("provisioner = ?")
+            params.append(provisioner)
+        if not include_used:
+            where.append("used_at IS NULL")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.database.all(
+            f"SELECT {_CHALLENGE_COLUMNS} FROM scep_challenges{clause}"
+            " ORDER BY created_at DESC, provisioner, challenge_sha256",
+            params,
+        )
+        return [_challenge(row) for row in rows]
+
+    def delete_expired_challenges(self, now: datetime) -> int:
+        with self.database.writing():
+            cursor = self.database.connection.execute(
+                "DELETE FROM scep_challenges WHERE used_at IS NULL AND expires_at < ?",
+                (timestamp(now),),
+            )
+            return cursor.rowcount
