@@ -104,7 +104,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     )
     print(
         f"  {counts.get('certificates', 0)} certificates, {counts.get('devices', 0)} devices,"
-        f" {counts.get('accounts', 0)} accounts"
+        f" {counts.get('accounts', 0)} accounts, {counts.get('scep_transactions', 0)} SCEP"
+        f" transactions, {counts.get('scep_challenges', 0)} SCEP challenges"
     )
     if result.keys_checked:
         print("  keys: decrypted with the password and matched to their certificates")
