@@ -91,6 +91,29 @@ def parse_csr(data: str | bytes) -> CSRInfo:
     tbs = csr.tbs_certrequest_bytes
     if not _signature_valid(csr, public_key, tbs):
         raise BadRequest("CSR signature is invalid")
+    return _describe(csr, der, public_key, key_type, tbs)
+
+
+def describe_verified_csr(csr: x509.CertificateSigningRequest, der: bytes) -> CSRInfo:
+    """The :class:`CSRInfo` of a request whose self-signature the caller has already
+    checked over *der*, the bytes as received (SCEP reads version-2 requests, which
+    cryptography only loads as a version-0 copy: *csr* is that copy, *der* the original).
+    The key is checked as :func:`parse_csr` checks it."""
+    try:
+        public_key = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise BadRequest(f"CSR key cannot be read: {exc}") from None
+    key_type = key_type_of(public_key)
+    return _describe(csr, der, public_key, key_type, csr.tbs_certrequest_bytes)
+
+
+def _describe(
+    csr: x509.CertificateSigningRequest,
+    der: bytes | None,
+    public_key: CertificatePublicKeyTypes,
+    key_type: KeyType,
+    tbs: bytes,
+) -> CSRInfo:
     facts = _simple_facts(tbs)
     if facts is None:
         common_name, sans, other_names = _facts_from_objects(csr)

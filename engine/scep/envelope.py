@@ -1,0 +1,252 @@
+"""CMS EnvelopedData for SCEP: RSA key transport (PKCS#1 v1.5 or OAEP) of an AES-CBC or
+3DES-CBC content key (RFC 8894 section 3.1, RFC 5652 section 6)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import attrs
+from asn1crypto import cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ..ports import Random
+from .structures import DIGEST_NAMES, algorithm_name, load_strict, parsing
+from .types import ContentEncryption, FailInfo, SCEPFailure
+
+
+@attrs.frozen
+class _Cipher:
+    oid: str
+    name: str
+    key_size: int
+    block_size: int
+
+
+_CIPHERS = {
+    ContentEncryption.AES128_CBC: _Cipher("2.16.840.1.101.3.4.1.2", "aes128-cbc", 16, 16),
+    ContentEncryption.AES256_CBC: _Cipher("2.16.840.1.101.3.4.1.42", "aes256-cbc", 32, 16),
+    ContentEncryption.DES3_CBC: _Cipher("1.2.840.113549.3.7", "des-ede3-cbc", 24, 8),
+}
+_BY_OID = {cipher.oid: kind for kind, cipher in _CIPHERS.items()}
+_RSAES_PKCS1V15 = "1.2.840.113549.1.1.1"
+_RSAES_OAEP = "1.2.840.113549.1.1.7"
+_MGF1 = "1.2.840.113549.1.1.8"
+_OAEP_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
+KEY_TRANSPORTS = ("pkcs1v15", "oaep", "oaep-sha1")
+
+
+def _fail(info: FailInfo, text: str) -> SCEPFailure:
+    return SCEPFailure(info, text)
+
+
+def _algorithm(content: ContentEncryption, key: bytes) -> Any:
+    if content is ContentEncryption.DES3_CBC:
+        return TripleDES(key)
+    return algorithms.AES(key)
+
+
+def decrypt_envelope(
+    enveloped: bytes,
+    recipient: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    *,
+    allowed: frozenset[ContentEncryption],
+) -> bytes:
+    """The plaintext of an EnvelopedData addressed to *recipient* (whose private key is
+    *key*), if its content encryption is one of *allowed*."""
+    envelope = load_strict(cms.ContentInfo, enveloped, "EnvelopedData")
+    recipient_der = recipient.public_bytes(Encoding.DER)
+
+    def read() -> tuple[Any, Any]:
+        if envelope["content_type"].dotted != "1.2.840.113549.1.7.3":
+            raise ValueError("not an EnvelopedData")
+        data = envelope["content"]
+        ours = asn1_x509.Certificate.load(recipient_der)
+        found = None
+        for info in data["recipient_infos"]:
+            if info.name != "ktri":
+                continue
+            if identifies(info.chosen["rid"], ours):
+                found = info.chosen
+                break
+        return found, data["encrypted_content_info"]
+
+    ktri, content_info = parsing("EnvelopedData", read, fail=_fail)
+    if ktri is None:
+        raise SCEPFailure(
+            FailInfo.BAD_MESSAGE_CHECK,
+            "EnvelopedData has no key transport recipient for our certificate",
+        )
+
+    def read_content() -> tuple[str, Any, bytes | None, bytes]:
+        if content_info["content_type"].dotted != "1.2.840.113549.1.7.1":
+            raise ValueError("encrypted content is not id-data")
+        algorithm = content_info["content_encryption_algorithm"]
+        encrypted = content_info["encrypted_content"]
+        ciphertext = None if isinstance(encrypted, core.Void) else encrypted.native
+        return (
+            algorithm["algorithm"].dotted,
+            algorithm["parameters"],
+            ciphertext,
+            ktri["encrypted_key"].native,
+        )
+
+    oid, parameters, ciphertext, encrypted_key = parsing("EnvelopedData", read_content, fail=_fail)
+    kind = _BY_OID.get(oid)
+    if kind is None or kind not in allowed:
+        name = _CIPHERS[kind].name if kind is not None else algorithm_name(oid)
+        raise SCEPFailure(FailInfo.BAD_ALG, f"content encryption {name} is not allowed")
+    cipher = _CIPHERS[kind]
+    if not isinstance(parameters, core.OctetString):
+        raise SCEPFailure(FailInfo.BAD_REQUEST, f"{cipher.name} parameters must be an IV")
+    iv = parsing("EnvelopedData IV", lambda: parameters.native, fail=_fail)
+    if not isinstance(iv, bytes) or len(iv) != cipher.block_size:
+        raise SCEPFailure(
+            FailInfo.BAD_REQUEST, f"{cipher.name} IV must be {cipher.block_size} bytes"
+        )
+    if ciphertext is None:
+        raise SCEPFailure(FailInfo.BAD_REQUEST, "EnvelopedData has no encrypted content")
+    key_padding = _key_transport(ktri["key_encryption_algorithm"])
+    try:
+        content_key = key.decrypt(encrypted_key, key_padding)
+    except ValueError:
+        raise SCEPFailure(
+            FailInfo.BAD_MESSAGE_CHECK, "the content key cannot be decrypted"
+        ) from None
+    if len(content_key) != cipher.key_size:
+        raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the content key has the wrong length")
+    if not ciphertext or len(ciphertext) % cipher.block_size:
+        raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the encrypted content has a partial block")
+    decryptor = Cipher(_algorithm(kind, content_key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(cipher.block_size * 8).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise SCEPFailure(
+            FailInfo.BAD_MESSAGE_CHECK, "the decrypted content has bad padding"
+        ) from None
+
+
+def identifies(rid: Any, certificate: Any) -> bool:
+    """Whether a RecipientIdentifier or SignerIdentifier names *certificate* (asn1crypto)."""
+    if rid.name == "issuer_and_serial_number":
+        value = rid.chosen
+        tbs = certificate["tbs_certificate"]
+        if value["serial_number"].native != tbs["serial_number"].native:
+            return False
+        issuer = value["issuer"]
+        return bool(issuer.dump() == tbs["issuer"].dump() or issuer == tbs["issuer"])
+    if rid.name == "subject_key_identifier":
+        identifier = certificate.key_identifier
+        return identifier is not None and hmac.compare_digest(identifier, rid.chosen.native)
+    return False
+
+
+def _key_transport(algorithm: Any) -> asym_padding.AsymmetricPadding:
+    def read() -> asym_padding.AsymmetricPadding:
+        oid = algorithm["algorithm"].dotted
+        if oid == _RSAES_PKCS1V15:
+            return asym_padding.PKCS1v15()
+        if oid != _RSAES_OAEP:
+            raise SCEPFailure(
+                FailInfo.BAD_ALG, f"key transport {algorithm_name(oid)} is not supported"
+            )
+        params = algorithm["parameters"]
+        hash_oid = params["hash_algorithm"]["algorithm"].dotted
+        mgf = params["mask_gen_algorithm"]
+        if mgf["algorithm"].dotted != _MGF1:
+            raise SCEPFailure(FailInfo.BAD_ALG, "RSAES-OAEP mask generation must be MGF1")
+        mgf_hash_oid = mgf["parameters"]["algorithm"].dotted
+        label = params["p_source_algorithm"]["parameters"].native
+        hash_name = DIGEST_NAMES.get(hash_oid)
+        mgf_hash_name = DIGEST_NAMES.get(mgf_hash_oid)
+        if hash_name not in _OAEP_HASHES or mgf_hash_name not in _OAEP_HASHES:
+            raise SCEPFailure(FailInfo.BAD_ALG, "RSAES-OAEP hashes must be SHA-1 or SHA-256")
+        if label:
+            raise SCEPFailure(FailInfo.BAD_ALG, "RSAES-OAEP with a label is not supported")
+        return asym_padding.OAEP(
+            mgf=asym_padding.MGF1(_OAEP_HASHES[mgf_hash_name]()),
+            algorithm=_OAEP_HASHES[hash_name](),
+            label=None,
+        )
+
+    return parsing("key transport algorithm", read, fail=_fail)
+
+
+def envelope(
+    content: bytes,
+    recipient: x509.Certificate,
+    *,
+    random: Random,
+    encryption: ContentEncryption = ContentEncryption.AES256_CBC,
+    key_transport: str = "pkcs1v15",
+) -> bytes:
+    """EnvelopedData (as a ContentInfo) of *content* for *recipient*'s RSA key; the content
+    key and IV come from *random*. *key_transport*: "pkcs1v15", "oaep" (SHA-256) or "oaep-sha1"."""
+    public_key = recipient.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("SCEP key transport needs an RSA recipient certificate")
+    if key_transport not in KEY_TRANSPORTS:
+        raise ValueError(f"key transport must be one of {', '.join(KEY_TRANSPORTS)}")
+    cipher = _CIPHERS[encryption]
+    content_key = random.bytes(cipher.key_size)
+    iv = random.bytes(cipher.block_size)
+    padder = padding.PKCS7(cipher.block_size * 8).padder()
+    padded = padder.update(content) + padder.finalize()
+    encryptor = Cipher(_algorithm(encryption, content_key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    key_algorithm: dict[str, Any]
+    transport: asym_padding.AsymmetricPadding
+    if key_transport == "pkcs1v15":
+        key_algorithm = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+        transport = asym_padding.PKCS1v15()
+    else:
+        name = "sha256" if key_transport == "oaep" else "sha1"
+        key_algorithm = {
+            "algorithm": "rsaes_oaep",
+            "parameters": {
+                "hash_algorithm": {"algorithm": name},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": name}},
+            },
+        }
+        transport = asym_padding.OAEP(
+            mgf=asym_padding.MGF1(_OAEP_HASHES[name]()), algorithm=_OAEP_HASHES[name](), label=None
+        )
+    certificate = asn1_x509.Certificate.load(recipient.public_bytes(Encoding.DER))
+    ktri = cms.KeyTransRecipientInfo(
+        {
+            "version": "v0",
+            "rid": cms.RecipientIdentifier(
+                name="issuer_and_serial_number",
+                value=cms.IssuerAndSerialNumber(
+                    {
+                        "issuer": certificate["tbs_certificate"]["issuer"],
+                        "serial_number": certificate["tbs_certificate"]["serial_number"],
+                    }
+                ),
+            ),
+            "key_encryption_algorithm": key_algorithm,
+            "encrypted_key": public_key.encrypt(content_key, transport),
+        }
+    )
+    data = cms.EnvelopedData(
+        {
+            "version": "v0",
+            "recipient_infos": [cms.RecipientInfo(name="ktri", value=ktri)],
+            "encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": {"algorithm": cipher.oid, "parameters": iv},
+                "encrypted_content": ciphertext,
+            },
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": data}).dump())
