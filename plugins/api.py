@@ -19,8 +19,11 @@ Grouped by use:
   and a :class:`TokenUse`, :class:`RenewAuthorization`;
 - building a policy: :class:`DurationLimits`, :class:`ProvisionerRef`, the
   validators and modifiers (:class:`CommonNameIs`, :class:`SANsAre`,
-  :class:`KeyTypeIn`, :class:`CSRDigestIs`, :class:`SetSubjectAndSANs`),
-  :class:`SAN`, :class:`KeyType`;
+  :class:`KeyTypeIn`, :class:`CSRDigestIs`, :class:`SetSubjectAndSANs`,
+  :class:`SetExtendedKeyUsage`, :class:`SetKeyUsage`, :class:`SetAssurance` with an
+  :class:`Assurance` marker), :class:`SAN`, :class:`KeyType`, name patterns
+  (:class:`NamePatterns`) and
+  EKUs by name (:func:`parse_ekus`, :func:`describe_ekus`, :data:`EKU_NAMES`);
 - reading config: :class:`Options`, :func:`durations_view`;
 - tokens: :func:`check_registered_claims`, :func:`subject_and_sans`,
   :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
@@ -37,6 +40,9 @@ Grouped by use:
   (an x5c token verified to given roots, :class:`X5CToken`), :func:`parse_x5c`
   (the certificates of an ``x5c`` header, unverified), :func:`check_roots` (trust
   anchors from config), :func:`fingerprint` (a certificate's SHA-256, hex);
+- SCEP enrolment (``scep()``): :class:`SCEPEnrolling`, :class:`SCEPRequest`,
+  :class:`ChallengeQuery` (what ``devid_scep_challenge`` hooks judge), :class:`Webhook`,
+  :class:`ContentEncryption`, :data:`CHALLENGE_METHODS`;
 - attestation formats (device-attest-01): :class:`AttestationFormat`,
   :class:`AttestationContext`, :class:`AttestationResult`.
 """
@@ -44,6 +50,7 @@ Grouped by use:
 from __future__ import annotations
 
 from engine.accounts import Account
+from engine.assurance import Assurance, SetAssurance
 from engine.csr import CSRInfo
 from engine.errors import BadRequest, ConfigurationError, Forbidden, ProtocolError, Unauthorized
 from engine.extensions import ProvisionerRef
@@ -61,14 +68,24 @@ from engine.policy import (
     TemplateModifier,
     Validator,
 )
+from engine.scep import ContentEncryption
 
 from .attestation.base import AttestationContext, AttestationFormat, AttestationResult
 from .base import ACMEIssuing, Credential, Provisioner, TokenMinter
 from .certificate_tokens import X5CToken, verify_certificate_token
 from .certpaths import check_roots, fingerprint, parse_x5c
+from .enrolment import CHALLENGE_METHODS, ChallengeQuery, SCEPEnrolling, SCEPRequest, Webhook
 from .hookspecs import hookimpl
 from .minting import mint_token, mint_x5c_token, x5c_header
 from .options import Options, durations_view
+from .policy import (
+    EKU_NAMES,
+    NamePatterns,
+    SetExtendedKeyUsage,
+    SetKeyUsage,
+    describe_ekus,
+    parse_ekus,
+)
 from .provisioner import (
     Authorization,
     AuthorizeContext,
@@ -94,10 +111,13 @@ from .tokens import (
 )
 
 __all__ = [
+    "CHALLENGE_METHODS",
+    "EKU_NAMES",
     "LEEWAY",
     "SAN",
     "ACMEIssuing",
     "Account",
+    "Assurance",
     "AttestationContext",
     "AttestationFormat",
     "AttestationResult",
@@ -107,8 +127,10 @@ __all__ = [
     "CSRDigestIs",
     "CSRInfo",
     "CertificateFacts",
+    "ChallengeQuery",
     "CommonNameIs",
     "ConfigurationError",
+    "ContentEncryption",
     "Credential",
     "Device",
     "DurationLimits",
@@ -116,6 +138,7 @@ __all__ = [
     "KeyType",
     "KeyTypeIn",
     "Lookup",
+    "NamePatterns",
     "Options",
     "ProtocolError",
     "Provisioner",
@@ -124,6 +147,11 @@ __all__ = [
     "RenewAuthorization",
     "RenewContext",
     "SANsAre",
+    "SCEPEnrolling",
+    "SCEPRequest",
+    "SetAssurance",
+    "SetExtendedKeyUsage",
+    "SetKeyUsage",
     "SetSubjectAndSANs",
     "SignPolicy",
     "TemplateModifier",
@@ -132,16 +160,19 @@ __all__ = [
     "TokenUse",
     "Unauthorized",
     "Validator",
+    "Webhook",
     "X5CToken",
     "check_registered_claims",
     "check_roots",
     "csr_binding",
+    "describe_ekus",
     "durations_view",
     "fingerprint",
     "hookimpl",
     "jose_token",
     "mint_token",
     "mint_x5c_token",
+    "parse_ekus",
     "parse_x5c",
     "read_jose_credential",
     "registered_device",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from engine.acme.finalize import FinalizeRequest
 
     from .attestation.base import AttestationContext
+    from .enrolment import SCEPEnrolling
 
 
 @attrs.frozen
@@ -191,6 +192,10 @@ class Provisioner:
 
     def acme(self) -> ACMEIssuing | None:
         """This provisioner as an ACME directory (``/acme/{name}/``), or None."""
+        return None
+
+    def scep(self) -> SCEPEnrolling | None:
+        """This provisioner as a SCEP server (``/scep/{name}``), or None."""
         return None
 
     def token_minter(self, password: bytes) -> TokenMinter | None:

@@ -23,6 +23,7 @@ from engine.csr import CSRInfo
 from engine.policy import SignPolicy
 
 from .base import Provisioner
+from .enrolment import ChallengeQuery
 
 PROJECT = "devid"
 
@@ -86,4 +87,16 @@ def devid_audit(event: str, fields: Mapping[str, Any]) -> None:
     implementation is called, each on its own: an exception raised by one is
     logged and ignored, and the others still see the event, so an audit sink
     cannot stop the CA or hide an event from another sink.
+    """
+
+
+@hookspec
+def devid_scep_challenge(query: ChallengeQuery) -> bool | None:
+    """Judge a SCEP challenge password (for provisioners with ``challenge_hook = true``).
+
+    Return True to accept *query*'s challenge, False to refuse it, None to have no
+    opinion. The request is accepted only if some implementation says True and none
+    says False; an implementation that raises refuses it (the error is logged). It runs
+    on the host, in a worker thread, so asking an MDM over the network is fine; keep
+    it well under the client's patience (a few seconds).
     """

@@ -16,6 +16,7 @@ from engine.policy import SignPolicy
 
 from . import hookspecs
 from .base import Provisioner, check_provisioner_class
+from .enrolment import ChallengeQuery
 
 log = logging.getLogger("devid.plugins")
 
@@ -132,6 +133,22 @@ class PluginManager:
 
     def check_sign(self, provisioner: Provisioner, csr: CSRInfo, policy: SignPolicy) -> None:
         self._pm.hook.devid_check_sign(provisioner=provisioner, csr=csr, policy=policy)
+
+    def scep_challenge(self, query: ChallengeQuery) -> bool:
+        """Whether the ``devid_scep_challenge`` hooks accept *query*'s challenge: some
+        says True and none says False. A hook that raises refuses (and is logged)."""
+        accepted = False
+        for impl in self._pm.hook.devid_scep_challenge.get_hookimpls():
+            try:
+                verdict = impl.function(query=query)
+            except Exception:
+                log.exception("SCEP challenge hook of plugin %s failed", impl.plugin_name)
+                return False
+            if verdict is False:
+                return False
+            if verdict is True:
+                accepted = True
+        return accepted
 
     def inventory_devices(self, source_config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Every device record that inventory-source plugins report, in plugin order."""

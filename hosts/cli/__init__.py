@@ -76,6 +76,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("cert", "the certificates this CA issued: list, show", "hosts.cli.cert_commands"),
     ("admin", "admin credentials: client certificates", "hosts.cli.admin_commands"),
     (
+        "scep",
+        "SCEP: pending requests (approve, reject), one-time challenges, the RA",
+        "hosts.cli.scep_commands",
+    ),
+    (
         "audit",
         "the audit log: who changed what, and what was refused: list, export",
         "hosts.cli.audit_commands",

@@ -41,6 +41,7 @@ from hosts.service.lookup import StoreLookup
 from hosts.service.provisioners import ProvisionerRegistry, load_provisioners
 from hosts.service.renewal import RenewalService
 from hosts.service.revocation import CertificateRevoker, RevocationService
+from hosts.service.scep import SCEPService
 from hosts.service.signing import SigningService
 from hosts.store import Stores, open_sqlite
 from hosts.validation import ValidationConfig
@@ -51,6 +52,7 @@ from plugins.provisioner import AuthorizeContext, Lookup, ProvisionerEnvironment
 from .config import Config, check_disabled_plugins, installed_plugins, load_config
 from .pki import load_issuers
 from .ports import SystemClock, SystemRandom
+from .scep_ra import RAKeys
 from .upgrade import upgrade_data_dir
 
 log = logging.getLogger("devid.ca")
@@ -149,6 +151,11 @@ class Authority:
         )
         self.acme = ACMEService(ca, ValidationConfig.from_table(config.acme))
         self.certificates = CertificateInventory(ca)
+        self.scep = SCEPService(
+            ca,
+            RAKeys(config.data_dir, lambda: self.password, random),
+            crl=self.revocation.crl,
+        )
         registry.sync_accounts()
         #: The CA keys' password, where :meth:`load` had it (:meth:`reload` needs it).
         self.password: bytes | None = None

@@ -27,6 +27,7 @@ from . import wire
 from .acme import ACMEHandlers
 from .ratelimit import limiter_for
 from .routing import Access, HTTPRequest, HTTPResponse, Router
+from .scep import add_scep_admin_routes, add_scep_routes
 
 PEM = "application/x-pem-file"
 #: The OpenAPI document of this route table (tests/hosts/test_openapi.py keeps the two equal).
@@ -335,6 +336,11 @@ def build_router(authority: Authority) -> Router:
     # --- ACME (RFC 8555), one server per ACME provisioner ----------------------------------
     # Handlers never raise: errors are problem documents with a Replay-Nonce, and so are
     # the router's own refusals under /acme/ (unknown path, wrong method, body too large).
+
+    # --- SCEP (RFC 8894), one server per SCEP provisioner, and its operators' side ----------
+
+    add_scep_routes(router, authority.scep, _run)
+    add_scep_admin_routes(router, authority.scep, _run, admin)
 
     acme = ACMEHandlers(authority.acme, authority.ca.endpoints)
     router.on_refusal("/acme/", acme.refuse)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from plugins.api import Provisioner, X5CToken, hookimpl
+from plugins.api import Provisioner, SetExtendedKeyUsage, X5CToken, hookimpl
 
-from .provisioner import SetExtendedKeyUsage, X5CNames, X5CProvisioner
+from .provisioner import X5CNames, X5CProvisioner
 from .tokens import mint_x5c_token, x5c_header
 
 __all__ = [

@@ -47,70 +47,34 @@ from engine.policy import (
     SignPolicy,
     Validator,
 )
-from engine.template import CertificateTemplate
 from plugins.api import (
     Authorization,
     AuthorizeContext,
     Credential,
+    NamePatterns,
     Options,
     Provisioner,
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
+    SetExtendedKeyUsage,
     X5CToken,
     check_roots,
     csr_binding,
+    describe_ekus,
     durations_view,
     fingerprint,
+    parse_ekus,
     read_jose_credential,
     require_active_leaf,
     subject_and_sans,
     verify_certificate_token,
 )
 
-from .patterns import NamePatterns
-
 MAX_TOKEN_LIFETIME_CAP = timedelta(hours=1)
 DEFAULT_DURATIONS = DurationLimits(
     minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
 )
-
-EKU_NAMES: dict[str, x509.ObjectIdentifier] = {
-    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
-    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
-    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
-}
-_EKU_LABELS = {oid: name for name, oid in EKU_NAMES.items()}
-
-
-def parse_ekus(
-    values: Sequence[x509.ObjectIdentifier | str], where: str
-) -> tuple[x509.ObjectIdentifier, ...]:
-    """EKUs by name (``clientAuth``, ``serverAuth``, ...), dotted OID or ObjectIdentifier."""
-    if isinstance(values, str):
-        raise ConfigurationError(f"{where}: ekus must be a list")
-    out: list[x509.ObjectIdentifier] = []
-    for value in values:
-        if isinstance(value, x509.ObjectIdentifier):
-            oid = value
-        elif isinstance(value, str) and value in EKU_NAMES:
-            oid = EKU_NAMES[value]
-        else:
-            try:
-                oid = x509.ObjectIdentifier(str(value))
-            except ValueError:
-                known = ", ".join(EKU_NAMES)
-                raise ConfigurationError(
-                    f"{where}: unknown EKU {value!r} (use {known} or a dotted OID)"
-                ) from None
-        if oid not in out:
-            out.append(oid)
-    if not out:
-        raise ConfigurationError(f"{where}: at least one EKU is required")
-    return tuple(out)
 
 
 def _load_pem_roots(opts: Options, data_dir: Path) -> list[x509.Certificate]:
@@ -139,16 +103,6 @@ def _load_pem_roots(opts: Options, data_dir: Path) -> list[x509.Certificate]:
     if not certificates:
         raise ConfigurationError(f"{opts.where}: 'roots' or 'roots_pem' must name a root")
     return certificates
-
-
-@attrs.frozen
-class SetExtendedKeyUsage:
-    """Template modifier: the certificate's EKUs are the provisioner's, whatever the CSR asked."""
-
-    ekus: tuple[x509.ObjectIdentifier, ...]
-
-    def modify(self, template: CertificateTemplate) -> CertificateTemplate:
-        return template.evolve(extended_key_usage=self.ekus)
 
 
 @attrs.frozen
@@ -278,7 +232,7 @@ class X5CProvisioner(Provisioner):
         }
 
     def describe_ekus(self) -> list[str]:
-        return [_EKU_LABELS.get(oid, oid.dotted_string) for oid in self.extended_key_usage]
+        return describe_ekus(self.extended_key_usage)
 
     # --- verification --------------------------------------------------------
 

@@ -153,6 +153,8 @@ def anonymous_document() -> dict[str, Any]:
     return document
 
 
+# SCEP's PKI messages are opaque bytes to the generator.
+schemathesis.serializer.alias("application/x-pki-message", "application/octet-stream")
 ANONYMOUS = schemathesis.openapi.from_dict(anonymous_document())
 
 
@@ -168,7 +170,11 @@ def served_ca(
     config = data / "devid.toml"
     text = config.read_text()
     assert "[server]\n" in text
-    config.write_text(text.replace("[server]\n", "[server]\nrate_limit_per_second = 0\n", 1))
+    text = text.replace("[server]\n", "[server]\nrate_limit_per_second = 0\n", 1)
+    # A SCEP provisioner, so that generated SCEP requests can reach one.
+    config.write_text(
+        text + '\n[[provisioners]]\ntype = "SCEP"\nname = "scep"\none_time_challenges = true\n'
+    )
     password = base / "password"
     password.write_bytes(PASSWORD)
     server = start_devid_serve(data, base / "serve.log", host=request.param, password_file=password)

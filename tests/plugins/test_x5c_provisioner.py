@@ -34,9 +34,9 @@ from engine.ports import CountingRandom, FrozenClock
 from hosts.core.authority import Authority
 from plugins.jwk import mint_token
 from plugins.manager import PluginManager
+from plugins.policy import NamePattern, NamePatterns
 from plugins.provisioner import AuthorizeContext, ProvisionerEnvironment
 from plugins.x5c import X5CNames, X5CProvisioner, X5CToken, mint_x5c_token, x5c_header
-from plugins.x5c.patterns import NamePattern, NamePatterns
 from tests.conftest import CA, new_csr, provisioner_of, sign_json
 
 BASE = "https://ca.test"

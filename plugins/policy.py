@@ -1,4 +1,7 @@
-"""``allowed_subjects`` and ``allowed_sans``: which names an X5C provisioner will certify.
+"""Policy helpers provisioner types share: which names a provisioner will certify
+(``allowed_subjects``, ``allowed_sans``) and which extended key usages its certificates carry.
+
+``allowed_subjects`` and ``allowed_sans``:
 
 A pattern is either a CIDR range (``10.0.0.0/8``, ``fd00::/8``), which matches
 IP addresses inside it, or a glob in which ``*`` stands for one or more of any
@@ -13,9 +16,12 @@ import ipaddress
 from collections.abc import Sequence
 
 import attrs
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from engine.errors import ConfigurationError
 from engine.names import SAN, SANKind
+from engine.template import CertificateTemplate
 
 MAX_PATTERNS = 100
 MAX_PATTERN_LENGTH = 256
@@ -106,3 +112,69 @@ class NamePatterns:
     def allows_san(self, san: SAN) -> bool:
         fold = san.kind in (SANKind.DNS, SANKind.EMAIL)
         return not self.patterns or any(p.matches(san.value, fold_case=fold) for p in self.patterns)
+
+
+# --- extended key usages ---------------------------------------------------------------
+
+EKU_NAMES: dict[str, x509.ObjectIdentifier] = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+_EKU_LABELS = {oid: name for name, oid in EKU_NAMES.items()}
+
+
+def describe_ekus(ekus: Sequence[x509.ObjectIdentifier]) -> list[str]:
+    """EKUs as config names them: by name where they have one, else dotted."""
+    return [_EKU_LABELS.get(oid, oid.dotted_string) for oid in ekus]
+
+
+def parse_ekus(
+    values: Sequence[x509.ObjectIdentifier | str], where: str
+) -> tuple[x509.ObjectIdentifier, ...]:
+    """EKUs by name (``clientAuth``, ``serverAuth``, ...), dotted OID or ObjectIdentifier."""
+    if isinstance(values, str):
+        raise ConfigurationError(f"{where}: ekus must be a list")
+    out: list[x509.ObjectIdentifier] = []
+    for value in values:
+        if isinstance(value, x509.ObjectIdentifier):
+            oid = value
+        elif isinstance(value, str) and value in EKU_NAMES:
+            oid = EKU_NAMES[value]
+        else:
+            try:
+                oid = x509.ObjectIdentifier(str(value))
+            except ValueError:
+                known = ", ".join(EKU_NAMES)
+                raise ConfigurationError(
+                    f"{where}: unknown EKU {value!r} (use {known} or a dotted OID)"
+                ) from None
+        if oid not in out:
+            out.append(oid)
+    if not out:
+        raise ConfigurationError(f"{where}: at least one EKU is required")
+    return tuple(out)
+
+
+@attrs.frozen
+class SetExtendedKeyUsage:
+    """Template modifier: the certificate's EKUs are the provisioner's, whatever the CSR asked."""
+
+    ekus: tuple[x509.ObjectIdentifier, ...]
+
+    def modify(self, template: CertificateTemplate) -> CertificateTemplate:
+        return template.evolve(extended_key_usage=self.ekus)
+
+
+@attrs.frozen
+class SetKeyUsage:
+    """Template modifier: the certificate's key usage is exactly *usages* (names from
+    ``engine.template.KEY_USAGES``: ``digital_signature``, ``key_encipherment``, …)."""
+
+    usages: frozenset[str]
+
+    def modify(self, template: CertificateTemplate) -> CertificateTemplate:
+        return template.evolve(key_usage=self.usages)
