@@ -82,6 +82,8 @@ MAX_CHALLENGE_LIFETIME = timedelta(days=30)
 #: The bytes of randomness in a one-time challenge (base32 text of 32 characters).
 CHALLENGE_BYTES = 20
 _DIGESTS = ("sha256", "sha384", "sha512")
+#: The transactionID of a FAILURE to a message whose own could not be read.
+UNKNOWN_TRANSACTION = "-"
 
 
 class RASource(Protocol):
@@ -228,7 +230,7 @@ class SCEPService:
             )
             return self._reply(
                 ra,
-                transaction_id=failure.transaction_id or "",
+                transaction_id=failure.transaction_id or UNKNOWN_TRANSACTION,
                 nonce=failure.sender_nonce,
                 digest=failure.digest,
                 reply=_Reply(PKIStatus.FAILURE, fail_info=failure.fail_info, text=str(failure)),

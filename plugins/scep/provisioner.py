@@ -374,6 +374,11 @@ def _resolve(data_dir: Path, name: str) -> Path:
 
 
 def _static_challenge(opts: Options, data_dir: Path) -> str | None:
+    if opts.get("challenge") is not None:
+        raise ConfigurationError(
+            f"{opts.where}: a challenge is a secret and devid.toml is not: put it in a file"
+            " (challenge_file) or an environment variable (challenge_env)"
+        )
     file_name = opts.get("challenge_file")
     env_name = opts.get("challenge_env")
     if file_name is not None and env_name is not None:
@@ -398,11 +403,6 @@ def _static_challenge(opts: Options, data_dir: Path) -> str | None:
                 f"{opts.where}: the environment variable {env_name} is not set or empty"
             )
         return value
-    if opts.get("challenge") is not None:
-        raise ConfigurationError(
-            f"{opts.where}: a challenge is a secret and devid.toml is not: put it in a file"
-            " (challenge_file) or an environment variable (challenge_env)"
-        )
     return None
 
 
