@@ -24,4 +24,5 @@ TARGETS = (
     "device_attest",
     "x5c",
     "acme_validation",
+    "scep",
 )

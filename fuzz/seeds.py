@@ -582,4 +582,230 @@ def write_all() -> list[Path]:
     x5c(keys)
     acme_validation()
     envelopes()
+    scep()
     return sorted(p for p in CORPUS_DIR.iterdir() if p.is_dir())
+
+
+def scep() -> None:
+    """The RA and client identities of the scep target (fuzz/fixtures/scep/) and its seeds:
+    valid requests of every message type, encryption and key transport, their envelopes,
+    CSRs (with challenges, version 2), IssuerAndSubject/IssuerAndSerialNumber, CertReps
+    and certs-only replies, and the real messages of tests/vectors/scep/."""
+    import importlib
+
+    from asn1crypto import cms
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding as Enc,
+    )
+    from cryptography.hazmat.primitives.serialization import (
+        NoEncryption,
+        PrivateFormat,
+    )
+    from cryptography.x509.name import _ASN1Type
+
+    from engine.ports import CountingRandom
+    from engine.scep import (
+        ContentEncryption,
+        FailInfo,
+        MessageType,
+        PKIStatus,
+        Signer,
+        build_cert_rep,
+        build_pki_message,
+        certs_only,
+        issuer_and_serial,
+        issuer_and_subject,
+        read_pki_message,
+    )
+    from tests.engine.scep_fixtures import csr as make_csr
+    from tests.engine.scep_fixtures import edit_csr
+    from tests.vectors_path import VECTORS
+
+    def identity(common_name: str, key: Key) -> Signer:
+        assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(_name(common_name))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1))
+            .not_valid_after(NOW + timedelta(days=3650))
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return Signer(certificate=certificate, key=key)
+
+    for name in ("ra", "client"):
+        signer = identity(f"fuzz SCEP {name}", rsa.generate_private_key(65537, 2048))
+        _fixture("scep", f"{name}.pem", signer.certificate.public_bytes(Enc.PEM))
+        _fixture(
+            "scep",
+            f"{name}.key",
+            signer.key.private_bytes(Enc.PEM, PrivateFormat.PKCS8, NoEncryption()),
+        )
+    from .targets import scep as target
+
+    target = importlib.reload(target)
+    ra, client = target.RA, target.CLIENT
+    ec_client = identity("fuzz SCEP client p256", ec.generate_private_key(ec.SECP256R1()))
+
+    def write(form: int, name: str, data: bytes) -> None:
+        _write("scep", name, bytes([form]) + data)
+
+    device = rsa.generate_private_key(65537, 2048)
+    csrs = {
+        "plain": make_csr(device, "device-1"),
+        "challenge": make_csr(device, "device-1", challenge="s3cret"),
+        "challenge-utf8": make_csr(
+            device, "device-1", challenge="pässwört", challenge_type=_ASN1Type.UTF8String
+        ),
+        "p256": make_csr(ec.generate_private_key(ec.SECP256R1()), "device-p256", challenge="pw"),
+    }
+
+    def version_2(info: Any) -> None:
+        info["version"] = 2
+
+    csrs["version-2"] = edit_csr(csrs["challenge"], device, version_2)
+    names = {
+        "issuer-and-subject": issuer_and_subject(ra.certificate.subject, _name("device-1")),
+        "issuer-and-serial": issuer_and_serial(ra.certificate.subject, 0x1234_5678_9ABC),
+    }
+    contents = {
+        MessageType.PKCS_REQ: csrs["challenge"],
+        MessageType.RENEWAL_REQ: csrs["plain"],
+        MessageType.UPDATE_REQ: csrs["version-2"],
+        MessageType.CERT_POLL: names["issuer-and-subject"],
+        MessageType.GET_CERT: names["issuer-and-serial"],
+        MessageType.GET_CRL: names["issuer-and-serial"],
+    }
+    messages: dict[str, bytes] = {}
+    for message_type, content in contents.items():
+        messages[message_type.name.lower()] = build_pki_message(
+            message_type=message_type,
+            transaction_id=f"fuzz-{int(message_type)}",
+            sender_nonce=b"fuzz-nonce-16byt",
+            content=content,
+            recipient=ra.certificate,
+            signer=client,
+            now=NOW,
+            random=CountingRandom(b"seed"),
+        )
+    for encryption in ContentEncryption:
+        for transport in ("pkcs1v15", "oaep", "oaep-sha1"):
+            messages[f"pkcs_req-{encryption.value}-{transport}"] = build_pki_message(
+                message_type=MessageType.PKCS_REQ,
+                transaction_id="fuzz-19",
+                sender_nonce=b"8bytes!!",
+                content=csrs["challenge-utf8"],
+                recipient=ra.certificate,
+                signer=client,
+                now=NOW,
+                random=CountingRandom(b"seed"),
+                encryption=encryption,
+                key_transport=transport,
+                digest="sha1" if transport == "pkcs1v15" else "sha256",
+            )
+    messages["pkcs_req-p256-sha384"] = build_pki_message(
+        message_type=MessageType.PKCS_REQ,
+        transaction_id="fuzz-p256",
+        sender_nonce=b"fuzz-nonce-16byt",
+        content=csrs["p256"],
+        recipient=ra.certificate,
+        signer=ec_client,
+        now=NOW,
+        random=CountingRandom(b"seed"),
+        digest="sha384",
+    )
+    scep_vectors = VECTORS / "scep"
+    for name, der in messages.items():
+        write(target.MESSAGE, f"message-{name}", der)
+        enveloped = read_pki_message(der).enveloped
+        assert enveloped is not None
+        write(target.ENVELOPE, f"envelope-{name}", enveloped)
+    vector_request = (scep_vectors / "PKCSReq.der").read_bytes()
+    write(target.MESSAGE, "message-vector-macos", vector_request)
+    macos_envelope = read_pki_message(vector_request).enveloped
+    assert macos_envelope is not None
+    write(target.ENVELOPE, "envelope-vector-macos", macos_envelope)
+    for name, der in csrs.items():
+        write(target.CSR, f"csr-{name}", der)
+        write(target.CONTENT, f"content-csr-{name}", der)
+    own = target.SIGNING_KEY
+    resigning = {
+        "plain": make_csr(own, "device-1"),
+        "challenge": make_csr(own, "device-1", challenge="s3cret"),
+        "challenge-utf8": make_csr(
+            own, "device-1", challenge="pässwört", challenge_type=_ASN1Type.UTF8String
+        ),
+    }
+    resigning["version-2"] = edit_csr(resigning["challenge"], own, version_2)
+    for name, der in resigning.items():
+        write(target.RESIGN_CSR, f"resign-csr-{name}", _request_info(der))
+    for name, der in names.items():
+        write(target.NAMES, name, der)
+        write(target.CONTENT, f"content-{name}", der)
+    issued = identity("device-1", device).certificate
+    replies = {
+        "success": build_cert_rep(
+            signer=ra,
+            transaction_id="fuzz-19",
+            recipient_nonce=b"fuzz-nonce-16byt",
+            sender_nonce=b"server-nonce-16b",
+            status=PKIStatus.SUCCESS,
+            now=NOW,
+            random=CountingRandom(b"rep"),
+            content=certs_only([issued, ra.certificate]),
+            recipient=client.certificate,
+            certificates=[ra.certificate],
+        ),
+        "failure": build_cert_rep(
+            signer=ra,
+            transaction_id="fuzz-19",
+            recipient_nonce=b"fuzz-nonce-16byt",
+            sender_nonce=b"server-nonce-16b",
+            status=PKIStatus.FAILURE,
+            now=NOW,
+            random=CountingRandom(b"rep"),
+            fail_info=FailInfo.BAD_REQUEST,
+            fail_text="challenge password is wrong",
+        ),
+        "pending": build_cert_rep(
+            signer=ra,
+            transaction_id="fuzz-19",
+            recipient_nonce=b"fuzz-nonce-16byt",
+            sender_nonce=b"server-nonce-16b",
+            status=PKIStatus.PENDING,
+            now=NOW,
+            random=CountingRandom(b"rep"),
+            digest="sha1",
+        ),
+        "certs-only": certs_only([issued, ra.certificate]),
+        "vector-certrep": (scep_vectors / "CertRep.der").read_bytes(),
+        "vector-ndes": (
+            scep_vectors / "testca2" / "CertRep_NoCertificatesForSigners.der"
+        ).read_bytes(),
+    }
+    for name, der in replies.items():
+        write(target.CERT_REP, f"certrep-{name}", der)
+    for name in ("pkcs_req", "cert_poll"):
+        signer_info = cms.ContentInfo.load(messages[name])["content"]["signer_infos"][0]
+        attributes = [
+            a for a in signer_info["signed_attrs"] if a["type"].native != "message_digest"
+        ]
+        attributes.append(
+            cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(b"").digest()]})
+        )
+        signed_attrs = cms.CMSAttributes(sorted(attributes, key=lambda a: a.dump()))
+        write(target.ATTRIBUTES, f"attributes-{name}", bytes(signed_attrs.contents))
+
+
+def _request_info(der: bytes) -> bytes:
+    """The CertificationRequestInfo of a DER CSR."""
+    from engine.der import read_tlv, tlv
+
+    _, body, _ = read_tlv(der)
+    tag, value, _ = read_tlv(body)
+    return tlv(tag, value)

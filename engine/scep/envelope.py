@@ -7,7 +7,7 @@ import hmac
 from typing import Any
 
 import attrs
-from asn1crypto import cms, core
+from asn1crypto import cms, core, parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -47,6 +47,46 @@ def _fail(info: FailInfo, text: str) -> SCEPFailure:
     return SCEPFailure(info, text)
 
 
+class _EncryptedContentInfo(core.Sequence):  # type: ignore[misc]
+    """EncryptedContentInfo with encryptedContent left unread: see :func:`_ciphertext`."""
+
+    _fields = [
+        ("content_type", cms.ContentType),
+        ("content_encryption_algorithm", cms.EncryptionAlgorithm),
+        ("encrypted_content", core.Any, {"optional": True}),
+    ]
+
+
+def _ciphertext(content_info: Any) -> bytes | None:
+    """encryptedContent ([0] IMPLICIT OCTET STRING), None when absent.
+
+    CMS is BER (RFC 5652 section 6.1): the string may come constructed, as a run of
+    primitive OCTET STRING chunks, and Go's pkcs7 package (behind micromdm's scepclient)
+    always sends it so. asn1crypto reads a constructed string only with an indefinite
+    length, so the element is split here with asn1crypto's parser and each chunk loaded
+    as an OCTET STRING.
+    """
+    rest = bytes(content_info.contents)
+    for _ in range(2):  # contentType, contentEncryptionAlgorithm
+        rest = rest[parser.peek(rest) :]
+    if not rest:
+        return None
+    class_, method, tag, _header, contents, _trailer = parser.parse(rest, strict=True)
+    if class_ != 2 or tag != 0:  # context-specific [0]
+        raise ValueError("encryptedContent is not tagged [0]")
+    if method == 0:  # primitive
+        return bytes(contents)
+    chunks: list[bytes] = []
+    while contents:
+        size = parser.peek(contents)
+        chunk = core.OctetString.load(contents[:size], strict=True).native
+        if not isinstance(chunk, bytes):
+            raise ValueError("an encryptedContent chunk is not an OCTET STRING")
+        chunks.append(chunk)
+        contents = contents[size:]
+    return b"".join(chunks)
+
+
 def _algorithm(content: ContentEncryption, key: bytes) -> Any:
     if content is ContentEncryption.DES3_CBC:
         return TripleDES(key)
@@ -77,7 +117,7 @@ def decrypt_envelope(
             if identifies(info.chosen["rid"], ours):
                 found = info.chosen
                 break
-        return found, data["encrypted_content_info"]
+        return found, _EncryptedContentInfo.load(data["encrypted_content_info"].dump())
 
     ktri, content_info = parsing("EnvelopedData", read, fail=_fail)
     if ktri is None:
@@ -90,12 +130,10 @@ def decrypt_envelope(
         if content_info["content_type"].dotted != "1.2.840.113549.1.7.1":
             raise ValueError("encrypted content is not id-data")
         algorithm = content_info["content_encryption_algorithm"]
-        encrypted = content_info["encrypted_content"]
-        ciphertext = None if isinstance(encrypted, core.Void) else encrypted.native
         return (
             algorithm["algorithm"].dotted,
             algorithm["parameters"],
-            ciphertext,
+            _ciphertext(content_info),
             ktri["encrypted_key"].native,
         )
 
@@ -114,7 +152,7 @@ def decrypt_envelope(
         )
     if ciphertext is None:
         raise SCEPFailure(FailInfo.BAD_REQUEST, "EnvelopedData has no encrypted content")
-    key_padding = _key_transport(ktri["key_encryption_algorithm"])
+    key_padding = _key_transport(ktri)
     try:
         content_key = key.decrypt(encrypted_key, key_padding)
     except ValueError:
@@ -151,8 +189,11 @@ def identifies(rid: Any, certificate: Any) -> bool:
     return False
 
 
-def _key_transport(algorithm: Any) -> asym_padding.AsymmetricPadding:
+def _key_transport(ktri: Any) -> asym_padding.AsymmetricPadding:
+    """The padding of a KeyTransRecipientInfo's key encryption algorithm."""
+
     def read() -> asym_padding.AsymmetricPadding:
+        algorithm = ktri["key_encryption_algorithm"]
         oid = algorithm["algorithm"].dotted
         if oid == _RSAES_PKCS1V15:
             return asym_padding.PKCS1v15()

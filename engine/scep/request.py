@@ -85,21 +85,7 @@ def read_csr(der: bytes) -> SCEPCSR:
     else:
         # cryptography loads version 0 only: a copy with version 0, for its objects; the
         # signature was checked above over the request as sent.
-        copy = asn1_csr.CertificationRequest(
-            {
-                "certification_request_info": asn1_csr.CertificationRequestInfo(
-                    {
-                        "version": 0,
-                        "subject": info["subject"],
-                        "subject_pk_info": info["subject_pk_info"],
-                        "attributes": info["attributes"],
-                    }
-                ),
-                "signature_algorithm": request["signature_algorithm"],
-                "signature": request["signature"],
-            }
-        )
-        loadable = parsing("CSR", lambda: bytes(copy.dump()), fail=_fail)
+        loadable = parsing("CSR", lambda: _as_version_0(request, info), fail=_fail)
     try:
         csr = x509.load_der_x509_csr(loadable)
         csr_info = describe_verified_csr(csr, der)
@@ -108,6 +94,25 @@ def read_csr(der: bytes) -> SCEPCSR:
     except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise SCEPFailure(FailInfo.BAD_REQUEST, f"CSR cannot be parsed: {exc}") from None
     return SCEPCSR(info=csr_info, challenge=challenge, version=version)
+
+
+def _as_version_0(request: Any, info: Any) -> bytes:
+    """The request with its version INTEGER set to 0 (the signature no longer covers it)."""
+    copy = asn1_csr.CertificationRequest(
+        {
+            "certification_request_info": asn1_csr.CertificationRequestInfo(
+                {
+                    "version": 0,
+                    "subject": info["subject"],
+                    "subject_pk_info": info["subject_pk_info"],
+                    "attributes": info["attributes"],
+                }
+            ),
+            "signature_algorithm": request["signature_algorithm"],
+            "signature": request["signature"],
+        }
+    )
+    return bytes(copy.dump())
 
 
 def _challenge(info: Any) -> str | None:
