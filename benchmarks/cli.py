@@ -41,6 +41,7 @@ from .sections import (
     parse_positive,
     profile,
     scaling,
+    scep,
     soak,
 )
 
@@ -52,6 +53,7 @@ MODULES: dict[str, ModuleType] = {
         breakdown,
         http,
         accounts,
+        scep,
         scaling,
         attestation,
         soak,
@@ -75,6 +77,8 @@ MODES: dict[str, dict[str, Any]] = {
         "rounds": 3,
         "requests": {1: 200, 8: 600, 32: 800},
         "accounts_requests": {1: 150, 8: 400},
+        "scep_requests": {1: 60, 8: 150},
+        "scep_n": 200,
         "scaling_requests": 800,
         "soak": 100_000,
         "soak_every": 10_000,
@@ -93,6 +97,8 @@ MODES: dict[str, dict[str, Any]] = {
         "rounds": 2,
         "requests": {1: 40, 8: 100, 32: 150},
         "accounts_requests": {1: 30, 8: 80},
+        "scep_requests": {1: 20, 8: 40},
+        "scep_n": 30,
         "scaling_requests": 150,
         "soak": 1_000,
         "soak_every": 250,

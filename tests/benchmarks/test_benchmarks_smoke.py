@@ -68,6 +68,12 @@ ARGS = [
     "3",
     "--accounts-requests",
     "6",
+    "--scep-concurrency",
+    "2",
+    "--scep-requests",
+    "4",
+    "--scep-n",
+    "3",
 ]
 
 Run = tuple[int, Path, dict[str, Any]]
@@ -144,6 +150,7 @@ def test_top_level_and_machine(run: Run) -> None:
         "breakdown",
         "http",
         "accounts",
+        "scep",
         "scaling",
         "attestation",
         "soak",
