@@ -8,7 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from asn1crypto import cms, core
@@ -31,6 +31,7 @@ from .structures import (
 )
 from .types import ContentEncryption, FailInfo, MessageType, PKIStatus, SCEPFailure
 
+T = TypeVar("T")
 _SCEP = "2.16.840.1.113733.1.9."
 OID_MESSAGE_TYPE = _SCEP + "2"
 OID_PKI_STATUS = _SCEP + "3"
@@ -263,23 +264,35 @@ def _read_signed(
 ) -> _Signed:
     parsed = _parse(data, ctx)
     attributes = parsed.attributes
-    transaction_id = _string(
-        _required(attributes, OID_TRANSACTION_ID, "transactionID", ctx),
-        core.PrintableString,
-        "transactionID",
-        ctx,
-    )
-    if not 1 <= len(transaction_id) <= MAX_TRANSACTION_ID:
-        raise ctx.fail(
-            FailInfo.BAD_REQUEST, f"transactionID must be 1 to {MAX_TRANSACTION_ID} characters"
-        )
+    signer_info = parsed.signer_info
+    # What identifies the request and its sender is read first, each part on its own, so
+    # that a refusal of anything in the message can still be addressed to it.
+    transaction_id, transaction_error = _attempt(lambda: _transaction_id(attributes, ctx))
     ctx.transaction_id = transaction_id
-    sender_nonce = None
+    sender_nonce, nonce_error = None, None
     if sender_nonce_required or OID_SENDER_NONCE in attributes:
-        sender_nonce = _octets(
-            _required(attributes, OID_SENDER_NONCE, "senderNonce", ctx), "senderNonce", ctx
+        sender_nonce, nonce_error = _attempt(
+            lambda: _octets(
+                _required(attributes, OID_SENDER_NONCE, "senderNonce", ctx), "senderNonce", ctx
+            )
         )
-        ctx.sender_nonce = sender_nonce
+    ctx.sender_nonce = sender_nonce
+    digest_oid, digest_error = _attempt(
+        lambda: parsing(
+            "digestAlgorithm",
+            lambda: str(signer_info["digest_algorithm"]["algorithm"].dotted),
+            fail=ctx.fail,
+        )
+    )
+    digest = DIGEST_NAMES.get(digest_oid or "")
+    ctx.digest = digest
+    signer, signer_error = _attempt(lambda: _find_signer(signers(parsed), signer_info, ctx))
+    ctx.signer = signer
+
+    for error in (transaction_error, nonce_error):
+        if error is not None:
+            raise ctx.fail(error.fail_info, error.text)
+    assert transaction_id is not None
     message_type = _number(
         _required(attributes, OID_MESSAGE_TYPE, "messageType", ctx), "messageType", ctx
     )
@@ -288,29 +301,17 @@ def _read_signed(
         signed_at = parsing(
             "signingTime", lambda: _utc(attributes[_SIGNING_TIME].native), fail=ctx.fail
         )
-
-    signer_info = parsed.signer_info
-    digest_oid = parsing(
-        "digestAlgorithm",
-        lambda: signer_info["digest_algorithm"]["algorithm"].dotted,
-        fail=ctx.fail,
-    )
-    digest = DIGEST_NAMES.get(digest_oid)
+    if digest_error is not None:
+        raise ctx.fail(digest_error.fail_info, digest_error.text)
     if digest is None:
         raise ctx.fail(
-            FailInfo.BAD_ALG, f"digest algorithm {algorithm_name(digest_oid)} is not supported"
+            FailInfo.BAD_ALG,
+            f"digest algorithm {algorithm_name(digest_oid or '')} is not supported",
         )
-    ctx.digest = digest
-
-    sid = parsing("signer identifier", lambda: signer_info["sid"], fail=ctx.fail)
-    signer = None
-    for certificate, asn1_certificate in signers(parsed):
-        if _identified(sid, asn1_certificate, ctx):
-            signer = certificate
-            break
+    if signer_error is not None:
+        raise ctx.fail(signer_error.fail_info, signer_error.text)
     if signer is None:
         raise ctx.fail(FailInfo.BAD_MESSAGE_CHECK, "the signer's certificate is not known")
-    ctx.signer = signer
 
     signature_oid, signature = parsing(
         "signature",
@@ -364,8 +365,36 @@ def _read_signed(
     )
 
 
-def _identified(sid: Any, certificate: Any, ctx: _Context) -> bool:
-    return parsing("signer identifier", lambda: identifies(sid, certificate), fail=ctx.fail)
+def _attempt(read: Callable[[], T]) -> tuple[T | None, SCEPFailure | None]:
+    try:
+        return read(), None
+    except SCEPFailure as failure:
+        return None, failure
+
+
+def _transaction_id(attributes: dict[str, Any], ctx: _Context) -> str:
+    value = _required(attributes, OID_TRANSACTION_ID, "transactionID", ctx)
+    transaction_id = _string(value, core.PrintableString, "transactionID", ctx)
+    if not 1 <= len(transaction_id) <= MAX_TRANSACTION_ID:
+        raise ctx.fail(
+            FailInfo.BAD_REQUEST, f"transactionID must be 1 to {MAX_TRANSACTION_ID} characters"
+        )
+    return transaction_id
+
+
+def _find_signer(
+    candidates: Sequence[tuple[x509.Certificate, Any]], signer_info: Any, ctx: _Context
+) -> x509.Certificate | None:
+    """The candidate certificate the SignerInfo's sid names (None if none does)."""
+
+    def find() -> x509.Certificate | None:
+        sid = signer_info["sid"]
+        for certificate, asn1_certificate in candidates:
+            if identifies(sid, asn1_certificate):
+                return certificate
+        return None
+
+    return parsing("signer identifier", find, fail=ctx.fail)
 
 
 def _utc(value: object) -> datetime:

@@ -235,6 +235,24 @@ def test_missing_attribute_is_a_bad_request(oid: str, what: str) -> None:
     assert what in str(failure)
 
 
+def test_a_failure_carries_what_was_read_before_and_after_the_bad_attribute() -> None:
+    """A missing transactionID still leaves the nonce, digest and signer to answer with;
+    a malformed nonce still leaves the transactionID."""
+    data = resign(request(b"x"), client().key, attributes=replace_attribute(TRANSACTION_ID, None))
+    failure = refused(FailInfo.BAD_REQUEST, read_pki_message, data)
+    assert failure.transaction_id is None
+    assert failure.sender_nonce == b"N" * 16
+    assert failure.digest == "sha256"
+    assert failure.signer == client().certificate
+    data = resign(
+        request(b"x"), client().key, attributes=replace_attribute(SENDER_NONCE, printable("n"))
+    )
+    failure = refused(FailInfo.BAD_REQUEST, read_pki_message, data)
+    assert failure.transaction_id == "tx-0001"
+    assert failure.sender_nonce is None
+    assert failure.signer == client().certificate
+
+
 @pytest.mark.parametrize(
     ("oid", "value"),
     [
