@@ -4,7 +4,9 @@
 ``devid serve`` (a long-running terminal), the second runs lego and ``openssl verify``.
 "Enrol the device (ACME device-attest-01)" (after the attestation walkthrough): the
 walkthrough's steps are replayed first (as tests/hosts/test_attestation_walkthrough.py
-does), then the block runs.
+does), then the block runs. "Enrol a device with SCEP": the block adds the provisioner
+to a served data directory and makes a challenge; the device it tells of then enrols
+with that challenge (tests/interop/scep_client.py).
 
 The blocks take their ports from environment variables with the documented ports as
 defaults (``${DEVID_PORT:-8443}``...), so the README stays copy-pasteable and the test
@@ -14,21 +16,28 @@ like the repository (``.venv``, ``data``, ``root.crt``...).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from agent.enroll import device_identifier
 from agent.swtpm import free_port_pair
+from engine.scep import PKIStatus
 from hosts.testing.processes import ManagedProcess
 from hosts.testing.servers import devid_serve, run_devid, wait_for_health
 from tests.conftest import REPO_ROOT
 
+from .scep_client import SCEPClient, new_key
 from .support import client_env, dns_names, free_ports, load_certificate, need, shown
 
 if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
@@ -40,6 +49,7 @@ README = REPO_ROOT / "README.md"
 VENV = Path(sys.executable).parent.parent
 LEGO_SECTION = "Get a certificate with lego"
 ENROL_SECTION = "Enrol the device (ACME device-attest-01)"
+SCEP_SECTION = "Enrol a device with SCEP"
 
 
 def section(title: str) -> str:
@@ -82,6 +92,8 @@ def test_readme_has_the_blocks() -> None:
     assert "lego" in client and "openssl verify" in client
     (enrol,) = sh_blocks(ENROL_SECTION)
     assert "devid agent enroll --acme" in enrol
+    (scep,) = sh_blocks(SCEP_SECTION)
+    assert "devid scep challenge mdm" in scep
 
 
 @need("lego", "openssl", "pebble-challtestsrv")
@@ -174,3 +186,42 @@ def test_enrol_the_device(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
     assert re.search(r"Issuer:\s+.*devid Agent CA", out), out
     assert "created in and never leaving the TPM" in out, out
     assert swtpm_cli.status(tpm).returncode == 3  # the block stopped its swtpm
+
+
+@need("openssl")
+def test_enrol_a_device_with_scep(tmp_path: Path) -> None:
+    (block,) = sh_blocks(SCEP_SECTION)
+    repo = repository_like(tmp_path / "repo")
+    data, root = repo / "data", repo / "root.crt"
+    # What `make serve` leaves behind, and the root the quick start fetched.
+    run_devid("init", "--data", data)
+    shutil.copy(data / "certs" / "root_ca.crt", root)
+    log = tmp_path / "serve.log"
+
+    with devid_serve(data, log) as server:
+        path = f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        env = client_env(PATH=path, DEVID_DATA=str(data), DEVID_CA_URL=server.url)
+        result = run_block(block, repo, env)
+        for _ in range(100):  # the SIGHUP reload, logged once done (10 s at most)
+            if "reloaded" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert "reloaded" in log.read_text(), log.read_text()
+
+        # The device, with what the block printed.
+        found = re.search(r"SCEP URL: (\S+)/scep/mdm  challenge: (\S+)", result.stdout)
+        fingerprint = re.search(r"Fingerprint=(\S+)", result.stdout)
+        assert found and fingerprint, shown(result)
+        assert found.group(1) == server.url
+        client = SCEPClient(server.url, "mdm", root)
+        ra = client.ra().public_bytes(Encoding.DER)
+        assert hashlib.sha256(ra).hexdigest() == fingerprint.group(1).replace(":", "").lower()
+        reply = client.enrol(new_key(), "printer-7", found.group(2))
+        assert reply.status == PKIStatus.SUCCESS, reply
+        again = client.enrol(new_key(), "printer-7", found.group(2))
+        assert again.status == PKIStatus.FAILURE, again
+
+    (certificate,) = reply.certificates
+    assert certificate.subject.rfc4514_string() == "CN=printer-7"
+    tls_ca = x509.load_pem_x509_certificate((data / "certs" / "tls_ca.crt").read_bytes())
+    assert certificate.issuer == tls_ca.subject
