@@ -4,14 +4,22 @@ Each enrolment method devid offers puts one certificate-policy OID in the certif
 it issues (the certificatePolicies extension, not critical), so a relying party can
 match on how the holder was vetted as well as on which CA issued it:
 
-- ``tpm-attested``: the key was proven to live in the TPM of a device in the
-  inventory (ACME device-attest-01 and the account certificates of such devices);
+- ``tpm-attested``: the certified key itself was proven to live in a TPM (ACME
+  device-attest-01 with the ``tpm`` format: the device certificates of the Agent CA);
 - ``mdm-challenge``: the client knew an enrolment challenge (SCEP: a static
   password, a one-time challenge, or one an MDM vouched for) or renewed a
   certificate that had been obtained that way; nothing about its hardware is proven;
-- ``token``: the holder had a one-time token (JWK, X5C) or controlled a name (ACME
-  http-01, dns-01, tls-alpn-01);
-- ``operator``: an operator's command issued it (admin client certificates).
+- ``token``: the holder had a one-time token (JWK, X5C);
+- ``operator``: an operator's command issued it (admin client certificates);
+- ``device-account``: an account certificate (Wi-Fi, VPN, …) of a registered, active
+  device, requested with a token its TPM-attested device certificate signed (the
+  account key itself is not attested);
+- ``domain-validated``: the holder controlled the names (ACME http-01, dns-01,
+  tls-alpn-01);
+- ``hardware-attested``: the key was attested by a hardware vendor's format other than
+  TPM (ACME device-attest-01 with ``apple`` or ``step``).
+
+A renewal keeps the marker of the certificate it renews.
 
 The OIDs sit under devid's own arc (:data:`engine.extensions.DEVID_ARC`), branch 2.
 docs/ca.md lists them for relying parties.
@@ -37,6 +45,9 @@ class Assurance(enum.Enum):
     MDM_CHALLENGE = "2"
     TOKEN = "3"
     OPERATOR = "4"
+    DEVICE_ACCOUNT = "5"
+    DOMAIN_VALIDATED = "6"
+    HARDWARE_ATTESTED = "7"
 
     @property
     def oid(self) -> x509.ObjectIdentifier:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from engine.assurance import Assurance, SetAssurance
 from engine.errors import BadRequest, ConfigurationError, Unauthorized
 from engine.extensions import ProvisionerRef
 from engine.pipeline import IssuedCertificate, issue_own_certificate
@@ -68,6 +69,7 @@ def issue_admin_certificate(
         key_usage=frozenset({"digital_signature"}),
         extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
     )
+    template = SetAssurance(Assurance.OPERATOR).modify(template)
     try:
         issued = issue_own_certificate(
             template,

@@ -29,6 +29,7 @@ from engine.accounts import (
     render_template,
 )
 from plugins.api import (
+    Assurance,
     Authorization,
     AuthorizeContext,
     ConfigurationError,
@@ -61,6 +62,7 @@ class AccountProvisioner(X5CProvisioner):
 
     type_name: ClassVar[str] = "ACCOUNT"
     configurable: ClassVar[bool] = False
+    assurance: ClassVar[Assurance] = Assurance.DEVICE_ACCOUNT
 
     def __init__(self, account: Account, lookup: Lookup, agent_ca: x509.Certificate) -> None:
         super().__init__(

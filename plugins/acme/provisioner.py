@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +41,7 @@ from engine.jose import b64url_decode
 from engine.keys import KeyType
 from engine.policy import DurationLimits, KeyTypeIn, SignPolicy, Validator
 from plugins.api import (
+    Assurance,
     AttestationContext,
     Authorization,
     AuthorizeContext,
@@ -50,6 +51,7 @@ from plugins.api import (
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
+    SetAssurance,
     durations_view,
     require_active_device,
 )
@@ -340,7 +342,10 @@ class ACMEProvisioner(Provisioner):
             durations=self.profile.durations,
             backdate=self.backdate,
             validators=tuple(validators),
-            modifiers=(order_names(order, authorizations, request.csr, self.extended_key_usage),),
+            modifiers=(
+                order_names(order, authorizations, request.csr, self.extended_key_usage),
+                SetAssurance(assurance_of(authorizations)),
+            ),
             evidence=evidence(request),
         )
         return Authorization(policy=policy)
@@ -369,3 +374,17 @@ class ACMEProvisioner(Provisioner):
 
     def describe_ekus(self) -> list[str]:
         return [_EKU_NAMES.get(oid, oid.dotted_string) for oid in self.extended_key_usage]
+
+
+def assurance_of(authorizations: Sequence[Any]) -> Assurance:
+    """What an order's certificate says of its holder: ``tpm-attested`` when a TPM
+    attested the key (device-attest-01, ``tpm``), ``hardware-attested`` for another
+    vendor's attestation, else ``domain-validated`` (http-01, dns-01, tls-alpn-01)."""
+    formats = {
+        a.attestation.get("format") for a in authorizations if getattr(a, "attestation", None)
+    }
+    if not formats:
+        return Assurance.DOMAIN_VALIDATED
+    if formats == {"tpm"}:
+        return Assurance.TPM_ATTESTED
+    return Assurance.HARDWARE_ATTESTED

@@ -39,6 +39,7 @@ from engine.policy import (
     Validator,
 )
 from plugins.api import (
+    Assurance,
     Authorization,
     AuthorizeContext,
     Credential,
@@ -47,6 +48,7 @@ from plugins.api import (
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
+    SetAssurance,
     TokenUse,
     check_registered_claims,
     csr_binding,
@@ -241,7 +243,7 @@ class JWKProvisioner(Provisioner):
             durations=self.durations,
             backdate=self.backdate,
             validators=tuple(validators),
-            modifiers=(SetSubjectAndSANs(subject, sans),),
+            modifiers=(SetSubjectAndSANs(subject, sans), SetAssurance(Assurance.TOKEN)),
             evidence={"method": "jwk-token", "jti": use.token_id, "kid": self.kid},
         )
         return Authorization(policy=policy, token=use)

@@ -48,6 +48,7 @@ from engine.policy import (
     Validator,
 )
 from plugins.api import (
+    Assurance,
     Authorization,
     AuthorizeContext,
     Credential,
@@ -57,6 +58,7 @@ from plugins.api import (
     ProvisionerEnvironment,
     RenewAuthorization,
     RenewContext,
+    SetAssurance,
     SetExtendedKeyUsage,
     X5CToken,
     check_roots,
@@ -120,6 +122,8 @@ LeafCheck = Callable[[X5CToken, X5CNames], None]
 
 class X5CProvisioner(Provisioner):
     type_name: ClassVar[str] = "X5C"
+    #: The assurance marker of its certificates (docs/ca.md).
+    assurance: ClassVar[Assurance] = Assurance.TOKEN
 
     def __init__(
         self,
@@ -331,6 +335,7 @@ class X5CProvisioner(Provisioner):
             modifiers=(
                 SetSubjectAndSANs(names.subject, names.sans),
                 SetExtendedKeyUsage(self.extended_key_usage),
+                SetAssurance(self.assurance),
             ),
             not_after_limit=not_after_limit,
             evidence=self.evidence(token),
