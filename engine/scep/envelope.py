@@ -34,6 +34,7 @@ _CIPHERS = {
     ContentEncryption.AES128_CBC: _Cipher("2.16.840.1.101.3.4.1.2", "aes128-cbc", 16, 16),
     ContentEncryption.AES256_CBC: _Cipher("2.16.840.1.101.3.4.1.42", "aes256-cbc", 32, 16),
     ContentEncryption.DES3_CBC: _Cipher("1.2.840.113549.3.7", "des-ede3-cbc", 24, 8),
+    ContentEncryption.DES_CBC: _Cipher("1.3.14.3.2.7", "des-cbc", 8, 8),
 }
 _BY_OID = {cipher.oid: kind for kind, cipher in _CIPHERS.items()}
 _RSAES_PKCS1V15 = "1.2.840.113549.1.1.1"
@@ -90,6 +91,8 @@ def _ciphertext(content_info: Any) -> bytes | None:
 def _algorithm(content: ContentEncryption, key: bytes) -> Any:
     if content is ContentEncryption.DES3_CBC:
         return TripleDES(key)
+    if content is ContentEncryption.DES_CBC:
+        return TripleDES(key * 3)  # three equal keys: single DES
     return algorithms.AES(key)
 
 

@@ -47,6 +47,9 @@ class ContentEncryption(enum.Enum):
     AES128_CBC = "aes128"
     AES256_CBC = "aes256"
     DES3_CBC = "des3"
+    #: Single DES (56-bit key): only for clients that know nothing else (Debian's Go
+    #: scepclient 2.1 always uses it), and only where a provisioner enables it.
+    DES_CBC = "des"
 
 
 class SCEPFailure(Exception):

@@ -8,6 +8,7 @@ are in the admin API under ``/api/v1/scep/{provisioner}/``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from typing import Any
 
@@ -79,6 +80,11 @@ def register(sub: Any) -> None:
     )
     add_data_options(p)
     p.add_argument("provisioner", help="the SCEP provisioner")
+    p.add_argument(
+        "--fingerprint",
+        action="store_true",
+        help="print only the RA certificate's SHA-256 (what scepclient -ca-fingerprint takes)",
+    )
     p.set_defaults(func=cmd_ra)
 
     scep.set_defaults(func=lambda args: _usage(scep))
@@ -181,6 +187,9 @@ def cmd_ra(args: argparse.Namespace) -> int:
         certificates = authority.scep.ca_certificates(args.provisioner)
     finally:
         authority.close()
+    if args.fingerprint:
+        print(hashlib.sha256(certificates[0].public_bytes(Encoding.DER)).hexdigest())
+        return 0
     for cert in certificates:
         print(f"# {cert.subject.rfc4514_string()} (until {cert.not_valid_after_utc.date()})")
         print(cert.public_bytes(Encoding.PEM).decode(), end="")

@@ -328,14 +328,6 @@ class SCEPService:
         csr = read_csr(content)
         request_sha256 = hashlib.sha256(csr.info.der).hexdigest()
         store = ca.stores.scep
-        seen = store.get_transaction(enrolment.name, message.transaction_id)
-        if seen is not None:
-            if seen.request_sha256 != request_sha256:
-                raise SCEPFailure(
-                    FailInfo.BAD_REQUEST,
-                    f"transactionID {message.transaction_id} was used for another request",
-                )
-            return self._answer(seen)
         renewed: CertificateFacts | None = None
         renewed_certificate: x509.Certificate | None = None
         method: str | None = None
@@ -343,6 +335,23 @@ class SCEPService:
             renewed, renewed_certificate = self._renewable(enrolment, message)
             if renewed is not None:
                 method = "renewal"
+        seen = store.get_transaction(enrolment.name, message.transaction_id)
+        if seen is not None:
+            # Clients derive the transactionID from the key, so a renewal with the same
+            # key comes under the transactionID of the enrolment it renews: a renewal
+            # unless it is this transaction's own, resent.
+            fresh_renewal = (
+                renewed is not None
+                and seen.status == ISSUED
+                and not self._renewed_in(seen, renewed)
+            )
+            if not fresh_renewal:
+                if seen.request_sha256 != request_sha256:
+                    raise SCEPFailure(
+                        FailInfo.BAD_REQUEST,
+                        f"transactionID {message.transaction_id} was used for another request",
+                    )
+                return self._answer(seen)
         one_time: SCEPChallenge | None = None
         if method is None:
             method, one_time = self._check_challenge(enrolment, message, csr.challenge, csr.info)
@@ -393,8 +402,15 @@ class SCEPService:
             )
             return _Reply(PKIStatus.PENDING)
         issued = prepared.sign(ca.random)
-        self._record(enrolment, transaction, issued)
+        self._record(enrolment, transaction, issued, renewed=renewed, seen=seen)
         return _Reply(PKIStatus.SUCCESS, content=certs_only([issued.certificate]))
+
+    def _renewed_in(self, transaction: SCEPTransaction, renewed: CertificateFacts) -> bool:
+        """Whether *transaction*'s certificate is the renewal of *renewed* already."""
+        if not transaction.serial:
+            return False
+        current = self.ca.stores.certificates.get_certificate(transaction.serial)
+        return current is not None and current.evidence.get("renewed_serial") == renewed.serial
 
     def _authorize(
         self, enrolment: SCEPEnrolling, request: SCEPRequest
@@ -417,16 +433,21 @@ class SCEPService:
         return policy, issuer
 
     def _record(
-        self, enrolment: SCEPEnrolling, transaction: SCEPTransaction, issued: IssuedCertificate
+        self,
+        enrolment: SCEPEnrolling,
+        transaction: SCEPTransaction,
+        issued: IssuedCertificate,
+        *,
+        renewed: CertificateFacts | None = None,
+        seen: SCEPTransaction | None = None,
     ) -> None:
-        """Store the certificate (the transactionID used once, in the same commit), then
-        the transaction as issued."""
+        """Store the certificate (the transactionID used once, in the same commit; for a
+        renewal, once per certificate renewed), then the transaction as issued."""
         ca = self.ca
-        use = TokenUse(
-            provisioner=enrolment.name,
-            token_id=f"scep:{transaction.transaction_id}",
-            expires_at=issued.not_after,
-        )
+        token_id = f"scep:{transaction.transaction_id}"
+        if renewed is not None:
+            token_id += f":renews:{renewed.serial}"
+        use = TokenUse(provisioner=enrolment.name, token_id=token_id, expires_at=issued.not_after)
         try:
             ca.record_issued(
                 issued,
@@ -439,6 +460,17 @@ class SCEPService:
                 FailInfo.BAD_REQUEST,
                 f"transactionID {transaction.transaction_id} has a certificate already",
             ) from None
+        if seen is not None:  # a renewal under the transactionID of what it renews
+            ca.stores.scep.update_transaction(
+                enrolment.name,
+                transaction.transaction_id,
+                expect_status=ISSUED,
+                status=ISSUED,
+                updated_at=ca.clock.now(),
+                serial=issued.serial_hex,
+                method=transaction.method,
+            )
+            return
         done = attrs.evolve(transaction, status=ISSUED, serial=issued.serial_hex, reason=None)
         if not ca.stores.scep.add_transaction(done):
             ca.stores.scep.update_transaction(

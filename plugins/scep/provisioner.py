@@ -20,7 +20,13 @@ environment variable; at least 16 characters, compared in constant time), one-ti
 challenges (``one_time_challenges = true``: ``devid scep challenge``), the
 ``devid_scep_challenge`` hooks (``challenge_hook = true``) and an HTTP webhook
 (``[provisioners.webhook]``). At least one must be enabled; an empty challenge is never
-accepted. ``approval = "manual"`` makes every new enrolment wait for an operator
+accepted.
+
+Content encryption: AES-128 and AES-256 always; 3DES with ``allow_des3 = true``; single
+DES only with ``allow_des = true``, for clients that know nothing else (Debian's Go
+scepclient 2.1). devid serves SCEP over HTTPS, so TLS protects the challenge in transit
+whatever the message's own cipher; a provisioner that allows DES should still use
+one-time challenges. ``approval = "manual"`` makes every new enrolment wait for an operator
 (``devid scep approve``) after its challenge passed.
 """
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -68,6 +75,8 @@ from plugins.api import (
     parse_ekus,
 )
 
+log = logging.getLogger("devid.scep")
+
 DEFAULT_DURATIONS = DurationLimits(
     minimum=timedelta(hours=1), maximum=timedelta(days=365), default=timedelta(days=90)
 )
@@ -105,6 +114,7 @@ class SCEPProvisioner(Provisioner):
         manual_approval: bool = False,
         allow_renewal: bool = True,
         allow_des3: bool = False,
+        allow_des: bool = False,
         reply_encryption: ContentEncryption = ContentEncryption.AES256_CBC,
         capabilities: tuple[str, ...] | None = None,
         key_types: frozenset[KeyType] = frozenset(KeyType),
@@ -129,6 +139,14 @@ class SCEPProvisioner(Provisioner):
             )
         if reply_encryption is ContentEncryption.DES3_CBC and not allow_des3:
             raise ConfigurationError(f'{where}: encryption = "des3" needs allow_des3 = true')
+        if reply_encryption is ContentEncryption.DES_CBC and not allow_des:
+            raise ConfigurationError(f'{where}: encryption = "des" needs allow_des = true')
+        if allow_des:
+            log.warning(
+                "%s accepts single-DES requests (allow_des = true): only for clients that"
+                " know nothing else; prefer one-time challenges with it",
+                where,
+            )
         if not key_types:
             raise ConfigurationError(f"{where}: key_types must not be empty")
         self.name = name
@@ -143,6 +161,7 @@ class SCEPProvisioner(Provisioner):
         self.encryptions = frozenset(
             {ContentEncryption.AES128_CBC, ContentEncryption.AES256_CBC}
             | ({ContentEncryption.DES3_CBC} if allow_des3 else set())
+            | ({ContentEncryption.DES_CBC} if allow_des else set())
         )
         self.reply_encryption = reply_encryption
         self.key_types = key_types
@@ -227,6 +246,7 @@ class SCEPProvisioner(Provisioner):
             manual_approval=approval == "manual",
             allow_renewal=opts.boolean("allow_renewal", True),
             allow_des3=opts.boolean("allow_des3", False),
+            allow_des=opts.boolean("allow_des", False),
             reply_encryption=_ENCRYPTIONS[encryption],
             capabilities=None if capabilities is None else tuple(capabilities),
             key_types=opts.key_types(),
@@ -277,6 +297,7 @@ class SCEPProvisioner(Provisioner):
             "approval": "manual" if self.manual_approval else "auto",
             "allowRenewal": self.allow_renewal,
             "encryption": self.reply_encryption.value,
+            "acceptedEncryptions": sorted(e.value for e in self.encryptions),
             "keyTypes": sorted(k.value for k in self.key_types),
             "allowedSubjects": self.allowed_subjects.texts(),
             "allowedSANs": [] if self.allowed_sans is None else self.allowed_sans.texts(),

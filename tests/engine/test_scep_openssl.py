@@ -115,8 +115,11 @@ def test_openssl_verifies_and_decrypts_a_cert_rep(
     _openssl("cms", "-verify", "-noverify", "-inform", "DER", "-in", reply, "-binary",
              "-out", envelope)  # fmt: skip
     degenerate = tmp_path / "certs.der"
-    _openssl("cms", "-decrypt", "-inform", "DER", "-in", envelope, "-recip", client_certificate,
-             "-inkey", client_key, "-binary", "-out", degenerate)  # fmt: skip
+    # OpenSSL 3 keeps single DES in its legacy provider.
+    legacy = ("-provider", "legacy", "-provider", "default")
+    providers = legacy if encryption is ContentEncryption.DES_CBC else ()
+    _openssl("cms", "-decrypt", *providers, "-inform", "DER", "-in", envelope, "-recip",
+             client_certificate, "-inkey", client_key, "-binary", "-out", degenerate)  # fmt: skip
     assert degenerate.read_bytes() == certs_only([issued])
     printed = _openssl("pkcs7", "-inform", "DER", "-in", degenerate, "-print_certs", "-noout")
     assert b"CN = device-1" in printed or b"CN=device-1" in printed
