@@ -8,7 +8,8 @@ The hosts answer every :class:`engine.scep.SCEPFailure` with a CertRep FAILURE, 
 
 The first byte chooses the input's form, the rest is the input:
 
-* ``0x00`` a PKIMessage (the whole pipeline, with the RA of ``fuzz/fixtures/scep``);
+* ``0x00`` a PKIMessage (the whole pipeline, with the RA of ``fuzz/fixtures/scep``; the
+  content encryption the service answers with is read from the envelope too);
 * ``0x01`` an EnvelopedData for that RA (decrypted, then every content reader);
 * ``0x02`` a CSR; ``0x03`` a CertificationRequestInfo the target signs with
   :data:`SIGNING_KEY`, so changed requests pass the self-signature;
@@ -48,6 +49,7 @@ from engine.scep import (
     read_issuer_and_subject,
     read_pki_message,
 )
+from engine.scep.content import content_encryption_of
 from fuzz.harness import FIXTURES_DIR, NOW
 
 MESSAGE, ENVELOPE, CSR, RESIGN_CSR, NAMES, CERT_REP, CONTENT, ATTRIBUTES = range(8)
@@ -111,10 +113,18 @@ def content_readers(plaintext: bytes, message_type: int | None = None) -> None:
         refused(read_issuer_and_serial, plaintext)
 
 
+def encryption_of(enveloped: bytes) -> None:
+    """The service reads the request's content encryption to answer with the same."""
+    found = content_encryption_of(enveloped)
+    if found is not None and not isinstance(found, ContentEncryption):
+        raise AssertionError(f"content_encryption_of gave {found!r}")
+
+
 def pipeline(data: bytes) -> None:
     message = refused(read_pki_message, data)
     if message is None or message.enveloped is None:
         return
+    encryption_of(message.enveloped)
     plaintext = refused(decrypt_envelope, message.enveloped, RA.certificate, RA_KEY, allowed=ALL)
     if plaintext is not None:
         content_readers(plaintext, message.message_type)
@@ -166,6 +176,7 @@ def test_one_input(data: bytes) -> None:
     if form == MESSAGE:
         pipeline(rest)
     elif form == ENVELOPE:
+        encryption_of(rest)
         plaintext = refused(decrypt_envelope, rest, RA.certificate, RA_KEY, allowed=ALL)
         if plaintext is not None:
             content_readers(plaintext)

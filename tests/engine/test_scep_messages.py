@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from engine.der import tlv
 from engine.ports import CountingRandom
 from engine.scep import (
     MAX_MESSAGE_BYTES,
@@ -32,6 +33,7 @@ from engine.scep import (
     read_issuer_and_subject,
     read_pki_message,
 )
+from engine.scep.content import content_encryption_of, sign_content
 from tests.engine.scep_fixtures import (
     NOW,
     client,
@@ -736,3 +738,58 @@ def test_issuer_and_serial_is_not_issuer_and_subject() -> None:
         read_issuer_and_serial,
         issuer_and_subject(ra().certificate.subject, ra().certificate.subject),
     )
+
+
+# --- BER encryptedContent, and the two helpers the service uses -------------------------
+
+
+def _constructed(enveloped: bytes, chunk: int, *, chunk_tag: int = 0x04) -> bytes:
+    """*enveloped* with its encryptedContent sent as Go's pkcs7 sends it: [0] constructed,
+    with a definite length, holding OCTET STRING chunks of *chunk* bytes (*chunk_tag*
+    gives the last chunk another tag)."""
+    info = cms.ContentInfo.load(enveloped)
+    data = info["content"]
+    content = data["encrypted_content_info"]
+    ciphertext = content["encrypted_content"].native
+    pieces = [ciphertext[i : i + chunk] for i in range(0, len(ciphertext), chunk)]
+    chunks = b"".join(tlv(0x04, piece) for piece in pieces[:-1]) + tlv(chunk_tag, pieces[-1])
+    encrypted_content_info = tlv(
+        0x30,
+        content["content_type"].dump()
+        + content["content_encryption_algorithm"].dump()
+        + tlv(0xA0, chunks),
+    )
+    enveloped_data = tlv(
+        0x30, data["version"].dump() + data["recipient_infos"].dump() + encrypted_content_info
+    )
+    return tlv(0x30, info["content_type"].dump() + tlv(0xA0, enveloped_data))
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 1000])
+def test_constructed_encrypted_content_decrypts(chunk: int) -> None:
+    enveloped = _enveloped(request(b"a CSR" * 40))
+    constructed = _constructed(enveloped, chunk)
+    assert constructed != enveloped
+    assert decrypt_envelope(constructed, ra().certificate, ra().key, allowed=ALL) == b"a CSR" * 40
+
+
+def test_constructed_encrypted_content_with_a_bad_chunk_is_a_bad_request() -> None:
+    broken = _constructed(_enveloped(request(b"x" * 40)), 16, chunk_tag=0x02)
+    refused(FailInfo.BAD_REQUEST, decrypt_envelope, broken, ra().certificate, ra().key, allowed=ALL)
+
+
+def test_content_encryption_of() -> None:
+    for encryption in ContentEncryption:
+        enveloped = _enveloped(request(b"x", encryption=encryption))
+        assert content_encryption_of(enveloped) is encryption
+    assert content_encryption_of(b"") is None
+    assert content_encryption_of(request(b"x")) is None  # a SignedData
+
+
+def test_sign_content_reads_back_as_signed_id_data() -> None:
+    content = certs_only([ra().certificate])
+    data = sign_content(signer=ra(), content=content, now=NOW)
+    signed = cms.ContentInfo.load(data)["content"]
+    assert signed["encap_content_info"]["content"].native == content
+    attributes = {a["type"].dotted for a in signed["signer_infos"][0]["signed_attrs"]}
+    assert attributes == {CONTENT_TYPE, MESSAGE_DIGEST, "1.2.840.113549.1.9.5"}
