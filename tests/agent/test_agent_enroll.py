@@ -29,6 +29,7 @@ from agent.attestation import attest
 from agent.enroll import Enrollment, device_identifier, enroll
 from agent.state import AgentError, AgentState
 from agent.tpm import TPM, KeyAlgorithm, public_of
+from engine.assurance import Assurance
 from engine.attestation.akcert import identities_of_ak_certificate
 from engine.inventory import permanent_identifier_value
 from engine.tpm import public_key_from_tpmt
@@ -179,6 +180,8 @@ async def test_a_device_enrolls_through_device_attest_01(
     leaf_key.verify(enrolled.proof, b"proof", ec.ECDSA(hashes.SHA256()))
     # Issued by the Agent CA, not the Attestation CA that issued the AK certificate.
     assert leaf.issuer != enrolled.ak_chain[0].issuer
+    # Marked as TPM-attested for relying parties (docs/ca.md).
+    assert Assurance.of(leaf) is Assurance.TPM_ATTESTED
 
     # In memory only: no file under the test's directories holds the certificate
     # (the CA's own data directory keeps what it issued, as a CA must).

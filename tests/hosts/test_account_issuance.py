@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.accounts import account_from_input
+from engine.assurance import Assurance
 from engine.extensions import ProvisionerRef
 from engine.inventory import ek_urn_from_digest
 from engine.keys import KeyType
@@ -103,6 +104,7 @@ async def test_an_assigned_device_gets_its_account_certificate_from_the_account_
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert ProvisionerRef.from_certificate(cert) == ProvisionerRef("X5C", "account:corp-wifi")
+    assert Assurance.of(cert) is Assurance.DEVICE_ACCOUNT
     lifetime = cert.not_valid_after_utc - datetime.now(UTC)
     assert timedelta(hours=23, minutes=55) < lifetime <= timedelta(hours=24)
     record = server.authority.stores.certificates.get_certificate(format(cert.serial_number, "x"))

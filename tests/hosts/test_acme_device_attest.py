@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.acme.finalize import HARDWARE_MODULE_NAME_OID, read_hardware_module_name
 from engine.acme.problems import ACMEProblem
+from engine.assurance import Assurance
 from engine.attestation.akcert import (
     EK_DIGEST_ASSIGNER,
     PERMANENT_IDENTIFIER_OID,
@@ -192,6 +193,8 @@ async def test_bound_identifier_validates_and_the_certificate_carries_it(
     assert san.get_values_for_type(x509.DNSName) == []
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert [o.dotted_string for o in eku] == ["1.3.6.1.5.5.7.3.2"]  # clientAuth only
+    # A vendor format attested the key (not a TPM): hardware-attested.
+    assert Assurance.of(leaf) is Assurance.HARDWARE_ATTESTED
     record = devices.authority.stores.certificates.get_certificate(format(leaf.serial_number, "x"))
     assert record is not None
     evidence = record.evidence

@@ -28,6 +28,7 @@ from engine.acme.effects import StartValidation
 from engine.acme.jws import sign_flattened
 from engine.acme.problems import ACMEProblem
 from engine.acme.renewal import cert_id
+from engine.assurance import Assurance
 from engine.jose import b64url_encode, jwk_from_public_key
 from engine.names import SAN
 from hosts.validation import ValidationConfig
@@ -480,6 +481,7 @@ async def test_issued_certificate_names_come_from_the_order(acme_server: Running
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert leaf.issuer == acme_server.authority.issuers["tls"].certificate.subject
+    assert Assurance.of(leaf) is Assurance.DOMAIN_VALIDATED
     assert_problem(again, 403, "orderNotReady")
     record = acme_server.authority.stores.certificates.get_certificate(
         format(leaf.serial_number, "x")

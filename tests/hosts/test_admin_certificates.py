@@ -21,6 +21,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from engine.assurance import Assurance
 from engine.errors import Unauthorized
 from engine.inventory import ek_urn_from_digest
 from engine.jose import b64url_encode
@@ -141,6 +142,7 @@ async def test_a_jwk_token_certificate_for_the_admin_subject_is_no_admin(
             key, sign_json(server.authority, {"csr": csr_pem, "ott": server.token("ops.example")})
         )
         assert issued.certificate.subject.rfc4514_string() == ADMIN_SUBJECT
+        assert Assurance.of(issued.certificate) is Assurance.TOKEN
         chain = [x509.load_pem_x509_certificate(p.encode()) for p in issued.response["certChain"]]
         cert, key_path = write_pair(tmp_path, "jwk", chain, key)
         await refused_as_admin(server, cert, key_path)
@@ -244,6 +246,7 @@ def test_an_expired_admin_certificate_is_refused(
     frozen_authority: Authority, clock: FrozenClock
 ) -> None:
     issued, _ = issue_admin_certificate(frozen_authority, "ops", timedelta(hours=1))
+    assert Assurance.of(issued.certificate) is Assurance.OPERATOR
     assert frozen_authority.admin.check(None, issued.der) == "admin-certificate:CN=ops"
     clock.advance(timedelta(hours=2))
     with pytest.raises(Unauthorized, match="not currently valid"):
