@@ -750,3 +750,24 @@ def test_the_webhook_decides_on_signed_requests(
     assert call["body"]["transactionID"] == "tx-web"
     assert call["body"]["provisioner"] == PROVISIONER
     assert call["body"]["commonName"] == "dev1"
+
+
+def test_the_public_view_shows_no_secret(ca: CA, webhook: tuple[str, type[_Webhook]]) -> None:
+    url, _ = webhook
+    (ca.data_dir / "secrets" / "webhook").write_bytes(_Webhook.secret)
+    add_scep_provisioner(
+        ca.data_dir,
+        one_time_challenges=True,
+        webhook={"url": url, "secret_file": "secrets/webhook"},
+    )
+    authority = load(ca)
+    try:
+        made = authority.scep.create_challenge(PROVISIONER, "admin:test")
+        text = json.dumps(authority.ca.provisioners.view())
+    finally:
+        authority.close()
+    (view,) = [v for v in json.loads(text) if v["name"] == PROVISIONER]
+    assert view["challenges"] == ["static", "one-time", "webhook"]
+    assert view["assurance"] == "mdm-challenge"
+    for secret in (CHALLENGE, made.challenge, _Webhook.secret.decode(), url, "secrets/"):
+        assert secret not in text
