@@ -42,7 +42,8 @@ Grouped by use:
   anchors from config), :func:`fingerprint` (a certificate's SHA-256, hex);
 - SCEP enrolment (``scep()``): :class:`SCEPEnrolling`, :class:`SCEPRequest`,
   :class:`ChallengeQuery` (what ``devid_scep_challenge`` hooks judge), :class:`Webhook`,
-  :class:`ContentEncryption`, :data:`CHALLENGE_METHODS`;
+  :class:`ContentEncryption`, :data:`CHALLENGE_METHODS`, :class:`SCEPIdentity` (an RA
+  certificate and its key);
 - attestation formats (device-attest-01): :class:`AttestationFormat`,
   :class:`AttestationContext`, :class:`AttestationResult`.
 """
@@ -69,6 +70,7 @@ from engine.policy import (
     Validator,
 )
 from engine.scep import ContentEncryption
+from engine.scep import Signer as SCEPIdentity
 
 from .attestation.base import AttestationContext, AttestationFormat, AttestationResult
 from .base import ACMEIssuing, Credential, Provisioner, TokenMinter
@@ -148,6 +150,7 @@ __all__ = [
     "RenewContext",
     "SANsAre",
     "SCEPEnrolling",
+    "SCEPIdentity",
     "SCEPRequest",
     "SetAssurance",
     "SetExtendedKeyUsage",

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.csr import CSRInfo
 from engine.extensions import ProvisionerRef
-from engine.scep import ContentEncryption
+from engine.scep import ContentEncryption, Signer
 
 from .provisioner import Authorization, AuthorizeContext, CertificateFacts
 
@@ -107,6 +107,8 @@ class SCEPEnrolling(Protocol):
     allow_renewal: bool
     #: The issuer's next certificate, staged for GetNextCACert (None: none staged).
     next_ca_certificate: x509.Certificate | None
+    #: The RA identity the operator configured (None: the host keeps one per provisioner).
+    ra: Signer | None
 
     def check_static_challenge(self, challenge: str) -> bool | None:
         """Whether *challenge* is the static challenge (compared in constant time); None

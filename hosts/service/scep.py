@@ -180,8 +180,15 @@ class SCEPService:
         return issuer
 
     def ra_signer(self, name: str) -> Signer:
-        enrolment = self.enrolment(name)
-        return self.ra.signer(enrolment.name, self._issuer(enrolment), self.ca.clock.now())
+        return self._ra(self.enrolment(name))
+
+    def _ra(self, enrolment: SCEPEnrolling, issuer: Issuer | None = None) -> Signer:
+        """The provisioner's RA identity: the one its table names (``ra_certificate``,
+        ``ra_key``), else the one devid keeps for it (made on first use)."""
+        if enrolment.ra is not None:
+            return enrolment.ra
+        issuer = issuer or self._issuer(enrolment)
+        return self.ra.signer(enrolment.name, issuer, self.ca.clock.now())
 
     # --- the GET operations ------------------------------------------------------------------
 
@@ -192,7 +199,7 @@ class SCEPService:
         """GetCACert: the RA certificate first, then the issuer and its parents."""
         enrolment = self.enrolment(name)
         issuer = self._issuer(enrolment)
-        ra = self.ra.signer(enrolment.name, issuer, self.ca.clock.now())
+        ra = self._ra(enrolment, issuer)
         return [ra.certificate, issuer.certificate, *issuer.parents, self.ca.root]
 
     def ca_cert(self, name: str) -> bytes:
@@ -204,7 +211,7 @@ class SCEPService:
         staged = enrolment.next_ca_certificate
         if staged is None:
             raise NotFound(f"SCEP provisioner {name!r} has no next CA certificate staged")
-        ra = self.ra.signer(enrolment.name, self._issuer(enrolment), self.ca.clock.now())
+        ra = self._ra(enrolment)
         return sign_content(
             signer=ra,
             content=certs_only([staged, self.ca.root]),
@@ -218,7 +225,7 @@ class SCEPService:
         """The CertRep for one PKIOperation request; a refused request gets FAILURE
         (NotFound only for a provisioner that does not exist)."""
         enrolment = self.enrolment(name)
-        ra = self.ra.signer(enrolment.name, self._issuer(enrolment), self.ca.clock.now())
+        ra = self._ra(enrolment)
         try:
             message = read_pki_message(body)
         except SCEPFailure as failure:

@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from plugins.api import (
     Assurance,
@@ -61,6 +63,7 @@ from plugins.api import (
     ProvisionerRef,
     SANsAre,
     SCEPEnrolling,
+    SCEPIdentity,
     SCEPRequest,
     SetAssurance,
     SetExtendedKeyUsage,
@@ -124,6 +127,7 @@ class SCEPProvisioner(Provisioner):
         durations: DurationLimits = DEFAULT_DURATIONS,
         backdate: timedelta = timedelta(minutes=1),
         next_ca_certificate: x509.Certificate | None = None,
+        ra: SCEPIdentity | None = None,
     ) -> None:
         where = f"provisioner {name!r} (SCEP)"
         if static_challenge is not None and len(static_challenge) < MIN_STATIC_CHALLENGE:
@@ -172,6 +176,7 @@ class SCEPProvisioner(Provisioner):
         self.durations = durations
         self.backdate = backdate
         self.next_ca_certificate = next_ca_certificate
+        self.ra = ra
         self.capabilities = self._capabilities(capabilities, allow_des3, where)
 
     def _capabilities(
@@ -260,6 +265,7 @@ class SCEPProvisioner(Provisioner):
             durations=opts.durations(DEFAULT_DURATIONS),
             backdate=opts.duration("backdate", "1m"),
             next_ca_certificate=_next_ca_certificate(opts, env.data_dir),
+            ra=_ra_identity(opts, env),
         )
         opts.finish()
         return provisioner
@@ -307,6 +313,8 @@ class SCEPProvisioner(Provisioner):
         }
         if self.next_ca_certificate is not None:
             view["nextCACertificate"] = fingerprint(self.next_ca_certificate)
+        if self.ra is not None:
+            view["raCertificate"] = fingerprint(self.ra.certificate)
         return view
 
     # --- the capability ----------------------------------------------------------------
@@ -468,3 +476,67 @@ def _next_ca_certificate(opts: Options, data_dir: Path) -> x509.Certificate | No
         raise ConfigurationError(f"{opts.where}: cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise ConfigurationError(f"{opts.where}: {path} is not a PEM certificate: {exc}") from None
+
+
+def _ra_identity(opts: Options, env: ProvisionerEnvironment) -> SCEPIdentity | None:
+    """``ra_certificate`` and ``ra_key``: an RA the operator provides (both or neither).
+
+    The key is PEM, encrypted with the CA password (or not encrypted, in a file only its
+    owner reads); RSA of 2048 bits or more, since SCEP clients encrypt to it; the
+    certificate is not a CA and, if it has a key usage, allows keyEncipherment. Without
+    the CA password (``devid config``) only the certificate is checked."""
+    cert_name = opts.get("ra_certificate")
+    key_name = opts.get("ra_key")
+    if cert_name is None and key_name is None:
+        return None
+    if not isinstance(cert_name, str) or not isinstance(key_name, str):
+        raise ConfigurationError(f"{opts.where}: set both ra_certificate and ra_key (PEM files)")
+    cert_path = _resolve(env.data_dir, cert_name)
+    key_path = _resolve(env.data_dir, key_name)
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"{opts.where}: cannot read {cert_path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{opts.where}: {cert_path} is not a PEM certificate: {exc}"
+        ) from None
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if constraints.ca:
+            raise ConfigurationError(f"{opts.where}: the RA certificate must not be a CA")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_encipherment:
+            raise ConfigurationError(
+                f"{opts.where}: the RA certificate's key usage must allow keyEncipherment"
+                " (clients encrypt their requests to it)"
+            )
+    except x509.ExtensionNotFound:
+        pass
+    public = certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or public.key_size < 2048:
+        raise ConfigurationError(f"{opts.where}: the RA key must be RSA of 2048 bits or more")
+    try:
+        data = key_path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{opts.where}: cannot read {key_path}: {exc.strerror}") from None
+    if env.password is None:
+        return None  # checked as far as possible without the password
+    key = None
+    for password in (env.password, None):
+        try:
+            key = serialization.load_pem_private_key(data, password=password)
+            break
+        except (TypeError, ValueError):
+            continue
+    if key is None:
+        raise ConfigurationError(
+            f"{opts.where}: cannot read the RA key {key_path}: not PEM, or not encrypted with"
+            " the CA password"
+        )
+    if not isinstance(key, rsa.RSAPrivateKey) or key.public_key() != public:
+        raise ConfigurationError(f"{opts.where}: {key_path} is not the RA certificate's key")
+    return SCEPIdentity(certificate=certificate, key=key)

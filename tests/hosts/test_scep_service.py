@@ -771,3 +771,108 @@ def test_the_public_view_shows_no_secret(ca: CA, webhook: tuple[str, type[_Webho
     assert view["assurance"] == "mdm-challenge"
     for secret in (CHALLENGE, made.challenge, _Webhook.secret.decode(), url, "secrets/"):
         assert secret not in text
+
+
+def _ra_files(ca: CA, *, is_ca: bool = False, usage: bool = True) -> tuple[Path, Path]:
+    """An RA certificate from the TLS CA for a new RSA key, written beside the CA."""
+    from cryptography.hazmat.primitives import serialization
+
+    authority = load(ca)
+    try:
+        tls = authority.issuers["tls"]
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name.from_rfc4514_string("CN=Operator RA"))
+            .issuer_name(tls.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        )
+        if usage:
+            builder = builder.add_extension(
+                x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+                critical=True,
+            )
+        signer = tls.signer.private_key
+        cert = builder.sign(signer, tls.signer.hash_algorithm)  # type: ignore[arg-type]
+    finally:
+        authority.close()
+    cert_path = ca.data_dir / "certs" / "operator-ra.crt"
+    key_path = ca.data_dir / "secrets" / "operator-ra.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(ca.password),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_an_ra_the_operator_provides_is_used(ca: CA) -> None:
+    cert_path, key_path = _ra_files(ca)
+    add_scep_provisioner(ca.data_dir, ra_certificate=str(cert_path), ra_key=str(key_path))
+    authority = load(ca)
+    try:
+        ra = authority.scep.ca_certificates(PROVISIONER)[0]
+        assert ra == x509.load_pem_x509_certificate(cert_path.read_bytes())
+        client = in_process_client(authority)
+        rep = client.call("tx-ra", scep_csr(client.key, "dev1", CHALLENGE))
+        assert rep.status is PKIStatus.SUCCESS, rep
+        # devid made no RA of its own for this provisioner.
+        assert not ra_files(ca.data_dir, PROVISIONER)[0].exists()
+    finally:
+        authority.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("ca", "must not be a CA"),
+        ("no-key", "both ra_certificate and ra_key"),
+        ("mismatch", "is not the RA certificate's key"),
+        ("no-encipherment", "keyEncipherment"),
+    ],
+)
+def test_a_bad_operator_ra_is_refused_at_load(ca: CA, kind: str, words: str) -> None:
+    cert_path, key_path = _ra_files(ca, is_ca=kind == "ca")
+    options: dict[str, Any] = {"ra_certificate": str(cert_path), "ra_key": str(key_path)}
+    if kind == "no-key":
+        del options["ra_key"]
+    elif kind == "mismatch":
+        first_key = key_path.read_bytes()
+        _ra_files(ca)  # a new key and certificate in the same files
+        key_path.write_bytes(first_key)
+    elif kind == "no-encipherment":
+        from cryptography.hazmat.primitives import serialization
+
+        # The same key, certified for signing only.
+        authority = load(ca)
+        try:
+            tls = authority.issuers["tls"]
+            old = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(old.subject)
+                .issuer_name(tls.certificate.subject)
+                .public_key(old.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(old.not_valid_before_utc)
+                .not_valid_after(old.not_valid_after_utc)
+                .add_extension(
+                    x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                    critical=True,
+                )
+            )
+            signed = builder.sign(tls.signer.private_key, tls.signer.hash_algorithm)  # type: ignore[arg-type]
+        finally:
+            authority.close()
+        cert_path.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
+    add_scep_provisioner(ca.data_dir, **options)
+    with pytest.raises(ConfigurationError, match=words):
+        load(ca).close()
