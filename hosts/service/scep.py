@@ -35,7 +35,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 import httpx
@@ -65,10 +65,10 @@ from engine.scep import (
     read_pki_message,
 )
 from engine.scep.content import content_encryption_of, sign_content
-from hosts.store import SCEPChallenge, SCEPTransaction
+from hosts.store import SCEPChallenge, SCEPTransaction, UsedToken
 from hosts.store.scep import ISSUED, PENDING, REJECTED
 from plugins.enrolment import ChallengeQuery, SCEPEnrolling, SCEPRequest, Webhook
-from plugins.provisioner import CertificateFacts, TokenUse
+from plugins.provisioner import CertificateFacts
 
 from .ca import CA, serial_hex
 
@@ -447,48 +447,44 @@ class SCEPService:
         *,
         renewed: CertificateFacts | None = None,
         seen: SCEPTransaction | None = None,
-    ) -> None:
-        """Store the certificate (the transactionID used once, in the same commit; for a
-        renewal, once per certificate renewed), then the transaction as issued."""
+        actor: str | None = None,
+        **details: Any,
+    ) -> SCEPTransaction:
+        """Store the certificate, its audit event, the transactionID as used (for a
+        renewal: once per certificate renewed) and the transaction as issued, in one
+        commit; then log and announce it. SCEPFailure, storing nothing, when the
+        transactionID got its certificate meanwhile."""
         ca = self.ca
+        now = ca.clock.now()
         token_id = f"scep:{transaction.transaction_id}"
         if renewed is not None:
             token_id += f":renews:{renewed.serial}"
-        use = TokenUse(provisioner=enrolment.name, token_id=token_id, expires_at=issued.not_after)
-        try:
-            ca.record_issued(
-                issued,
-                use,
-                transaction_id=transaction.transaction_id,
-                challenge=transaction.method,
-            )
-        except ProtocolError:
+        use = UsedToken(enrolment.name, token_id, issued.not_after, now)
+        event = ca.issued_event(
+            issued,
+            actor=actor,
+            transaction_id=transaction.transaction_id,
+            challenge=transaction.method,
+            **details,
+        )
+        done = attrs.evolve(
+            transaction,
+            status=ISSUED,
+            serial=issued.serial_hex,
+            updated_at=now,
+            decided_by=actor,
+            reason=None,
+        )
+        renewal = seen is not None and seen.status == ISSUED
+        if not ca.stores.scep.record_issued(
+            done, ca.certificate_record(issued), use, event, renewal=renewal
+        ):
             raise SCEPFailure(
                 FailInfo.BAD_REQUEST,
                 f"transactionID {transaction.transaction_id} has a certificate already",
-            ) from None
-        if seen is not None:  # a renewal under the transactionID of what it renews
-            ca.stores.scep.update_transaction(
-                enrolment.name,
-                transaction.transaction_id,
-                expect_status=ISSUED,
-                status=ISSUED,
-                updated_at=ca.clock.now(),
-                serial=issued.serial_hex,
-                method=transaction.method,
             )
-            return
-        done = attrs.evolve(transaction, status=ISSUED, serial=issued.serial_hex, reason=None)
-        if not ca.stores.scep.add_transaction(done):
-            ca.stores.scep.update_transaction(
-                enrolment.name,
-                transaction.transaction_id,
-                expect_status=PENDING,
-                status=ISSUED,
-                updated_at=ca.clock.now(),
-                serial=issued.serial_hex,
-                reason="",
-            )
+        ca.announce_issued(event)
+        return done
 
     def _renewable(
         self, enrolment: SCEPEnrolling, message: PKIMessage
@@ -657,19 +653,13 @@ class SCEPService:
         ca = self.ca
         prepared = prepare_certificate(PipelineRequest(csr=csr), policy, issuer, ca.clock)
         issued = prepared.sign(ca.random)
-        use = TokenUse(provisioner, f"scep:{transaction_id}", issued.not_after)
-        ca.record_issued(issued, use, actor=actor, transaction_id=transaction_id, approved_by=actor)
-        now = ca.clock.now()
-        ca.stores.scep.update_transaction(
-            provisioner,
-            transaction_id,
-            expect_status=PENDING,
-            status=ISSUED,
-            updated_at=now,
-            serial=issued.serial_hex,
-            decided_by=actor,
-            reason="",
-        )
+        try:
+            self._record(enrolment, pending, issued, actor=actor, approved_by=actor)
+        except SCEPFailure:
+            current = self.transaction(provisioner, transaction_id)
+            raise Conflict(
+                f"SCEP request {transaction_id!r} is {current.status}, not pending"
+            ) from None
         return self.transaction(provisioner, transaction_id)
 
     def reject(

@@ -16,6 +16,9 @@ from typing import Protocol
 
 import attrs
 
+from .audit import AuditEvent
+from .records import CertificateRecord, UsedToken
+
 #: Transaction states: awaiting an operator, a certificate issued, refused by an operator.
 PENDING = "pending"
 ISSUED = "issued"
@@ -95,6 +98,22 @@ class SCEPStore(Protocol):
         """Move a transaction from *expect_status* to *status* (and set the given fields;
         None leaves a field as it is); False, writing nothing, when it is not in
         *expect_status* (another request decided first) or does not exist."""
+        ...
+
+    def record_issued(
+        self,
+        transaction: SCEPTransaction,
+        certificate: CertificateRecord,
+        used_token: UsedToken | None,
+        event: AuditEvent | None,
+        *,
+        renewal: bool = False,
+    ) -> bool:
+        """Store *certificate* (claiming *used_token*, with its audit *event*) and
+        *transaction* (ISSUED, with the certificate's serial) in one commit: a new
+        transaction, or one PENDING until now; with *renewal*, the ISSUED transaction of
+        the enrolment it renews takes the new serial. False, storing nothing, when the
+        token was used or the transaction is not in that state."""
         ...
 
     def transactions(

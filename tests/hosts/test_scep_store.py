@@ -412,3 +412,52 @@ def test_records_survive_closing_and_opening_again(tmp_path: Path) -> None:
         assert not again.scep.use_challenge("scep", sha256("spent"), now=NOW, transaction_id="x")
     finally:
         again.close()
+
+
+# --- a certificate and its transaction in one commit ----------------------------------
+
+
+def _issued(stores: Stores, tx: SCEPTransaction, serial: str, token_id: str, **kw: bool) -> bool:
+    from hosts.store import UsedToken
+    from tests.hosts.store.records import record
+
+    done = attrs.evolve(tx, status=ISSUED, serial=serial, updated_at=NOW + timedelta(seconds=1))
+    use = UsedToken("scep", token_id, NOW + timedelta(days=1), NOW)
+    return stores.scep.record_issued(done, record(serial, provisioner_name="scep"), use, None, **kw)
+
+
+def test_record_issued_stores_the_certificate_and_the_transaction_together(
+    stores: Stores,
+) -> None:
+    assert _issued(stores, transaction("t1"), "a1", "scep:t1")
+    stored = stores.scep.get_transaction("scep", "t1")
+    assert stored is not None and stored.status == ISSUED and stored.serial == "a1"
+    assert stores.certificates.get_certificate("a1") is not None
+    # The same transactionID again: the token is used, nothing more is stored.
+    assert not _issued(stores, transaction("t1"), "a2", "scep:t1")
+    assert stores.certificates.get_certificate("a2") is None
+    assert stores.scep.get_transaction("scep", "t1").serial == "a1"  # type: ignore[union-attr]
+
+
+def test_record_issued_decides_a_pending_transaction_once(stores: Stores) -> None:
+    assert stores.scep.add_transaction(transaction("t2", method="static"))
+    assert _issued(stores, transaction("t2"), "b1", "scep:t2")
+    stored = stores.scep.get_transaction("scep", "t2")
+    assert stored is not None and stored.status == ISSUED and stored.method == "static"
+    # A rejected transaction takes no certificate, and the certificate is rolled back.
+    assert stores.scep.add_transaction(transaction("t3"))
+    assert stores.scep.update_transaction(
+        "scep", "t3", expect_status=PENDING, status=REJECTED, updated_at=NOW
+    )
+    assert not _issued(stores, transaction("t3"), "b2", "scep:t3")
+    assert stores.certificates.get_certificate("b2") is None
+    assert stores.tokens.use_token("scep", "scep:t3", NOW + timedelta(days=1), NOW)
+
+
+def test_a_renewal_moves_an_issued_transaction_to_the_new_certificate(stores: Stores) -> None:
+    assert _issued(stores, transaction("t4"), "c1", "scep:t4")
+    assert _issued(stores, transaction("t4"), "c2", "scep:t4:renews:c1", renewal=True)
+    assert stores.scep.get_transaction("scep", "t4").serial == "c2"  # type: ignore[union-attr]
+    # A renewal needs an issued transaction to move.
+    assert not _issued(stores, transaction("t5"), "c3", "scep:t5:renews:x", renewal=True)
+    assert stores.certificates.get_certificate("c3") is None

@@ -69,6 +69,6 @@ def open_sqlite(path: Path, *, synchronous: str = "full") -> Stores:
         acme=SQLiteACME(database, certificates),
         accounts=SQLiteAccounts(database),
         audit=audit,
-        scep=SQLiteSCEP(database),
+        scep=SQLiteSCEP(database, certificates),
         closer=database.close,
     )

@@ -159,6 +159,13 @@ class SQLiteCertificates:
         """
         return self.database.group_commit(partial(self._store, record, used_token, event))
 
+    def store_in_transaction(
+        self, record: CertificateRecord, used_token: UsedToken | None, event: AuditEvent | None
+    ) -> bool:
+        """:meth:`record_certificate`'s writes inside a transaction another store opened
+        (SCEP stores its transaction in the same commit); False if the token was used."""
+        return self._store(record, used_token, event)
+
     def _store(
         self, record: CertificateRecord, used_token: UsedToken | None, event: AuditEvent | None
     ) -> bool:

@@ -18,7 +18,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..scep import TRANSACTION_STATES, SCEPChallenge, SCEPTransaction
+from ..audit import AuditEvent
+from ..records import CertificateRecord, UsedToken
+from ..scep import ISSUED, TRANSACTION_STATES, SCEPChallenge, SCEPTransaction
+from .certificates import SQLiteCertificates
 from .database import Database, from_timestamp, timestamp
 
 _TRANSACTION_COLUMNS = (
@@ -90,9 +93,14 @@ def _check_status(status: str) -> None:
         )
 
 
+class _NotRecorded(Exception):
+    """The transaction row could not take the certificate: roll the commit back."""
+
+
 class SQLiteSCEP:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, certificates: SQLiteCertificates) -> None:
         self.database = database
+        self.certificates = certificates
 
     def _write(self, sql: str, params: tuple[object, ...]) -> bool:
         """Run one statement in a committed transaction; True if it changed a row."""
@@ -170,6 +178,66 @@ class SQLiteSCEP:
                 expect_status,
             ),
         )
+
+    def record_issued(
+        self,
+        transaction: SCEPTransaction,
+        certificate: CertificateRecord,
+        used_token: UsedToken | None,
+        event: AuditEvent | None,
+        *,
+        renewal: bool = False,
+    ) -> bool:
+        t = transaction
+        _check_status(t.status)
+        if t.status != ISSUED or t.serial != certificate.serial:
+            raise ValueError("the transaction must be issued with the certificate's serial")
+
+        def step() -> bool:
+            if not self.certificates.store_in_transaction(certificate, used_token, event):
+                return False
+            connection = self.database.connection
+            if renewal:
+                cursor = connection.execute(
+                    "UPDATE scep_transactions SET serial = ?, updated_at = ?, method = ?,"
+                    " reason = NULL WHERE provisioner = ? AND transaction_id = ?"
+                    " AND status = 'issued'",
+                    (t.serial, timestamp(t.updated_at), t.method, t.provisioner, t.transaction_id),
+                )
+            else:
+                cursor = connection.execute(
+                    f"INSERT INTO scep_transactions ({_TRANSACTION_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (provisioner, transaction_id) DO UPDATE SET"
+                    " status = excluded.status, serial = excluded.serial,"
+                    " updated_at = excluded.updated_at, decided_by = excluded.decided_by,"
+                    " reason = NULL, method = COALESCE(scep_transactions.method, excluded.method)"
+                    " WHERE scep_transactions.status = 'pending'",
+                    (
+                        t.provisioner,
+                        t.transaction_id,
+                        t.request_sha256,
+                        t.message_type,
+                        t.status,
+                        t.subject,
+                        t.csr_der,
+                        t.signer_der,
+                        timestamp(t.created_at),
+                        timestamp(t.updated_at),
+                        t.serial,
+                        t.decided_by,
+                        t.reason,
+                        t.method,
+                    ),
+                )
+            if cursor.rowcount != 1:
+                raise _NotRecorded
+            return True
+
+        try:
+            return self.database.group_commit(step)
+        except _NotRecorded:
+            return False
 
     def transactions(
         self,
