@@ -315,6 +315,12 @@ class SCEPService:
             raise SCEPFailure(FailInfo.BAD_REQUEST, f"unknown message type {kind}")
         if message.enveloped is None:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "the message carries no encrypted content")
+        if not isinstance(message.signer.public_key(), rsa.RSAPublicKey):
+            # Replies are encrypted to the signer certificate's key: RSA key transport.
+            raise SCEPFailure(
+                FailInfo.BAD_ALG,
+                "the signer certificate's key must be RSA (replies are encrypted to it)",
+            )
         if not isinstance(ra.key, rsa.RSAPrivateKey):
             raise SCEPFailure(FailInfo.BAD_ALG, "the RA key cannot decrypt (it is not RSA)")
         content = decrypt_envelope(

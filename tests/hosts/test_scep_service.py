@@ -876,3 +876,32 @@ def test_a_bad_operator_ra_is_refused_at_load(ca: CA, kind: str, words: str) -> 
     add_scep_provisioner(ca.data_dir, **options)
     with pytest.raises(ConfigurationError, match=words):
         load(ca).close()
+
+
+def test_a_request_signed_with_an_ec_key_is_refused_before_anything_is_issued(
+    authority: Authority, client: SCEPClient
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    name = x509.Name.from_rfc4514_string("CN=dev1")
+    from cryptography.hazmat.primitives import hashes
+
+    ec_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ec_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(ec_key, hashes.SHA256())
+    )
+    before = counts(authority)
+    message = client.request(
+        "tx-ec", scep_csr(client.key, "dev1", CHALLENGE), signer=(ec_cert, ec_key)
+    )
+    rep = read_cert_rep(authority.scep.pki_operation(PROVISIONER, message), trusted=[client.ra])
+    refused(rep, FailInfo.BAD_ALG, "must be RSA")
+    assert counts(authority) == before
