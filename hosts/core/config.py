@@ -57,6 +57,9 @@ class ServerConfig:
     # credential) refill at this rate, up to burst at once; 0 turns the limit off.
     rate_limit_per_second: float = 20.0
     rate_limit_burst: int = 200
+    # A second, plain-HTTP listener that serves SCEP (/scep/...) and nothing else, for
+    # network gear and MDM clients that speak SCEP over HTTP only (None: none).
+    scep_http_listen: str | None = None
 
 
 def _number(
@@ -103,7 +106,20 @@ def _server_config(server: Mapping[str, Any], where: str) -> ServerConfig:
             f"{where}: server.rate_limit_burst must be at least 1 while"
             " server.rate_limit_per_second is above 0 (0 turns the rate limit off)"
         )
+    scep_http_listen = server.get("scep_http_listen")
+    if scep_http_listen is not None:
+        if not isinstance(scep_http_listen, str):
+            raise ConfigurationError(f"{where}: server.scep_http_listen must be a string HOST:PORT")
+        try:
+            parse_listen(scep_http_listen)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: server.scep_http_listen: {exc}") from None
+        if scep_http_listen == listen:
+            raise ConfigurationError(
+                f"{where}: server.scep_http_listen must differ from server.listen (HTTPS)"
+            )
     return ServerConfig(
+        scep_http_listen=scep_http_listen,
         listen=listen,
         dns_names=tuple(dns_names),
         max_body_bytes=_integer(
@@ -180,6 +196,7 @@ SCHEMA: Mapping[str, Any] = {
         "max_connections": VALUE,
         "rate_limit_per_second": VALUE,
         "rate_limit_burst": VALUE,
+        "scep_http_listen": VALUE,
     },
     "store": {"path": VALUE, "synchronous": VALUE},
     "plugins": {"disabled": VALUE},

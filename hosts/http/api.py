@@ -18,6 +18,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from engine.errors import NotFound, ProtocolError
 from hosts.core.authority import Authority
 from hosts.service.audit import audit_query
 from hosts.service.ca import serial_hex
@@ -26,7 +27,7 @@ from hosts.service.certificates import certificate_query
 from . import wire
 from .acme import ACMEHandlers
 from .ratelimit import limiter_for
-from .routing import Access, HTTPRequest, HTTPResponse, Router
+from .routing import Access, HTTPRequest, HTTPResponse, Router, error_response
 from .scep import add_scep_admin_routes, add_scep_routes
 
 PEM = "application/x-pem-file"
@@ -131,6 +132,27 @@ def revoke_body(
     """``POST /1.0/revoke``: {serial, ott?, reasonCode?, reason?}."""
     authority.revocation.revoke(wire.revoke_request(body), peer_der, bearer)
     return {"status": "ok"}
+
+
+def build_plain_router(authority: Authority) -> Router:
+    """What the plain-HTTP listener (``[server] scep_http_listen``) serves: SCEP and
+    nothing else; any other path is 404 with a JSON body saying so."""
+    server = authority.config.server
+    router = Router(
+        server.max_body_bytes,
+        limiter=limiter_for(server.rate_limit_per_second, server.rate_limit_burst),
+    )
+    add_scep_routes(router, authority.scep, _run)
+
+    async def https_only(request: HTTPRequest, exc: ProtocolError) -> HTTPResponse:
+        if isinstance(exc, NotFound) and not request.path.startswith("/scep/"):
+            exc = NotFound(
+                "only SCEP (/scep/...) is served over plain HTTP; use the CA's https:// URL"
+            )
+        return error_response(exc)
+
+    router.on_refusal("/", https_only)
+    return router
 
 
 def build_router(authority: Authority) -> Router:

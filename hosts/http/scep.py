@@ -78,7 +78,9 @@ def add_scep_routes(router: Router, scep: SCEPService, run: Run) -> None:
                 if text is None:
                     raise BadRequest("PKIOperation over GET carries its message in ?message=")
                 message = message_bytes(text)
-            reply = await run(scep.pki_operation, provisioner, message)
+            # Single DES is accepted over HTTPS only (where a provisioner allows it).
+            secure = request.base_url.startswith("https://")
+            reply = await run(lambda: scep.pki_operation(provisioner, message, secure=secure))
             return HTTPResponse.data(reply, PKI_MESSAGE)
         raise BadRequest(
             f"unknown SCEP operation {operation[:40]!r}; expected one of {', '.join(OPERATIONS)}"

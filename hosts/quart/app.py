@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine.errors import PayloadTooLarge, ProtocolError
 from hosts.core.authority import Authority
-from hosts.http.api import build_router
+from hosts.http.api import build_plain_router, build_router
 from hosts.http.routing import HTTPRequest, HTTPResponse, internal_error
 
 from .peercert import peer_certificate
@@ -42,6 +42,8 @@ def _current_request() -> Request:
 def create_app(authority: Authority) -> QuartTrio:
     app = QuartTrio("devid")
     router = build_router(authority)
+    # Plain HTTP ([server] scep_http_listen, hypercorn's insecure bind) serves SCEP only.
+    plain_router = build_plain_router(authority)
     app.config["MAX_CONTENT_LENGTH"] = router.max_body_bytes
     app.config["BODY_TIMEOUT"] = 30
 
@@ -83,6 +85,7 @@ def create_app(authority: Authority) -> QuartTrio:
             return _to_quart(await router.refuse(_bare_request(), exc))
         body = await current.get_data(as_text=False)
         assert isinstance(body, bytes)
+        serving = router if current.scheme == "https" else plain_router
         http_request = HTTPRequest(
             method=current.method,
             path=current.path,
@@ -93,6 +96,6 @@ def create_app(authority: Authority) -> QuartTrio:
             base_url=f"{current.scheme}://{current.host}",
             client=current.remote_addr or "",
         )
-        return _to_quart(await router.dispatch(http_request))
+        return _to_quart(await serving.dispatch(http_request))
 
     return app

@@ -67,6 +67,11 @@ async def serve(
         tls, idle_timeout=settings.idle_timeout, max_connections=settings.max_connections
     )
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if settings.scep_http_listen is not None:
+        # SCEP over plain HTTP: the app answers it from a router that serves SCEP only.
+        scep_host, scep_port = parse_listen(settings.scep_http_listen)
+        bind = f"[{scep_host}]:{scep_port}" if ":" in scep_host else f"{scep_host}:{scep_port}"
+        config.insecure_bind = [bind]
     config.alpn_protocols = ["h2", "http/1.1"]
     config.accesslog = None
     # hypercorn's default errorlog "-" adds its own plain-text stderr handler, which

@@ -26,7 +26,10 @@ import trio
 from engine.errors import BadRequest, PayloadTooLarge
 from hosts.http.routing import HTTPRequest, HTTPResponse, Router, error_response
 
-from .tls import TLSStream
+from .tls import PlainStream, TLSStream
+
+#: A connection: TLS, or plain TCP for the SCEP-over-HTTP listener.
+Stream = TLSStream | PlainStream
 
 log = logging.getLogger("devid.raw")
 
@@ -47,7 +50,7 @@ class _Requests:
 
     __slots__ = ("closed", "conn", "leftover", "stream")
 
-    def __init__(self, stream: TLSStream) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         # What the client sent past the request being read, and whether it has closed.
@@ -91,7 +94,7 @@ def response_bytes(response: HTTPResponse, *, close: bool) -> bytes:
     return "".join(lines).encode("latin-1") + response.body
 
 
-async def _respond(stream: TLSStream, response: HTTPResponse, *, close: bool) -> None:
+async def _respond(stream: Stream, response: HTTPResponse, *, close: bool) -> None:
     # One write for the whole response: one TLS record run and one send.
     try:
         await stream.send_all(response_bytes(response, close=close))
@@ -115,7 +118,7 @@ async def _read_body(requests: _Requests, limit: int) -> bytes:
             raise _Closed()
 
 
-async def _drain(stream: TLSStream, limit: int = 4 * 1024 * 1024) -> None:
+async def _drain(stream: Stream, limit: int = 4 * 1024 * 1024) -> None:
     """Read and discard what the client is still sending, briefly, so that closing
     does not reset the connection before it has read our error response."""
     received = 0
@@ -131,7 +134,7 @@ async def _drain(stream: TLSStream, limit: int = 4 * 1024 * 1024) -> None:
 
 
 async def serve_connection(
-    stream: TLSStream,
+    stream: Stream,
     router: Router,
     base_url: str,
     *,
@@ -206,7 +209,9 @@ async def _handle(
     path, _, query_string = target.partition("?")
     method = request.method.decode("ascii", "replace").upper()
     host = headers.get("host")
-    request_base = f"https://{host}" if host is not None else base_url
+    # The scheme is the connection's (base_url's): https, or http on the SCEP listener.
+    scheme = base_url.partition("://")[0] or "https"
+    request_base = f"{scheme}://{host}" if host is not None else base_url
     try:
         length = headers.get("content-length")
         router.check_length(int(length) if length and length.isdigit() else None)

@@ -30,10 +30,10 @@ from hosts.core.runtime import (
     wait_for_signal,
 )
 from hosts.core.servercert import ServerTLS
-from hosts.http.api import build_router
+from hosts.http.api import build_plain_router, build_router
 
-from .connection import serve_connection
-from .tls import TLSStream
+from .connection import Stream, serve_connection
+from .tls import PlainStream, TLSStream
 
 log = logging.getLogger("devid.server")
 
@@ -136,17 +136,41 @@ async def serve(
 
     settings = authority.config.server
     slots = ConnectionSlots(settings.max_connections)
+    # SCEP over plain HTTP ([server] scep_http_listen), on the first worker only.
+    plain_router = None
+    plain_sock: socket.socket | None = None
+    plain_base = ""
+    if settings.scep_http_listen is not None and worker == 0:
+        plain_router = build_plain_router(authority)
+        plain_sock = listening_socket(settings.scep_http_listen)
+        plain_base = f"http://{names[0]}:{plain_sock.getsockname()[1]}"
 
-    async def handler(conn: socket.socket, address: Any) -> None:
+    async def handler(
+        conn: socket.socket,
+        address: Any,
+        *,
+        plain: bool = False,
+    ) -> None:
         # Whatever happens on one connection stays there: an exception here would
         # reach the server's nursery and stop the process.
         client = str(address[0]) if isinstance(address, tuple) else ""
         if not slots.acquire(client):
             conn.close()
             return
-        stream: TLSStream | None = None
+        stream: Stream | None = None
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if plain:
+                assert plain_router is not None
+                stream = PlainStream(conn)
+                await serve_connection(
+                    stream,
+                    plain_router,
+                    plain_base,
+                    client=client,
+                    idle_timeout=settings.idle_timeout,
+                )
+                return
             stream = TLSStream(conn, tls.context)
             await serve_connection(
                 stream, router, default_base, client=client, idle_timeout=settings.idle_timeout
@@ -160,14 +184,27 @@ async def serve(
         finally:
             slots.release()
 
+    async def plain_handler(conn: socket.socket, address: Any) -> None:
+        await handler(conn, address, plain=True)
+
     try:
         with request_threads_and_frozen_heap(threads):
             await _serve_until_shutdown(
-                sock, handler, authority, tls, urls, worker, shutdown_trigger, task_status
+                sock,
+                handler,
+                authority,
+                tls,
+                urls,
+                worker,
+                shutdown_trigger,
+                task_status,
+                plain=None if plain_sock is None else (plain_sock, plain_base, plain_handler),
             )
     finally:
         if owned:
             sock.close()
+        if plain_sock is not None:
+            plain_sock.close()
         for path in (tls.certfile, tls.keyfile):
             path.unlink(missing_ok=True)
     log.info("stopped", extra={"host": "raw", "worker": worker})
@@ -222,6 +259,8 @@ async def _serve_until_shutdown(
     worker: int,
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
     task_status: trio.TaskStatus[list[str]],
+    *,
+    plain: tuple[socket.socket, str, Handler] | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         if shutdown_trigger is None:  # this process's own signals
@@ -230,6 +269,10 @@ async def _serve_until_shutdown(
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as acceptor:
                 acceptor.start_soon(accept_connections, sock, handler, connections)
+                if plain is not None:
+                    plain_sock, plain_url, plain_handler = plain
+                    acceptor.start_soon(accept_connections, plain_sock, plain_handler, connections)
+                    log.info("SCEP over plain HTTP", extra={"url": plain_url + "/scep/"})
                 log.info(
                     "devid CA listening",
                     extra={

@@ -112,3 +112,60 @@ class TLSStream:
                 pass
         trio.lowlevel.notify_closing(sock)
         sock.close()
+
+
+class PlainStream:
+    """A plain-TCP connection with :class:`TLSStream`'s interface, for the listener that
+    serves SCEP over HTTP (``[server] scep_http_listen``): no handshake, no peer
+    certificate."""
+
+    __slots__ = ("_closed", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._closed = False
+
+    def _check_open(self) -> socket.socket:
+        if self._closed:
+            raise trio.ClosedResourceError("the stream was closed")
+        return self._sock
+
+    async def do_handshake(self) -> None:
+        self._check_open()
+
+    def peer_certificate(self) -> bytes | None:
+        return None
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        sock = self._check_open()
+        while True:
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from None
+            await trio.lowlevel.checkpoint()
+            return data
+
+    async def send_all(self, data: bytes) -> None:
+        sock = self._check_open()
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from None
+            view = view[sent:]
+
+    def close(self, *, notify: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        trio.lowlevel.notify_closing(self._sock)
+        self._sock.close()

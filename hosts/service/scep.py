@@ -221,9 +221,10 @@ class SCEPService:
 
     # --- PKIOperation --------------------------------------------------------------------------
 
-    def pki_operation(self, name: str, body: bytes) -> bytes:
+    def pki_operation(self, name: str, body: bytes, *, secure: bool = True) -> bytes:
         """The CertRep for one PKIOperation request; a refused request gets FAILURE
-        (NotFound only for a provisioner that does not exist)."""
+        (NotFound only for a provisioner that does not exist). *secure* says the request
+        came over TLS: single DES, where a provisioner allows it, is accepted only then."""
         enrolment = self.enrolment(name)
         ra = self._ra(enrolment)
         try:
@@ -243,7 +244,7 @@ class SCEPService:
                 reply=_Reply(PKIStatus.FAILURE, fail_info=failure.fail_info, text=str(failure)),
             )
         try:
-            reply = self._operation(enrolment, ra, message)
+            reply = self._operation(enrolment, ra, message, secure=secure)
         except SCEPFailure as failure:
             reply = _Reply(PKIStatus.FAILURE, fail_info=failure.fail_info, text=str(failure))
         except ProtocolError as refusal:
@@ -304,7 +305,9 @@ class SCEPService:
             return used
         return enrolment.reply_encryption
 
-    def _operation(self, enrolment: SCEPEnrolling, ra: Signer, message: PKIMessage) -> _Reply:
+    def _operation(
+        self, enrolment: SCEPEnrolling, ra: Signer, message: PKIMessage, *, secure: bool
+    ) -> _Reply:
         kind = message.message_type
         if kind not in (
             *ENROLMENTS,
@@ -323,9 +326,10 @@ class SCEPService:
             )
         if not isinstance(ra.key, rsa.RSAPrivateKey):
             raise SCEPFailure(FailInfo.BAD_ALG, "the RA key cannot decrypt (it is not RSA)")
-        content = decrypt_envelope(
-            message.enveloped, ra.certificate, ra.key, allowed=enrolment.encryptions
-        )
+        allowed = enrolment.encryptions
+        if not secure:
+            allowed = allowed - {ContentEncryption.DES_CBC}
+        content = decrypt_envelope(message.enveloped, ra.certificate, ra.key, allowed=allowed)
         if kind in ENROLMENTS:
             return self._enrol(enrolment, message, content)
         if kind == MessageType.CERT_POLL:

@@ -24,10 +24,10 @@ accepted.
 
 Content encryption: AES-128 and AES-256 always; 3DES with ``allow_des3 = true``; single
 DES only with ``allow_des = true``, for clients that know nothing else (Debian's Go
-scepclient 2.1). devid serves SCEP over HTTPS, so TLS protects the challenge in transit
-whatever the message's own cipher; a provisioner that allows DES should still use
-one-time challenges. ``approval = "manual"`` makes every new enrolment wait for an operator
-(``devid scep approve``) after its challenge passed.
+scepclient 2.1), and over HTTPS only (the host refuses it on the plain-HTTP SCEP
+listener), so TLS protects the challenge in transit; a provisioner that allows DES should
+still use one-time challenges. ``approval = "manual"`` makes every new enrolment wait
+for an operator (``devid scep approve``) after its challenge passed.
 """
 
 from __future__ import annotations
