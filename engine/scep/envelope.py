@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from typing import Any
 
@@ -42,6 +43,8 @@ _RSAES_OAEP = "1.2.840.113549.1.1.7"
 _MGF1 = "1.2.840.113549.1.1.8"
 _OAEP_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
 KEY_TRANSPORTS = ("pkcs1v15", "oaep", "oaep-sha1")
+# Why any content whose key has been unwrapped is refused, whatever step failed.
+UNDECRYPTABLE = "the content cannot be decrypted"
 
 
 def _fail(info: FailInfo, text: str) -> SCEPFailure:
@@ -106,18 +109,17 @@ def decrypt_envelope(
     """The plaintext of an EnvelopedData addressed to *recipient* (whose private key is
     *key*), if its content encryption is one of *allowed*."""
     envelope = load_strict(cms.ContentInfo, enveloped, "EnvelopedData")
-    recipient_der = recipient.public_bytes(Encoding.DER)
 
     def read() -> tuple[Any, Any]:
         if envelope["content_type"].dotted != "1.2.840.113549.1.7.3":
             raise ValueError("not an EnvelopedData")
         data = envelope["content"]
-        ours = asn1_x509.Certificate.load(recipient_der)
+        ours = _recipient_identity(recipient)
         found = None
         for info in data["recipient_infos"]:
             if info.name != "ktri":
                 continue
-            if identifies(info.chosen["rid"], ours):
+            if ours.named_by(info.chosen["rid"]):
                 found = info.chosen
                 break
         return found, _EncryptedContentInfo.load(data["encrypted_content_info"].dump())
@@ -156,25 +158,62 @@ def decrypt_envelope(
     if ciphertext is None:
         raise SCEPFailure(FailInfo.BAD_REQUEST, "EnvelopedData has no encrypted content")
     key_padding = _key_transport(ktri)
+    # From here on every failure depends on the decrypted content key, and each one is
+    # refused alike (one failInfo, one text), the content decrypted either way, so that a
+    # client cannot tell which step failed: no padding or key-unwrapping oracle.
     try:
         content_key = key.decrypt(encrypted_key, key_padding)
     except ValueError:
-        raise SCEPFailure(
-            FailInfo.BAD_MESSAGE_CHECK, "the content key cannot be decrypted"
-        ) from None
-    if len(content_key) != cipher.key_size:
-        raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the content key has the wrong length")
+        content_key = b""
+    usable = len(content_key) == cipher.key_size
+    if not usable:
+        content_key = bytes(cipher.key_size)  # decrypt anyway, with a key no one chose
     if not ciphertext or len(ciphertext) % cipher.block_size:
-        raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the encrypted content has a partial block")
+        raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, UNDECRYPTABLE)
     decryptor = Cipher(_algorithm(kind, content_key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
     unpadder = padding.PKCS7(cipher.block_size * 8).unpadder()
     try:
-        return unpadder.update(padded) + unpadder.finalize()
+        plaintext = unpadder.update(padded) + unpadder.finalize()
     except ValueError:
-        raise SCEPFailure(
-            FailInfo.BAD_MESSAGE_CHECK, "the decrypted content has bad padding"
-        ) from None
+        usable = False
+    if not usable:
+        raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, UNDECRYPTABLE)
+    return plaintext
+
+
+@attrs.frozen
+class _Identity:
+    """What a RecipientIdentifier can name a certificate by, read once per certificate."""
+
+    issuer: bytes  # the issuer Name's DER
+    serial: int
+    key_identifier: bytes | None
+
+    def named_by(self, rid: Any) -> bool:
+        """Whether the (asn1crypto) RecipientIdentifier *rid* names this certificate, as
+        :func:`identifies` decides."""
+        if rid.name == "issuer_and_serial_number":
+            value = rid.chosen
+            if value["serial_number"].native != self.serial:
+                return False
+            issuer = value["issuer"]
+            return bool(issuer.dump() == self.issuer or issuer == asn1_x509.Name.load(self.issuer))
+        if rid.name == "subject_key_identifier":
+            identifier = self.key_identifier
+            return identifier is not None and hmac.compare_digest(identifier, rid.chosen.native)
+        return False
+
+
+@functools.lru_cache(maxsize=16)
+def _recipient_identity(certificate: x509.Certificate) -> _Identity:
+    ours = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+    tbs = ours["tbs_certificate"]
+    return _Identity(
+        issuer=bytes(tbs["issuer"].dump()),
+        serial=tbs["serial_number"].native,
+        key_identifier=ours.key_identifier,
+    )
 
 
 def identifies(rid: Any, certificate: Any) -> bool:
@@ -248,49 +287,70 @@ def envelope(
     padded = padder.update(content) + padder.finalize()
     encryptor = Cipher(_algorithm(encryption, content_key), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padded) + encryptor.finalize()
-    key_algorithm: dict[str, Any]
     transport: asym_padding.AsymmetricPadding
     if key_transport == "pkcs1v15":
-        key_algorithm = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
         transport = asym_padding.PKCS1v15()
     else:
         name = "sha256" if key_transport == "oaep" else "sha1"
-        key_algorithm = {
+        transport = asym_padding.OAEP(
+            mgf=asym_padding.MGF1(_OAEP_HASHES[name]()), algorithm=_OAEP_HASHES[name](), label=None
+        )
+    # Assembled from the DER of its parts, each encoded by asn1crypto: filling the
+    # structures from dicts costs more than the RSA encryption.
+    tbs = asn1_x509.Certificate.load(recipient.public_bytes(Encoding.DER))["tbs_certificate"]
+    rid = cms.IssuerAndSerialNumber(
+        contents=bytes(tbs["issuer"].dump()) + bytes(tbs["serial_number"].dump())
+    )
+    ktri = cms.KeyTransRecipientInfo(
+        contents=b"".join(
+            (
+                _VERSION_0,
+                bytes(rid.dump()),
+                _key_encryption_algorithm(key_transport),
+                bytes(core.OctetString(public_key.encrypt(content_key, transport)).dump()),
+            )
+        )
+    )
+    content_algorithm = cms.EncryptionAlgorithm({"algorithm": cipher.oid, "parameters": iv})
+    encrypted = cms.EncryptedContentInfo(
+        contents=b"".join(
+            (
+                _DATA,
+                bytes(content_algorithm.dump()),
+                bytes(core.OctetString(ciphertext, implicit=0).dump()),
+            )
+        )
+    )
+    data = cms.EnvelopedData(
+        contents=b"".join(
+            (
+                _VERSION_0,
+                bytes(cms.RecipientInfos(contents=bytes(ktri.dump())).dump()),
+                bytes(encrypted.dump()),
+            )
+        ),
+        explicit=0,
+    )
+    return bytes(cms.ContentInfo(contents=_ENVELOPED_DATA + bytes(data.dump())).dump())
+
+
+_VERSION_0 = bytes(cms.CMSVersion("v0").dump())
+_DATA = bytes(cms.ContentType("data").dump())
+_ENVELOPED_DATA = bytes(cms.ContentType("enveloped_data").dump())
+
+
+@functools.cache
+def _key_encryption_algorithm(key_transport: str) -> bytes:
+    """The DER KeyEncryptionAlgorithm of a key transport of :data:`KEY_TRANSPORTS`."""
+    if key_transport == "pkcs1v15":
+        algorithm: dict[str, Any] = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+    else:
+        name = "sha256" if key_transport == "oaep" else "sha1"
+        algorithm = {
             "algorithm": "rsaes_oaep",
             "parameters": {
                 "hash_algorithm": {"algorithm": name},
                 "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": name}},
             },
         }
-        transport = asym_padding.OAEP(
-            mgf=asym_padding.MGF1(_OAEP_HASHES[name]()), algorithm=_OAEP_HASHES[name](), label=None
-        )
-    certificate = asn1_x509.Certificate.load(recipient.public_bytes(Encoding.DER))
-    ktri = cms.KeyTransRecipientInfo(
-        {
-            "version": "v0",
-            "rid": cms.RecipientIdentifier(
-                name="issuer_and_serial_number",
-                value=cms.IssuerAndSerialNumber(
-                    {
-                        "issuer": certificate["tbs_certificate"]["issuer"],
-                        "serial_number": certificate["tbs_certificate"]["serial_number"],
-                    }
-                ),
-            ),
-            "key_encryption_algorithm": key_algorithm,
-            "encrypted_key": public_key.encrypt(content_key, transport),
-        }
-    )
-    data = cms.EnvelopedData(
-        {
-            "version": "v0",
-            "recipient_infos": [cms.RecipientInfo(name="ktri", value=ktri)],
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": cipher.oid, "parameters": iv},
-                "encrypted_content": ciphertext,
-            },
-        }
-    )
-    return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": data}).dump())
+    return bytes(cms.KeyEncryptionAlgorithm(algorithm).dump())

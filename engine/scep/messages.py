@@ -4,6 +4,7 @@ requests for clients and tests)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
@@ -508,8 +509,47 @@ def read_cert_rep(
 # --- building ----------------------------------------------------------------------
 
 
-def _attribute(oid: str, value: Any) -> Any:
-    return cms.CMSAttribute({"type": oid, "values": [value]})
+# Building assembles each structure from the DER of its parts, every part encoded by
+# asn1crypto and the parts that never change for a signer or an algorithm encoded once:
+# filling asn1crypto's structures from dicts costs several times the RSA signature.
+
+
+@functools.lru_cache(maxsize=64)
+def _oid(oid: str) -> bytes:
+    return bytes(core.ObjectIdentifier(oid).dump())
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_algorithm(digest: str) -> bytes:
+    return bytes(cms.DigestAlgorithm({"algorithm": digest}).dump())
+
+
+@functools.lru_cache(maxsize=32)
+def _signature_algorithm(name: str) -> bytes:
+    return bytes(cms.SignedDigestAlgorithm({"algorithm": name}).dump())
+
+
+@functools.lru_cache(maxsize=16)
+def _signer_identity(certificate: x509.Certificate) -> tuple[bytes, bytes]:
+    """A signer certificate's DER and its SignerIdentifier (issuerAndSerialNumber) DER."""
+    der = certificate.public_bytes(Encoding.DER)
+    tbs = asn1_x509.Certificate.load(der)["tbs_certificate"]
+    sid = cms.SignerIdentifier(
+        name="issuer_and_serial_number",
+        value=cms.IssuerAndSerialNumber(
+            {"issuer": tbs["issuer"], "serial_number": tbs["serial_number"]}
+        ),
+    )
+    return der, bytes(sid.dump())
+
+
+_VERSION_1 = bytes(cms.CMSVersion("v1").dump())
+
+
+def _attribute(oid: str, value: Any) -> bytes:
+    """The DER of a CMSAttribute of *oid* with the one (asn1crypto) *value*."""
+    values = cms.SetOfAny(contents=bytes(value.dump()))
+    return bytes(cms.CMSAttribute(contents=_oid(oid) + bytes(values.dump())).dump())
 
 
 def _time(now: datetime) -> Any:
@@ -525,7 +565,7 @@ def _signed_data(
     *,
     signer: Signer,
     digest: str,
-    attributes: list[Any],
+    attributes: list[bytes],
     content: bytes | None,
     certificates: Sequence[x509.Certificate],
     now: datetime,
@@ -540,8 +580,8 @@ def _signed_data(
         *attributes,
     ]
     # DER orders a SET OF by the encodings of its elements.
-    signed_attrs = cms.CMSAttributes(sorted(everything, key=lambda a: a.dump()))
-    to_sign = signed_attrs.dump()
+    signed_attrs = b"".join(sorted(everything))
+    to_sign = bytes(cms.CMSAttributes(contents=signed_attrs).dump())
     algorithm = HASHES[digest]()
     if isinstance(signer.key, rsa.RSAPrivateKey):
         signature = signer.key.sign(to_sign, padding.PKCS1v15(), algorithm)
@@ -551,45 +591,43 @@ def _signed_data(
         signature_algorithm = f"{digest}_ecdsa"
     else:
         raise ValueError("the signer's key must be RSA or EC")
-    own = asn1_x509.Certificate.load(signer.certificate.public_bytes(Encoding.DER))
+    own, sid = _signer_identity(signer.certificate)
     included = [own]
-    seen = {own.dump()}
+    seen = {own}
     for certificate in certificates:
         der = certificate.public_bytes(Encoding.DER)
         if der not in seen:
             seen.add(der)
-            included.append(asn1_x509.Certificate.load(der))
+            included.append(der)
+    digest_algorithm = _digest_algorithm(digest)
     signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value=cms.IssuerAndSerialNumber(
-                    {
-                        "issuer": own["tbs_certificate"]["issuer"],
-                        "serial_number": own["tbs_certificate"]["serial_number"],
-                    }
-                ),
-            ),
-            "digest_algorithm": {"algorithm": digest},
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": {"algorithm": signature_algorithm},
-            "signature": signature,
-        }
+        contents=b"".join(
+            (
+                _VERSION_1,
+                sid,
+                digest_algorithm,
+                bytes(cms.CMSAttributes(contents=signed_attrs, implicit=0).dump()),
+                _signature_algorithm(signature_algorithm),
+                bytes(core.OctetString(signature).dump()),
+            )
+        )
     )
-    encapsulated: dict[str, Any] = {"content_type": "data"}
+    encapsulated = _oid(_ID_DATA)
     if content is not None:
-        encapsulated["content"] = content
+        encapsulated += bytes(core.OctetString(content, explicit=0).dump())
     signed = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [{"algorithm": digest}],
-            "encap_content_info": encapsulated,
-            "certificates": included,
-            "signer_infos": [signer_info],
-        }
+        contents=b"".join(
+            (
+                _VERSION_1,
+                bytes(cms.DigestAlgorithms(contents=digest_algorithm).dump()),
+                bytes(cms.EncapsulatedContentInfo(contents=encapsulated).dump()),
+                bytes(cms.CertificateSet(contents=b"".join(included), implicit=0).dump()),
+                bytes(cms.SignerInfos(contents=bytes(signer_info.dump())).dump()),
+            )
+        ),
+        explicit=0,
     )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())
+    return bytes(cms.ContentInfo(contents=_oid(_ID_SIGNED_DATA) + bytes(signed.dump())).dump())
 
 
 def _printable(value: str, what: str) -> Any:

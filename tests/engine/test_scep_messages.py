@@ -9,6 +9,7 @@ import pytest
 from asn1crypto import algos, cms, core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -476,6 +477,78 @@ def test_partial_block_is_a_bad_message_check() -> None:
         ra().key,
         allowed=ALL,
     )
+
+
+def _wrong_key_length(data: Any) -> None:
+    """An AES-128 content key presented as AES-256's (the IV fits both)."""
+    algorithm = data["encrypted_content_info"]["content_encryption_algorithm"]
+    algorithm["algorithm"] = "2.16.840.1.101.3.4.1.42"
+
+
+def _bad_padding(data: Any) -> None:
+    content = data["encrypted_content_info"]
+    ciphertext = bytearray(content["encrypted_content"].native)
+    ciphertext[-1] ^= 0xFF
+    content["encrypted_content"] = bytes(ciphertext)
+
+
+def _partial_block(data: Any) -> None:
+    content = data["encrypted_content_info"]
+    content["encrypted_content"] = content["encrypted_content"].native[:-1]
+
+
+def _other_content_key(data: Any) -> None:
+    ktri = data["recipient_infos"][0].chosen
+    ktri["encrypted_key"] = rsa_key("ra").public_key().encrypt(b"k" * 32, asym_padding.PKCS1v15())
+
+
+def _no_key_transport(data: Any) -> None:
+    """An OAEP-wrapped key labelled PKCS#1 v1.5: the key transport itself fails or, with
+    implicit rejection, yields a key no one chose."""
+    ktri = data["recipient_infos"][0].chosen
+    ktri["key_encryption_algorithm"] = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+
+
+@pytest.mark.parametrize(
+    ("edit", "key_transport", "encryption"),
+    [
+        (_wrong_key_length, "pkcs1v15", ContentEncryption.AES128_CBC),
+        (_bad_padding, "pkcs1v15", ContentEncryption.AES256_CBC),
+        (_bad_padding, "oaep", ContentEncryption.DES3_CBC),
+        (_partial_block, "oaep", ContentEncryption.AES256_CBC),
+        (_other_content_key, "pkcs1v15", ContentEncryption.AES256_CBC),
+        (_no_key_transport, "oaep", ContentEncryption.AES256_CBC),
+    ],
+)
+def test_every_failure_after_key_transport_is_refused_alike(
+    edit: Any, key_transport: str, encryption: ContentEncryption
+) -> None:
+    """Once the content key has been unwrapped, no failure tells which step failed (key
+    transport, key length, whole blocks, padding): one failInfo, one text, no oracle."""
+    enveloped = _enveloped(request(b"x" * 40, key_transport=key_transport, encryption=encryption))
+    failure = refused(
+        FailInfo.BAD_MESSAGE_CHECK,
+        decrypt_envelope,
+        _edit_envelope(enveloped, edit),
+        ra().certificate,
+        ra().key,
+        allowed=ALL,
+    )
+    assert failure.text == "the content cannot be decrypted"
+
+
+@pytest.mark.parametrize("key_transport", ["pkcs1v15", "oaep"])
+def test_a_wrong_private_key_is_refused_alike(key_transport: str) -> None:
+    enveloped = _enveloped(request(b"x", key_transport=key_transport))
+    failure = refused(
+        FailInfo.BAD_MESSAGE_CHECK,
+        decrypt_envelope,
+        enveloped,
+        ra().certificate,
+        rsa_key("not-the-ra"),
+        allowed=ALL,
+    )
+    assert failure.text == "the content cannot be decrypted"
 
 
 def test_envelope_garbage_is_a_bad_request() -> None:
