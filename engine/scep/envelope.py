@@ -186,9 +186,9 @@ def decrypt_envelope(
 class _Identity:
     """What a RecipientIdentifier can name a certificate by, read once per certificate."""
 
+    certificate: x509.Certificate
     issuer: bytes  # the issuer Name's DER
     serial: int
-    key_identifier: bytes | None
 
     def named_by(self, rid: Any) -> bool:
         """Whether the (asn1crypto) RecipientIdentifier *rid* names this certificate, as
@@ -200,7 +200,7 @@ class _Identity:
             issuer = value["issuer"]
             return bool(issuer.dump() == self.issuer or issuer == asn1_x509.Name.load(self.issuer))
         if rid.name == "subject_key_identifier":
-            identifier = self.key_identifier
+            identifier = _key_identifier(self.certificate)
             return identifier is not None and hmac.compare_digest(identifier, rid.chosen.native)
         return False
 
@@ -210,10 +210,16 @@ def _recipient_identity(certificate: x509.Certificate) -> _Identity:
     ours = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
     tbs = ours["tbs_certificate"]
     return _Identity(
+        certificate=certificate,
         issuer=bytes(tbs["issuer"].dump()),
         serial=tbs["serial_number"].native,
-        key_identifier=ours.key_identifier,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _key_identifier(certificate: x509.Certificate) -> bytes | None:
+    identifier = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER)).key_identifier
+    return None if identifier is None else bytes(identifier)
 
 
 def identifies(rid: Any, certificate: Any) -> bool:
@@ -311,7 +317,9 @@ def envelope(
             )
         )
     )
-    content_algorithm = cms.EncryptionAlgorithm({"algorithm": cipher.oid, "parameters": iv})
+    content_algorithm = cms.EncryptionAlgorithm(
+        contents=_oid(cipher.oid) + bytes(core.OctetString(iv).dump())
+    )
     encrypted = cms.EncryptedContentInfo(
         contents=b"".join(
             (
@@ -335,6 +343,13 @@ def envelope(
 
 
 _VERSION_0 = bytes(cms.CMSVersion("v0").dump())
+
+
+@functools.cache
+def _oid(oid: str) -> bytes:
+    return bytes(core.ObjectIdentifier(oid).dump())
+
+
 _DATA = bytes(cms.ContentType("data").dump())
 _ENVELOPED_DATA = bytes(cms.ContentType("enveloped_data").dump())
 
