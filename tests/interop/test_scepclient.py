@@ -1,23 +1,22 @@
 """SCEP (RFC 8894) against a real ``devid serve``, on both hosts: micromdm's
 ``scepclient`` (Debian ``scep`` 2.1, Go) and the SCEP client of ``scep_client.py``.
 
-One CA is made for the module (``devid init``, a static challenge file, two SCEP
-provisioners: ``mdm`` with one-time challenges too, ``gated`` with manual approval),
-their RA certificates made once, and the data directory copied for each host, so the
-quart and raw hosts serve the same CA and RA and their answers can be compared.
+One CA is made for the module (``devid init``, a static challenge file, three SCEP
+provisioners: ``mdm`` with one-time challenges and ``allow_des``, ``strict`` without
+it, ``gated`` with manual approval), their RA certificates made once, and the data
+directory copied for each host, so the quart and raw hosts serve the same CA and RA
+and their answers can be compared.
 
 What ``scepclient`` 2.1 does, read from its source (cmd/scepclient, scep/scep.go):
-it keeps its CSR in ``csr.pem`` beside the key and, while no ``-certificate`` file
-exists, signs a PKCSReq with a self-signed ``self.pem``; once the certificate file
-exists it sends a RenewalReq signed by that certificate, without a challenge. A
-PENDING reply makes it sleep 30 seconds and send the same PKCSReq again. It encrypts
-the CSR to every certificate GetCACert returns unless ``-ca-fingerprint`` picks one
-(an EC CA certificate makes it panic), and always with single DES-CBC (its pkcs7
-package's default; GetCACaps does not change it). devid refuses single DES (AES, or
-3DES where ``allow_des3`` is set), so this client is refused with badAlg: the test
-pins that outcome, and that the request got that far (its BER EnvelopedData read).
-The enrolment flows themselves run through ``scep_client.py``, which sends what
-``scepclient`` sends but with AES-256-CBC, and polls with CertPoll.
+it keeps its CSR in ``csr.pem`` beside the key and derives the transactionID from the
+key; while no ``-certificate`` file exists it signs a PKCSReq with a self-signed
+``self.pem``, and once the certificate file exists it sends a RenewalReq signed by
+that certificate, without a challenge, under the same transactionID. It encrypts the
+CSR with single DES-CBC, always, to the certificate ``-ca-fingerprint`` picks out of
+GetCACert's (without it, devid's EC CA certificates make it panic), so only a
+provisioner with ``allow_des = true`` takes it. The enrolment, one-time challenge,
+renewal, revocation and refusal flows run through it; ``scep_client.py`` covers what
+it cannot do: AES requests, CertPoll, and manual approval (see that test).
 """
 
 from __future__ import annotations
@@ -46,7 +45,8 @@ from .scep_client import SCEPClient, new_key, self_signed
 from .support import client_env, need, openssl_verify, run, shown
 
 CHALLENGE = "correct-horse-battery-staple"
-STATIC = "mdm"  # static challenge file and one-time challenges
+STATIC = "mdm"  # static challenge file, one-time challenges, single DES allowed
+STRICT = "strict"  # static challenge file, AES (no allow_des)
 GATED = "gated"  # static challenge file, approval = "manual"
 PROVISIONERS = f"""
 [[provisioners]]
@@ -54,6 +54,12 @@ type = "SCEP"
 name = "{STATIC}"
 challenge_file = "secrets/scep-challenge"
 one_time_challenges = true
+allow_des = true
+
+[[provisioners]]
+type = "SCEP"
+name = "{STRICT}"
+challenge_file = "secrets/scep-challenge"
 
 [[provisioners]]
 type = "SCEP"
@@ -103,7 +109,7 @@ def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (data / "secrets" / "scep-challenge").write_text(CHALLENGE + "\n")
     with (data / "devid.toml").open("a") as config:
         config.write(PROVISIONERS)
-    for name in (STATIC, GATED):  # make each RA now, so both copies share it
+    for name in (STATIC, STRICT, GATED):  # make each RA now, so both copies share it
         run_devid("scep", "ra", name, "--data", data)
     return data
 
@@ -173,42 +179,146 @@ def check_certificate(served: Served, certificate: x509.Certificate, tmp_path: P
 # --- micromdm's scepclient -------------------------------------------------------------------
 
 
-def ra_fingerprint(served: Served) -> str:
-    """SHA-256 of the RA certificate, for ``scepclient -ca-fingerprint``."""
-    return hashlib.sha256(served.client().ra().public_bytes(Encoding.DER)).hexdigest()
+def ra_fingerprint(served: Served, provisioner: str = STATIC) -> str:
+    """The RA certificate's SHA-256, as the README has it printed for ``-ca-fingerprint``."""
+    fingerprint = served.devid("scep", "ra", provisioner, "--fingerprint").strip()
+    ra = served.client(provisioner).ra().public_bytes(Encoding.DER)
+    assert fingerprint == hashlib.sha256(ra).hexdigest()
+    return fingerprint
 
 
 def scepclient(
-    served: Served, workdir: Path, *args: str, provisioner: str = STATIC
+    served: Served, device: Path, *args: str, provisioner: str = STATIC
 ) -> subprocess.CompletedProcess[str]:
-    workdir.mkdir(parents=True, exist_ok=True)
+    """One ``scepclient`` run for the device whose files are in *device*: an enrolment
+    while ``cert.pem`` is missing, a renewal signed by it once it exists."""
+    device.mkdir(parents=True, exist_ok=True)
     argv = ["scepclient", "-server-url", f"{served.url}/scep/{provisioner}"]
-    argv += ["-private-key", str(workdir / "key.pem"), "-certificate", str(workdir / "cert.pem")]
-    argv += ["-ca-fingerprint", ra_fingerprint(served), *args]
+    argv += ["-private-key", str(device / "key.pem"), "-certificate", str(device / "cert.pem")]
+    argv += ["-ca-fingerprint", ra_fingerprint(served, provisioner), *args]
     # Go's crypto/x509 takes its trusted roots from SSL_CERT_FILE on Linux.
-    return run(argv, client_env(SSL_CERT_FILE=str(served.root)), workdir, timeout=30)
+    return run(argv, client_env(SSL_CERT_FILE=str(served.root)), device, timeout=30)
+
+
+def enrolled(result: subprocess.CompletedProcess[str], device: Path) -> x509.Certificate:
+    assert result.returncode == 0, shown(result)
+    return x509.load_pem_x509_certificate((device / "cert.pem").read_bytes())
+
+
+FAIL_INFO_NAMES = {FailInfo.BAD_ALG: "badAlg", FailInfo.BAD_REQUEST: "badRequest"}
+
+
+def failed(result: subprocess.CompletedProcess[str], request: str, info: FailInfo) -> None:
+    """scepclient got a CertRep FAILURE with *info*, verified against the RA."""
+    assert result.returncode == 1, shown(result)
+    name = {"PKCSReq": 19, "RenewalReq": 17}[request]
+    failure = f"failInfo: {FAIL_INFO_NAMES[info]} ({int(info)})"
+    text = f"{request} ({name}) request failed, {failure}"
+    assert text in result.stdout + result.stderr, shown(result)
+
+
+def stored_nothing(served: Served, cn: str, provisioner: str = STATIC) -> None:
+    assert f"CN={cn}" not in served.subjects(provisioner)
+    # A transaction's subject is the CSR's: scepclient's adds OU, O and C to the CN.
+    assert not [t for t in served.transactions() if f"CN={cn}" in t["subject"].split(",")]
+
+
+def evidence(served: Served, certificate: x509.Certificate) -> dict[str, Any]:
+    shown_json = served.devid_json("cert", "show", str(certificate.serial_number))
+    return dict(shown_json["certificate"]["evidence"])
+
+
+def status(served: Served, certificate: x509.Certificate) -> str:
+    for listed in served.certificates(STATIC):
+        if int(listed["serialNumber"]) == certificate.serial_number:
+            return str(listed["status"])
+    raise AssertionError(f"serial {certificate.serial_number} is not stored")
 
 
 @need("scepclient")
-def test_scepclient_is_refused_for_single_des_and_nothing_is_stored(
-    served: Served, tmp_path: Path
-) -> None:
+def test_scepclient_enrols_with_the_static_challenge(served: Served, tmp_path: Path) -> None:
     cn = f"go-{served.host}"
-    result = scepclient(served, tmp_path / "go", "-cn", cn, "-challenge", CHALLENGE)
+    device = tmp_path / "device"
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, shown(result)
-    # GetCACert, GetCACaps and the POSTed PKIOperation all answered 200 ...
-    for operation in ("GetCACert", "GetCACaps", "PKIOperation"):
-        assert f"op={operation} error=null" in output, shown(result)
-    # ... and the signed, DES-encrypted PKCSReq was read as far as its cipher: a CertRep
-    # FAILURE with badAlg, which scepclient verified against the RA and reports.
-    assert "PKCSReq (19) request failed, failInfo: badAlg (0)" in output, shown(result)
-    assert not (tmp_path / "go" / "cert.pem").exists()
-    log = served.log.read_text()
-    assert "content encryption des-cbc is not allowed" in log, log
-    assert f"CN={cn}" not in " ".join(served.subjects(STATIC))
-    assert not [t for t in served.transactions() if cn in t["subject"]]
+    certificate = enrolled(scepclient(served, device, "-cn", cn, "-challenge", CHALLENGE), device)
+
+    assert common_name(certificate) == cn
+    check_certificate(served, certificate, tmp_path)
+    assert evidence(served, certificate)["challenge"] == "static"
+
+
+@need("scepclient")
+def test_scepclient_one_time_challenge_enrols_once(served: Served, tmp_path: Path) -> None:
+    cn = f"go-once-{served.host}"
+    made = served.devid_json("scep", "challenge", STATIC, "--subject", cn)
+
+    first = tmp_path / "first"
+    certificate = enrolled(
+        scepclient(served, first, "-cn", cn, "-challenge", made["challenge"]), first
+    )
+    assert common_name(certificate) == cn
+    assert evidence(served, certificate)["challenge"] == "one-time"
+    # Another device (another key, so another transactionID) with the used challenge.
+    second = tmp_path / "second"
+    failed(
+        scepclient(served, second, "-cn", cn, "-challenge", made["challenge"]),
+        "PKCSReq",
+        FailInfo.BAD_REQUEST,
+    )
+
+    assert not (second / "cert.pem").exists()
+    assert served.subjects(STATIC).count(f"CN={cn}") == 1
+
+
+@need("scepclient")
+def test_scepclient_renews_until_revoked(served: Served, tmp_path: Path) -> None:
+    cn = f"go-renew-{served.host}"
+    device = tmp_path / "device"
+    first = enrolled(scepclient(served, device, "-cn", cn, "-challenge", CHALLENGE), device)
+
+    # The same files, no challenge: a RenewalReq signed by cert.pem, under the
+    # transactionID of the enrolment (the same key), and a new certificate.
+    renewed = enrolled(scepclient(served, device, "-cn", cn), device)
+    assert renewed.subject == first.subject
+    assert renewed.serial_number != first.serial_number
+    assert renewed.public_key() == first.public_key()
+    proof = evidence(served, renewed)
+    assert proof["challenge"] == "renewal"
+    assert int(proof["renewed_serial"], 16) == first.serial_number
+    assert status(served, first) == "active"  # renewing revokes nothing
+
+    revoke = ("ca", "revoke", str(renewed.serial_number), "--reason", "key compromise")
+    served.devid(*revoke, "--ca-url", served.url, "--root", str(served.root))
+    failed(scepclient(served, device, "-cn", cn), "RenewalReq", FailInfo.BAD_REQUEST)
+    current = x509.load_pem_x509_certificate((device / "cert.pem").read_bytes())
+    assert current.serial_number == renewed.serial_number
+    assert served.subjects(STATIC).count(f"CN={cn}") == 2
+
+
+@need("scepclient")
+def test_scepclient_wrong_challenge_stores_nothing(served: Served, tmp_path: Path) -> None:
+    cn = f"go-intruder-{served.host}"
+    device = tmp_path / "device"
+
+    result = scepclient(served, device, "-cn", cn, "-challenge", "not-the-challenge-at-all")
+
+    failed(result, "PKCSReq", FailInfo.BAD_REQUEST)
+    assert not (device / "cert.pem").exists()
+    stored_nothing(served, cn)
+
+
+@need("scepclient")
+def test_scepclient_is_refused_without_allow_des(served: Served, tmp_path: Path) -> None:
+    cn = f"go-strict-{served.host}"
+    device = tmp_path / "device"
+
+    result = scepclient(served, device, "-cn", cn, "-challenge", CHALLENGE, provisioner=STRICT)
+
+    # The signed, DES-encrypted PKCSReq was read as far as its cipher: badAlg.
+    failed(result, "PKCSReq", FailInfo.BAD_ALG)
+    assert not (device / "cert.pem").exists()
+    assert "content encryption des-cbc is not allowed" in served.log.read_text()
+    stored_nothing(served, cn, STRICT)
 
 
 # --- enrolment flows -----------------------------------------------------------------------
@@ -236,20 +346,6 @@ def test_wrong_or_missing_challenge_stores_nothing(served: Served, challenge: st
     assert transaction not in [t["transactionID"] for t in served.transactions()]
 
 
-def test_one_time_challenge_enrols_once(served: Served) -> None:
-    made = served.devid_json("scep", "challenge", STATIC, "--subject", "dev2")
-    challenge = made["challenge"]
-    client = served.client()
-    before = served.subjects(STATIC).count("CN=dev2")
-
-    certificate = issued(client.enrol(new_key(), "dev2", challenge))
-    assert common_name(certificate) == "dev2"
-    text = refused(client.enrol(new_key(), "dev2", challenge))
-
-    assert "one-time challenge" in text, text
-    assert served.subjects(STATIC).count("CN=dev2") == before + 1
-
-
 def test_renewal_needs_no_challenge_until_revoked(served: Served) -> None:
     client = served.client()
     key = new_key()
@@ -271,6 +367,10 @@ def test_renewal_needs_no_challenge_until_revoked(served: Served) -> None:
 
 
 def test_manual_approval_waits_for_the_operator(served: Served) -> None:
+    """Through ``scep_client.py``: scepclient answers PENDING by sleeping 30 seconds
+    before it sends its PKCSReq again, which would make this test take a minute per
+    host; this client polls with CertPoll (which scepclient does not send) and then
+    resends the PKCSReq as scepclient would, under the same transaction."""
     client = served.client(GATED)
     key = new_key()
     cn = f"printer-{served.host}"
