@@ -112,8 +112,8 @@ class SCEPStore(Protocol):
         """Store *certificate* (claiming *used_token*, with its audit *event*) and
         *transaction* (ISSUED, with the certificate's serial) in one commit: a new
         transaction, or one PENDING until now; with *renewal*, the ISSUED transaction of
-        the enrolment it renews takes the new serial. False, storing nothing, when the
-        token was used or the transaction is not in that state."""
+        the enrolment it renews takes the new serial (and the renewal's request). False,
+        storing nothing, when the token was used or the transaction is not in that state."""
         ...
 
     def transactions(

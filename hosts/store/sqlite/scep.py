@@ -198,11 +198,24 @@ class SQLiteSCEP:
                 return False
             connection = self.database.connection
             if renewal:
+                # The transaction now stands for its latest request: a resend of the
+                # renewal is recognised by its CSR.
                 cursor = connection.execute(
                     "UPDATE scep_transactions SET serial = ?, updated_at = ?, method = ?,"
-                    " reason = NULL WHERE provisioner = ? AND transaction_id = ?"
+                    " reason = NULL, request_sha256 = ?, message_type = ?, csr_der = ?,"
+                    " signer_der = ? WHERE provisioner = ? AND transaction_id = ?"
                     " AND status = 'issued'",
-                    (t.serial, timestamp(t.updated_at), t.method, t.provisioner, t.transaction_id),
+                    (
+                        t.serial,
+                        timestamp(t.updated_at),
+                        t.method,
+                        t.request_sha256,
+                        t.message_type,
+                        t.csr_der,
+                        t.signer_der,
+                        t.provisioner,
+                        t.transaction_id,
+                    ),
                 )
             else:
                 cursor = connection.execute(
