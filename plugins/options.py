@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -66,6 +66,28 @@ class Options:
         )
         sub.finish()
         return limits
+
+    def issuer(self, issuers: Collection[str], default: str = "tls") -> str:
+        """``issuer``: one of *issuers* (the CA's intermediates, ``env.issuers``)."""
+        issuer = self.string("issuer", default)
+        if issuer not in issuers:
+            raise ConfigurationError(
+                f"{self.where}: issuer {issuer!r} is not one of {', '.join(sorted(issuers))}"
+            )
+        return issuer
+
+    def template_ekus(self, default: Sequence[str] = ("clientAuth",)) -> list[Any]:
+        """The ``[template]`` table's ``ekus`` list (names or dotted OIDs, unparsed); the
+        table may hold nothing else."""
+        template = self.get("template", {})
+        if not isinstance(template, Mapping):
+            raise ConfigurationError(f"{self.where}: 'template' must be a table")
+        template_opts = Options(f"{self.where}.template", template)
+        ekus = template_opts.get("ekus", list(default))
+        if not isinstance(ekus, list):
+            raise ConfigurationError(f"{self.where}.template: 'ekus' must be a list")
+        template_opts.finish()
+        return ekus
 
     def key_types(self, key: str = "key_types") -> frozenset[KeyType]:
         value = self.get(key, [k.value for k in KeyType])

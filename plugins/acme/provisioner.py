@@ -214,11 +214,7 @@ class ACMEProvisioner(Provisioner):
             "require_inventory", False
         )
         default_issuer = "agent" if registered_devices else "tls"
-        issuer = opts.string("issuer", default_issuer)
-        if issuer not in env.issuers:
-            raise ConfigurationError(
-                f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
-            )
+        issuer = opts.issuer(env.issuers, default_issuer)
         unknown = sorted(set(challenges) - set(CHALLENGE_TYPES))
         if unknown or not challenges:
             raise ConfigurationError(

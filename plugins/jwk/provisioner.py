@@ -112,11 +112,7 @@ class JWKProvisioner(Provisioner):
             raise ConfigurationError(f"{where}: invalid key: {exc.detail}") from None
         if not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             raise ConfigurationError(f"{where}: the key must be EC (ES256/ES384) or Ed25519")
-        issuer = opts.string("issuer", "tls")
-        if issuer not in env.issuers:
-            raise ConfigurationError(
-                f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
-            )
+        issuer = opts.issuer(env.issuers)
         max_token_lifetime = opts.duration("max_token_lifetime", "5m")
         if not timedelta(0) < max_token_lifetime <= MAX_TOKEN_LIFETIME_CAP:
             raise ConfigurationError(f"{where}: max_token_lifetime must be between 1s and 1h")

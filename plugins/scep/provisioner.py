@@ -214,19 +214,8 @@ class SCEPProvisioner(Provisioner):
     ) -> SCEPProvisioner:
         where = f"provisioner {name!r} (SCEP)"
         opts = Options(where, options)
-        issuer = opts.string("issuer", "tls")
-        if issuer not in env.issuers:
-            raise ConfigurationError(
-                f"{where}: issuer {issuer!r} is not one of {', '.join(sorted(env.issuers))}"
-            )
-        template = opts.get("template", {})
-        if not isinstance(template, Mapping):
-            raise ConfigurationError(f"{where}: 'template' must be a table")
-        template_opts = Options(f"{where}.template", template)
-        ekus = template_opts.get("ekus", ["clientAuth"])
-        if not isinstance(ekus, list):
-            raise ConfigurationError(f"{where}.template: 'ekus' must be a list")
-        template_opts.finish()
+        issuer = opts.issuer(env.issuers)
+        ekus = opts.template_ekus()
         encryption = opts.string("encryption", "aes256")
         if encryption not in _ENCRYPTIONS:
             raise ConfigurationError(

@@ -72,6 +72,26 @@ def _transaction(row: tuple[Any, ...]) -> SCEPTransaction:
     )
 
 
+def _row(t: SCEPTransaction) -> tuple[object, ...]:
+    """A transaction as the columns of ``_TRANSACTION_COLUMNS``."""
+    return (
+        t.provisioner,
+        t.transaction_id,
+        t.request_sha256,
+        t.message_type,
+        t.status,
+        t.subject,
+        t.csr_der,
+        t.signer_der,
+        timestamp(t.created_at),
+        timestamp(t.updated_at),
+        t.serial,
+        t.decided_by,
+        t.reason,
+        t.method,
+    )
+
+
 def _challenge(row: tuple[Any, ...]) -> SCEPChallenge:
     provisioner, digest, created_at, expires_at, created_by, subject, used_at, used_by = row
     return SCEPChallenge(
@@ -128,22 +148,7 @@ class SQLiteSCEP:
             f"INSERT INTO scep_transactions ({_TRANSACTION_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (provisioner, transaction_id) DO NOTHING",
-            (
-                t.provisioner,
-                t.transaction_id,
-                t.request_sha256,
-                t.message_type,
-                t.status,
-                t.subject,
-                t.csr_der,
-                t.signer_der,
-                timestamp(t.created_at),
-                timestamp(t.updated_at),
-                t.serial,
-                t.decided_by,
-                t.reason,
-                t.method,
-            ),
+            _row(t),
         )
 
     def update_transaction(
@@ -226,22 +231,7 @@ class SQLiteSCEP:
                     " updated_at = excluded.updated_at, decided_by = excluded.decided_by,"
                     " reason = NULL, method = COALESCE(scep_transactions.method, excluded.method)"
                     " WHERE scep_transactions.status = 'pending'",
-                    (
-                        t.provisioner,
-                        t.transaction_id,
-                        t.request_sha256,
-                        t.message_type,
-                        t.status,
-                        t.subject,
-                        t.csr_der,
-                        t.signer_der,
-                        timestamp(t.created_at),
-                        timestamp(t.updated_at),
-                        t.serial,
-                        t.decided_by,
-                        t.reason,
-                        t.method,
-                    ),
+                    _row(t),
                 )
             if cursor.rowcount != 1:
                 raise _NotRecorded
