@@ -71,6 +71,7 @@ from plugins.enrolment import ChallengeQuery, SCEPEnrolling, SCEPRequest, Webhoo
 from plugins.provisioner import CertificateFacts
 
 from .ca import CA, serial_hex
+from .lookup import certificate_facts
 
 log = logging.getLogger("devid.scep")
 
@@ -521,17 +522,7 @@ class SCEPService:
                 FailInfo.BAD_REQUEST,
                 f"the certificate renewed was not issued through provisioner {enrolment.name!r}",
             )
-        facts = CertificateFacts(
-            serial=record.serial,
-            issuer=record.issuer,
-            provisioner_type=record.provisioner_type,
-            provisioner_name=record.provisioner_name,
-            status=record.status,
-            not_before=record.not_before,
-            not_after=record.not_after,
-            evidence=record.evidence,
-            der=record.der,
-        )
+        facts = certificate_facts(record)
         return facts, signer
 
     def _check_challenge(

@@ -52,7 +52,9 @@ from plugins.api import (
     RenewAuthorization,
     RenewContext,
     SetAssurance,
+    describe_ekus,
     durations_view,
+    parse_ekus,
     require_active_device,
 )
 
@@ -63,15 +65,6 @@ NETWORK_CHALLENGES = ["http-01", "dns-01", "tls-alpn-01"]
 DEVICE_FORMATS = ["tpm", "apple", "step"]
 MIN_EAB_KEY_BYTES = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$")
-_EKUS: dict[str, x509.ObjectIdentifier] = {
-    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
-    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
-    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
-}
-_EKU_NAMES = {oid: name for name, oid in _EKUS.items()}
 
 
 def _strings(opts: Options, key: str, default: list[str]) -> list[str]:
@@ -82,25 +75,7 @@ def _strings(opts: Options, key: str, default: list[str]) -> list[str]:
 
 
 def _ekus(opts: Options) -> tuple[x509.ObjectIdentifier, ...]:
-    table = opts.get("template", {})
-    if not isinstance(table, Mapping):
-        raise ConfigurationError(f"{opts.where}: 'template' must be a table")
-    sub = Options(f"{opts.where}.template", table)
-    names = _strings(sub, "ekus", ["serverAuth", "clientAuth"])
-    sub.finish()
-    out: list[x509.ObjectIdentifier] = []
-    for name in names:
-        if name in _EKUS:
-            out.append(_EKUS[name])
-            continue
-        try:
-            out.append(x509.ObjectIdentifier(name))
-        except ValueError:
-            known = ", ".join(_EKUS)
-            raise ConfigurationError(
-                f"{opts.where}: unknown EKU {name!r} (use {known} or a dotted OID)"
-            ) from None
-    return tuple(out)
+    return parse_ekus(opts.template_ekus(("serverAuth", "clientAuth")), f"{opts.where}.template")
 
 
 def _eab_keys(opts: Options) -> dict[str, bytes]:
@@ -369,7 +344,7 @@ class ACMEProvisioner(Provisioner):
         return AttestationContext(now=now, roots=roots, intermediates=intermediates)
 
     def describe_ekus(self) -> list[str]:
-        return [_EKU_NAMES.get(oid, oid.dotted_string) for oid in self.extended_key_usage]
+        return describe_ekus(self.extended_key_usage)
 
 
 def assurance_of(authorizations: Sequence[Any]) -> Assurance:
