@@ -12,14 +12,17 @@ than :data:`RA_RENEW_BEFORE` left, its issuer changed, or its files do not match
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -32,6 +35,19 @@ from engine.scep import Signer
 from .pki import write_private
 
 log = logging.getLogger("devid.scep")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on *path* (made if missing) between processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
 
 RA_LIFETIME = timedelta(days=365)
 RA_RENEW_BEFORE = timedelta(days=30)
@@ -69,7 +85,14 @@ class RAKeys:
             found = self._loaded.get(key)
             if found is not None and found.certificate.not_valid_after_utc - now > RA_RENEW_BEFORE:
                 return found
-            signer = self._load(provisioner, issuer, now) or self._create(provisioner, issuer, now)
+            signer = self._load(provisioner, issuer, now)
+            if signer is None:
+                # Server processes (--workers) share the files: one makes the RA, and the
+                # others, waiting on the lock, then load it instead of making their own.
+                with _file_lock(ra_files(self.data_dir, provisioner)[1].with_suffix(".lock")):
+                    signer = self._load(provisioner, issuer, now) or self._create(
+                        provisioner, issuer, now
+                    )
             self._loaded[key] = signer
             return signer
 
@@ -87,11 +110,11 @@ class RAKeys:
             return None
         if not isinstance(key, rsa.RSAPrivateKey):
             return None
-        if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+        if key.public_key() != cert.public_key():
             return None
         try:
             cert.verify_directly_issued_by(issuer.certificate)
-        except (ValueError, TypeError, Exception):
+        except (ValueError, TypeError, InvalidSignature):
             log.info("SCEP RA of %s: issuer changed; making a new RA certificate", provisioner)
             return None
         if cert.not_valid_after_utc - now <= RA_RENEW_BEFORE:

@@ -932,3 +932,35 @@ def test_a_renewal_under_the_enrolments_transaction_id_renews_and_its_resend_is_
     stored = authority.ca.stores.scep.get_transaction(PROVISIONER, "tx-first")
     assert stored is not None and stored.serial == format(renewed.serial_number, "x")
     assert stored.method == "renewal" and stored.message_type == MessageType.RENEWAL_REQ
+
+
+def test_server_processes_sharing_a_data_directory_share_one_ra(ca: CA) -> None:
+    """Each --workers process has its own RAKeys: the first to need the RA makes it, the
+    others load it (a request encrypted to one worker's RA is read by any other)."""
+    from engine.ports import CountingRandom
+    from hosts.core.scep_ra import RAKeys
+
+    add_scep_provisioner(ca.data_dir)
+    authority = load(ca)
+    try:
+        issuer = authority.issuers["tls"]
+    finally:
+        authority.close()
+    workers = [
+        RAKeys(ca.data_dir, lambda: ca.password, CountingRandom(bytes([i]))) for i in range(4)
+    ]
+    now = datetime.now(UTC)
+    made: list[x509.Certificate] = []
+    barrier = threading.Barrier(len(workers))
+
+    def first_use(keys: RAKeys) -> None:
+        barrier.wait()
+        made.append(keys.signer(PROVISIONER, issuer, now).certificate)
+
+    threads = [threading.Thread(target=first_use, args=(keys,)) for keys in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == len(workers)
+    assert len(set(made)) == 1
