@@ -6,7 +6,8 @@ A provisioner serves SCEP when its ``scep()`` capability answers (the built-in
 - GetCACaps, GetCACert (the provisioner's RA certificate, then its issuer's chain),
   GetNextCACert (a staged next issuer certificate, signed by the RA);
 - PKIOperation: the request's signature is checked, its content decrypted with the RA
-  key (AES by default; DES3 only where the provisioner allows it), then by message type:
+  key (AES; 3DES and single DES only where the provisioner allows them, single DES over
+  HTTPS only), then by message type:
 
   - PKCSReq: a transactionID seen before with the same CSR gets the same answer
     (the certificate, PENDING, or the refusal); with another CSR it is refused. Else
@@ -15,7 +16,8 @@ A provisioner serves SCEP when its ``scep()`` capability answers (the built-in
     certificate is issued at once, or, with manual approval, the request waits
     (PENDING) for ``devid scep approve``;
   - RenewalReq / UpdateReq: the same, except that a request signed by a certificate
-    this provisioner issued, still active and unexpired, needs no challenge;
+    this provisioner issued, still active and unexpired, needs no challenge (under the
+    transactionID of the enrolment it renews, too: clients derive it from the key);
   - CertPoll: the answer of the transaction, by transactionID and subject;
   - GetCert: a certificate this provisioner issued; GetCRL: its issuer's CRL;
   - anything else: FAILURE badRequest.
