@@ -134,6 +134,25 @@ def latency_figures(latencies: Sequence[float]) -> dict[str, float]:
 # --- the signing load (http, scaling) ------------------------------------------------------------
 
 
+def check_levels(concurrency: Sequence[int], requests: Sequence[int], rounds: int) -> None:
+    """A load plan's levels: one timed request count per concurrency level, all positive."""
+    if len(requests) != len(concurrency):
+        raise ValueError("one request count per concurrency level")
+    if rounds < 1 or any(c < 1 for c in (*concurrency, *requests)):
+        raise ValueError("concurrency levels and request counts must be positive")
+
+
+def requests_in_run(
+    concurrency: Sequence[int],
+    requests: Sequence[int],
+    rounds: int,
+    warmup_for: Callable[[int], int],
+) -> int:
+    """Every request a load plan sends to one target over the run, warm-ups included."""
+    plan = zip(concurrency, requests, strict=True)
+    return rounds * sum(warmup_for(c) + r for c, r in plan)
+
+
 @dataclass(frozen=True)
 class LoadParams:
     """How hard and how long to load each server."""
@@ -152,17 +171,13 @@ class LoadParams:
     max_errors: int = 20
 
     def __post_init__(self) -> None:
-        if len(self.requests) != len(self.concurrency):
-            raise ValueError("one request count per concurrency level")
-        if self.rounds < 1 or any(c < 1 for c in self.concurrency + self.requests):
-            raise ValueError("concurrency levels and request counts must be positive")
+        check_levels(self.concurrency, self.requests, self.rounds)
 
     def warmup_for(self, concurrency: int) -> int:
         return self.warmup if self.warmup is not None else max(8, 2 * concurrency)
 
     def requests_per_server(self) -> int:
-        plan = zip(self.concurrency, self.requests, strict=True)
-        return self.rounds * sum(self.warmup_for(c) + r for c, r in plan)
+        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -79,8 +79,10 @@ from ..common import (
 from ..loadgen import Pool
 from ..rounds import (
     RoundSample,
+    check_levels,
     latency_figures,
     level_figures,
+    requests_in_run,
     schedule,
     server_cpu_used,
     timed_level,
@@ -157,10 +159,7 @@ class AccountsParams:
     max_errors: int = 20
 
     def __post_init__(self) -> None:
-        if len(self.requests) != len(self.concurrency):
-            raise ValueError("one request count per concurrency level")
-        if self.rounds < 1 or any(c < 1 for c in self.concurrency + self.requests):
-            raise ValueError("concurrency levels and request counts must be positive")
+        check_levels(self.concurrency, self.requests, self.rounds)
 
     @staticmethod
     def warmup_for(concurrency: int) -> int:
@@ -168,8 +167,7 @@ class AccountsParams:
 
     def issuances(self) -> int:
         """Every issuance request of the run, warm-ups included."""
-        plan = zip(self.concurrency, self.requests, strict=True)
-        return self.rounds * sum(self.warmup_for(c) + r for c, r in plan)
+        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
 
     def describe(self) -> dict[str, Any]:
         return {

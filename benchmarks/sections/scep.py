@@ -89,7 +89,16 @@ from ..common import (
     write_password_file,
 )
 from ..loadgen import Pool, drive
-from ..rounds import Meter, RoundSample, latency_figures, level_figures, schedule, server_cpu_used
+from ..rounds import (
+    Meter,
+    RoundSample,
+    check_levels,
+    latency_figures,
+    level_figures,
+    requests_in_run,
+    schedule,
+    server_cpu_used,
+)
 from ..servers import Pinning, ServerProcess, client_affinity
 from . import RunContext, parse_key_type, parse_levels, parse_positive, requests_for
 
@@ -171,10 +180,9 @@ class SCEPParams:
     max_errors: int = 20
 
     def __post_init__(self) -> None:
-        if len(self.requests) != len(self.concurrency):
-            raise ValueError("one request count per concurrency level")
-        if min(self.rounds, self.n, self.repetitions, *self.concurrency, *self.requests) < 1:
-            raise ValueError("counts and concurrency levels must be positive")
+        check_levels(self.concurrency, self.requests, self.rounds)
+        if min(self.n, self.repetitions) < 1:
+            raise ValueError("in-process calls and repetitions must be positive")
 
     @staticmethod
     def warmup_for(concurrency: int) -> int:
@@ -182,8 +190,7 @@ class SCEPParams:
 
     def per_kind(self) -> int:
         """Requests of one kind sent to one host over the run, warm-ups included."""
-        plan = zip(self.concurrency, self.requests, strict=True)
-        return self.rounds * sum(self.warmup_for(c) + r for c, r in plan)
+        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
 
     def describe(self) -> dict[str, Any]:
         return {
