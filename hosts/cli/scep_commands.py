@@ -108,11 +108,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
     authority = _authority(args)
     try:
-        if args.provisioner:
-            authority.scep.enrolment(args.provisioner)
-        found = authority.ca.stores.scep.transactions(
-            provisioner=args.provisioner, status=args.status
-        )
+        found = authority.scep.requests(args.provisioner or None, status=args.status)
         rows = [transaction_json(t) for t in found]
     finally:
         authority.close()

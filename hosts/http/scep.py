@@ -151,10 +151,7 @@ def add_scep_admin_routes(
             raise BadRequest("status must be pending, issued, rejected or all")
 
         def listing() -> list[dict[str, Any]]:
-            scep.enrolment(provisioner)
-            found = scep.ca.stores.scep.transactions(
-                provisioner=provisioner, status=None if status == "all" else status
-            )
+            found = scep.requests(provisioner, status=None if status == "all" else status)
             return [transaction_json(t) for t in found]
 
         return HTTPResponse.json({"requests": await run(listing)})

@@ -60,13 +60,13 @@ from engine.scep import (
     Signer,
     build_cert_rep,
     certs_only,
-    decrypt_envelope,
     read_csr,
     read_issuer_and_serial,
     read_issuer_and_subject,
     read_pki_message,
 )
-from engine.scep.content import content_encryption_of, sign_content
+from engine.scep.content import sign_content
+from engine.scep.envelope import open_envelope
 from hosts.store import SCEPChallenge, SCEPTransaction, UsedToken
 from hosts.store.scep import ISSUED, PENDING, REJECTED
 from plugins.enrolment import ChallengeQuery, SCEPEnrolling, SCEPRequest, Webhook
@@ -149,6 +149,8 @@ class _Reply:
     content: bytes | None = None
     fail_info: FailInfo | None = None
     text: str | None = None
+    #: The content encryption the request used (known once it was decrypted).
+    encryption: ContentEncryption | None = None
 
 
 class SCEPService:
@@ -268,7 +270,9 @@ class SCEPService:
             digest=message.digest,
             reply=reply,
             recipient=message.signer,
-            encryption=self._reply_encryption(enrolment, message),
+            # The request's own cipher (a client that sent DES3 may know nothing else),
+            # else the provisioner's.
+            encryption=reply.encryption or enrolment.reply_encryption,
         )
 
     def _reply(
@@ -299,15 +303,6 @@ class SCEPService:
             certificates=[ra.certificate],
         )
 
-    @staticmethod
-    def _reply_encryption(enrolment: SCEPEnrolling, message: PKIMessage) -> ContentEncryption:
-        """The request's own content encryption when the provisioner accepts it (a
-        client that sent DES3 may know nothing else), else the provisioner's."""
-        used = None if message.enveloped is None else content_encryption_of(message.enveloped)
-        if used is not None and used in enrolment.encryptions:
-            return used
-        return enrolment.reply_encryption
-
     def _operation(
         self, enrolment: SCEPEnrolling, ra: Signer, message: PKIMessage, *, secure: bool
     ) -> _Reply:
@@ -332,14 +327,16 @@ class SCEPService:
         allowed = enrolment.encryptions
         if not secure:
             allowed = allowed - {ContentEncryption.DES_CBC}
-        content = decrypt_envelope(message.enveloped, ra.certificate, ra.key, allowed=allowed)
+        content, used = open_envelope(message.enveloped, ra.certificate, ra.key, allowed=allowed)
         if kind in ENROLMENTS:
-            return self._enrol(enrolment, message, content)
-        if kind == MessageType.CERT_POLL:
-            return self._poll(enrolment, message, content)
-        if kind == MessageType.GET_CERT:
-            return self._get_cert(enrolment, content)
-        return self._get_crl(enrolment, content)
+            reply = self._enrol(enrolment, message, content)
+        elif kind == MessageType.CERT_POLL:
+            reply = self._poll(enrolment, message, content)
+        elif kind == MessageType.GET_CERT:
+            reply = self._get_cert(enrolment, content)
+        else:
+            reply = self._get_crl(enrolment, content)
+        return attrs.evolve(reply, encryption=used)
 
     # --- enrolment ------------------------------------------------------------------------------
 
@@ -621,11 +618,16 @@ class SCEPService:
     def pending(
         self, provisioner: str | None = None, limit: int = 100
     ) -> Sequence[SCEPTransaction]:
+        return self.requests(provisioner, status=PENDING, limit=limit)
+
+    def requests(
+        self, provisioner: str | None = None, *, status: str | None = None, limit: int = 100
+    ) -> Sequence[SCEPTransaction]:
+        """Requests newest first, of one SCEP provisioner (NotFound if it is none) and in
+        one status when given."""
         if provisioner is not None:
             self.enrolment(provisioner)
-        return self.ca.stores.scep.transactions(
-            provisioner=provisioner, status=PENDING, limit=limit
-        )
+        return self.ca.stores.scep.transactions(provisioner=provisioner, status=status, limit=limit)
 
     def transaction(self, provisioner: str, transaction_id: str) -> SCEPTransaction:
         found = self.ca.stores.scep.get_transaction(provisioner, transaction_id)
