@@ -1,30 +1,10 @@
-"""Two small things the server needs beside the message layer: the content encryption a
-request used (so a reply can use the same), and plain signed content (GetNextCACert)."""
+"""Plain signed content (GetNextCACert's answer), beside the message layer."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from asn1crypto import cms
-
-from .envelope import _BY_OID
 from .messages import Signer, _signed_data
-from .types import ContentEncryption
-
-
-def content_encryption_of(enveloped: bytes) -> ContentEncryption | None:
-    """The content encryption of an EnvelopedData, if it is one devid knows; None for
-    anything else, unreadable input included (the decryption itself says why)."""
-    try:
-        info = cms.ContentInfo.load(enveloped)
-        if info["content_type"].dotted != "1.2.840.113549.1.7.3":
-            return None
-        oid = info["content"]["encrypted_content_info"]["content_encryption_algorithm"][
-            "algorithm"
-        ].dotted
-    except Exception:  # asn1crypto raises many types for malformed input
-        return None
-    return _BY_OID.get(oid)
 
 
 def sign_content(*, signer: Signer, content: bytes, now: datetime, digest: str = "sha256") -> bytes:

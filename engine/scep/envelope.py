@@ -108,6 +108,18 @@ def decrypt_envelope(
 ) -> bytes:
     """The plaintext of an EnvelopedData addressed to *recipient* (whose private key is
     *key*), if its content encryption is one of *allowed*."""
+    return open_envelope(enveloped, recipient, key, allowed=allowed)[0]
+
+
+def open_envelope(
+    enveloped: bytes,
+    recipient: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    *,
+    allowed: frozenset[ContentEncryption],
+) -> tuple[bytes, ContentEncryption]:
+    """:func:`decrypt_envelope`, and the content encryption the sender used (a server
+    answers in it)."""
     envelope = load_strict(cms.ContentInfo, enveloped, "EnvelopedData")
 
     def read() -> tuple[Any, Any]:
@@ -179,7 +191,7 @@ def decrypt_envelope(
         usable = False
     if not usable:
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, UNDECRYPTABLE)
-    return plaintext
+    return plaintext, kind
 
 
 @attrs.frozen

@@ -41,7 +41,6 @@ from engine.scep import (
     SCEPFailure,
     Signer,
     build_pki_message,
-    decrypt_envelope,
     read_cert_rep,
     read_certs_only,
     read_csr,
@@ -49,7 +48,7 @@ from engine.scep import (
     read_issuer_and_subject,
     read_pki_message,
 )
-from engine.scep.content import content_encryption_of
+from engine.scep.envelope import open_envelope
 from fuzz.harness import FIXTURES_DIR, NOW
 
 MESSAGE, ENVELOPE, CSR, RESIGN_CSR, NAMES, CERT_REP, CONTENT, ATTRIBUTES = range(8)
@@ -113,19 +112,23 @@ def content_readers(plaintext: bytes, message_type: int | None = None) -> None:
         refused(read_issuer_and_serial, plaintext)
 
 
-def encryption_of(enveloped: bytes) -> None:
-    """The service reads the request's content encryption to answer with the same."""
-    found = content_encryption_of(enveloped)
-    if found is not None and not isinstance(found, ContentEncryption):
-        raise AssertionError(f"content_encryption_of gave {found!r}")
+def opened(enveloped: bytes) -> bytes | None:
+    """What the service runs on a request's envelope: its plaintext, and the cipher it
+    answers in (None when refused)."""
+    found = refused(open_envelope, enveloped, RA.certificate, RA_KEY, allowed=ALL)
+    if found is None:
+        return None
+    plaintext, encryption = found
+    if encryption not in ALL:
+        raise AssertionError(f"open_envelope gave the cipher {encryption!r}")
+    return plaintext
 
 
 def pipeline(data: bytes) -> None:
     message = refused(read_pki_message, data)
     if message is None or message.enveloped is None:
         return
-    encryption_of(message.enveloped)
-    plaintext = refused(decrypt_envelope, message.enveloped, RA.certificate, RA_KEY, allowed=ALL)
+    plaintext = opened(message.enveloped)
     if plaintext is not None:
         content_readers(plaintext, message.message_type)
 
@@ -176,8 +179,7 @@ def test_one_input(data: bytes) -> None:
     if form == MESSAGE:
         pipeline(rest)
     elif form == ENVELOPE:
-        encryption_of(rest)
-        plaintext = refused(decrypt_envelope, rest, RA.certificate, RA_KEY, allowed=ALL)
+        plaintext = opened(rest)
         if plaintext is not None:
             content_readers(plaintext)
     elif form == CSR:

@@ -34,7 +34,8 @@ from engine.scep import (
     read_issuer_and_subject,
     read_pki_message,
 )
-from engine.scep.content import content_encryption_of, sign_content
+from engine.scep.content import sign_content
+from engine.scep.envelope import open_envelope
 from tests.engine.scep_fixtures import (
     NOW,
     client,
@@ -851,12 +852,13 @@ def test_constructed_encrypted_content_with_a_bad_chunk_is_a_bad_request() -> No
     refused(FailInfo.BAD_REQUEST, decrypt_envelope, broken, ra().certificate, ra().key, allowed=ALL)
 
 
-def test_content_encryption_of() -> None:
+def test_open_envelope_names_the_cipher_the_sender_used() -> None:
     for encryption in ContentEncryption:
         enveloped = _enveloped(request(b"x", encryption=encryption))
-        assert content_encryption_of(enveloped) is encryption
-    assert content_encryption_of(b"") is None
-    assert content_encryption_of(request(b"x")) is None  # a SignedData
+        assert open_envelope(enveloped, ra().certificate, ra().key, allowed=ALL) == (
+            b"x",
+            encryption,
+        )
 
 
 def test_sign_content_reads_back_as_signed_id_data() -> None:
