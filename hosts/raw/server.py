@@ -160,20 +160,15 @@ async def serve(
         stream: Stream | None = None
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            serving, base = router, default_base
             if plain:
                 assert plain_router is not None
                 stream = PlainStream(conn)
-                await serve_connection(
-                    stream,
-                    plain_router,
-                    plain_base,
-                    client=client,
-                    idle_timeout=settings.idle_timeout,
-                )
-                return
-            stream = TLSStream(conn, tls.context)
+                serving, base = plain_router, plain_base
+            else:
+                stream = TLSStream(conn, tls.context)
             await serve_connection(
-                stream, router, default_base, client=client, idle_timeout=settings.idle_timeout
+                stream, serving, base, client=client, idle_timeout=settings.idle_timeout
             )
         except Exception as exc:
             log_connection_failure(client, exc)
