@@ -36,7 +36,16 @@ $(EXAMPLE_STAMP): $(STAMP) examples/hmac-provisioner/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e examples/hmac-provisioner
 	touch $(EXAMPLE_STAMP)
 
-test: lint $(EXAMPLE_STAMP)
+# The npm packages the tests start as real peers (oauth2-mock-server as an OpenID provider),
+# installed from package-lock.json into node_modules once per change of it.
+NODE_STAMP := node_modules/.devid-installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js 20.19 or later with npm"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: lint $(EXAMPLE_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q examples/hmac-provisioner/tests
 
@@ -65,4 +74,4 @@ fuzz: $(FUZZ_STAMP)
 	$(BIN)/python -m fuzz --runs $(FUZZ_RUNS) $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules

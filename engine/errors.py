@@ -81,3 +81,11 @@ class PayloadTooLarge(ProtocolError):
 class UnsupportedMediaType(ProtocolError):
     status = 415
     code = "unsupportedMediaType"
+
+
+class ServiceUnavailable(ProtocolError):
+    """Something the request needs from elsewhere (an OpenID provider's keys) cannot be
+    had now; the same request may succeed later."""
+
+    status = 503
+    code = "serviceUnavailable"

@@ -29,6 +29,8 @@ from engine.errors import Forbidden, Unauthorized
 from engine.inventory import Device
 from engine.policy import SignPolicy
 
+from .remote import RemoteKeys
+
 
 @attrs.frozen
 class AuthorizeContext:
@@ -157,12 +159,15 @@ class ProvisionerEnvironment:
 
     ``lookup`` (a :class:`Lookup`, None where the CA's records are not
     open, e.g. ``devid init``) reads devices, certificates and accounts; a provisioner
-    that keeps it may call it at request time (it is read-only)."""
+    that keeps it may call it at request time (it is read-only). ``remote_keys`` (a
+    :class:`plugins.remote.RemoteKeys`, None where the CA does not serve) gives an
+    OpenID provider's metadata and signing keys, fetched and cached by the host."""
 
     data_dir: Path
     issuers: frozenset[str]
     password: bytes | None = None
     lookup: Lookup | None = None
+    remote_keys: RemoteKeys | None = None
 
 
 def registered_device(lookup: Lookup, leaf: x509.Certificate) -> Device:
