@@ -20,7 +20,18 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.jose import PrivateKey, b64url_encode, jwk_from_public_key, jwk_thumbprint, sign_compact
 
-__all__ = ["mint_token", "mint_x5c_token", "sign_token_claims", "x5c_header"]
+__all__ = ["key_nonce", "mint_token", "mint_x5c_token", "sign_token_claims", "x5c_header"]
+
+
+def key_nonce(spki_der: bytes) -> str:
+    """The OpenID ``nonce`` that binds an ID token to one key: the base64url SHA-256 of the
+    key's SubjectPublicKeyInfo (DER).
+
+    ``devid login`` makes the key first and asks the provider for an ID token carrying
+    this nonce; the OIDC provisioner accepts a token that carries a nonce only with a CSR
+    for that key, so a token copied on its way cannot certify another key.
+    """
+    return b64url_encode(hashlib.sha256(spki_der).digest())
 
 
 def sign_token_claims(
