@@ -27,11 +27,12 @@ class CAClientError(DevidError):
 
 
 def make_csr(
-    key: CertificateIssuerPrivateKeyTypes, subject: str, sans: list[str]
+    key: CertificateIssuerPrivateKeyTypes, subject: str | None, sans: list[str]
 ) -> x509.CertificateSigningRequest:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    )
+    """A CSR for *key* with CN=*subject* (None: an empty subject, for a CA that fills in
+    the names itself, as an OIDC provisioner does from the identity) and *sans*."""
+    attributes = [] if subject is None else [x509.NameAttribute(NameOID.COMMON_NAME, subject)]
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes))
     names = [SAN.parse(s).to_general_name() for s in sans]
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -141,6 +142,14 @@ class CAClient:
         if actual != fingerprint.lower().replace(":", ""):
             raise CAClientError("the root the CA sent does not have the expected fingerprint")
         return str(pem)
+
+    def provisioners(self) -> list[dict[str, Any]]:
+        """The public view of every provisioner of the CA (``GET /provisioners``)."""
+        body = self._request("GET", "/provisioners").json()
+        views = body.get("provisioners") if isinstance(body, dict) else None
+        if not isinstance(views, list) or not all(isinstance(v, dict) for v in views):
+            raise CAClientError("the CA's list of provisioners is not a list of objects")
+        return [dict(view) for view in views]
 
     def sign(
         self, csr: x509.CertificateSigningRequest, token: str, not_after: str | None = None
