@@ -46,7 +46,8 @@ Trying it: devid demo  runs a CA, a software TPM device and the agent, step by s
 
 Client side (against a running CA):
   devid ca root         download the root certificate, checked by fingerprint
-  devid ca certificate  create a key and get a certificate with a token
+  devid ca certificate  create a key and get a certificate with a token or by signing in
+  devid login           sign in through single sign-on (OIDC) and get a certificate for yourself
   devid ca renew        renew a certificate (mTLS with the current one)
   devid ca revoke       revoke by token or with the certificate's own key
   devid ca crl          download the CRL
@@ -95,6 +96,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "ca",
         "talk to a running CA (root, certificate, renew, revoke, crl)",
         "hosts.cli.ca_commands",
+    ),
+    (
+        "login",
+        "sign in through single sign-on (OpenID Connect) and get a certificate for yourself",
+        "hosts.cli.login_commands",
     ),
     ("agent", "the device agent: TPM identity and AK attestation", "agent.cli"),
     (

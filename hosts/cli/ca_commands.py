@@ -25,7 +25,10 @@ from agent.caclient import (
 from engine.keys import KeyType
 from plugins.keygen import generate_key
 
-__all__ = ["CAClientError", "register"]
+__all__ = ["CAClientError", "add_flow_options", "register"]
+
+#: How long a person has to sign in (``--provisioner``, ``devid login``), in seconds.
+DEFAULT_TIMEOUT = 300.0
 
 
 def _add_ca(parser: argparse.ArgumentParser, *, url_required: bool = False) -> None:
@@ -44,6 +47,29 @@ def _add_ca(parser: argparse.ArgumentParser, *, url_required: bool = False) -> N
     )
 
 
+def add_flow_options(parser: argparse.ArgumentParser) -> None:
+    """The sign-in options ``devid login`` and ``devid ca certificate --provisioner`` share
+    (here, so that the latter's parser loads nothing of :mod:`hosts.cli.login_commands`)."""
+    parser.add_argument(
+        "--device",
+        action="store_true",
+        help="sign in on another device: open the URL printed and enter the code"
+        " (the provider must offer device authorization)",
+    )
+    parser.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="do not open a browser; only print the URL to open",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"how long to wait for the sign-in, in seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+
+
 def register(sub: Any) -> None:
     ca = sub.add_parser("ca", help="talk to a running CA (root, certificate, renew, revoke, crl)")
     ca_sub = ca.add_subparsers(dest="ca_command", metavar="COMMAND")
@@ -54,16 +80,44 @@ def register(sub: Any) -> None:
     p.add_argument("--ca-url", default=os.environ.get("DEVID_CA_URL"), required=False)
     p.set_defaults(func=cmd_root)
 
-    p = ca_sub.add_parser("certificate", help="make a key and get a certificate with a token")
+    p = ca_sub.add_parser(
+        "certificate",
+        help="make a key and get a certificate with a token, or by signing in (--provisioner)",
+        description="With --token, a one-time token from `devid token` authorizes the\n"
+        "certificate. With --provisioner NAME, the CA's OIDC provisioner NAME does: devid\n"
+        "signs you in with its OpenID provider (as `devid login` does; --token then takes\n"
+        "an ID token obtained elsewhere), and the CA adds the names of your identity.",
+        epilog="example:\n  devid ca certificate alice@example.com alice.crt alice.key \\\n"
+        "    --provisioner corp --ca-url https://ca.example.com:8443 --root root_ca.crt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("subject", help="the certificate's subject (must match the token)")
     p.add_argument("crt", type=Path, help="where to write the certificate chain (PEM)")
     p.add_argument("key", type=Path, help="where to write the new private key (PEM, mode 0600)")
-    p.add_argument("--token", required=True, help="a one-time token from `devid token`")
-    p.add_argument("--san", action="append", default=None, help="SANs (default: the token's)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="a one-time token from `devid token` (required without --provisioner), or"
+        " with --provisioner an ID token obtained elsewhere",
+    )
+    p.add_argument(
+        "--provisioner",
+        default=None,
+        metavar="NAME",
+        help="sign in through the CA's OIDC provisioner NAME (single sign-on)",
+    )
+    p.add_argument(
+        "--san",
+        action="append",
+        default=None,
+        help="SANs (default: the token's; with --provisioner, none: the CA adds the"
+        " identity's names)",
+    )
     p.add_argument("--key-type", default="P-256", choices=[k.value for k in KeyType])
     p.add_argument("--not-after", default=None, help="requested lifetime or time, e.g. 8h")
+    add_flow_options(p)
     _add_ca(p)
-    p.set_defaults(func=cmd_certificate)
+    p.set_defaults(func=cmd_certificate, certificate_parser=p)
 
     p = ca_sub.add_parser("renew", help="renew a certificate over mTLS with the current one")
     p.add_argument("crt", type=Path, help="the current certificate chain; replaced in place")
@@ -137,6 +191,10 @@ def cmd_root(args: argparse.Namespace) -> int:
 
 
 def cmd_certificate(args: argparse.Namespace) -> int:
+    if args.provisioner is not None:
+        return _certificate_by_sign_in(args)
+    if not args.token:
+        args.certificate_parser.error("the following arguments are required: --token")
     claims = token_claims(args.token)
     ca_url = args.ca_url or ca_url_from_token(claims)
     sans = args.san if args.san is not None else list(claims.get("sans") or [args.subject])
@@ -149,6 +207,22 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     print(f"Your certificate has been saved in {args.crt}.")
     print(f"Your private key has been saved in {args.key}.")
     print(describe(cert))
+    return 0
+
+
+def _certificate_by_sign_in(args: argparse.Namespace) -> int:
+    """``devid ca certificate --provisioner NAME``: sign in (or take --token as the ID
+    token) and ask for CN=SUBJECT with the --san values."""
+    from hosts.cli.login_commands import print_issued, sign_in
+
+    key = generate_key(KeyType.parse(args.key_type))
+    csr = make_csr(key, args.subject, list(args.san or []))
+    with CAClient(_need_url(args), args.root) as client:
+        token = args.token or sign_in(args, client, args.provisioner, key)
+        response = client.sign(csr, token, args.not_after)
+    cert = write_chain(args.crt, response)
+    write_private_key(args.key, key)
+    print_issued(cert, args.crt, args.key)
     return 0
 
 
