@@ -17,7 +17,9 @@ match on how the holder was vetted as well as on which CA issued it:
 - ``domain-validated``: the holder controlled the names (ACME http-01, dns-01,
   tls-alpn-01);
 - ``hardware-attested``: the key was attested by a hardware vendor's format other than
-  TPM (ACME device-attest-01 with ``apple`` or ``step``).
+  TPM (ACME device-attest-01 with ``apple`` or ``step``);
+- ``single-sign-on``: a person signed in with the organisation's OpenID provider (OIDC:
+  an ID token the provider signed); it vouches for the person, not for any device.
 
 A renewal keeps the marker of the certificate it renews.
 
@@ -48,6 +50,7 @@ class Assurance(enum.Enum):
     DEVICE_ACCOUNT = "5"
     DOMAIN_VALIDATED = "6"
     HARDWARE_ATTESTED = "7"
+    SINGLE_SIGN_ON = "8"
 
     @property
     def oid(self) -> x509.ObjectIdentifier:

@@ -25,14 +25,21 @@ Grouped by use:
   (:class:`NamePatterns`) and
   EKUs by name (:func:`parse_ekus`, :func:`describe_ekus`, :data:`EKU_NAMES`);
 - reading config: :class:`Options`, :func:`durations_view`;
-- tokens: :func:`check_registered_claims`, :func:`subject_and_sans`,
+- keys from elsewhere: :class:`RemoteKeys` (``ProvisionerEnvironment.remote_keys``: an
+  OpenID provider's metadata, :class:`OpenIDProvider`, and signing keys, fetched and cached
+  by the host), :func:`url_problem`, :data:`DISCOVERY_PATH`; :func:`key_nonce` (the
+  ``nonce`` binding an ID token to a key) and :class:`NamesWithin` (a CSR may ask for some
+  of an identity's names);
+- tokens: :class:`CompactJWS` (a parsed token), :func:`check_registered_claims`,
+  :func:`check_token_times`, :func:`subject_and_sans`,
   :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
   :func:`jose_token`, :data:`LEEWAY`; minting the JWK and X5C provisioners' tokens:
   :func:`mint_token`, :func:`mint_x5c_token`, :func:`x5c_header` (these and
   :func:`sign_token_claims` live in :mod:`plugins.minting`, which a device imports
   without the rest of this API);
 - refusing: :class:`ProtocolError` and its kinds :class:`BadRequest` (400),
-  :class:`Unauthorized` (401), :class:`Forbidden` (403), and
+  :class:`Unauthorized` (401), :class:`Forbidden` (403), :class:`ServiceUnavailable` (503:
+  something from elsewhere is missing now), and
   :class:`ConfigurationError` for a bad ``[[provisioners]]`` table;
 - renewal and state helpers: :func:`require_active_device`,
   :func:`require_active_leaf`, :func:`registered_device` (the active device behind a
@@ -53,9 +60,17 @@ from __future__ import annotations
 from engine.accounts import Account
 from engine.assurance import Assurance, SetAssurance
 from engine.csr import CSRInfo
-from engine.errors import BadRequest, ConfigurationError, Forbidden, ProtocolError, Unauthorized
+from engine.errors import (
+    BadRequest,
+    ConfigurationError,
+    Forbidden,
+    ProtocolError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from engine.extensions import ProvisionerRef
 from engine.inventory import Device
+from engine.jose import CompactJWS
 from engine.keys import KeyType
 from engine.names import SAN
 from engine.policy import (
@@ -78,11 +93,12 @@ from .certificate_tokens import X5CToken, verify_certificate_token
 from .certpaths import check_roots, fingerprint, parse_x5c
 from .enrolment import CHALLENGE_METHODS, ChallengeQuery, SCEPEnrolling, SCEPRequest, Webhook
 from .hookspecs import hookimpl
-from .minting import mint_token, mint_x5c_token, x5c_header
+from .minting import key_nonce, mint_token, mint_x5c_token, x5c_header
 from .options import Options, durations_view
 from .policy import (
     EKU_NAMES,
     NamePatterns,
+    NamesWithin,
     SetExtendedKeyUsage,
     SetKeyUsage,
     describe_ekus,
@@ -101,10 +117,12 @@ from .provisioner import (
     require_active_device,
     require_active_leaf,
 )
+from .remote import DISCOVERY_PATH, OpenIDProvider, RemoteKeys, url_problem
 from .tokens import (
     LEEWAY,
     TokenTimes,
     check_registered_claims,
+    check_token_times,
     csr_binding,
     jose_token,
     read_jose_credential,
@@ -114,6 +132,7 @@ from .tokens import (
 
 __all__ = [
     "CHALLENGE_METHODS",
+    "DISCOVERY_PATH",
     "EKU_NAMES",
     "LEEWAY",
     "SAN",
@@ -131,6 +150,7 @@ __all__ = [
     "CertificateFacts",
     "ChallengeQuery",
     "CommonNameIs",
+    "CompactJWS",
     "ConfigurationError",
     "ContentEncryption",
     "Credential",
@@ -141,17 +161,21 @@ __all__ = [
     "KeyTypeIn",
     "Lookup",
     "NamePatterns",
+    "NamesWithin",
+    "OpenIDProvider",
     "Options",
     "ProtocolError",
     "Provisioner",
     "ProvisionerEnvironment",
     "ProvisionerRef",
+    "RemoteKeys",
     "RenewAuthorization",
     "RenewContext",
     "SANsAre",
     "SCEPEnrolling",
     "SCEPIdentity",
     "SCEPRequest",
+    "ServiceUnavailable",
     "SetAssurance",
     "SetExtendedKeyUsage",
     "SetKeyUsage",
@@ -167,12 +191,14 @@ __all__ = [
     "X5CToken",
     "check_registered_claims",
     "check_roots",
+    "check_token_times",
     "csr_binding",
     "describe_ekus",
     "durations_view",
     "fingerprint",
     "hookimpl",
     "jose_token",
+    "key_nonce",
     "mint_token",
     "mint_x5c_token",
     "parse_ekus",
@@ -183,6 +209,7 @@ __all__ = [
     "require_active_leaf",
     "sign_token_claims",
     "subject_and_sans",
+    "url_problem",
     "verify_certificate_token",
     "x5c_header",
 ]

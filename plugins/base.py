@@ -48,7 +48,8 @@ class Credential:
     """A credential one provisioner type recognised as its own and read.
 
     ``text`` is the credential as the client sent it, ``provisioner`` the name of the
-    provisioner it addresses (a token's ``iss``), ``reading`` whatever the type parsed
+    provisioner it addresses (a token's ``iss``), or one of the addresses a provisioner
+    answers to (:meth:`Provisioner.credential_addresses`), ``reading`` whatever the type parsed
     on the way (a :class:`engine.jose.CompactJWS` for JOSE tokens), so the provisioner
     need not parse it again. Nothing in it is verified yet.
     """
@@ -153,6 +154,14 @@ class Provisioner:
         addresses; None if it is not in this type's format. Raise a ProtocolError when it
         is this type's format but malformed. Verify nothing here (no keys are known)."""
         return None
+
+    def credential_addresses(self) -> frozenset[str]:
+        """What a credential's reading may name instead of this provisioner's name to reach
+        it. A credential whose issuer is a third party addresses the provisioner by what it
+        carries: an OpenID provider's ID token by the provider and the client it was issued
+        to. Two provisioners with one address, or an address that is another's name, stop
+        the configuration from loading. The default is none."""
+        return frozenset()
 
     # --- authorization (pure: no I/O, no clock, no randomness) ------------------------------
 

@@ -1,5 +1,6 @@
 """Policy helpers provisioner types share: which names a provisioner will certify
-(``allowed_subjects``, ``allowed_sans``) and which extended key usages its certificates carry.
+(``allowed_subjects``, ``allowed_sans``; :class:`NamesWithin` for a CSR that may ask for
+some of an identity's names) and which extended key usages its certificates carry.
 
 ``allowed_subjects`` and ``allowed_sans``:
 
@@ -19,7 +20,8 @@ import attrs
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from engine.errors import ConfigurationError
+from engine.csr import CSRInfo
+from engine.errors import ConfigurationError, Forbidden
 from engine.names import SAN, SANKind
 from engine.template import CertificateTemplate
 
@@ -178,3 +180,36 @@ class SetKeyUsage:
 
     def modify(self, template: CertificateTemplate) -> CertificateTemplate:
         return template.evolve(key_usage=self.usages)
+
+
+# --- names a credential allows, of which the CSR may ask any ---------------------------------
+
+
+@attrs.frozen
+class NamesWithin:
+    """Validator: the CSR asks only for names among *sans* (any subset, none included),
+    and its common name, if it has one, is one of *common_names* or of the SANs' values.
+
+    For credentials that vouch for an identity with several names (a person's email,
+    their subject URI): the certificate carries the names the template modifiers set,
+    and a CSR naming anything else is refused with every name it may not have.
+    """
+
+    sans: frozenset[SAN]
+    common_names: frozenset[str] = frozenset()
+
+    def validate(self, csr: CSRInfo) -> None:
+        if csr.other_names:
+            raise Forbidden("CSR names an otherName SAN, which this credential does not authorize")
+        extra = sorted(str(s) for s in frozenset(csr.sans) - self.sans)
+        if extra:
+            raise Forbidden(
+                f"CSR names that this credential does not authorize: {', '.join(extra)}"
+            )
+        cn = csr.common_name
+        if (
+            cn is not None
+            and cn not in self.common_names
+            and not any(cn.lower() == s.value.lower() for s in self.sans)
+        ):
+            raise Forbidden(f"CSR common name {cn!r} is not a name this credential authorizes")

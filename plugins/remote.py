@@ -13,9 +13,11 @@ Both methods block (they may fetch): the host calls ``authorize_*`` in a worker 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -24,6 +26,32 @@ from engine.jose import PublicKey
 #: The discovery document of an issuer lives at the issuer's URL plus this path
 #: (OpenID Connect Discovery 1.0, section 4).
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+def url_problem(url: str) -> str | None:
+    """Why *url* may not be fetched for keys, or None: it must be ``https://``, or
+    ``http://`` to a loopback address (a provider on the same machine, as in tests)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return f"{url!r} is not a URL"
+    if not host or parts.scheme not in ("https", "http"):
+        return f"{url!r} is not an https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return f"{url!r} carries credentials"
+    if parts.scheme == "http" and not _loopback(host):
+        return f"{url!r} is not HTTPS (plain http:// is allowed only to a loopback address)"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @attrs.frozen

@@ -36,7 +36,7 @@ class TokenTimes:
         return self.expires_at + LEEWAY
 
 
-def _numeric_date(claims: dict[str, Any], name: str, required: bool) -> datetime | None:
+def _numeric_date(claims: Mapping[str, Any], name: str, required: bool) -> datetime | None:
     value = claims.get(name)
     if value is None:
         if required:
@@ -50,23 +50,11 @@ def _numeric_date(claims: dict[str, Any], name: str, required: bool) -> datetime
         raise Unauthorized(f"token claim {name} is out of range") from None
 
 
-def check_registered_claims(
-    claims: dict[str, Any],
-    *,
-    issuer: str,
-    audiences: frozenset[str],
-    now: datetime,
-    max_lifetime: timedelta,
+def check_token_times(
+    claims: Mapping[str, Any], *, now: datetime, max_lifetime: timedelta
 ) -> TokenTimes:
-    """Check iss, aud, exp, nbf, iat and jti; return the token's validity window."""
-    if claims.get("iss") != issuer:
-        raise Unauthorized(f"token issuer {claims.get('iss')!r} is not {issuer!r}")
-    aud = claims.get("aud")
-    aud_values = [aud] if isinstance(aud, str) else aud
-    if not isinstance(aud_values, list) or not any(
-        isinstance(a, str) and a in audiences for a in aud_values
-    ):
-        raise Unauthorized(f"token audience {aud!r} is not this endpoint")
+    """Check exp (required), nbf and iat (one of them required) against *now* with
+    :data:`LEEWAY`, and the token's lifetime against *max_lifetime*."""
     expires = _numeric_date(claims, "exp", required=True)
     issued = _numeric_date(claims, "iat", required=False)
     not_before = _numeric_date(claims, "nbf", required=False)
@@ -86,10 +74,31 @@ def check_registered_claims(
         raise Unauthorized(
             f"token lifetime {expires - start} exceeds this provisioner's limit of {max_lifetime}"
         )
+    return TokenTimes(not_before=start, expires_at=expires)
+
+
+def check_registered_claims(
+    claims: dict[str, Any],
+    *,
+    issuer: str,
+    audiences: frozenset[str],
+    now: datetime,
+    max_lifetime: timedelta,
+) -> TokenTimes:
+    """Check iss, aud, exp, nbf, iat and jti; return the token's validity window."""
+    if claims.get("iss") != issuer:
+        raise Unauthorized(f"token issuer {claims.get('iss')!r} is not {issuer!r}")
+    aud = claims.get("aud")
+    aud_values = [aud] if isinstance(aud, str) else aud
+    if not isinstance(aud_values, list) or not any(
+        isinstance(a, str) and a in audiences for a in aud_values
+    ):
+        raise Unauthorized(f"token audience {aud!r} is not this endpoint")
+    times = check_token_times(claims, now=now, max_lifetime=max_lifetime)
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
         raise Unauthorized("token has no usable jti claim")
-    return TokenTimes(not_before=start, expires_at=expires)
+    return times
 
 
 MAX_SUBJECT_LENGTH = 256

@@ -53,6 +53,23 @@ def load_provisioners(
             )
         found[name] = cls.from_config(name, table, env)
         check_provisioner_issuer(found[name])
+    addresses(found)
+    return found
+
+
+def addresses(provisioners: Mapping[str, Provisioner]) -> dict[str, Provisioner]:
+    """The provisioners by the credential addresses they answer to besides their names;
+    refuses an address two of them claim, or one that is another provisioner's name."""
+    found: dict[str, Provisioner] = {}
+    for provisioner in provisioners.values():
+        for address in provisioner.credential_addresses():
+            other = found.get(address) or provisioners.get(address)
+            if other is not None and other is not provisioner:
+                raise ConfigurationError(
+                    f"provisioners {other.name!r} and {provisioner.name!r} both take the"
+                    f" credentials addressed to {address!r}; give each its own"
+                )
+            found[address] = provisioner
     return found
 
 
@@ -82,6 +99,7 @@ class ProvisionerRegistry:
         # The provisioner types asked to read each credential (/1.0/sign, revocation).
         self._types: tuple[type[Provisioner], ...] = tuple(plugins.provisioner_types().values())
         self._ordered: tuple[dict[str, Provisioner], tuple[type[Provisioner], ...]] | None = None
+        self._addressed: tuple[dict[str, Provisioner], dict[str, Provisioner]] | None = None
 
     @property
     def credential_types(self) -> tuple[type[Provisioner], ...]:
@@ -108,8 +126,18 @@ class ProvisionerRegistry:
         return self.all.get(name)
 
     def named(self, name: str) -> Provisioner | None:
-        """A configured provisioner, or an account's (also one another process added)."""
-        found = self.all.get(name)
+        """A configured provisioner by its name or a credential address it answers to
+        (:meth:`plugins.base.Provisioner.credential_addresses`), or an account's (also one
+        another process added)."""
+        current = self.all
+        found = current.get(name)
+        if found is not None:
+            return found
+        cached = self._addressed
+        if cached is None or cached[0] is not current:
+            cached = (current, addresses(current))
+            self._addressed = cached
+        found = cached[1].get(name)
         return found if found is not None else self._find_account(name)
 
     def acme(self, name: str) -> ACMEIssuing | None:
