@@ -148,19 +148,21 @@ class RemoteKeySets:
 
     def provider(self, issuer: str) -> OpenIDProvider:
         """The discovery document of *issuer*, whose ``issuer`` must be *issuer* exactly."""
-        _check_url(issuer, "issuer")
-        url = issuer.rstrip("/") + DISCOVERY_PATH
-        _check_url(url, "discovery URL")
         with self._lock:
             cached = self._providers.get(issuer)
-            if cached is None:
-                cached = _Cached(
-                    url,
-                    f"the OpenID provider {issuer} cannot be reached",
-                    lambda document: _parse_discovery(document, issuer, url),
-                    lambda found: f"the OpenID configuration of {found.issuer}",
-                )
-                self._providers[issuer] = cached
+        if cached is None:
+            # An issuer in the table has passed these checks.
+            _check_url(issuer, "issuer")
+            url = issuer.rstrip("/") + DISCOVERY_PATH
+            _check_url(url, "discovery URL")
+            new: _Cached[OpenIDProvider] = _Cached(
+                url,
+                f"the OpenID provider {issuer} cannot be reached",
+                lambda document: _parse_discovery(document, issuer, url),
+                lambda found: f"the OpenID configuration of {found.issuer}",
+            )
+            with self._lock:
+                cached = self._providers.setdefault(issuer, new)
         provider, _ = self._current(cached)
         return provider
 
@@ -179,17 +181,15 @@ class RemoteKeySets:
         holds it for another algorithm; ``ServiceUnavailable`` when the set cannot be
         fetched and either none is held or the key may be in a newer one.
         """
-        _check_url(jwks_uri, "jwks_uri")
         with self._lock:
             cached = self._key_sets.get(jwks_uri)
-            if cached is None:
-                cached = _Cached(
-                    jwks_uri,
-                    f"the keys of {jwks_uri} cannot be fetched",
-                    _parse_key_set,
-                    _count_keys,
-                )
-                self._key_sets[jwks_uri] = cached
+        if cached is None:
+            _check_url(jwks_uri, "jwks_uri")  # a URL in the table has passed it
+            new: _Cached[tuple[_Key, ...]] = _Cached(
+                jwks_uri, f"the keys of {jwks_uri} cannot be fetched", _parse_key_set, _count_keys
+            )
+            with self._lock:
+                cached = self._key_sets.setdefault(jwks_uri, new)
         keys, seen = self._current(cached)
         found = _select(keys, kid, alg, jwks_uri)
         if found is not None:
