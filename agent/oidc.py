@@ -593,11 +593,15 @@ def device_login(
             if remaining <= 0:
                 break
             sleep(min(interval, remaining))
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
-            try:
+            try:  # a slow answer does not stretch the wait beyond the deadline much
                 response = client.post(
-                    endpoints.token_endpoint, data=poll, headers={"Accept": "application/json"}
+                    endpoints.token_endpoint,
+                    data=poll,
+                    headers={"Accept": "application/json"},
+                    timeout=min(REQUEST_TIMEOUT, max(remaining, 1.0)),
                 )
             except httpx.HTTPError as exc:
                 raise LoginError(f"cannot reach the provider's token endpoint: {exc}") from None
