@@ -30,6 +30,7 @@ from cryptography import x509
 from engine.errors import NotFound
 from engine.pipeline import IssuedCertificate, Issuer
 from engine.ports import Clock, Random
+from hosts.remote import RemoteKeySets
 from hosts.service.accounts import Accounts, device_accounts
 from hosts.service.acme import ACMEService
 from hosts.service.admin import AdminService
@@ -48,6 +49,7 @@ from hosts.validation import ValidationConfig
 from plugins.base import Provisioner
 from plugins.manager import PluginManager
 from plugins.provisioner import AuthorizeContext, Lookup, ProvisionerEnvironment
+from plugins.remote import RemoteKeys
 
 from .config import Config, check_disabled_plugins, installed_plugins, load_config
 from .pki import load_issuers
@@ -62,24 +64,35 @@ CONFIG_ACTOR = "config:devid.toml"
 
 
 def provisioner_environment(
-    config: Config, password: bytes | None = None, lookup: Lookup | None = None
+    config: Config,
+    password: bytes | None = None,
+    lookup: Lookup | None = None,
+    remote_keys: RemoteKeys | None = None,
 ) -> ProvisionerEnvironment:
     """What provisioners are built with: the data directory, the issuer names, the key
-    password where the caller has it, and the CA's read-only lookup where it is open."""
+    password where the caller has it, and the CA's read-only lookup and remote key cache
+    where it serves."""
     return ProvisionerEnvironment(
         data_dir=config.data_dir,
         issuers=frozenset(config.issuers),
         password=password,
         lookup=lookup,
+        remote_keys=remote_keys,
     )
 
 
 def configured_provisioners(
-    config: Config, plugins: PluginManager, password: bytes | None, lookup: Lookup | None = None
+    config: Config,
+    plugins: PluginManager,
+    password: bytes | None,
+    lookup: Lookup | None = None,
+    remote_keys: RemoteKeys | None = None,
 ) -> dict[str, Provisioner]:
     """The provisioners devid.toml configures (``devid ca token`` reads them without a CA)."""
     return load_provisioners(
-        config.provisioners, plugins, provisioner_environment(config, password, lookup)
+        config.provisioners,
+        plugins,
+        provisioner_environment(config, password, lookup, remote_keys),
     )
 
 
@@ -114,14 +127,17 @@ class Authority:
         stores: Stores,
         clock: Clock,
         random: Random,
+        remote_keys: RemoteKeySets | None = None,
     ) -> None:
         self.config = config
+        #: OpenID providers' metadata and keys, fetched for the provisioners that need them.
+        self.remote_keys = remote_keys or RemoteKeySets(clock)
         lookup = StoreLookup(stores)
         registry = ProvisionerRegistry(
             provisioners,
             plugins=plugins,
             accounts=stores.accounts,
-            env=provisioner_environment(config, lookup=lookup),
+            env=provisioner_environment(config, lookup=lookup, remote_keys=self.remote_keys),
             agent_ca=issuers["agent"].certificate,
         )
         ca = CA(
@@ -188,8 +204,12 @@ class Authority:
             plugins = PluginManager(disabled=config.plugins_disabled)
         root, issuers = load_issuers(config, password)
         stores = stores or open_sqlite(config.store.path, synchronous=config.store.synchronous)
+        clock = clock or SystemClock()
+        remote_keys = RemoteKeySets(clock)
         try:
-            provisioners = configured_provisioners(config, plugins, password, StoreLookup(stores))
+            provisioners = configured_provisioners(
+                config, plugins, password, StoreLookup(stores), remote_keys
+            )
             authority = cls(
                 config=config,
                 root=root,
@@ -197,17 +217,20 @@ class Authority:
                 provisioners=provisioners,
                 plugins=plugins,
                 stores=stores,
-                clock=clock or SystemClock(),
+                clock=clock,
                 random=random or SystemRandom(),
+                remote_keys=remote_keys,
             )
         except BaseException:
             stores.close()
+            remote_keys.close()
             raise
         authority.password = password
         return authority
 
     def close(self) -> None:
         self.ca.stores.close()
+        self.remote_keys.close()
 
     def reload(self) -> Reloaded:
         """Read devid.toml again and take its provisioners and attestation policy (EK
@@ -219,7 +242,9 @@ class Authority:
         restart.
         """
         config = load_config(self.config.data_dir)
-        provisioners = configured_provisioners(config, self.plugins, self.password, self.lookup)
+        provisioners = configured_provisioners(
+            config, self.plugins, self.password, self.lookup, self.remote_keys
+        )
         policy = load_attestation_policy(config.attestation, config.data_dir)
         registry = self.ca.provisioners
         views_before = {
@@ -284,6 +309,7 @@ class Authority:
     def clock(self, clock: Clock) -> None:
         """Tests move time: the services read the clock through the shared parts."""
         self.ca.clock = clock
+        self.remote_keys.clock = clock
 
     @property
     def random(self) -> Random:

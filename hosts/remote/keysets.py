@@ -22,7 +22,6 @@ only the bound on one fetch's duration is measured with :func:`time.monotonic`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 import threading
@@ -39,7 +38,7 @@ import httpx
 from engine.errors import BadRequest, ServiceUnavailable, Unauthorized
 from engine.jose import PublicKey, allowed_algorithms, json_value, public_key_from_jwk
 from engine.ports import Clock
-from plugins.remote import DISCOVERY_PATH, OpenIDProvider, RemoteKeys
+from plugins.remote import DISCOVERY_PATH, OpenIDProvider, RemoteKeys, url_problem
 
 log = logging.getLogger("devid.remote")
 
@@ -130,7 +129,8 @@ class RemoteKeySets:
             raise ValueError("max_bytes must be positive")
         if not timedelta(0) <= min_ttl <= max_ttl:
             raise ValueError("min_ttl must be at least zero and at most max_ttl")
-        self._clock = clock
+        #: Where time comes from (the CA's clock; tests move it).
+        self.clock = clock
         self._transport = transport
         self._verify = verify
         self._timeout = timeout
@@ -221,7 +221,7 @@ class RemoteKeySets:
         number of attempts made so far."""
         seen = cached.attempts
         with cached.lock:
-            now = self._clock.now()
+            now = self.clock.now()
             # A fetch that finished while this thread waited for the lock is its answer.
             if cached.attempts == seen and self._due(cached, now):
                 self._fetch(cached, now)
@@ -235,7 +235,7 @@ class RemoteKeySets:
         ``min_ttl`` after a failure). Returns the document held and, when the last
         attempt failed, its reason."""
         with cached.lock:
-            now = self._clock.now()
+            now = self.clock.now()
             if cached.attempts == seen:
                 wait = interval if cached.failure is None else max(interval, self._min_ttl)
                 if cached.attempted is None or now >= cached.attempted + wait:
@@ -452,32 +452,18 @@ def _select(keys: tuple[_Key, ...], kid: str | None, alg: str, url: str) -> Publ
 
 
 def _check_url(url: str, what: str) -> None:
-    """``https://`` with a host and no credentials, or ``http://`` to a loopback host;
-    else ServiceUnavailable."""
+    """``https://`` with a host and no credentials, or ``http://`` to a loopback host
+    (:func:`plugins.remote.url_problem`, the rule config is checked with), and a URL
+    the HTTP client reads the same way; else ServiceUnavailable."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise ServiceUnavailable(f"{what}: {problem}")
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise ServiceUnavailable(f"{what} {url} is not a URL: {exc}") from None
-    if not parsed.host:
-        raise ServiceUnavailable(f"{what} {url} has no host")
-    if parsed.userinfo:
-        raise ServiceUnavailable(f"{what} {url} carries credentials")
-    if parsed.scheme == "https":
-        return
-    if parsed.scheme == "http":
-        if _loopback(parsed.host):
-            return
-        raise ServiceUnavailable(f"{what} {url} is not HTTPS (plain http is for loopback only)")
-    raise ServiceUnavailable(f"{what} {url} is not HTTPS")
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    if not parsed.host or parsed.userinfo or parsed.scheme not in ("https", "http"):
+        raise ServiceUnavailable(f"{what} {url} is not a URL keys may be fetched from")
 
 
 def _status_reason(response: httpx.Response) -> str:

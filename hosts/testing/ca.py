@@ -300,7 +300,9 @@ class LocalCA:
         """What a provisioner type is built with here (``from_config``,
         ``default_config``), with the key password as ``devid init`` has it."""
         authority = self.authority
-        return provisioner_environment(authority.config, self.password, authority.lookup)
+        return provisioner_environment(
+            authority.config, self.password, authority.lookup, authority.remote_keys
+        )
 
     def provisioners_view(self) -> list[dict[str, Any]]:
         """What ``GET /provisioners`` answers: every provisioner's ``public_view()``."""

@@ -198,7 +198,10 @@ def test_a_discovery_document_naming_another_issuer_is_refused(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"jwks_uri": "http://example.com/keys"}, "jwks_uri http://example.com/keys is not HTTPS"),
+        (
+            {"jwks_uri": "http://example.com/keys"},
+            "jwks_uri: 'http://example.com/keys' is not HTTPS",
+        ),
         ({"jwks_uri": None}, "has no jwks_uri"),
         ({"token_endpoint": 7}, "token_endpoint in the discovery document"),
         ({"id_token_signing_alg_values_supported": "RS256"}, "is not a list of strings"),
@@ -227,11 +230,13 @@ def test_plain_http_is_refused_beyond_loopback_without_network_use(clock: Frozen
         return httpx.Response(200, json={"issuer": issuer, "jwks_uri": issuer + KEYS_PATH})
 
     remote = RemoteKeySets(clock, transport=httpx.MockTransport(answer))
-    with pytest.raises(ServiceUnavailable, match=r"issuer http://example\.com is not HTTPS"):
+    with pytest.raises(ServiceUnavailable, match=r"issuer: 'http://example\.com' is not HTTPS"):
         remote.provider("http://example.com")
-    with pytest.raises(ServiceUnavailable, match=r"jwks_uri http://example\.com/keys is not HTTPS"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"jwks_uri: 'http://example\.com/keys' is not HTTPS"
+    ):
         remote.key("http://example.com/keys", "k", "ES256")
-    with pytest.raises(ServiceUnavailable, match="is not HTTPS"):
+    with pytest.raises(ServiceUnavailable, match="is not an https:// URL"):
         remote.key("ftp://example.com/keys", "k", "ES256")
     with pytest.raises(ServiceUnavailable, match="carries credentials"):
         remote.key("https://user:secret@example.com/keys", "k", "ES256")
