@@ -23,51 +23,10 @@ from agent.caclient import (
     write_private_key,
 )
 from engine.keys import KeyType
+from hosts.cli.client_options import add_ca_options, add_flow_options, need_url
 from plugins.keygen import generate_key
 
-__all__ = ["CAClientError", "add_flow_options", "register"]
-
-#: How long a person has to sign in (``--provisioner``, ``devid login``), in seconds.
-DEFAULT_TIMEOUT = 300.0
-
-
-def _add_ca(parser: argparse.ArgumentParser, *, url_required: bool = False) -> None:
-    parser.add_argument(
-        "--ca-url",
-        default=os.environ.get("DEVID_CA_URL"),
-        help="the CA's URL, e.g. https://localhost:8443 (default $DEVID_CA_URL"
-        + ("" if url_required else ", or the token's audience")
-        + ")",
-    )
-    parser.add_argument(
-        "--root",
-        type=Path,
-        default=Path(os.environ["DEVID_ROOT"]) if os.environ.get("DEVID_ROOT") else None,
-        help="the root certificate to trust (default $DEVID_ROOT)",
-    )
-
-
-def add_flow_options(parser: argparse.ArgumentParser) -> None:
-    """The sign-in options ``devid login`` and ``devid ca certificate --provisioner`` share
-    (here, so that the latter's parser loads nothing of :mod:`hosts.cli.login_commands`)."""
-    parser.add_argument(
-        "--device",
-        action="store_true",
-        help="sign in on another device: open the URL printed and enter the code"
-        " (the provider must offer device authorization)",
-    )
-    parser.add_argument(
-        "--no-browser",
-        action="store_true",
-        help="do not open a browser; only print the URL to open",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="S",
-        help=f"how long to wait for the sign-in, in seconds (default {DEFAULT_TIMEOUT:g})",
-    )
+__all__ = ["CAClientError", "register"]
 
 
 def register(sub: Any) -> None:
@@ -116,14 +75,14 @@ def register(sub: Any) -> None:
     p.add_argument("--key-type", default="P-256", choices=[k.value for k in KeyType])
     p.add_argument("--not-after", default=None, help="requested lifetime or time, e.g. 8h")
     add_flow_options(p)
-    _add_ca(p)
+    add_ca_options(p)
     p.set_defaults(func=cmd_certificate, certificate_parser=p)
 
     p = ca_sub.add_parser("renew", help="renew a certificate over mTLS with the current one")
     p.add_argument("crt", type=Path, help="the current certificate chain; replaced in place")
     p.add_argument("key", type=Path, help="its private key")
     p.add_argument("--out", type=Path, default=None, help="write here instead of replacing CRT")
-    _add_ca(p, url_required=True)
+    add_ca_options(p, url_required=True)
     p.set_defaults(func=cmd_renew)
 
     p = ca_sub.add_parser(
@@ -157,7 +116,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--reason", default="", help="free text stored with the revocation")
     p.add_argument("--reason-code", type=int, default=0, help="RFC 5280 CRLReason code")
-    _add_ca(p)
+    add_ca_options(p)
     p.set_defaults(func=cmd_revoke)
 
     p = ca_sub.add_parser("crl", help="download a CA's CRL (default the Agent CA's)")
@@ -171,18 +130,12 @@ def register(sub: Any) -> None:
         help="whose CRL: agent (device certificates, the default), account, tls (ACME"
         " http-01/dns-01/tls-alpn-01, token and admin certificates) or attestation",
     )
-    _add_ca(p, url_required=True)
+    add_ca_options(p, url_required=True)
     p.set_defaults(func=cmd_crl)
 
 
-def _need_url(args: argparse.Namespace) -> str:
-    if not args.ca_url:
-        raise CAClientError("pass --ca-url URL (or set $DEVID_CA_URL)")
-    return str(args.ca_url)
-
-
 def cmd_root(args: argparse.Namespace) -> int:
-    with CAClient(_need_url(args), None, insecure_root_fetch=True) as client:
+    with CAClient(need_url(args), None, insecure_root_fetch=True) as client:
         pem = client.root(args.fingerprint)
     args.file.parent.mkdir(parents=True, exist_ok=True)
     args.file.write_text(pem)
@@ -217,7 +170,7 @@ def _certificate_by_sign_in(args: argparse.Namespace) -> int:
 
     key = generate_key(KeyType.parse(args.key_type))
     csr = make_csr(key, args.subject, list(args.san or []))
-    with CAClient(_need_url(args), args.root) as client:
+    with CAClient(need_url(args), args.root) as client:
         token = args.token or sign_in(args, client, args.provisioner, key)
         response = client.sign(csr, token, args.not_after)
     cert = write_chain(args.crt, response)
@@ -227,7 +180,7 @@ def _certificate_by_sign_in(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    with CAClient(_need_url(args), args.root, client_cert=(args.crt, args.key)) as client:
+    with CAClient(need_url(args), args.root, client_cert=(args.crt, args.key)) as client:
         response = client.renew()
     out = args.out or args.crt
     cert = write_chain(out, response)
@@ -271,7 +224,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
                 " credential (--admin-token-file FILE, --data DIR, $DEVID_ADMIN_TOKEN or"
                 " $DEVID_DATA)"
             )
-        with CAClient(_need_url(args), args.root) as client:
+        with CAClient(need_url(args), args.root) as client:
             client.admin_revoke(
                 serial, admin_token, reason=args.reason, reason_code=args.reason_code
             )
@@ -282,7 +235,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     else:
         if not (args.cert and args.key):
             raise CAClientError("pass --token, or --cert and --key of the certificate to revoke")
-        ca_url = _need_url(args)
+        ca_url = need_url(args)
         client_cert = (args.cert, args.key)
     with CAClient(ca_url, args.root, client_cert=client_cert) as client:
         client.revoke(serial, token=args.token, reason=args.reason, reason_code=args.reason_code)
@@ -291,7 +244,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_crl(args: argparse.Namespace) -> int:
-    with CAClient(_need_url(args), args.root) as client:
+    with CAClient(need_url(args), args.root) as client:
         der = client.crl(args.issuer)
     crl = x509.load_der_x509_crl(der)
     if str(args.file) == "-":

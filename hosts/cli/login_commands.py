@@ -33,7 +33,7 @@ from agent.caclient import (
 )
 from agent.oidc import DevicePrompt, LoginSettings, browser_login, device_login, discover
 from engine.keys import KeyType
-from hosts.cli.ca_commands import _add_ca, _need_url, add_flow_options
+from hosts.cli.client_options import add_ca_options, add_flow_options, need_url
 from plugins.keygen import generate_key
 from plugins.minting import key_nonce
 
@@ -88,7 +88,7 @@ def register(sub: Any) -> None:
         " signing in",
     )
     add_flow_options(p)
-    _add_ca(p, url_required=True)
+    add_ca_options(p, url_required=True)
     p.set_defaults(func=cmd_login)
 
 
@@ -178,7 +178,7 @@ def print_issued(cert: x509.Certificate, crt: Path, key: Path) -> None:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    ca_url = _need_url(args)
+    ca_url = need_url(args)
     name = str(args.provisioner)
     if not name or Path(name).name != name or name.startswith("."):
         raise CAClientError(f"--provisioner {name!r} cannot name the files NAME.crt, NAME.key")

@@ -246,4 +246,7 @@ def test_fetching_the_root_loads_nothing_of_the_server(tmp_path: Path) -> None:
     )
     assert code == 1, output
     assert "hosts.cli.ca_commands" in modules
-    assert_lean([name for name in modules if name != "hosts.cli.ca_commands"])
+    # The client commands' own modules (and their shared options), nothing else of hosts.
+    client = ("hosts.cli.ca_commands", "hosts.cli.client_options")
+    assert "hosts.cli.login_commands" not in modules
+    assert_lean([name for name in modules if name not in client])
