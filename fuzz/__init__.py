@@ -25,4 +25,5 @@ TARGETS = (
     "x5c",
     "acme_validation",
     "scep",
+    "oidc",
 )

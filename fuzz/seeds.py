@@ -583,6 +583,7 @@ def write_all() -> list[Path]:
     acme_validation()
     envelopes()
     scep()
+    oidc()
     return sorted(p for p in CORPUS_DIR.iterdir() if p.is_dir())
 
 
@@ -809,3 +810,103 @@ def _request_info(der: bytes) -> bytes:
     _, body, _ = read_tlv(der)
     tag, value, _ = read_tlv(body)
     return tlv(tag, value)
+
+
+def oidc() -> None:
+    """The RS256 key of the oidc target (fuzz/fixtures/oidc/) and its seeds: claims of
+    tokens the provisioner accepts, admits as an admin or refuses at each check, tokens
+    signed with both fixture keys, headers, a provider's JWK sets and discovery
+    documents, and the cache headers providers send."""
+    import importlib
+
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    pem = rsa.generate_private_key(65537, 2048).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    _fixture("oidc", "rs256.pem", pem)
+    target = importlib.reload(importlib.import_module("fuzz.targets.oidc"))
+
+    def write(form: int, name: str, data: bytes) -> None:
+        _write("oidc", name, bytes([form]) + data)
+
+    claims: dict[str, Any] = {
+        "valid": {},
+        "admin-email": {"email": "admin@example.com"},
+        "admin-subject": {"sub": "root-7", "email": None, "email_verified": None},
+        "audiences": {"aud": ["devid-cli", "other"], "azp": "devid-cli"},
+        "no-azp": {"aud": "devid-cli", "azp": None, "jti": None, "nbf": None},
+        "groups-string": {"groups": "ops"},
+        "unverified": {"email_verified": "true"},
+        "odd-username": {"preferred_username": "a.b-c_d"},
+        "unicode": {"sub": "\u00e5sa", "preferred_username": "\u00e5sa"},
+        "times": {"iat": 1748735990.5, "exp": 1748739590.25, "nbf": None},
+        "no-nonce": {"nonce": None},
+        "other-domain": {"email": "bob@example.org"},
+    }
+    for name, value in claims.items():
+        write(target.CLAIMS_ES256, f"claims-{name}", _json(value))
+    write(target.CLAIMS_RS256, "claims-rs256-valid", b"{}")
+    write(target.CLAIMS_RS256, "claims-rs256-admin", _json(claims["admin-email"]))
+    write(target.CLAIMS_ES256, "claims-array", b"[1]")
+    tokens = {
+        "es256": target.signed(target.BASE_HEADER, target.BASE_CLAIMS),
+        "rs256": target.signed({**target.BASE_HEADER, "alg": "RS256"}, target.BASE_CLAIMS),
+        "ps256": target.signed({**target.BASE_HEADER, "alg": "PS256"}, target.BASE_CLAIMS),
+        "no-kid": target.signed({"alg": "ES256"}, target.BASE_CLAIMS),
+    }
+    for name, token in tokens.items():
+        write(target.TOKEN, f"token-{name}", token.encode())
+    headers: dict[str, Any] = {
+        "valid": {},
+        "rs256": {"alg": "RS256"},
+        "no-kid": {"kid": None},
+        "other-kid": {"kid": "rotated"},
+        "es384": {"alg": "ES384"},
+        "jwk": {"jwk": {"kty": "EC", "crv": "P-256", "x": "", "y": ""}},
+    }
+    for name, value in headers.items():
+        write(target.HEADER, f"header-{name}", _json(value))
+    rotated = dict(target.KEY_SET["keys"][0], kid="rotated", alg="ES256")
+    documents = {
+        "jwks": target.KEY_SET,
+        "jwks-mixed": {
+            "keys": [
+                rotated,
+                dict(target.KEY_SET["keys"][1], alg="RS256", use="sig"),
+                {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+                {"kty": "EC", "crv": "P-256", "use": "enc", "kid": "enc"},
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+                },
+                "not a key",
+            ]
+        },
+        "discovery": {
+            "issuer": target.PROVIDER,
+            "jwks_uri": target.JWKS_URI,
+            "authorization_endpoint": target.PROVIDER + "/authorize",
+            "token_endpoint": target.PROVIDER + "/token",
+            "device_authorization_endpoint": target.PROVIDER + "/device",
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        },
+        "discovery-loopback": {
+            "issuer": "http://127.0.0.1:8080",
+            "jwks_uri": "http://127.0.0.1:8080/jwks",
+        },
+    }
+    for name, document in documents.items():
+        write(target.DOCUMENT, f"document-{name}", _json(document))
+    cache_headers = {
+        "max-age": b"Cache-Control: public, max-age=300\r\nAge: 120",
+        "no-store": b"Cache-Control: no-store, max-age=60",
+        "expires": (
+            b"Expires: Sun, 01 Jun 2025 06:00:00 GMT\r\nDate: Sun, 01 Jun 2025 00:00:00 GMT"
+        ),
+        "invalid-expires": b"Expires: 0\r\nContent-Type: application/json",
+        "quoted": b'Cache-Control: max-age="600"\r\nCache-Control: must-revalidate',
+    }
+    for name, lines in cache_headers.items():
+        write(target.CACHE_HEADERS, f"headers-{name}", lines)
