@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import ipaddress
 import secrets
 import threading
 import time
@@ -40,6 +39,7 @@ import httpx
 
 from agent.caclient import CAClientError, token_claims
 from engine.jose import b64url_encode
+from plugins.remote import url_problem
 
 __all__ = [
     "DEVICE_GRANT",
@@ -150,23 +150,13 @@ class LoginSettings:
 # --- discovery --------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str, what: str) -> str:
-    """*url* if it is https, or http to a loopback address; else a :class:`LoginError`."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return url
-    raise LoginError(f"the {what} {url!r} is not an https URL (http only to a loopback address)")
+    """*url* if it is https, or http to a loopback address (the rule the CA fetches the
+    provider's keys by, :func:`plugins.remote.url_problem`); else a :class:`LoginError`."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise LoginError(f"the {what}: {problem}")
+    return url
 
 
 @attrs.frozen

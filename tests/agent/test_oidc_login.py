@@ -132,7 +132,7 @@ def test_discovery_finds_the_endpoints_and_checks_the_issuer(oidc_provider: OIDC
     assert endpoints.device_authorization_endpoint == f"{oidc_provider.issuer}/device_authorization"
     with pytest.raises(LoginError, match="names the issuer"):
         discover(oidc_provider.issuer + "/")
-    with pytest.raises(LoginError, match="not an https URL"):
+    with pytest.raises(LoginError, match="is not HTTPS"):
         discover("http://id.example.com")
 
 
