@@ -7,8 +7,8 @@ stay within their bounds.
 
 The xfail tests at the end are inputs that still give another exception (see each
 reason); the strategies above leave out just those values (lone surrogates in ``sub``
-and in a provider's URLs, cache times beyond what a datetime holds) until they are
-fixed, then the xfail marks go and the strategies take them again.
+and in a provider's URLs, cache times beyond what a datetime holds, emails x509 refuses)
+until they are fixed, then the xfail marks go and the strategies take them again.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ProtocolError
+from engine.errors import BadRequest, ProtocolError
+from engine.names import SAN, SANKind
 from fuzz.targets import oidc
 from plugins.oidc import OIDCProvisioner
 
@@ -61,6 +63,24 @@ times = (
     | st.just(str(NOW))
     | other
 )
+
+
+def _an_email_x509_refuses(value: Any) -> bool:
+    """An email SAN.parse takes that cryptography's RFC822Name refuses (see
+    test_an_email_that_x509_refuses); left out of the strategies until that is fixed."""
+    try:
+        san = SAN.parse(value)
+    except BadRequest:
+        return False
+    if san.kind is not SANKind.EMAIL:
+        return False
+    try:
+        x509.RFC822Name(san.value)
+    except ValueError:
+        return True
+    return False
+
+
 emails = (
     st.sampled_from(
         (
@@ -82,7 +102,7 @@ emails = (
     | st.builds(lambda local, domain: f"{local}@{domain}", odd_text, odd_text)
     | odd_text
     | other
-)
+).filter(lambda email: not _an_email_x509_refuses(email))
 usernames = (
     st.sampled_from(("alice", "a.b", "a..b", "-a", "a-", "*", "xn--a", "a" * 64, "a" * 300))
     | st.text(st.sampled_from("aZ09.-_*@:/% \x00é"), max_size=70)
@@ -376,3 +396,15 @@ def test_an_http_date_out_of_range_is_read_as_no_date(lines: bytes) -> None:
 def test_a_jwks_uri_with_a_lone_surrogate_is_refused_with_a_reason() -> None:
     document = {**DISCOVERY, "jwks_uri": oidc.JWKS_URI + "/\ud800"}
     oidc.test_one_input(bytes([oidc.DOCUMENT]) + json.dumps(document).encode())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/names.py SAN.parse takes as an email SAN what cryptography's RFC822Name"
+    " refuses (parseaddr finds a comment or no address: '(' or '[' in the local part), so"
+    " signing the certificate raises ValueError: a verified email claim such as"
+    " 'a(b@example.com' gives a 500, not a 4xx",
+)
+@pytest.mark.parametrize("email", ["a(b@example.com", "[dmin@example.com"])
+def test_an_email_that_x509_refuses_is_refused_cleanly(email: str) -> None:
+    oidc.test_one_input(_claims_input({"email": email}))
