@@ -10,6 +10,7 @@ from .acme import acme_tables
 from .fleet import fleet_tables
 from .format import CLIENT_SATURATED, NOISY_NOTE, Table, lookup, mib, number, rate_cell
 from .headline import headline_table
+from .oidc import oidc_table
 from .scep import scep_table
 from .targets import targets_table
 
@@ -227,6 +228,9 @@ def host_tables(results: dict[str, Any]) -> list[Table]:
     scep = results.get("scep")
     if scep and scep.get("inprocess"):
         tables.append(scep_table(scep))
+    oidc = results.get("oidc")
+    if oidc and oidc.get("inprocess"):
+        tables.append(oidc_table(oidc))
     scaling = results.get("scaling")
     if scaling and scaling.get("workers"):
         params = scaling["parameters"]

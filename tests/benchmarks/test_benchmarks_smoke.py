@@ -74,6 +74,12 @@ ARGS = [
     "4",
     "--scep-n",
     "3",
+    "--oidc-concurrency",
+    "2",
+    "--oidc-requests",
+    "4",
+    "--oidc-n",
+    "3",
 ]
 
 Run = tuple[int, Path, dict[str, Any]]
@@ -151,6 +157,7 @@ def test_top_level_and_machine(run: Run) -> None:
         "http",
         "accounts",
         "scep",
+        "oidc",
         "scaling",
         "attestation",
         "soak",
