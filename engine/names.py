@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from email.utils import parseaddr
 
 import attrs
 from cryptography import x509
@@ -44,6 +45,11 @@ class SAN:
         if "://" in text or text.lower().startswith("urn:"):
             return cls(SANKind.URI, text)
         if "@" in text:
+            # What X.509's rfc822Name takes: an address alone, no display name or
+            # comment (RFC 5322 parsing, as cryptography checks it when it encodes).
+            name, address = parseaddr(text)
+            if name or address != text or text.count("@") != 1:
+                raise BadRequest(f"invalid email address {text!r}")
             return cls(SANKind.EMAIL, text.lower())
         name = text.lower().rstrip(".")
         labels = name.split(".")

@@ -31,6 +31,8 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 def url_problem(url: str) -> str | None:
     """Why *url* may not be fetched for keys, or None: it must be ``https://``, or
     ``http://`` to a loopback address (a provider on the same machine, as in tests)."""
+    if not url.isascii():
+        return f"{url!r} is not an ASCII URL (write an internationalised name as its A-label)"
     try:
         parts = urlsplit(url)
         host = parts.hostname

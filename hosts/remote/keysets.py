@@ -298,7 +298,11 @@ class RemoteKeySets:
             if max_age is None:
                 return self._min_ttl  # an invalid max-age makes the answer stale (RFC 9111)
             age = _digits(headers.get("age")) or 0
-            return self._clamp(timedelta(seconds=max_age - age))
+            # RFC 9111 5.1: delta-seconds beyond 2^31 are read as 2^31 (and a timedelta
+            # holds no more than about 2.7 * 10^9 days).
+            return self._clamp(
+                timedelta(seconds=min(max_age, DELTA_SECONDS_CAP) - min(age, DELTA_SECONDS_CAP))
+            )
         expires_header = headers.get("expires")
         if expires_header is not None:
             expires = _http_date(expires_header)
@@ -478,6 +482,10 @@ def _status_reason(response: httpx.Response) -> str:
     return f"HTTP {status}"
 
 
+#: The largest delta-seconds a cache header is read as (RFC 9111 section 1.2.2).
+DELTA_SECONDS_CAP = 2**31
+
+
 def _digits(text: str | None) -> int | None:
     """A non-negative decimal integer header value (delta-seconds, Content-Length)."""
     if text is None:
@@ -493,9 +501,9 @@ def _http_date(text: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # out of range: no date
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _span(delta: timedelta) -> str:

@@ -36,6 +36,15 @@ MAX_VALUE_LENGTH = 256
 MAX_COMMON_NAME = 64  # ub-common-name (RFC 5280)
 
 
+def is_text(value: str) -> bool:
+    """*value* is Unicode text (JSON's escapes can make lone surrogates, which are not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def fields_of(text: str, where: str) -> tuple[str, ...]:
     """The placeholders of a template; refuses anything but plain ``{claim}`` fields."""
     try:
@@ -114,7 +123,7 @@ class Identity:
             local, _, domain = self.email.rpartition("@")
             return local if field == "email_local" else domain
         value = self.claims.get(field)
-        if isinstance(value, str) and value and len(value) <= MAX_VALUE_LENGTH:
+        if isinstance(value, str) and value and len(value) <= MAX_VALUE_LENGTH and is_text(value):
             return value
         return None
 

@@ -82,7 +82,7 @@ from plugins.api import (
     url_problem,
 )
 
-from .names import Identity, NameTemplate, common_name, fields_of, identity_names
+from .names import Identity, NameTemplate, common_name, fields_of, identity_names, is_text
 
 #: The algorithms ID tokens may be signed with here (``none`` and HMAC never).
 SUPPORTED_ALGORITHMS = (
@@ -378,7 +378,7 @@ class OIDCProvisioner(Provisioner):
     def _identity(self, claims: Mapping[str, Any]) -> Identity:
         """Who the token names, with the email only where the checks let it name them."""
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH:
+        if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH or not is_text(sub):
             raise Unauthorized("ID token has no usable sub claim")
         email: str | None = None
         raw = claims.get("email")

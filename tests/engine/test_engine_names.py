@@ -141,3 +141,18 @@ def test_malformed_dns_names_are_refused(name: str) -> None:
 )
 def test_valid_dns_names_are_accepted(name: str) -> None:
     assert SAN.parse(name).value == name
+
+
+@pytest.mark.parametrize(
+    "text", ["a(b@example.com", "[dmin@example.com", "Alice <a@example.com>", "a@b@example.com"]
+)
+def test_an_email_x509_cannot_encode_is_refused(text: str) -> None:
+    # rfc822Name holds an address alone: no display name, comment or second "@".
+    with pytest.raises(BadRequest, match="invalid email address"):
+        SAN.parse(text)
+
+
+def test_a_plain_email_is_still_an_email() -> None:
+    san = SAN.parse("First.Last+tag@Example.com")
+    assert san.kind is SANKind.EMAIL and san.value == "first.last+tag@example.com"
+    assert x509.RFC822Name(san.value)
