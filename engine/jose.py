@@ -54,6 +54,12 @@ _RSA_ALGS: dict[str, tuple[hashes.HashAlgorithm, bool]] = {
     "PS384": (hashes.SHA384(), True),
     "PS512": (hashes.SHA512(), True),
 }
+#: Every JWS algorithm :func:`verify_signature` checks (``none`` and HMAC never are).
+SIGNATURE_ALGORITHMS: tuple[str, ...] = (
+    *(alg for alg, _, _ in _EC_ALG.values()),
+    "EdDSA",
+    *_RSA_ALGS,
+)
 
 
 def b64url_encode(data: bytes) -> str:

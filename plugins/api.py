@@ -70,6 +70,7 @@ from engine.errors import (
 )
 from engine.extensions import ProvisionerRef
 from engine.inventory import Device
+from engine.jose import SIGNATURE_ALGORITHMS as JWS_ALGORITHMS
 from engine.jose import CompactJWS
 from engine.keys import KeyType
 from engine.names import SAN
@@ -134,6 +135,7 @@ __all__ = [
     "CHALLENGE_METHODS",
     "DISCOVERY_PATH",
     "EKU_NAMES",
+    "JWS_ALGORITHMS",
     "LEEWAY",
     "SAN",
     "ACMEIssuing",

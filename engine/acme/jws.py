@@ -22,6 +22,7 @@ import attrs
 from ..errors import BadRequest, Unauthorized
 from ..jose import (
     MAX_JSON_DEPTH,
+    SIGNATURE_ALGORITHMS,
     PrivateKey,
     PublicKey,
     allowed_algorithms,
@@ -39,17 +40,7 @@ from .problems import ACMEProblem, malformed, unauthorized
 
 JOSE_JSON = "application/jose+json"
 MAX_JWS_BYTES = 64 * 1024
-SUPPORTED_ALGORITHMS = (
-    "ES256",
-    "ES384",
-    "EdDSA",
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-)
+SUPPORTED_ALGORITHMS = SIGNATURE_ALGORITHMS
 EAB_ALGORITHM = "HS256"
 _MEMBERS = frozenset({"protected", "payload", "signature"})
 

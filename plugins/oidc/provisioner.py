@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from plugins.api import (
+    JWS_ALGORITHMS,
     LEEWAY,
     SAN,
     Assurance,
@@ -85,17 +86,7 @@ from plugins.api import (
 from .names import Identity, NameTemplate, common_name, fields_of, identity_names, is_text
 
 #: The algorithms ID tokens may be signed with here (``none`` and HMAC never).
-SUPPORTED_ALGORITHMS = (
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "EdDSA",
-)
+SUPPORTED_ALGORITHMS = JWS_ALGORITHMS
 DEFAULT_ALGORITHMS = ("RS256", "ES256")
 DEFAULT_SCOPES = ("openid", "email", "profile")
 DEFAULT_NAMES = ("email", "subject")
