@@ -123,3 +123,18 @@ def run(
 def shown(result: subprocess.CompletedProcess[str]) -> str:
     """A command's outcome for an assertion message."""
     return f"{result.args}\nexit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a documented shell block as written, in ``bash -e -o pipefail``; it must succeed."""
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, shown(result)
+    return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from hosts.testing.processes import ManagedProcess
 from hosts.testing.servers import devid_serve, run_devid
 from tests.conftest import REPO_ROOT
 
-from .support import client_env, free_ports, load_certificate, need, shown
+from .support import client_env, free_ports, load_certificate, need, run_block, shown
 
 DOC = REPO_ROOT / "docs" / "oidc.md"
 SECTION = "Try it with oauth2-mock-server"
@@ -79,16 +78,7 @@ def test_the_walkthrough_signs_in_and_gets_a_certificate(tmp_path: Path) -> None
                 DEVID_ROOT="root.crt",
                 OIDC_PORT=str(port),
             )
-            result = subprocess.run(
-                ["bash", "-e", "-o", "pipefail", "-c", client_block],
-                capture_output=True,
-                text=True,
-                cwd=repo,
-                env=env,
-                timeout=120,
-                stdin=subprocess.DEVNULL,
-            )
-    assert result.returncode == 0, shown(result)
+            result = run_block(client_block, repo, env)
     out = result.stdout
     assert "Open this URL to sign in:" in out, shown(result)
     assert re.search(r"^subject=CN\s*=\s*johndoe$", out, re.M), shown(result)

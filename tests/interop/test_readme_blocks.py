@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +35,15 @@ from hosts.testing.servers import devid_serve, run_devid, wait_for_health
 from tests.conftest import REPO_ROOT
 
 from .scep_client import SCEPClient
-from .support import client_env, dns_names, free_ports, load_certificate, need, shown
+from .support import (
+    client_env,
+    dns_names,
+    free_ports,
+    load_certificate,
+    need,
+    run_block,
+    shown,
+)
 
 if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
     from tests.swtpm import SwtpmCLI
@@ -68,20 +75,6 @@ def repository_like(workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / ".venv").symlink_to(VENV)
     return workdir
-
-
-def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", block],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, shown(result)
-    return result
 
 
 def test_readme_has_the_blocks() -> None:
