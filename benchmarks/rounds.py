@@ -17,12 +17,19 @@ time the requests through :func:`benchmarks.loadgen.drive`),
 :func:`run_targets` (start every server, run the interleaved rounds, stop
 them, summarise each level with :func:`summarise_level`) and
 :func:`with_ratios` (each level against the in-process rate).
+
+The sections that time kinds of request (accounts, scep, oidc) share
+:class:`KindPlan` (their parameters' base), :func:`serve_hosts` (start each
+host, measure, always stop), :func:`kind_rounds` (rounds interleaving hosts,
+kinds and levels) and the figures: :func:`summarise_per_item`,
+:func:`kind_figures`, :func:`inprocess_figures`, :func:`crypto_split`.
 """
 
 from __future__ import annotations
 
+import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -41,10 +48,19 @@ from .common import (
     percentile,
     rounded,
     spread,
+    write_password_file,
 )
-from .loadgen import LevelOutcome, Pool, drive
+from .loadgen import LevelOutcome, Pool, accepted, drive
 from .procs import proc_cpu_seconds
-from .servers import ServerProcess, ServerSpec, Target, client_affinity, start_targets, stop_all
+from .servers import (
+    Pinning,
+    ServerProcess,
+    ServerSpec,
+    Target,
+    client_affinity,
+    start_targets,
+    stop_all,
+)
 
 T = TypeVar("T")
 L = TypeVar("L")
@@ -249,17 +265,23 @@ async def timed_level(
     label: str,
     progress: Progress,
     status: Callable[[int], None] | None = None,
+    *,
+    content_type: str = "application/json",
+    ok: Callable[[int, bytes], bool] = accepted,
 ) -> RoundSample:
     """Warm *pool*'s connections up with the first *warmup* bodies, then time the rest
     of them to *path* with the server's CPU read around it; *limits* is the level's
-    timeout and how many errors end it early."""
+    timeout and how many errors end it early. *content_type* and *ok* go to
+    :func:`benchmarks.loadgen.drive` (what is posted, which answers count)."""
     timeout, max_errors = limits
-    warm = await drive(pool, path, bodies[:warmup], timeout, 1)
+    warm = await drive(pool, path, bodies[:warmup], timeout, 1, content_type=content_type, ok=ok)
     if warm.errors:
         raise BenchmarkError(f"{label}: a warm-up request failed: {warm.errors[0]}")
     meter = Meter(server)
     meter.start()
-    outcome = await drive(pool, path, bodies[warmup:], timeout, max_errors, status)
+    outcome = await drive(
+        pool, path, bodies[warmup:], timeout, max_errors, status, content_type=content_type, ok=ok
+    )
     usage = meter.stop()
     if server.process.poll() is not None:
         raise BenchmarkError(f"{label}: the server exited with status {server.process.returncode}")
@@ -461,3 +483,303 @@ def with_ratios(result: dict[str, Any], reference: float | None) -> dict[str, An
             "ratio_to_inprocess": best["ratio_to_inprocess"],
         }
     return result
+
+
+# --- sections measured in kinds through hosts (accounts, scep, oidc) ----------------------
+
+
+@dataclass(frozen=True)
+class KindPlan:
+    """The load plan of a section that times kinds of request at each concurrency level,
+    its rounds interleaving kinds and levels (the base of its parameters)."""
+
+    concurrency: tuple[int, ...] = (1, 8)
+    #: Timed requests per kind, level and round, in the order of ``concurrency``.
+    requests: tuple[int, ...] = (100, 300)
+    rounds: int = 3
+    pin: bool = True
+    level_timeout_s: float = 60.0
+    startup_timeout_s: float = 60.0
+    #: A round stops early after this many failed requests.
+    max_errors: int = 20
+
+    def __post_init__(self) -> None:
+        check_levels(self.concurrency, self.requests, self.rounds)
+
+    @staticmethod
+    def warmup_for(concurrency: int) -> int:
+        return max(4, 2 * concurrency)
+
+    def plan(self) -> list[tuple[int, int]]:
+        """(concurrency, timed requests per round), level by level."""
+        return list(zip(self.concurrency, self.requests, strict=True))
+
+    def per_kind(self) -> int:
+        """Requests of one kind sent to one server over the run, warm-ups included."""
+        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
+
+    def limits(self) -> tuple[float, int]:
+        """A level's timeout and how many errors end it early (:func:`timed_level`)."""
+        return self.level_timeout_s, self.max_errors
+
+    def describe_plan(self) -> dict[str, Any]:
+        return {
+            "concurrency": list(self.concurrency),
+            "requests_per_round": list(self.requests),
+            "rounds": self.rounds,
+            "warmup": [self.warmup_for(c) for c in self.concurrency],
+        }
+
+
+@dataclass(frozen=True)
+class HostKindPlan(KindPlan):
+    """A :class:`KindPlan` through each of several hosts, next to the same kinds called
+    in process: *n* calls per kind and repetition."""
+
+    hosts: tuple[str, ...] = ("quart", "raw")
+    n: int = 200
+    repetitions: int = 7
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.n, self.repetitions) < 1:
+            raise ValueError("in-process calls and repetitions must be positive")
+
+
+#: Per kind, per concurrency level: the rounds' samples.
+KindSamples = dict[str, dict[int, list[RoundSample]]]
+
+
+class KindHost(Protocol):
+    """A server the rounds of :func:`kind_rounds` load: its name and its samples."""
+
+    host: str
+    samples: KindSamples
+
+
+H = TypeVar("H", bound=KindHost)
+
+
+async def kind_rounds(
+    params: KindPlan,
+    served: Sequence[H],
+    kinds: Sequence[str],
+    section: str,
+    one_round: Callable[[H, str, int, int, int, str], Awaitable[RoundSample]],
+) -> None:
+    """Rounds x servers x kinds x levels, interleaved: ``one_round(server, kind,
+    concurrency, warmup, timed, label)`` runs one, checks it and returns its sample,
+    which lands in the server's ``samples[kind][concurrency]``."""
+    pairs = [(s, kind) for s in served for kind in kinds]
+    for s in served:
+        s.samples = {k: {c: [] for c in params.concurrency} for k in kinds}
+    for round_number, (s, kind), (concurrency, count) in schedule(
+        params.rounds, pairs, params.plan()
+    ):
+        label = f"{section} {s.host} {kind} c={concurrency} round {round_number}/{params.rounds}"
+        warmup = params.warmup_for(concurrency)
+        sample = await one_round(s, kind, concurrency, warmup, count, label)
+        s.samples[kind][concurrency].append(sample)
+
+
+def collecting(
+    accept: Callable[[int, bytes], bool] = accepted,
+) -> tuple[list[bytes], Callable[[int, bytes], bool]]:
+    """A ``drive`` *ok* predicate that also keeps the bodies it accepts, to be read later."""
+    replies: list[bytes] = []
+
+    def answered(status: int, body: bytes) -> bool:
+        if accept(status, body):
+            replies.append(body)
+            return True
+        return False
+
+    return replies, answered
+
+
+def crypto_split(cpu_us: float, crypto: Mapping[str, Any]) -> dict[str, Any]:
+    """CPU per request against the crypto it needs (*crypto*'s ``sum_us``): share and the rest."""
+    total = float(crypto["sum_us"])
+    return {
+        "crypto_us": crypto["sum_us"],
+        "crypto_share": rounded(total / cpu_us, 3) if cpu_us else None,
+        "rest_us": rounded(cpu_us - total, 1),
+    }
+
+
+def crypto_steps(samples: Mapping[str, Sequence[float]], steps: Sequence[str]) -> dict[str, Any]:
+    """The median µs of each of *steps* (``NAME_us``) and their sum (``sum_us``)."""
+    figures = {f"{name}_us": rounded(median(samples[name]), 2) for name in steps}
+    total = sum(median(samples[name]) for name in steps)
+    return {**figures, "sum_us": rounded(total, 2)}
+
+
+def summarise_per_item(
+    concurrency: int,
+    per_round: int,
+    samples: Sequence[RoundSample],
+    item: str,
+    crypto: Mapping[str, Any] | None = None,
+    client_cores: bool = True,
+) -> dict[str, Any]:
+    """One level's figures per *item* ("request", "certificate": ``ITEMs_per_s``, server
+    and client CPU µs per ITEM); with *crypto*, the server's CPU split against it."""
+    level, latencies, elapsed = level_figures(concurrency, per_round, samples, f"{item}s_per_s")
+    ok = len(latencies)
+    if ok:
+        level["latency_ms"] = latency_figures(latencies)
+        used = server_cpu_used(samples)
+        if used is not None:
+            cpu_us = used / ok * 1e6
+            level[f"server_cpu_us_per_{item}"] = rounded(cpu_us, 1)
+            level["server_cpu_cores"] = rounded(used / elapsed)
+            if crypto is not None:
+                level.update(crypto_split(cpu_us, crypto))
+        client_cpu = sum(s.client_cpu_s for s in samples)
+        level[f"client_cpu_us_per_{item}"] = rounded(client_cpu / ok * 1e6, 1)
+        if client_cores:
+            level["client_cpu_cores"] = rounded(client_cpu / elapsed)
+    return level
+
+
+#: What a kind's best level repeats (:func:`kind_figures`).
+BEST_KEYS = (
+    "concurrency",
+    "requests_per_s",
+    "server_cpu_us_per_request",
+    "crypto_us",
+    "crypto_share",
+    "rest_us",
+)
+
+
+def inprocess_figures(
+    what: str,
+    calls: int,
+    rates: Sequence[float],
+    cpus: Sequence[float],
+    crypto: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A kind's figures in process: the median of its repetitions' *rates* (calls per
+    second) and *cpus* (CPU µs per call), that CPU split against *crypto*."""
+    cpu_us = median(cpus)
+    return {
+        "what": what,
+        "calls": calls,
+        "requests_per_s": rounded(median(rates), 1),
+        "per_repetition": spread(rates),
+        "cpu_us_per_request": rounded(cpu_us, 1),
+        "cpu_us_per_repetition": [rounded(c, 1) for c in cpus],
+        "crypto": crypto,
+        **crypto_split(cpu_us, crypto),
+    }
+
+
+def kind_figures(
+    params: KindPlan,
+    samples: KindSamples,
+    kinds: Sequence[str],
+    what: Mapping[str, str],
+    crypto: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Per kind: what it is (from *what*), its levels and its best level with server CPU."""
+    figures: dict[str, Any] = {}
+    for kind in kinds:
+        levels = [
+            summarise_per_item(c, r, samples[kind][c], "request", crypto[kind])
+            for c, r in params.plan()
+        ]
+        out: dict[str, Any] = {"what": what[kind], "levels": levels}
+        measured = [lv for lv in levels if lv["ok"] and "server_cpu_us_per_request" in lv]
+        if measured:
+            best = max(measured, key=lambda lv: float(lv["requests_per_s"]))
+            out["best"] = {key: best[key] for key in BEST_KEYS}
+        figures[kind] = out
+    return figures
+
+
+def server_figures(server: ServerProcess, startup_s: float) -> dict[str, Any]:
+    """A served host's command, pid, startup time and peak RSS (its exit status is added
+    once it is stopped)."""
+    return {
+        "command": server.command,
+        "pid": server.pid,
+        "startup_s": rounded(startup_s),
+        "peak_rss_kib": server.memory().total("VmHWM"),
+    }
+
+
+@dataclass(frozen=True)
+class Started:
+    """A ``devid serve`` subprocess that answered: where, and how long it took."""
+
+    server: ServerProcess
+    port: int
+    context: ssl.SSLContext
+    startup_s: float
+
+
+def _start_host(
+    ca: tuple[str, Path, Path],
+    password: Path,
+    directory: Path,
+    cpus: tuple[int, ...] | None,
+    timeout: float,
+    started: list[ServerProcess],
+    progress: Progress,
+    section: str,
+) -> Started:
+    host, ca_dir, root = ca
+    began = time.perf_counter()
+    server = ServerProcess(ca_dir, password, directory / host, host, cpus=cpus, name=host)
+    started.append(server)
+    url = server.wait_ready(root, timeout)
+    progress(f"{section}: devid serve --host {host} pid {server.pid} ready at {url}")
+    context = ssl.create_default_context(cafile=str(root))
+    port = int(url.rsplit(":", 1)[1])
+    return Started(server, port, context, time.perf_counter() - began)
+
+
+def serve_hosts(
+    cas: Sequence[tuple[str, Path, Path]],
+    directory: Path,
+    pinning: Pinning,
+    params: KindPlan,
+    progress: Progress,
+    section: str,
+    measure: Callable[[list[Started]], dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Start ``devid serve --host HOST`` for each (HOST, CA directory, root certificate)
+    of *cas* (logs in *directory*/HOST), each pinned as *pinning* says and awaited for
+    *params*' startup timeout; *measure* them (in *cas*' order, this process on the load
+    generator's CPUs) before they are stopped, as they always are. Returns *measure*'s
+    figures per host, each ``server`` with its exit status added."""
+    password = write_password_file(directory / "password")
+    started: list[ServerProcess] = []
+    try:
+        up = [
+            _start_host(
+                ca,
+                password,
+                directory,
+                pinning.server,
+                params.startup_timeout_s,
+                started,
+                progress,
+                section,
+            )
+            for ca in cas
+        ]
+        with client_affinity(pinning.client):
+            results = measure(up)
+    finally:
+        statuses: dict[str, Any] = {}
+        for server in started:
+            try:
+                statuses[server.name] = server.stop()
+            except Exception as exc:  # keep stopping the others
+                statuses[server.name] = f"{type(exc).__name__}: {exc}"
+            progress(f"{section}: {server.name} stopped (exit status {statuses[server.name]})")
+    for host, figures in results.items():
+        figures["server"]["exit_status"] = statuses.get(host)
+    return results

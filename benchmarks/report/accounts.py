@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .format import NOISY_NOTE, Table, lookup, number
+from .format import NOISY_NOTE, Table, crypto_notes, level_cells, lookup, number
 
 #: The issue 13 target: server CPU per account certificate, µs.
 TARGET_US = 600
-
-
-def _rate(level: dict[str, Any]) -> str:
-    text = number(level.get("certificates_per_s"))
-    return f"{text}~" if lookup(level, "per_round", "noisy") else text
 
 
 def accounts_table(accounts: dict[str, Any]) -> Table:
@@ -46,11 +41,7 @@ def accounts_table(accounts: dict[str, Any]) -> Table:
             t.rows.append(
                 [
                     kind,
-                    str(level["concurrency"]),
-                    str(level["requests"]),
-                    _rate(level),
-                    number(lookup(level, "latency_ms", "p50"), 2),
-                    number(lookup(level, "latency_ms", "p99"), 2),
+                    *level_cells(level, "certificates_per_s"),
                     number(cpu, 0),
                     number(crypto, 0),
                     number(share, 2),
@@ -71,14 +62,7 @@ def accounts_table(accounts: dict[str, Any]) -> Table:
         " pooled; server CPU = user + system of the server process ÷ certificates (the load"
         f" generator excluded); target ≤ {TARGET_US} µs per certificate"
     )
-    for kind, figures in accounts.get("kinds", {}).items():
-        crypto = figures.get("crypto") or {}
-        parts = ", ".join(
-            f"{name.removesuffix('_us').replace('_', ' ')} {number(value, 0)}"
-            for name, value in crypto.items()
-            if name.endswith("_us") and name != "sum_us"
-        )
-        t.notes.append(f"crypto-only µs, {kind}: {parts} (timed alone with cryptography)")
+    t.notes.extend(crypto_notes(accounts.get("kinds", {})))
     if any(row[3].endswith("~") for row in t.rows):
         t.notes.append(NOISY_NOTE)
     return t

@@ -8,7 +8,16 @@ from typing import Any
 from .accounts import accounts_table
 from .acme import acme_tables
 from .fleet import fleet_tables
-from .format import CLIENT_SATURATED, NOISY_NOTE, Table, lookup, mib, number, rate_cell
+from .format import (
+    CLIENT_SATURATED,
+    NOISY_NOTE,
+    Table,
+    lookup,
+    mib,
+    number,
+    pinning_note,
+    rate_cell,
+)
 from .headline import headline_table
 from .oidc import oidc_table
 from .scep import scep_table
@@ -206,8 +215,7 @@ def host_tables(results: dict[str, Any]) -> list[Table]:
             f" ({ref.get('source')})"
         )
         h.notes.append(
-            f"servers pinned to CPU {pinning['server_cpus']}, load generator to CPU"
-            f" {pinning['client_cpus']}"
+            pinning_note(pinning)
             if pinning
             else "not pinned: server and load generator share every CPU"
         )

@@ -130,6 +130,25 @@ def parse_levels(text: str) -> tuple[int, ...]:
     return values
 
 
+def add_levels_option(
+    group: argparse._ArgumentGroup, flag: str, default: tuple[int, ...], help: str
+) -> None:
+    """A section's concurrency levels, comma-separated (:func:`parse_levels`)."""
+    group.add_argument(flag, type=parse_levels, default=default, metavar="LIST", help=help)
+
+
+def add_count_option(group: argparse._ArgumentGroup, flag: str, help: str) -> None:
+    """A positive count, None when not given (the mode's size then)."""
+    group.add_argument(flag, type=parse_positive, metavar="N", help=help)
+
+
+def add_hosts_option(
+    group: argparse._ArgumentGroup, flag: str, choices: Sequence[str], help: str
+) -> None:
+    """The hosts a section starts, repeatable, None when not given (its default hosts)."""
+    group.add_argument(flag, action="append", choices=choices, metavar="NAME", help=help)
+
+
 def requests_for(
     table: Mapping[int, int], concurrency: Sequence[int], override: int | None
 ) -> list[int]:

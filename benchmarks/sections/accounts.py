@@ -71,24 +71,27 @@ from ..common import (
     PASSWORD,
     BenchmarkError,
     Progress,
+    cpu_us_per_call,
     create_ca,
-    median,
     rounded,
     write_password_file,
 )
 from ..loadgen import Pool
 from ..rounds import (
+    KindPlan,
     RoundSample,
-    check_levels,
-    latency_figures,
-    level_figures,
-    requests_in_run,
+    crypto_steps,
     schedule,
-    server_cpu_used,
+    summarise_per_item,
     timed_level,
 )
 from ..servers import Pinning, ServerProcess, client_affinity
-from . import RunContext, parse_levels, parse_positive, requests_for
+from . import (
+    RunContext,
+    add_count_option,
+    add_levels_option,
+    requests_for,
+)
 
 NAME = "accounts"
 HOST = "raw"
@@ -148,26 +151,8 @@ FIGURES = """\
 
 
 @dataclass(frozen=True)
-class AccountsParams:
-    concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
-    #: Timed requests per kind, level and round, in the order of ``concurrency``.
+class AccountsParams(KindPlan):
     requests: tuple[int, ...] = (150, 400)
-    rounds: int = 3
-    pin: bool = True
-    level_timeout_s: float = 60.0
-    startup_timeout_s: float = 60.0
-    max_errors: int = 20
-
-    def __post_init__(self) -> None:
-        check_levels(self.concurrency, self.requests, self.rounds)
-
-    @staticmethod
-    def warmup_for(concurrency: int) -> int:
-        return max(4, 2 * concurrency)
-
-    def issuances(self) -> int:
-        """Every issuance request of the run, warm-ups included."""
-        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -175,10 +160,7 @@ class AccountsParams:
             "issuer_key_type": KeyType.P256.value,
             "device_key_type": KeyType.P256.value,
             "account_key_type": KeyType.P256.value,
-            "concurrency": list(self.concurrency),
-            "requests_per_round": list(self.requests),
-            "rounds": self.rounds,
-            "warmup": [self.warmup_for(c) for c in self.concurrency],
+            **self.describe_plan(),
             "level_timeout_s": self.level_timeout_s,
             "protocol": "HTTP/1.1 keep-alive over TLS, one connection per concurrent request;"
             " renewals over mutual TLS, each connection with an account certificate of its own",
@@ -345,16 +327,6 @@ async def issue_held(
 # --- the crypto-only cost ------------------------------------------------------------------
 
 
-def _per_op_us(operation: Callable[[Any], object], items: Sequence[Any]) -> float:
-    """CPU µs per call (this thread's CPU time: the machine's other load left out, as the
-    server's figure is CPU time too)."""
-    clock = time.thread_time
-    started = clock()
-    for item in items:
-        operation(item)
-    return (clock() - started) / len(items) * 1e6
-
-
 def _verify_signed_by(issuer: x509.Certificate) -> Callable[[x509.Certificate], None]:
     public = issuer.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
@@ -400,11 +372,13 @@ class CryptoProbe:
             x509.load_pem_x509_csr(c.public_bytes(serialization.Encoding.PEM)) for c in self.csrs
         ]
         timed = {
-            "token_verify": _per_op_us(self._token, self.tokens),
-            "x5c_verify": _per_op_us(_verify_signed_by(self.device.agent_ca), devices),
-            "csr_verify": _per_op_us(_verify_csr, fresh),
-            "peer_certificate_verify": _per_op_us(_verify_signed_by(self.keys.account_ca), peers),
-            "certificate_sign": _per_op_us(
+            "token_verify": cpu_us_per_call(self._token, self.tokens),
+            "x5c_verify": cpu_us_per_call(_verify_signed_by(self.device.agent_ca), devices),
+            "csr_verify": cpu_us_per_call(_verify_csr, fresh),
+            "peer_certificate_verify": cpu_us_per_call(
+                _verify_signed_by(self.keys.account_ca), peers
+            ),
+            "certificate_sign": cpu_us_per_call(
                 lambda m: signer.sign(m, ec.ECDSA(hashes.SHA256())), messages
             ),
         }
@@ -412,11 +386,7 @@ class CryptoProbe:
             self.samples.setdefault(name, []).append(value)
 
     def summary(self, kind: str) -> dict[str, Any]:
-        steps = {
-            f"{name}_us": rounded(median(self.samples[name]), 2) for name in CRYPTO_STEPS[kind]
-        }
-        total = sum(median(self.samples[name]) for name in CRYPTO_STEPS[kind])
-        return {**steps, "sum_us": rounded(total, 2), "tbs_bytes": self.tbs_size}
+        return {**crypto_steps(self.samples, CRYPTO_STEPS[kind]), "tbs_bytes": self.tbs_size}
 
 
 # --- rounds -------------------------------------------------------------------------------
@@ -434,29 +404,8 @@ async def _level(
 ) -> RoundSample:
     async with pool:
         return await timed_level(
-            pool,
-            server,
-            path,
-            bodies,
-            warmup,
-            (params.level_timeout_s, params.max_errors),
-            label,
-            progress,
+            pool, server, path, bodies, warmup, params.limits(), label, progress
         )
-
-
-def summarise(concurrency: int, per_round: int, samples: Sequence[RoundSample]) -> dict[str, Any]:
-    level, latencies, elapsed = level_figures(concurrency, per_round, samples, "certificates_per_s")
-    ok = len(latencies)
-    if ok:
-        level["latency_ms"] = latency_figures(latencies)
-        used = server_cpu_used(samples)
-        if used is not None:
-            level["server_cpu_us_per_certificate"] = rounded(used / ok * 1e6, 1)
-            level["server_cpu_cores"] = rounded(used / elapsed)
-        client = sum(s.client_cpu_s for s in samples)
-        level["client_cpu_us_per_certificate"] = rounded(client / ok * 1e6, 1)
-    return level
 
 
 def _kind_summary(
@@ -501,8 +450,8 @@ async def _measure(
     if spec is None:
         raise BenchmarkError(f"the device's account listing has no {ACCOUNT['name']!r}")
     connections = max(params.concurrency)
-    progress(f"{NAME}: preparing {params.issuances()} account keys and CSRs")
-    issuances = make_issuances(params.issuances() + connections, spec)
+    progress(f"{NAME}: preparing {params.per_kind()} account keys and CSRs")
+    issuances = make_issuances(params.per_kind() + connections, spec)
     setup, issuances = issuances[:connections], issuances[connections:]
     async with Pool(LOOPBACK, port, context, 1) as pool:
         held = await issue_held(pool, setup, mint_bodies(device, spec, setup), root, work_dir)
@@ -520,7 +469,7 @@ async def _measure(
         k: {c: [] for c in params.concurrency} for k in KINDS
     }
     offset = 0
-    plan = list(zip(params.concurrency, params.requests, strict=True))
+    plan = params.plan()
     for round_number, kind, (concurrency, count) in schedule(params.rounds, KINDS, plan):
         label = f"{NAME} {kind} c={concurrency} round {round_number}/{params.rounds}"
         warmup = params.warmup_for(concurrency)
@@ -547,7 +496,10 @@ async def _measure(
     kinds = {
         kind: _kind_summary(
             kind,
-            [summarise(c, r, samples[kind][c]) for c, r in plan],
+            [
+                summarise_per_item(c, r, samples[kind][c], "certificate", client_cores=False)
+                for c, r in plan
+            ],
             probe.summary(kind),
         )
         for kind in KINDS
@@ -615,19 +567,16 @@ def run_accounts(params: AccountsParams, work_dir: Path, progress: Progress) -> 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("accounts")
-    group.add_argument(
+    add_levels_option(
+        group,
         "--accounts-concurrency",
-        type=parse_levels,
-        default=DEFAULT_CONCURRENCY,
-        metavar="LIST",
-        help="accounts concurrency levels, comma-separated (default 1,8)",
+        DEFAULT_CONCURRENCY,
+        "accounts concurrency levels, comma-separated (default 1,8)",
     )
-    group.add_argument(
+    add_count_option(
+        group,
         "--accounts-requests",
-        type=parse_positive,
-        metavar="N",
-        help="timed accounts requests per kind, level and round"
-        " (default 150/400 for 1/8; quick 30/80)",
+        "timed accounts requests per kind, level and round (default 150/400 for 1/8; quick 30/80)",
     )
 
 

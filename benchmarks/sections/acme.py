@@ -135,7 +135,13 @@ from ..pebble import PEBBLE_ENV, PebbleProcess, pebble_missing, pebble_version
 from ..procs import TreeMemory
 from ..rounds import Meter, latency_figures, schedule
 from ..servers import Pinning, ServerProcess, client_affinity
-from . import RunContext, parse_levels, parse_positive, requests_for
+from . import (
+    RunContext,
+    add_count_option,
+    add_hosts_option,
+    add_levels_option,
+    requests_for,
+)
 
 #: The default ACME provisioner a new devid CA gets (hosts.core.init.ACME_PROVISIONER).
 ACME_PROVISIONER = "acme"
@@ -978,25 +984,22 @@ def asdict_figures(server: dict[str, Any]) -> dict[str, Any]:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("acme")
-    group.add_argument(
+    add_levels_option(
+        group,
         "--acme-concurrency",
-        type=parse_levels,
-        default=DEFAULT_CONCURRENCY,
-        metavar="LIST",
-        help="acme: concurrency levels (connections, one order in flight each; default 1,8)",
+        DEFAULT_CONCURRENCY,
+        "acme: concurrency levels (connections, one order in flight each; default 1,8)",
     )
-    group.add_argument(
+    add_count_option(
+        group,
         "--acme-orders",
-        type=parse_positive,
-        metavar="N",
-        help="acme: timed orders per server, level and round (default 40/200 for 1/8; quick 8/24)",
+        "acme: timed orders per server, level and round (default 40/200 for 1/8; quick 8/24)",
     )
-    group.add_argument(
+    add_hosts_option(
+        group,
         "--acme-host",
-        action="append",
-        choices=DEFAULT_HOSTS,
-        metavar="NAME",
-        help="acme: a devid host measured against pebble (repeatable; default quart and raw)",
+        DEFAULT_HOSTS,
+        "acme: a devid host measured against pebble (repeatable; default quart and raw)",
     )
 
 

@@ -34,7 +34,13 @@ from typing import Any
 from ..common import Progress, rounded
 from ..rounds import LoadParams, run_targets, with_ratios
 from ..servers import Pinning, ServerSpec
-from . import RunContext, parse_levels, parse_positive, requests_for
+from . import (
+    RunContext,
+    add_count_option,
+    add_hosts_option,
+    add_levels_option,
+    requests_for,
+)
 from .inprocess import reference_rate
 
 NAME = "http"
@@ -120,26 +126,23 @@ def run_http(
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("http")
-    group.add_argument(
+    add_levels_option(
+        group,
         "--concurrency",
-        type=parse_levels,
-        default=DEFAULT_CONCURRENCY,
-        metavar="LIST",
-        help="http concurrency levels, comma-separated (default 1,8,32)",
+        DEFAULT_CONCURRENCY,
+        "http concurrency levels, comma-separated (default 1,8,32)",
     )
-    group.add_argument(
+    add_count_option(
+        group,
         "--requests",
-        type=parse_positive,
-        metavar="N",
-        help="timed http requests per level and round"
+        "timed http requests per level and round"
         " (default 200/600/800 for 1/8/32; quick 40/100/150)",
     )
-    group.add_argument(
+    add_hosts_option(
+        group,
         "--host",
-        action="append",
-        choices=HOSTS,
-        metavar="NAME",
-        help="a host the http section starts, `devid serve --host NAME` (repeatable;"
+        HOSTS,
+        "a host the http section starts, `devid serve --host NAME` (repeatable;"
         " default quart and raw)",
     )
 

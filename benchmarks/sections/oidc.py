@@ -87,28 +87,35 @@ from ..common import (
     SIGN_PATH,
     BenchmarkError,
     Progress,
+    cpu_us_per_call,
     create_ca,
     make_client_requests,
     median,
     mint_tokens,
     provisioner_key,
     rounded,
-    spread,
-    write_password_file,
 )
 from ..loadgen import Pool, drive
 from ..rounds import (
-    Meter,
+    HostKindPlan,
     RoundSample,
-    check_levels,
-    latency_figures,
-    level_figures,
-    requests_in_run,
-    schedule,
-    server_cpu_used,
+    Started,
+    collecting,
+    inprocess_figures,
+    kind_figures,
+    kind_rounds,
+    serve_hosts,
+    server_figures,
+    timed_level,
 )
-from ..servers import Pinning, ServerProcess, client_affinity
-from . import RunContext, parse_levels, parse_positive, requests_for
+from ..servers import Pinning, ServerProcess
+from . import (
+    RunContext,
+    add_count_option,
+    add_hosts_option,
+    add_levels_option,
+    requests_for,
+)
 from .inprocess import BASE_URL
 
 NAME = "oidc"
@@ -168,32 +175,8 @@ FIGURES = """\
 
 
 @dataclass(frozen=True)
-class OIDCParams:
-    hosts: tuple[str, ...] = HOSTS
-    concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
-    #: Timed requests per host, kind, level and round, in the order of ``concurrency``.
+class OIDCParams(HostKindPlan):
     requests: tuple[int, ...] = (100, 300)
-    rounds: int = 3
-    #: In process: calls per kind and repetition, and the repetitions.
-    n: int = 200
-    repetitions: int = 7
-    pin: bool = True
-    level_timeout_s: float = 60.0
-    startup_timeout_s: float = 60.0
-    max_errors: int = 20
-
-    def __post_init__(self) -> None:
-        check_levels(self.concurrency, self.requests, self.rounds)
-        if min(self.n, self.repetitions) < 1:
-            raise ValueError("in-process calls and repetitions must be positive")
-
-    @staticmethod
-    def warmup_for(concurrency: int) -> int:
-        return max(4, 2 * concurrency)
-
-    def per_kind(self) -> int:
-        """Requests of one kind sent to one host over the run, warm-ups included."""
-        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -203,10 +186,7 @@ class OIDCParams:
             "client_key_type": KeyType.P256.value,
             "provider_keys": {"RS256": f"RSA-{RSA_BITS}", "ES256": "P-256"},
             "token_lifetime_s": TOKEN_LIFETIME_S,
-            "concurrency": list(self.concurrency),
-            "requests_per_round": list(self.requests),
-            "rounds": self.rounds,
-            "warmup": [self.warmup_for(c) for c in self.concurrency],
+            **self.describe_plan(),
             "inprocess_calls": self.n,
             "inprocess_repetitions": self.repetitions,
             "level_timeout_s": self.level_timeout_s,
@@ -454,15 +434,6 @@ def prepare_ca(directory: Path, provider: Provider) -> tuple[Path, Path, x509.Ce
 # --- the crypto-only cost ------------------------------------------------------------------
 
 
-def _per_op_us(operation: Callable[[Any], object], items: Sequence[Any]) -> float:
-    """CPU µs per call (this thread's CPU time, as the figures it is compared with)."""
-    clock = time.thread_time
-    started = clock()
-    for item in items:
-        operation(item)
-    return (clock() - started) / len(items) * 1e6
-
-
 def _token_verifier(key: PublicKey) -> Callable[[CompactJWS], None]:
     """A token's signature check with *key* alone (what ``CompactJWS.verify`` does
     besides reading the claims)."""
@@ -488,11 +459,11 @@ class CryptoProbe:
     def measure(self) -> None:
         timed: dict[str, float] = {}
         for kind, (key, parsed) in self.tokens.items():
-            timed[f"{kind}_token_verify"] = _per_op_us(_token_verifier(key), parsed)
+            timed[f"{kind}_token_verify"] = cpu_us_per_call(_token_verifier(key), parsed)
         fresh = [x509.load_der_x509_csr(der) for der in self.csrs]  # loaded untimed
-        timed["csr_verify"] = _per_op_us(lambda c: c.is_signature_valid, fresh)
+        timed["csr_verify"] = cpu_us_per_call(lambda c: c.is_signature_valid, fresh)
         for kind, sign in self.signers.items():
-            timed[f"{kind}_certificate_sign"] = _per_op_us(sign, self.tbs)
+            timed[f"{kind}_certificate_sign"] = cpu_us_per_call(sign, self.tbs)
         for name, value in timed.items():
             self.samples.setdefault(name, []).append(value)
 
@@ -506,16 +477,6 @@ class CryptoProbe:
             **{f"{name}_us": rounded(value, 2) for name, value in parts.items()},
             "sum_us": rounded(sum(parts.values()), 2),
         }
-
-
-def split(cpu_us: float, crypto: dict[str, Any]) -> dict[str, Any]:
-    """CPU per request against the crypto it needs: share and the rest."""
-    total = float(crypto["sum_us"])
-    return {
-        "crypto_us": crypto["sum_us"],
-        "crypto_share": rounded(total / cpu_us, 3) if cpu_us else None,
-        "rest_us": rounded(cpu_us - total, 1),
-    }
 
 
 # --- in process ----------------------------------------------------------------------------
@@ -625,17 +586,9 @@ def run_inprocess(
     reference = median(cpus[JWK])
     kinds: dict[str, Any] = {}
     for kind in places:
-        crypto = probe.summary(kind)
         cpu_us = median(cpus[kind])
         kinds[kind] = {
-            "what": WHAT[kind],
-            "calls": count,
-            "requests_per_s": rounded(median(rates[kind]), 1),
-            "per_repetition": spread(rates[kind]),
-            "cpu_us_per_request": rounded(cpu_us, 1),
-            "cpu_us_per_repetition": [rounded(c, 1) for c in cpus[kind]],
-            "crypto": crypto,
-            **split(cpu_us, crypto),
+            **inprocess_figures(WHAT[kind], count, rates[kind], cpus[kind], probe.summary(kind)),
             "ratio_to_jwk": rounded(cpu_us / reference, 3) if reference else None,
         }
     return {
@@ -674,22 +627,10 @@ class Served:
         return self.prepared[kind].slice(start, start + count)
 
 
-def _collector() -> tuple[list[bytes], Callable[[int, bytes], bool]]:
-    replies: list[bytes] = []
-
-    def answered(status: int, body: bytes) -> bool:
-        if status == 201 and b'"crt"' in body:
-            replies.append(body)
-            return True
-        return False
-
-    return replies, answered
-
-
 async def _warm_up(s: Served, params: OIDCParams, provider: Provider) -> None:
     """One request, untimed: the CA fetches the provider's discovery document and keys."""
     before = provider.counts()
-    replies, answered = _collector()
+    replies, answered = collecting()
     async with Pool(LOOPBACK, s.port, s.context, 1) as pool:
         outcome = await drive(
             pool, SIGN_PATH, s.warmup.bodies(), params.level_timeout_s, 1, ok=answered
@@ -702,118 +643,43 @@ async def _warm_up(s: Served, params: OIDCParams, provider: Provider) -> None:
     s.fetches = {p: n - before[p] for p, n in provider.counts().items()}
 
 
-async def _round(
-    served: Served,
-    concurrency: int,
-    bodies: Sequence[bytes],
-    warmup: int,
-    params: OIDCParams,
-    label: str,
-) -> tuple[RoundSample, list[bytes]]:
-    """Warm up the connections, time the rest of *bodies*; the replies, read later."""
-    replies, answered = _collector()
-    async with Pool(LOOPBACK, served.port, served.context, concurrency) as pool:
-        warm = await drive(pool, SIGN_PATH, bodies[:warmup], params.level_timeout_s, 1, ok=answered)
-        if warm.errors:
-            raise BenchmarkError(f"{label}: a warm-up request failed: {warm.errors[0]}")
-        meter = Meter(served.server)
-        meter.start()
-        outcome = await drive(
-            pool,
-            SIGN_PATH,
-            bodies[warmup:],
-            params.level_timeout_s,
-            params.max_errors,
-            ok=answered,
-        )
-        usage = meter.stop()
-    if served.server.process.poll() is not None:
-        raise BenchmarkError(f"{label}: the server exited ({served.server.process.returncode})")
-    sample = RoundSample(outcome, usage.server_cpu_s, usage.client_cpu_s, usage.server_cpu_by_pid)
-    return sample, replies
-
-
 async def _measure_hosts(
     params: OIDCParams, served: list[Served], provider: Provider, progress: Progress
 ) -> dict[str, int]:
     """The interleaved rounds; returns the provider's requests during them."""
-    for s in served:
-        await _warm_up(s, params, provider)
-        progress(f"{NAME}: {s.host}: first request answered; provider fetches {s.fetches}")
-    before = provider.counts()
-    plan = list(zip(params.concurrency, params.requests, strict=True))
-    pairs = [(s, kind) for s in served for kind in KINDS]
-    for s in served:
-        s.samples = {k: {c: [] for c in params.concurrency} for k in KINDS}
-    for round_number, (s, kind), (concurrency, count) in schedule(params.rounds, pairs, plan):
-        label = f"{NAME} {s.host} {kind} c={concurrency} round {round_number}/{params.rounds}"
-        warmup = params.warmup_for(concurrency)
+
+    async def one_round(
+        s: Served, kind: str, concurrency: int, warmup: int, count: int, label: str
+    ) -> RoundSample:
+        """Warm up the connections, time the rest; then read every reply (untimed)."""
         chunk = s.take(kind, warmup + count)
-        sample, replies = await _round(s, concurrency, chunk.bodies(), warmup, params, label)
+        replies, answered = collecting()
+        async with Pool(LOOPBACK, s.port, s.context, concurrency) as pool:
+            sample = await timed_level(
+                pool, s.server, SIGN_PATH, chunk.bodies(), warmup, params.limits(), label,
+                progress, ok=answered,
+            )  # fmt: skip
         errors = sample.outcome.errors
-        progress(
-            f"{label}: {sample.rate:7.1f}/s"
-            + (f"  {len(errors)} errors, first: {errors[0]}" if errors else "")
-            + ("  (deadline reached)" if sample.outcome.timed_out else "")
-        )
         if errors:
             raise BenchmarkError(f"{label}: {len(errors)} requests failed: {errors[0]}")
         problems = await trio.to_thread.run_sync(check_replies, replies, chunk.emails, s.tls_ca)
         if problems:
             raise BenchmarkError(f"{label}: {len(problems)} replies failed: {problems[0]}")
-        s.samples[kind][concurrency].append(sample)
+        return sample
+
+    for s in served:
+        await _warm_up(s, params, provider)
+        progress(f"{NAME}: {s.host}: first request answered; provider fetches {s.fetches}")
+    before = provider.counts()
+    await kind_rounds(params, served, KINDS, NAME, one_round)
     return {p: n - before[p] for p, n in provider.counts().items()}
 
 
-def summarise(
-    concurrency: int, per_round: int, samples: Sequence[RoundSample], crypto: dict[str, Any]
-) -> dict[str, Any]:
-    level, latencies, elapsed = level_figures(concurrency, per_round, samples, "requests_per_s")
-    ok = len(latencies)
-    if ok:
-        level["latency_ms"] = latency_figures(latencies)
-        used = server_cpu_used(samples)
-        if used is not None:
-            cpu_us = used / ok * 1e6
-            level["server_cpu_us_per_request"] = rounded(cpu_us, 1)
-            level["server_cpu_cores"] = rounded(used / elapsed)
-            level.update(split(cpu_us, crypto))
-        client_cpu = sum(s.client_cpu_s for s in samples)
-        level["client_cpu_us_per_request"] = rounded(client_cpu / ok * 1e6, 1)
-        level["client_cpu_cores"] = rounded(client_cpu / elapsed)
-    return level
-
-
 def _host_summary(s: Served, params: OIDCParams, crypto: dict[str, Any]) -> dict[str, Any]:
-    plan = list(zip(params.concurrency, params.requests, strict=True))
-    kinds: dict[str, Any] = {}
-    for kind in KINDS:
-        levels = [summarise(c, r, s.samples[kind][c], crypto[kind]) for c, r in plan]
-        out: dict[str, Any] = {"what": WHAT[kind], "levels": levels}
-        measured = [lv for lv in levels if lv["ok"] and "server_cpu_us_per_request" in lv]
-        if measured:
-            best = max(measured, key=lambda lv: float(lv["requests_per_s"]))
-            out["best"] = {
-                key: best[key]
-                for key in (
-                    "concurrency",
-                    "requests_per_s",
-                    "server_cpu_us_per_request",
-                    "crypto_us",
-                    "crypto_share",
-                    "rest_us",
-                )
-            }
-        kinds[kind] = out
     return {
-        "server": {
-            "command": s.server.command,
-            "pid": s.server.pid,
-            "startup_s": rounded(s.startup_s),
-            "peak_rss_kib": s.server.memory().total("VmHWM"),
-        },
+        "server": server_figures(s.server, s.startup_s),
         "provider_fetches_at_first_request": s.fetches,
-        "kinds": kinds,
+        "kinds": kind_figures(params, s.samples, KINDS, WHAT, crypto),
     }
 
 
@@ -838,47 +704,18 @@ def run_hosts(
         }
         warmup = prepare_kind(provider, KINDS[0], make_people(1, f"{host}-first"))
         ready.append((host, ca_dir, root, tls_ca, prepared, warmup))
-    password = write_password_file(directory / "password")
-    started: list[ServerProcess] = []
-    served: list[Served] = []
-    statuses: dict[str, Any] = {}
-    results: dict[str, Any] = {}
     during: dict[str, int] = {}
-    try:
-        for host, ca_dir, root, tls_ca, prepared, warmup in ready:
-            began = time.perf_counter()
-            server = ServerProcess(
-                ca_dir, password, directory / host, host, cpus=pinning.server, name=host
-            )
-            started.append(server)
-            url = server.wait_ready(root, params.startup_timeout_s)
-            progress(f"{NAME}: devid serve --host {host} pid {server.pid} ready at {url}")
-            context = ssl.create_default_context(cafile=str(root))
-            port = int(url.rsplit(":", 1)[1])
-            served.append(
-                Served(
-                    host,
-                    server,
-                    port,
-                    context,
-                    tls_ca,
-                    prepared,
-                    warmup,
-                    time.perf_counter() - began,
-                )
-            )
-        with client_affinity(pinning.client):
-            during = trio.run(_measure_hosts, params, served, provider, progress)
-        results = {s.host: _host_summary(s, params, crypto) for s in served}
-    finally:
-        for server in started:
-            try:
-                statuses[server.name] = server.stop()
-            except Exception as exc:
-                statuses[server.name] = f"{type(exc).__name__}: {exc}"
-            progress(f"{NAME}: {server.name} stopped (exit status {statuses[server.name]})")
-    for host, figures in results.items():
-        figures["server"]["exit_status"] = statuses.get(host)
+
+    def measure(up: list[Started]) -> dict[str, dict[str, Any]]:
+        served = [
+            Served(host, u.server, u.port, u.context, tls_ca, prepared, warmup, u.startup_s)
+            for (host, _, _, tls_ca, prepared, warmup), u in zip(ready, up, strict=True)
+        ]
+        during.update(trio.run(_measure_hosts, params, served, provider, progress))
+        return {s.host: _host_summary(s, params, crypto) for s in served}
+
+    cas = [(host, ca_dir, root) for host, ca_dir, root, _, _, _ in ready]
+    results = serve_hosts(cas, directory, pinning, params, progress, NAME, measure)
     return {
         "pinning": pinning.describe(),
         "provider_fetches_during_rounds": during,
@@ -910,32 +747,23 @@ def run_oidc(params: OIDCParams, work_dir: Path, progress: Progress) -> dict[str
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("oidc")
-    group.add_argument(
+    add_levels_option(
+        group,
         "--oidc-concurrency",
-        type=parse_levels,
-        default=DEFAULT_CONCURRENCY,
-        metavar="LIST",
-        help="oidc: concurrency levels through the hosts, comma-separated (default 1,8)",
+        DEFAULT_CONCURRENCY,
+        "oidc: concurrency levels through the hosts, comma-separated (default 1,8)",
     )
-    group.add_argument(
+    add_count_option(
+        group,
         "--oidc-requests",
-        type=parse_positive,
-        metavar="N",
-        help="oidc: timed requests per host, kind, level and round"
+        "oidc: timed requests per host, kind, level and round"
         " (default 100/300 for 1/8; quick 20/50)",
     )
-    group.add_argument(
-        "--oidc-n",
-        type=parse_positive,
-        metavar="N",
-        help="oidc: in-process calls per kind and repetition (default 200; quick 40)",
+    add_count_option(
+        group, "--oidc-n", "oidc: in-process calls per kind and repetition (default 200; quick 40)"
     )
-    group.add_argument(
-        "--oidc-host",
-        action="append",
-        choices=HOSTS,
-        metavar="NAME",
-        help="oidc: hosts to start (repeatable; default quart and raw)",
+    add_hosts_option(
+        group, "--oidc-host", HOSTS, "oidc: hosts to start (repeatable; default quart and raw)"
     )
 
 

@@ -82,25 +82,32 @@ from ..common import (
     PASSWORD,
     BenchmarkError,
     Progress,
+    cpu_us_per_call,
     create_ca,
-    median,
-    rounded,
-    spread,
-    write_password_file,
 )
-from ..loadgen import Pool, drive
+from ..loadgen import Pool
 from ..rounds import (
-    Meter,
+    HostKindPlan,
     RoundSample,
-    check_levels,
-    latency_figures,
-    level_figures,
-    requests_in_run,
-    schedule,
-    server_cpu_used,
+    Started,
+    collecting,
+    crypto_steps,
+    inprocess_figures,
+    kind_figures,
+    kind_rounds,
+    serve_hosts,
+    server_figures,
+    timed_level,
 )
-from ..servers import Pinning, ServerProcess, client_affinity
-from . import RunContext, parse_key_type, parse_levels, parse_positive, requests_for
+from ..servers import Pinning, ServerProcess
+from . import (
+    RunContext,
+    add_count_option,
+    add_hosts_option,
+    add_levels_option,
+    parse_key_type,
+    requests_for,
+)
 
 NAME = "scep"
 HOSTS = ("quart", "raw")
@@ -164,33 +171,9 @@ FIGURES = """\
 
 
 @dataclass(frozen=True)
-class SCEPParams:
-    hosts: tuple[str, ...] = HOSTS
-    concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
-    #: Timed requests per host, kind, level and round, in the order of ``concurrency``.
+class SCEPParams(HostKindPlan):
     requests: tuple[int, ...] = (60, 150)
-    rounds: int = 3
-    #: In process: calls per kind and repetition, and the repetitions.
-    n: int = 200
-    repetitions: int = 7
     issuer_key_type: KeyType = KeyType.RSA2048
-    pin: bool = True
-    level_timeout_s: float = 60.0
-    startup_timeout_s: float = 60.0
-    max_errors: int = 20
-
-    def __post_init__(self) -> None:
-        check_levels(self.concurrency, self.requests, self.rounds)
-        if min(self.n, self.repetitions) < 1:
-            raise ValueError("in-process calls and repetitions must be positive")
-
-    @staticmethod
-    def warmup_for(concurrency: int) -> int:
-        return max(4, 2 * concurrency)
-
-    def per_kind(self) -> int:
-        """Requests of one kind sent to one host over the run, warm-ups included."""
-        return requests_in_run(self.concurrency, self.requests, self.rounds, self.warmup_for)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -201,10 +184,7 @@ class SCEPParams:
             "challenge": "static (challenge_file)",
             "content_encryption": "AES-256-CBC, key transport RSA PKCS#1 v1.5",
             "digest": "SHA-256",
-            "concurrency": list(self.concurrency),
-            "requests_per_round": list(self.requests),
-            "rounds": self.rounds,
-            "warmup": [self.warmup_for(c) for c in self.concurrency],
+            **self.describe_plan(),
             "inprocess_calls": self.n,
             "inprocess_repetitions": self.repetitions,
             "seed_transactions": SEEDS,
@@ -389,15 +369,6 @@ def challenge_of(directory: Path) -> str:
 # --- the crypto-only cost ------------------------------------------------------------------
 
 
-def _per_op_us(operation: Callable[[Any], object], items: Sequence[Any]) -> float:
-    """CPU µs per call (this thread's CPU time, as the figures it is compared with)."""
-    clock = time.thread_time
-    started = clock()
-    for item in items:
-        operation(item)
-    return (clock() - started) / len(items) * 1e6
-
-
 @dataclass
 class CryptoProbe:
     """The public-key operations of a SCEP request, each timed alone, once per repetition."""
@@ -420,14 +391,14 @@ class CryptoProbe:
         fresh = [x509.load_der_x509_csr(der) for der in self.csrs]
         tbs = [os.urandom(self.tbs_size) for _ in range(CRYPTO_ITEMS)]
         timed = {
-            "request_verify": _per_op_us(
+            "request_verify": cpu_us_per_call(
                 lambda s: client_public.verify(s[1], s[0], pkcs1, sha256), signed
             ),
-            "content_key_decrypt": _per_op_us(lambda k: self.ra_key.decrypt(k, pkcs1), keys),
-            "csr_verify": _per_op_us(lambda c: c.is_signature_valid, fresh),
-            "certificate_sign": _per_op_us(self.issuer_sign, tbs),
-            "ra_sign": _per_op_us(lambda a: self.ra_key.sign(a, pkcs1, sha256), attributes),
-            "reply_encrypt": _per_op_us(
+            "content_key_decrypt": cpu_us_per_call(lambda k: self.ra_key.decrypt(k, pkcs1), keys),
+            "csr_verify": cpu_us_per_call(lambda c: c.is_signature_valid, fresh),
+            "certificate_sign": cpu_us_per_call(self.issuer_sign, tbs),
+            "ra_sign": cpu_us_per_call(lambda a: self.ra_key.sign(a, pkcs1, sha256), attributes),
+            "reply_encrypt": cpu_us_per_call(
                 lambda _: client_public.encrypt(os.urandom(32), pkcs1), attributes
             ),
         }
@@ -435,21 +406,7 @@ class CryptoProbe:
             self.samples.setdefault(name, []).append(value)
 
     def summary(self, kind: str) -> dict[str, Any]:
-        steps = {
-            f"{name}_us": rounded(median(self.samples[name]), 2) for name in CRYPTO_STEPS[kind]
-        }
-        total = sum(median(self.samples[name]) for name in CRYPTO_STEPS[kind])
-        return {**steps, "sum_us": rounded(total, 2)}
-
-
-def split(cpu_us: float, crypto: dict[str, Any]) -> dict[str, Any]:
-    """CPU per request against the crypto it needs: share and the rest."""
-    total = float(crypto["sum_us"])
-    return {
-        "crypto_us": crypto["sum_us"],
-        "crypto_share": rounded(total / cpu_us, 3) if cpu_us else None,
-        "rest_us": rounded(cpu_us - total, 1),
-    }
+        return crypto_steps(self.samples, CRYPTO_STEPS[kind])
 
 
 # --- in process ----------------------------------------------------------------------------
@@ -506,20 +463,10 @@ def run_inprocess(
     problems = check_replies(client, target.ra, replies)
     if problems:
         raise BenchmarkError(f"{NAME}: {len(problems)} in-process replies failed: {problems[0]}")
-    kinds: dict[str, Any] = {}
-    for kind in KINDS:
-        crypto = probe.summary(kind)
-        cpu_us = median(cpus[kind])
-        kinds[kind] = {
-            "what": WHAT[kind],
-            "calls": params.n * params.repetitions,
-            "requests_per_s": rounded(median(rates[kind]), 1),
-            "per_repetition": spread(rates[kind]),
-            "cpu_us_per_request": rounded(cpu_us, 1),
-            "cpu_us_per_repetition": [rounded(c, 1) for c in cpus[kind]],
-            "crypto": crypto,
-            **split(cpu_us, crypto),
-        }
+    kinds = {
+        kind: inprocess_figures(WHAT[kind], count, rates[kind], cpus[kind], probe.summary(kind))
+        for kind in KINDS
+    }
     return {"issuer_key_type": params.issuer_key_type.value, "kinds": kinds}
 
 
@@ -546,116 +493,31 @@ class Served:
         return self.bodies[kind][start : start + count]
 
 
-async def _round(
-    served: Served,
-    concurrency: int,
-    bodies: Sequence[bytes],
-    warmup: int,
-    params: SCEPParams,
-    label: str,
-) -> tuple[RoundSample, list[bytes]]:
-    """Warm up the connections, time the rest of *bodies*; the replies, read later."""
-    replies: list[bytes] = []
-
-    def answered(status: int, body: bytes) -> bool:
-        if status == 200 and body[:1] == b"\x30":
-            replies.append(body)
-            return True
-        return False
-
-    pool = Pool(LOOPBACK, served.port, served.context, concurrency)
-    async with pool:
-        warm = await drive(
-            pool, PATH, bodies[:warmup], params.level_timeout_s, 1,
-            content_type=PKI_MESSAGE, ok=answered,
-        )  # fmt: skip
-        if warm.errors:
-            raise BenchmarkError(f"{label}: a warm-up request failed: {warm.errors[0]}")
-        meter = Meter(served.server)
-        meter.start()
-        outcome = await drive(
-            pool, PATH, bodies[warmup:], params.level_timeout_s, params.max_errors,
-            content_type=PKI_MESSAGE, ok=answered,
-        )  # fmt: skip
-        usage = meter.stop()
-    if served.server.process.poll() is not None:
-        raise BenchmarkError(f"{label}: the server exited ({served.server.process.returncode})")
-    sample = RoundSample(outcome, usage.server_cpu_s, usage.client_cpu_s, usage.server_cpu_by_pid)
-    return sample, replies
-
-
 async def _measure_hosts(
     params: SCEPParams, served: list[Served], client: Client, progress: Progress
 ) -> None:
-    plan = list(zip(params.concurrency, params.requests, strict=True))
-    pairs = [(s, kind) for s in served for kind in KINDS]
-    for s in served:
-        s.samples = {k: {c: [] for c in params.concurrency} for k in KINDS}
-    for round_number, (s, kind), (concurrency, count) in schedule(params.rounds, pairs, plan):
-        label = f"{NAME} {s.host} {kind} c={concurrency} round {round_number}/{params.rounds}"
-        warmup = params.warmup_for(concurrency)
-        bodies = s.take(kind, warmup + count)
-        sample, replies = await _round(s, concurrency, bodies, warmup, params, label)
-        errors = sample.outcome.errors
-        progress(
-            f"{label}: {sample.rate:7.1f}/s"
-            + (f"  {len(errors)} errors, first: {errors[0]}" if errors else "")
-            + ("  (deadline reached)" if sample.outcome.timed_out else "")
-        )
+    async def one_round(
+        s: Served, kind: str, concurrency: int, warmup: int, count: int, label: str
+    ) -> RoundSample:
+        """Warm up the connections, time the rest; then read every reply (untimed)."""
+        replies, answered = collecting(lambda status, body: status == 200 and body[:1] == b"\x30")
+        async with Pool(LOOPBACK, s.port, s.context, concurrency) as pool:
+            sample = await timed_level(
+                pool, s.server, PATH, s.take(kind, warmup + count), warmup, params.limits(),
+                label, progress, content_type=PKI_MESSAGE, ok=answered,
+            )  # fmt: skip
         problems = await trio.to_thread.run_sync(check_replies, client, s.target.ra, replies)
         if problems:
             raise BenchmarkError(f"{label}: {len(problems)} replies failed: {problems[0]}")
-        s.samples[kind][concurrency].append(sample)
+        return sample
 
-
-def summarise(
-    concurrency: int, per_round: int, samples: Sequence[RoundSample], crypto: dict[str, Any]
-) -> dict[str, Any]:
-    level, latencies, elapsed = level_figures(concurrency, per_round, samples, "requests_per_s")
-    ok = len(latencies)
-    if ok:
-        level["latency_ms"] = latency_figures(latencies)
-        used = server_cpu_used(samples)
-        if used is not None:
-            cpu_us = used / ok * 1e6
-            level["server_cpu_us_per_request"] = rounded(cpu_us, 1)
-            level["server_cpu_cores"] = rounded(used / elapsed)
-            level.update(split(cpu_us, crypto))
-        client_cpu = sum(s.client_cpu_s for s in samples)
-        level["client_cpu_us_per_request"] = rounded(client_cpu / ok * 1e6, 1)
-        level["client_cpu_cores"] = rounded(client_cpu / elapsed)
-    return level
+    await kind_rounds(params, served, KINDS, NAME, one_round)
 
 
 def _host_summary(s: Served, params: SCEPParams, crypto: dict[str, Any]) -> dict[str, Any]:
-    plan = list(zip(params.concurrency, params.requests, strict=True))
-    kinds: dict[str, Any] = {}
-    for kind in KINDS:
-        levels = [summarise(c, r, s.samples[kind][c], crypto[kind]) for c, r in plan]
-        out: dict[str, Any] = {"what": WHAT[kind], "levels": levels}
-        measured = [lv for lv in levels if lv["ok"] and "server_cpu_us_per_request" in lv]
-        if measured:
-            best = max(measured, key=lambda lv: float(lv["requests_per_s"]))
-            out["best"] = {
-                key: best[key]
-                for key in (
-                    "concurrency",
-                    "requests_per_s",
-                    "server_cpu_us_per_request",
-                    "crypto_us",
-                    "crypto_share",
-                    "rest_us",
-                )
-            }
-        kinds[kind] = out
     return {
-        "server": {
-            "command": s.server.command,
-            "pid": s.server.pid,
-            "startup_s": rounded(s.startup_s),
-            "peak_rss_kib": s.server.memory().total("VmHWM"),
-        },
-        "kinds": kinds,
+        "server": server_figures(s.server, s.startup_s),
+        "kinds": kind_figures(params, s.samples, KINDS, WHAT, crypto),
     }
 
 
@@ -677,36 +539,17 @@ def run_hosts(
         fresh = make_enrolments(client, count, challenge_of(host_dir), host)
         bodies = {k: messages(client, target, k, count, fresh) for k in KINDS}
         prepared.append((host, ca_dir, root, target, bodies))
-    password = write_password_file(directory / "password")
-    started: list[ServerProcess] = []
-    served: list[Served] = []
-    statuses: dict[str, Any] = {}
-    try:
-        for host, ca_dir, root, target, bodies in prepared:
-            began = time.perf_counter()
-            server = ServerProcess(
-                ca_dir, password, directory / host, host, cpus=pinning.server, name=host
-            )
-            started.append(server)
-            url = server.wait_ready(root, params.startup_timeout_s)
-            progress(f"{NAME}: devid serve --host {host} pid {server.pid} ready at {url}")
-            context = ssl.create_default_context(cafile=str(root))
-            port = int(url.rsplit(":", 1)[1])
-            served.append(
-                Served(host, server, port, context, target, bodies, time.perf_counter() - began)
-            )
-        with client_affinity(pinning.client):
-            trio.run(_measure_hosts, params, served, client, progress)
-        results = {s.host: _host_summary(s, params, crypto) for s in served}
-    finally:
-        for server in started:
-            try:
-                statuses[server.name] = server.stop()
-            except Exception as exc:
-                statuses[server.name] = f"{type(exc).__name__}: {exc}"
-            progress(f"{NAME}: {server.name} stopped (exit status {statuses[server.name]})")
-    for host, figures in results.items():
-        figures["server"]["exit_status"] = statuses.get(host)
+
+    def measure(up: list[Started]) -> dict[str, dict[str, Any]]:
+        served = [
+            Served(host, u.server, u.port, u.context, target, bodies, u.startup_s)
+            for (host, _, _, target, bodies), u in zip(prepared, up, strict=True)
+        ]
+        trio.run(_measure_hosts, params, served, client, progress)
+        return {s.host: _host_summary(s, params, crypto) for s in served}
+
+    cas = [(host, ca_dir, root) for host, ca_dir, root, _, _ in prepared]
+    results = serve_hosts(cas, directory, pinning, params, progress, NAME, measure)
     return {"pinning": pinning.describe(), "hosts": results}
 
 
@@ -731,32 +574,23 @@ def run_scep(params: SCEPParams, work_dir: Path, progress: Progress) -> dict[str
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scep")
-    group.add_argument(
+    add_levels_option(
+        group,
         "--scep-concurrency",
-        type=parse_levels,
-        default=DEFAULT_CONCURRENCY,
-        metavar="LIST",
-        help="scep: concurrency levels through the hosts, comma-separated (default 1,8)",
+        DEFAULT_CONCURRENCY,
+        "scep: concurrency levels through the hosts, comma-separated (default 1,8)",
     )
-    group.add_argument(
+    add_count_option(
+        group,
         "--scep-requests",
-        type=parse_positive,
-        metavar="N",
-        help="scep: timed requests per host, kind, level and round"
+        "scep: timed requests per host, kind, level and round"
         " (default 60/150 for 1/8; quick 20/40)",
     )
-    group.add_argument(
-        "--scep-n",
-        type=parse_positive,
-        metavar="N",
-        help="scep: in-process calls per kind and repetition (default 200; quick 30)",
+    add_count_option(
+        group, "--scep-n", "scep: in-process calls per kind and repetition (default 200; quick 30)"
     )
-    group.add_argument(
-        "--scep-host",
-        action="append",
-        choices=HOSTS,
-        metavar="NAME",
-        help="scep: hosts to start (repeatable; default quart and raw)",
+    add_hosts_option(
+        group, "--scep-host", HOSTS, "scep: hosts to start (repeatable; default quart and raw)"
     )
     group.add_argument(
         "--scep-issuer-key-type",
