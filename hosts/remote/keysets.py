@@ -10,9 +10,11 @@ Each URL's document is kept, parsed, for as long as its response's cache headers
 ``[min_ttl, max_ttl]``; ``no-store`` and ``no-cache`` keep it for ``min_ttl``. When an
 expired document cannot be fetched again, the one held stays in use, a warning gives the
 reason, and the next attempt waits ``min_ttl``; with nothing held, the failure is a
-:class:`~engine.errors.ServiceUnavailable` naming the reason, and the next call tries
-again. A JWK set is also fetched again when a token names a key it does not hold, at
-most once per ``refresh_interval`` (the caller's), since anyone can send such a token.
+:class:`~engine.errors.ServiceUnavailable` naming the reason, and the next attempt waits
+``retry_after`` (calls in between get that failure at once: a provider that is down
+never has every request wait on a fetch of its own). A JWK set is also fetched again
+when a token names a key it does not hold, at most once per ``refresh_interval`` (the
+caller's), since anyone can send such a token.
 
 Each URL has its own lock: while one thread fetches, the others asking for that URL
 wait and take its result, success or failure, instead of fetching themselves. No lock
@@ -122,6 +124,7 @@ class RemoteKeySets:
         default_ttl: timedelta = timedelta(hours=1),
         min_ttl: timedelta = timedelta(minutes=1),
         max_ttl: timedelta = timedelta(hours=24),
+        retry_after: timedelta = timedelta(seconds=10),
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -137,6 +140,7 @@ class RemoteKeySets:
         self._max_bytes = max_bytes
         self._default_ttl = default_ttl
         self._min_ttl = min_ttl
+        self._retry_after = retry_after
         self._max_ttl = max_ttl
         # Guards the client and the two tables (never held during I/O).
         self._lock = threading.Lock()
@@ -246,7 +250,11 @@ class RemoteKeySets:
 
     def _due(self, cached: _Cached[T], now: datetime) -> bool:
         if cached.value is None:
-            return True
+            return not (
+                cached.failure is not None
+                and cached.attempted is not None
+                and now < cached.attempted + self._retry_after
+            )
         if now < cached.expires:
             return False
         return not (

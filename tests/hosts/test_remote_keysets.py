@@ -470,14 +470,21 @@ def test_nothing_cached_and_the_provider_down(provider: Provider, keysets: Remot
     )
 
 
-def test_nothing_cached_is_tried_again_on_the_next_call(
-    provider: Provider, keysets: RemoteKeySets
+def test_nothing_cached_is_tried_again_after_retry_after(
+    provider: Provider, keysets: RemoteKeySets, clock: FrozenClock
 ) -> None:
     url = provider.url(KEYS_PATH)
     provider.answers[KEYS_PATH] = Answer(503)
     with pytest.raises(ServiceUnavailable, match=f"the keys of {url} cannot be fetched: HTTP 503"):
         keysets.key(url, "e", "ES256")
     provider.serve_keys(jwk("p256", "e"))
+    # Within retry_after (10 s) the failure is the answer, with no request to the provider:
+    # anonymous requests cannot each make the CA wait on a provider that is down.
+    clock.advance(timedelta(seconds=9))
+    with pytest.raises(ServiceUnavailable, match="HTTP 503"):
+        keysets.key(url, "e", "ES256")
+    assert provider.requests[KEYS_PATH] == 1
+    clock.advance(timedelta(seconds=1))
     assert same(keysets.key(url, "e", "ES256"), public("p256"))
     assert provider.requests[KEYS_PATH] == 2
 
