@@ -224,6 +224,11 @@ class RemoteKeySets:
         expired (unless the last attempt failed less than ``min_ttl`` ago), with the
         number of attempts made so far."""
         seen = cached.attempts
+        value, now = cached.value, self.clock.now()
+        if value is not None and now < cached.expires:
+            # Fresh: no lock, so a refetch in flight for an unknown kid (which anyone
+            # can cause) never holds up requests whose key is known.
+            return value, seen
         with cached.lock:
             now = self.clock.now()
             # A fetch that finished while this thread waited for the lock is its answer.

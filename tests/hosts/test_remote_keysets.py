@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -659,3 +660,34 @@ def test_threads_with_the_same_unknown_kid_share_one_refresh(
     results = _all_at_once(8, lambda: keysets.key(url, "new", "EdDSA", refresh_interval=MINUTE))
     assert all(same(found, public("ed")) for found in results)
     assert provider.requests[KEYS_PATH] == 2
+
+
+def test_a_known_key_is_not_held_up_by_a_refresh_for_an_unknown_one(
+    provider: Provider, keysets: RemoteKeySets, clock: FrozenClock
+) -> None:
+    url = provider.url(KEYS_PATH)
+    provider.serve_keys(jwk("p256", "e"), **{"Cache-Control": "max-age=3600"})
+    keysets.key(url, "e", "ES256")
+    clock.advance(MINUTE)
+    # A forged kid (anyone can send one) makes a slow refresh; the known key is answered
+    # from the cache meanwhile, without waiting for it.
+    provider.answers[KEYS_PATH].delay = 1.0
+    refused: list[BaseException] = []
+
+    def forged() -> None:
+        try:
+            keysets.key(url, "forged", "ES256", refresh_interval=MINUTE)
+        except Unauthorized as exc:
+            refused.append(exc)
+
+    refresh = threading.Thread(target=forged)
+    refresh.start()
+    deadline = time.monotonic() + 5
+    while provider.requests.get(KEYS_PATH, 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert provider.requests[KEYS_PATH] == 2  # the refresh is in flight
+    assert refresh.is_alive()
+    assert same(keysets.key(url, "e", "ES256"), public("p256"))
+    assert refresh.is_alive()  # the known key did not wait for it
+    refresh.join()
+    assert len(refused) == 1
