@@ -19,7 +19,10 @@ match on how the holder was vetted as well as on which CA issued it:
 - ``hardware-attested``: the key was attested by a hardware vendor's format other than
   TPM (ACME device-attest-01 with ``apple`` or ``step``);
 - ``single-sign-on``: a person signed in with the organisation's OpenID provider (OIDC:
-  an ID token the provider signed); it vouches for the person, not for any device.
+  an ID token the provider signed); it vouches for the person, not for any device;
+- ``cloud-instance``: the cloud provider signed an identity document for this instance
+  (GCP: the instance identity token Google's metadata server issues); it vouches for
+  the virtual machine as its cloud account describes it, not for its hardware.
 
 A renewal keeps the marker of the certificate it renews.
 
@@ -51,6 +54,7 @@ class Assurance(enum.Enum):
     DOMAIN_VALIDATED = "6"
     HARDWARE_ATTESTED = "7"
     SINGLE_SIGN_ON = "8"
+    CLOUD_INSTANCE = "9"
 
     @property
     def oid(self) -> x509.ObjectIdentifier:
