@@ -149,7 +149,7 @@ class Instance:
         value = self.facts.get(key) if value is None else value
         if not isinstance(value, str) or not value:
             raise Unauthorized(f"the token's {INSTANCE_CLAIM} claim has no {key}")
-        if not form.match(value):
+        if not form.fullmatch(value):
             raise Forbidden(f"{INSTANCE_CLAIM}.{key} {value!r} is not a name this CA can use")
         return value
 

@@ -283,6 +283,8 @@ def test_names_outside_the_policy_are_refused(keys: Keys, google: Google) -> Non
         ({"project_id": "example.com:legacy"}, "project_id"),
         ({"zone": "zone.evil"}, "zone"),
         ({"instance_id": "12ab"}, "instance_id"),
+        ({"instance_id": "12\n"}, "instance_id"),
+        ({"instance_name": "web-1\n"}, "instance_name"),
     ],
 )
 def test_instance_facts_that_make_no_name_are_refused(
