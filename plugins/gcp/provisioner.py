@@ -92,8 +92,18 @@ from plugins.api import (
 ALGORITHM = "RS256"
 DEFAULT_JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 DEFAULT_TOKEN_ISSUER = "https://accounts.google.com"
-#: The claim holding the instance's facts (present in ``format=full`` tokens).
+#: The claim holding the instance's facts (present in ``format=full`` tokens): the
+#: ``compute_engine`` member of the ``google`` claim.
 INSTANCE_CLAIM = "google.compute_engine"
+
+
+def _instance_facts(claims: Mapping[str, Any]) -> Any:
+    """The token's ``google.compute_engine`` claim (``{"google": {"compute_engine": …}}``),
+    or None."""
+    google = claims.get("google")
+    return google.get("compute_engine") if isinstance(google, Mapping) else None
+
+
 DEFAULT_DURATIONS = DurationLimits(
     minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
 )
@@ -131,7 +141,7 @@ class Instance:
     each checked to have the form Compute Engine gives it."""
 
     def __init__(self, claims: Mapping[str, Any]) -> None:
-        facts = claims.get(INSTANCE_CLAIM)
+        facts = _instance_facts(claims)
         if not isinstance(facts, Mapping):
             raise Unauthorized(
                 f"the token has no {INSTANCE_CLAIM} claim (ask the metadata server for format=full)"
@@ -291,7 +301,7 @@ class GCPProvisioner(Provisioner):
             claims = jws.claims()
         except ProtocolError:  # not a JWS this code reads (none and HMAC never are)
             return None
-        if not isinstance(claims.get(INSTANCE_CLAIM), Mapping):
+        if not isinstance(_instance_facts(claims), Mapping):
             return None
         aud = claims.get("aud")
         if not isinstance(aud, str):

@@ -124,8 +124,6 @@ class Google:
         body.update(claims or {})
         for name in drop:
             body.pop(name, None)
-        # The claim is named "google.compute_engine" in the token itself.
-        body["google.compute_engine"] = body.pop("google")["compute_engine"]
         return sign_compact(body, key or self.key, alg=alg, headers={"kid": kid, "typ": "JWT"})
 
 

@@ -85,13 +85,15 @@ def identity_token(audience: str = AUDIENCE, instance_id: str = "456789012345678
         "email_verified": True,
         "iat": now,
         "exp": now + 3600,
-        "google.compute_engine": {
-            "instance_creation_timestamp": now - 60,
-            "instance_id": instance_id,
-            "instance_name": "web-1",
-            "project_id": "prod-123456",
-            "project_number": 123456789012,
-            "zone": "europe-west1-b",
+        "google": {
+            "compute_engine": {
+                "instance_creation_timestamp": now - 60,
+                "instance_id": instance_id,
+                "instance_name": "web-1",
+                "project_id": "prod-123456",
+                "project_number": 123456789012,
+                "zone": "europe-west1-b",
+            }
         },
     }
     return sign_compact(claims, KEY, headers={"kid": KID, "typ": "JWT"})
