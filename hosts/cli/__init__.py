@@ -32,6 +32,7 @@ per-user data directory):
   devid cert        the certificates this CA issued: list, show (by device, account, status)
   devid admin certificate  an admin client certificate (TLS CA) for the admin API
   devid audit       the audit log (who changed what, what was refused): list, export
+  devid cloud       cloud instances' trust on first use: list, forget
   devid backup      a consistent copy of the data directory, taken while the CA runs
   devid restore     check a backup and restore it into a data directory
 
@@ -46,7 +47,8 @@ Trying it: devid demo  runs a CA, a software TPM device and the agent, step by s
 
 Client side (against a running CA):
   devid ca root         download the root certificate, checked by fingerprint
-  devid ca certificate  create a key and get a certificate with a token or by signing in
+  devid ca certificate  create a key and get a certificate with a token, by signing in,
+                        or as a cloud instance (GCP)
   devid login           sign in through single sign-on (OIDC) and get a certificate for yourself
   devid ca renew        renew a certificate (mTLS with the current one)
   devid ca revoke       revoke by token or with the certificate's own key
@@ -85,6 +87,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "audit",
         "the audit log: who changed what, and what was refused: list, export",
         "hosts.cli.audit_commands",
+    ),
+    (
+        "cloud",
+        "cloud instances' trust on first use: list, forget",
+        "hosts.cli.cloud_commands",
     ),
     (
         "backup",

@@ -10,6 +10,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from agent.caclient import (
     CAClient,
@@ -43,11 +44,15 @@ def register(sub: Any) -> None:
         "certificate",
         help="make a key and get a certificate with a token, or by signing in (--provisioner)",
         description="With --token, a one-time token from `devid token` authorizes the\n"
-        "certificate. With --provisioner NAME, the CA's OIDC provisioner NAME does: devid\n"
-        "signs you in with its OpenID provider (as `devid login` does; --token then takes\n"
-        "an ID token obtained elsewhere), and the CA adds the names of your identity.",
-        epilog="example:\n  devid ca certificate alice@example.com alice.crt alice.key \\\n"
-        "    --provisioner corp --ca-url https://ca.example.com:8443 --root root_ca.crt",
+        "certificate. With --provisioner NAME, the CA's provisioner NAME does, by its type:\n"
+        "- OIDC: devid signs you in with its OpenID provider (as `devid login` does; --token\n"
+        "  then takes an ID token obtained elsewhere), and the CA adds your identity's names;\n"
+        "- GCP: on a Compute Engine instance, devid fetches the instance's identity token\n"
+        "  from the metadata server (--metadata-url), and the CA names the instance.",
+        epilog="examples:\n  devid ca certificate alice@example.com alice.crt alice.key \\\n"
+        "    --provisioner corp --ca-url https://ca.example.com:8443 --root root_ca.crt\n"
+        "  devid ca certificate web-1 web-1.crt web-1.key --provisioner gcp \\\n"
+        "    --ca-url https://ca.example.com:8443 --root root_ca.crt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("subject", help="the certificate's subject (must match the token)")
@@ -63,7 +68,15 @@ def register(sub: Any) -> None:
         "--provisioner",
         default=None,
         metavar="NAME",
-        help="sign in through the CA's OIDC provisioner NAME (single sign-on)",
+        help="get the certificate through the CA's provisioner NAME: sign in (OIDC), or the"
+        " instance's identity (GCP)",
+    )
+    p.add_argument(
+        "--metadata-url",
+        default=None,
+        metavar="URL",
+        help="the cloud's metadata server, for a GCP provisioner (default"
+        " $DEVID_GCP_METADATA_URL, else http://metadata.google.internal)",
     )
     p.add_argument(
         "--san",
@@ -145,7 +158,7 @@ def cmd_root(args: argparse.Namespace) -> int:
 
 def cmd_certificate(args: argparse.Namespace) -> int:
     if args.provisioner is not None:
-        return _certificate_by_sign_in(args)
+        return _certificate_by_provisioner(args)
     if not args.token:
         args.certificate_parser.error("the following arguments are required: --token")
     claims = token_claims(args.token)
@@ -163,20 +176,57 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _certificate_by_sign_in(args: argparse.Namespace) -> int:
-    """``devid ca certificate --provisioner NAME``: sign in (or take --token as the ID
-    token) and ask for CN=SUBJECT with the --san values."""
-    from hosts.cli.login_commands import print_issued, sign_in
+def _certificate_by_provisioner(args: argparse.Namespace) -> int:
+    """``devid ca certificate --provisioner NAME``: CN=SUBJECT with the --san values (the
+    CA adds the names the credential gives), authorized by --token, else by what the
+    type of the CA's provisioner NAME takes (:func:`_credential_for`)."""
+    from hosts.cli.login_commands import print_issued
 
     key = generate_key(KeyType.parse(args.key_type))
     csr = make_csr(key, args.subject, list(args.san or []))
     with CAClient(need_url(args), args.root) as client:
-        token = args.token or sign_in(args, client, args.provisioner, key)
+        token = args.token or _credential_for(args, client, key)
         response = client.sign(csr, token, args.not_after)
     cert = write_chain(args.crt, response)
     write_private_key(args.key, key)
     print_issued(cert, args.crt, args.key)
     return 0
+
+
+#: The provisioner types ``--provisioner`` gets a credential for by itself.
+_SIGN_IN_TYPES = ("OIDC",)
+
+
+def _credential_for(
+    args: argparse.Namespace, client: CAClient, key: CertificateIssuerPrivateKeyTypes
+) -> str:
+    """The credential the CA's provisioner ``args.provisioner`` takes, by its type in the
+    CA's view of it: a cloud instance's identity from the metadata server (GCP), or an
+    ID token from signing in (OIDC)."""
+    from agent.cloud import CLOUD_TYPES, gcp_audience, gcp_identity_token
+
+    name = str(args.provisioner)
+    views = client.provisioners()
+    view = next((v for v in views if v.get("name") == name), None)
+    usable = (*_SIGN_IN_TYPES, *sorted(CLOUD_TYPES))
+    if view is None:
+        known = ", ".join(sorted(str(v.get("name")) for v in views if v.get("type") in usable))
+        raise CAClientError(
+            f"the CA has no provisioner named {name!r}"
+            + (f" (its {' and '.join(usable)} provisioners: {known})" if known else "")
+        )
+    kind = view.get("type")
+    if kind == "GCP":
+        return gcp_identity_token(gcp_audience(client.ca_url, name), args.metadata_url)
+    if kind not in _SIGN_IN_TYPES:
+        raise CAClientError(
+            f"provisioner {name!r} is of type {kind!r}: --provisioner gets a certificate"
+            f" through a provisioner of type {' or '.join(usable)}; for this one, pass --token"
+            " without --provisioner"
+        )
+    from hosts.cli.login_commands import sign_in
+
+    return sign_in(args, client, name, key)
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
