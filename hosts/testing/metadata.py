@@ -34,7 +34,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -96,11 +96,11 @@ class GCPMetadataServer:
         *,
         port: int = 0,
         issuer: str = GOOGLE_ISSUER,
-        now: Any = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.instance = instance if instance is not None else GCPInstance()
         self.issuer = issuer
-        self._now = now if now is not None else (lambda: datetime.now(UTC))
+        self._now: Callable[[], datetime] = now if now is not None else _system_now
         self._lock = threading.Lock()
         self._keys: list[tuple[str, rsa.RSAPrivateKey]] = []
         self.rotate_key()
@@ -143,7 +143,7 @@ class GCPMetadataServer:
     ) -> dict[str, Any]:
         """The claims of an identity token for *audience* minted now."""
         facts = instance if instance is not None else self.instance
-        now: datetime = self._now()
+        now = self._now()
         claims: dict[str, Any] = {
             "aud": audience,
             "azp": facts.service_account_id,
@@ -249,6 +249,10 @@ class GCPMetadataServer:
 
 
 _Answer = tuple[int, str, bytes]
+
+
+def _system_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _Server(http.server.ThreadingHTTPServer):
