@@ -12,7 +12,10 @@ place:
   subprocess on either host (quart or raw) ready once ``/health`` answers over
   TLS, and a host served inside a trio nursery of the caller;
 - :mod:`hosts.testing.challtestsrv`: pebble-challtestsrv (Debian ``pebble``) as
-  a mock DNS server, with a client for its management API.
+  a mock DNS server, with a client for its management API;
+- :mod:`hosts.testing.metadata`: a loopback stand-in for a GCP instance's metadata
+  server (identity tokens signed with its own key, and their JWK set), which no real
+  peer can be here.
 
 The plugin test kit, for a devid plugin's own tests (docs/plugins.md):
 
