@@ -54,7 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ from engine.scep import (
 )
 from engine.scep.types import SCEPFailure
 from hosts.core.authority import Authority
+from hosts.testing.keys import self_signed_certificate
 from hosts.testing.ports import LOOPBACK
 
 from ..common import (
@@ -215,19 +216,7 @@ class Client:
     @classmethod
     def create(cls) -> Client:
         key = rsa.generate_private_key(public_exponent=65537, key_size=CLIENT_KEY_BITS)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scep-bench-client")])
-        now = datetime.now(UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, certificate)
+        return cls(key, self_signed_certificate(key, "scep-bench-client"))
 
     @property
     def signer(self) -> Signer:

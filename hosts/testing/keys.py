@@ -9,7 +9,12 @@
 - :func:`jwk_token`: a one-time sign token as devid's JWK provisioner (and any type
   reading the same claims) expects it (:func:`plugins.api.mint_token` with a fresh
   jti and the system clock by default);
-- :func:`tamper`: a credential with one character changed in its last part.
+- :func:`tamper`: a credential with one character changed in its last part;
+- :func:`self_signed_certificate`: the throw-away certificate a SCEP client signs its
+  first request with;
+- :class:`StaticRemoteKeys`: a stand-in for the host's :class:`plugins.api.RemoteKeys`
+  handing out given public keys by ``kid``, for testing a provisioner type whose
+  credentials a third party signs, without a provider.
 
 None of it needs a CA; the tokens of a CA's own ``admin`` provisioner come from
 :meth:`hosts.testing.ca.LocalCA.mint_token`.
@@ -32,8 +37,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from engine.jose import sign_compact
-from plugins.api import SAN, KeyType, mint_token
+from engine.jose import PublicKey, allowed_algorithms, sign_compact
+from plugins.api import (
+    SAN,
+    KeyType,
+    OpenIDProvider,
+    ServiceUnavailable,
+    Unauthorized,
+    mint_token,
+)
 
 #: The keys :func:`new_key` makes and the token helpers sign with.
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
@@ -167,3 +179,63 @@ def tamper(credential: str) -> str:
     at = start + part // 2
     replacement = "A" if credential[at] != "A" else "B"
     return credential[:at] + replacement + credential[at + 1 :]
+
+
+def self_signed_certificate(key: PrivateKey, common_name: str) -> x509.Certificate:
+    """The throw-away certificate a SCEP client signs its first request with: CN=*common_name*,
+    self-signed, valid from five minutes ago for a day."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
+    )
+
+
+class StaticRemoteKeys:
+    """A :class:`plugins.api.RemoteKeys` that fetches nothing: the public keys in ``keys``
+    by ``kid``, answered as the host answers (``Unauthorized`` for a key it does not hold
+    or an algorithm that does not fit; ``ServiceUnavailable`` while ``down``). Every
+    ``key()`` call is recorded in ``asked``.
+
+    ``provider(issuer)`` answers a discovery document naming *jwks_uri* (default: the
+    issuer's ``/jwks``); with ``discovery=False`` it fails the test instead, for a type
+    that must not read one.
+    """
+
+    def __init__(self, *, discovery: bool = True) -> None:
+        self.keys: dict[str, PublicKey] = {}
+        self.down = False
+        self.discovery = discovery
+        self.asked: list[tuple[str, str | None, str]] = []
+
+    def provider(self, issuer: str) -> OpenIDProvider:
+        if not self.discovery:
+            raise AssertionError("this provisioner type reads no discovery document")
+        if self.down:
+            raise ServiceUnavailable(f"the OpenID provider {issuer} cannot be reached")
+        return OpenIDProvider(issuer=issuer, jwks_uri=issuer + "/jwks")
+
+    def key(
+        self,
+        jwks_uri: str,
+        kid: str | None,
+        alg: str,
+        *,
+        refresh_interval: timedelta = timedelta(minutes=1),
+    ) -> PublicKey:
+        self.asked.append((jwks_uri, kid, alg))
+        if self.down:
+            raise ServiceUnavailable(f"the key set at {jwks_uri} cannot be fetched")
+        key = self.keys.get(kid or "")
+        if key is None:
+            raise Unauthorized(f"token key {kid!r} is not among the signing keys of {jwks_uri}")
+        if alg not in allowed_algorithms(key):
+            raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
+        return key

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from engine.scep import (
     build_pki_message,
     read_cert_rep,
 )
+from hosts.testing.keys import self_signed_certificate as self_signed
 
 CHALLENGE = "correct-horse-battery-staple-42"
 PROVISIONER = "mdm"
@@ -38,22 +39,6 @@ def client_key(index: int = 0) -> rsa.RSAPrivateKey:
     while len(_KEYS) <= index:
         _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     return _KEYS[index]
-
-
-def self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
-    """The throw-away certificate a SCEP client signs its first request with."""
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
 
 
 def scep_csr(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import attrs
@@ -31,6 +31,7 @@ from engine.scep import (
     read_cert_rep,
     read_certs_only,
 )
+from hosts.testing.keys import self_signed_certificate as self_signed
 
 
 class OSRandom:
@@ -51,22 +52,6 @@ def csr_der(key: rsa.RSAPrivateKey, common_name: str, challenge: str | None) -> 
     if challenge is not None:
         builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
     return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
-
-
-def self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
-    """The transient certificate a new client signs its first request with."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
 
 
 @attrs.define

@@ -23,14 +23,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.csr import CSRInfo, parse_csr
 from engine.errors import ConfigurationError, Forbidden, ServiceUnavailable, Unauthorized
-from engine.jose import PrivateKey, PublicKey, allowed_algorithms, sign_compact
+from engine.jose import PrivateKey, sign_compact
 from engine.names import SAN, SANKind
 from engine.template import CertificateTemplate
+from hosts.testing.keys import StaticRemoteKeys
 from plugins.api import (
     Assurance,
     AuthorizeContext,
     Credential,
-    OpenIDProvider,
     ProvisionerEnvironment,
 )
 from plugins.gcp import GCPProvisioner
@@ -50,40 +50,10 @@ OWN_NAMES = (
 )
 
 
-class Keys:
-    """A stand-in for the host's RemoteKeys: Google's keys by kid."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, PublicKey] = {}
-        self.down = False
-        self.asked: list[tuple[str, str | None, str]] = []
-
-    def provider(self, issuer: str) -> OpenIDProvider:
-        raise AssertionError("the GCP provisioner reads no discovery document")
-
-    def key(
-        self,
-        jwks_uri: str,
-        kid: str | None,
-        alg: str,
-        *,
-        refresh_interval: timedelta = timedelta(minutes=1),
-    ) -> PublicKey:
-        self.asked.append((jwks_uri, kid, alg))
-        if self.down:
-            raise ServiceUnavailable(f"the key set at {jwks_uri} cannot be fetched")
-        key = self.keys.get(kid or "")
-        if key is None:
-            raise Unauthorized(f"token key {kid!r} is not among the signing keys of {jwks_uri}")
-        if alg not in allowed_algorithms(key):
-            raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
-        return key
-
-
 class Google:
     """Google's side: its RSA key, and instance identity tokens signed with it."""
 
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: StaticRemoteKeys) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         keys.keys["g-1"] = self.key.public_key()
 
@@ -128,16 +98,16 @@ class Google:
 
 
 @pytest.fixture
-def keys() -> Keys:
-    return Keys()
+def keys() -> StaticRemoteKeys:
+    return StaticRemoteKeys(discovery=False)
 
 
 @pytest.fixture
-def google(keys: Keys) -> Google:
+def google(keys: StaticRemoteKeys) -> Google:
     return Google(keys)
 
 
-def make(keys: Keys | None, **options: Any) -> GCPProvisioner:
+def make(keys: StaticRemoteKeys | None, **options: Any) -> GCPProvisioner:
     table: dict[str, Any] = {"type": "GCP", "name": "gce", "projects": ["prod-123456"]}
     table.update(options)
     env = ProvisionerEnvironment(
@@ -197,7 +167,7 @@ def common_name(template: CertificateTemplate) -> str | None:
 # --- what a valid token gets ------------------------------------------------------------------
 
 
-def test_an_admitted_instance_gets_its_own_names(keys: Keys, google: Google) -> None:
+def test_an_admitted_instance_gets_its_own_names(keys: StaticRemoteKeys, google: Google) -> None:
     auth = sign(make(keys), google.token())
     template = certificate(auth)
     assert common_name(template) == "web-1"
@@ -221,16 +191,16 @@ def test_an_admitted_instance_gets_its_own_names(keys: Keys, google: Google) -> 
     assert auth.policy.durations.default == timedelta(hours=24)
 
 
-def test_every_audience_of_this_ca_is_accepted(keys: Keys, google: Google) -> None:
+def test_every_audience_of_this_ca_is_accepted(keys: StaticRemoteKeys, google: Google) -> None:
     sign(make(keys), google.token({"aud": OTHER_URL + "#gce"}))
 
 
-def test_the_instance_name_is_lowercased(keys: Keys, google: Google) -> None:
+def test_the_instance_name_is_lowercased(keys: StaticRemoteKeys, google: Google) -> None:
     auth = sign(make(keys), google.token(instance={"instance_name": "Web-1"}))
     assert common_name(certificate(auth)) == "web-1"
 
 
-def test_trust_on_first_use_remembers_the_instance(keys: Keys, google: Google) -> None:
+def test_trust_on_first_use_remembers_the_instance(keys: StaticRemoteKeys, google: Google) -> None:
     auth = sign(make(keys), google.token())
     assert auth.token.provisioner == "gce"
     assert auth.token.token_id == "instance:4567890123456789012"
@@ -241,19 +211,23 @@ def test_trust_on_first_use_remembers_the_instance(keys: Keys, google: Google) -
     assert sign(make(keys), later).token.token_id == auth.token.token_id
 
 
-def test_without_trust_on_first_use_each_token_is_used_once(keys: Keys, google: Google) -> None:
+def test_without_trust_on_first_use_each_token_is_used_once(
+    keys: StaticRemoteKeys, google: Google
+) -> None:
     token = google.token()
     auth = sign(make(keys, trust_on_first_use=False), token)
     assert auth.token.token_id == "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     assert auth.token.expires_at == NOW - timedelta(seconds=10) + timedelta(seconds=3660)
 
 
-def test_a_csr_may_ask_for_some_of_the_instances_names(keys: Keys, google: Google) -> None:
+def test_a_csr_may_ask_for_some_of_the_instances_names(
+    keys: StaticRemoteKeys, google: Google
+) -> None:
     csr = csr_for("web-1", ("web-1.c.prod-123456.internal",))
     assert certificate(sign(make(keys), google.token(), csr)).sans == OWN_NAMES
 
 
-def test_allowed_names_admit_extra_names(keys: Keys, google: Google) -> None:
+def test_allowed_names_admit_extra_names(keys: StaticRemoteKeys, google: Google) -> None:
     prov = make(keys, allowed_names=["*.svc.example.com"])
     csr = csr_for("api.svc.example.com", ("api.svc.example.com", "web-1.c.prod-123456.internal"))
     template = certificate(sign(prov, google.token(), csr))
@@ -263,7 +237,7 @@ def test_allowed_names_admit_extra_names(keys: Keys, google: Google) -> None:
         sign(prov, google.token(), csr_for(None, ("www.example.org",)))
 
 
-def test_names_outside_the_policy_are_refused(keys: Keys, google: Google) -> None:
+def test_names_outside_the_policy_are_refused(keys: StaticRemoteKeys, google: Google) -> None:
     prov = make(keys)
     with pytest.raises(Forbidden, match=r"may not have: api\.svc\.example\.com"):
         sign(prov, google.token(), csr_for(None, ("api.svc.example.com",)))
@@ -286,7 +260,7 @@ def test_names_outside_the_policy_are_refused(keys: Keys, google: Google) -> Non
     ],
 )
 def test_instance_facts_that_make_no_name_are_refused(
-    keys: Keys, google: Google, facts: dict[str, Any], match: str
+    keys: StaticRemoteKeys, google: Google, facts: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(Forbidden, match=match):
         sign(
@@ -296,7 +270,7 @@ def test_instance_facts_that_make_no_name_are_refused(
 
 @pytest.mark.parametrize("missing", ["instance_name", "instance_id", "zone", "project_id"])
 def test_a_token_missing_an_instance_fact_is_refused(
-    keys: Keys, google: Google, missing: str
+    keys: StaticRemoteKeys, google: Google, missing: str
 ) -> None:
     with pytest.raises(Unauthorized, match=f"no {missing}"):
         sign(make(keys), google.token(drop_instance=(missing,)))
@@ -305,7 +279,7 @@ def test_a_token_missing_an_instance_fact_is_refused(
 # --- refusals: the token (401) -----------------------------------------------------------------
 
 
-def test_a_forged_token_is_refused(keys: Keys, google: Google) -> None:
+def test_a_forged_token_is_refused(keys: StaticRemoteKeys, google: Google) -> None:
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(Unauthorized, match="signature does not verify"):
         sign(make(keys), google.token(key=forger))
@@ -313,7 +287,7 @@ def test_a_forged_token_is_refused(keys: Keys, google: Google) -> None:
         sign(make(keys), google.token(key=forger, kid="g-9"))
 
 
-def test_only_rs256_is_accepted(keys: Keys, google: Google) -> None:
+def test_only_rs256_is_accepted(keys: StaticRemoteKeys, google: Google) -> None:
     with pytest.raises(Unauthorized, match="'RS384' is not RS256"):
         sign(make(keys), google.token(alg="RS384"))
     ec_key = ec.generate_private_key(ec.SECP256R1())
@@ -322,7 +296,7 @@ def test_only_rs256_is_accepted(keys: Keys, google: Google) -> None:
         sign(make(keys), google.token(key=ec_key, kid="ec-1"))
 
 
-def test_the_issuer_must_be_google(keys: Keys, google: Google) -> None:
+def test_the_issuer_must_be_google(keys: StaticRemoteKeys, google: Google) -> None:
     with pytest.raises(Unauthorized, match=r"issuer 'https://evil\.example\.com'"):
         sign(make(keys), google.token({"iss": "https://evil.example.com"}))
     with pytest.raises(Unauthorized, match="issuer"):
@@ -337,12 +311,14 @@ def test_the_issuer_must_be_google(keys: Keys, google: Google) -> None:
         SIGN_URL + "/#gce",
     ],
 )
-def test_a_token_for_another_ca_is_refused(keys: Keys, google: Google, aud: str) -> None:
+def test_a_token_for_another_ca_is_refused(
+    keys: StaticRemoteKeys, google: Google, aud: str
+) -> None:
     with pytest.raises(Unauthorized, match=r"expected https://127\.0\.0\.1:8443/1\.0/sign#gce"):
         forced(make(keys), google.token({"aud": aud}))
 
 
-def test_a_token_for_another_provisioner_is_refused(keys: Keys, google: Google) -> None:
+def test_a_token_for_another_provisioner_is_refused(keys: StaticRemoteKeys, google: Google) -> None:
     token = google.token({"aud": SIGN_URL + "#other"})
     reading = GCPProvisioner.read_credential(token)
     assert reading is not None and reading.provisioner == "other"
@@ -353,7 +329,7 @@ def test_a_token_for_another_provisioner_is_refused(keys: Keys, google: Google) 
             forced(make(keys), google.token({"aud": aud}))
 
 
-def test_expired_and_future_tokens_are_refused(keys: Keys, google: Google) -> None:
+def test_expired_and_future_tokens_are_refused(keys: StaticRemoteKeys, google: Google) -> None:
     prov = make(keys)
     with pytest.raises(Unauthorized, match="expired"):
         sign(prov, google.token(), now=NOW + timedelta(hours=1, minutes=1))
@@ -366,13 +342,17 @@ def test_expired_and_future_tokens_are_refused(keys: Keys, google: Google) -> No
         sign(prov, google.token(drop=("exp",)))
 
 
-def test_a_token_living_longer_than_googles_hour_is_refused(keys: Keys, google: Google) -> None:
+def test_a_token_living_longer_than_googles_hour_is_refused(
+    keys: StaticRemoteKeys, google: Google
+) -> None:
     start = int(NOW.timestamp()) - 10
     with pytest.raises(Unauthorized, match="lifetime"):
         sign(make(keys), google.token({"iat": start, "exp": start + 7200}))
 
 
-def test_a_token_without_the_instance_claim_is_refused(keys: Keys, google: Google) -> None:
+def test_a_token_without_the_instance_claim_is_refused(
+    keys: StaticRemoteKeys, google: Google
+) -> None:
     body = {
         "iss": "https://accounts.google.com",
         "aud": AUDIENCE,
@@ -386,7 +366,7 @@ def test_a_token_without_the_instance_claim_is_refused(keys: Keys, google: Googl
         forced(make(keys), token)
 
 
-def test_the_service_account_email_must_be_verified(keys: Keys, google: Google) -> None:
+def test_the_service_account_email_must_be_verified(keys: StaticRemoteKeys, google: Google) -> None:
     prov = make(keys, service_accounts=[ACCOUNT.upper()])
     sign(prov, google.token())
     with pytest.raises(Unauthorized, match="email_verified"):
@@ -395,7 +375,7 @@ def test_the_service_account_email_must_be_verified(keys: Keys, google: Google) 
     sign(make(keys), google.token({"email_verified": False}))
 
 
-def test_googles_keys_unreachable_is_a_503(keys: Keys, google: Google) -> None:
+def test_googles_keys_unreachable_is_a_503(keys: StaticRemoteKeys, google: Google) -> None:
     keys.down = True
     with pytest.raises(ServiceUnavailable):
         sign(make(keys), google.token())
@@ -406,19 +386,21 @@ def test_googles_keys_unreachable_is_a_503(keys: Keys, google: Google) -> None:
 # --- refusals: the instance (403) --------------------------------------------------------------
 
 
-def test_other_projects_are_refused(keys: Keys, google: Google) -> None:
+def test_other_projects_are_refused(keys: StaticRemoteKeys, google: Google) -> None:
     with pytest.raises(Forbidden, match="project 'other-project'"):
         sign(make(keys), google.token(instance={"project_id": "other-project"}))
 
 
-def test_zones_admit_only_their_instances(keys: Keys, google: Google) -> None:
+def test_zones_admit_only_their_instances(keys: StaticRemoteKeys, google: Google) -> None:
     prov = make(keys, zones=["europe-west1-b", "europe-west1-c"])
     sign(prov, google.token())
     with pytest.raises(Forbidden, match="zone 'us-central1-a'"):
         sign(prov, google.token(instance={"zone": "us-central1-a"}))
 
 
-def test_service_accounts_admit_only_their_instances(keys: Keys, google: Google) -> None:
+def test_service_accounts_admit_only_their_instances(
+    keys: StaticRemoteKeys, google: Google
+) -> None:
     prov = make(keys, service_accounts=[ACCOUNT])
     with pytest.raises(Forbidden, match="service account 'other@"):
         sign(prov, google.token({"email": "other@prod-123456.iam.gserviceaccount.com"}))
@@ -426,7 +408,7 @@ def test_service_accounts_admit_only_their_instances(keys: Keys, google: Google)
         sign(prov, google.token(drop=("email",)))
 
 
-def test_old_instances_are_refused(keys: Keys, google: Google) -> None:
+def test_old_instances_are_refused(keys: StaticRemoteKeys, google: Google) -> None:
     prov = make(keys, max_instance_age="1h")
     sign(prov, google.token())
     old = int((NOW - timedelta(hours=2)).timestamp())
@@ -443,7 +425,7 @@ def test_old_instances_are_refused(keys: Keys, google: Google) -> None:
 # --- renewal, configuration, reading -----------------------------------------------------------
 
 
-def test_renewal_is_on_unless_turned_off(keys: Keys) -> None:
+def test_renewal_is_on_unless_turned_off(keys: StaticRemoteKeys) -> None:
     make(keys).authorize_renew(None)  # type: ignore[arg-type]
     with pytest.raises(Forbidden, match="does not renew"):
         make(keys, allow_renewal=False).authorize_renew(None)  # type: ignore[arg-type]
@@ -467,18 +449,20 @@ def test_renewal_is_on_unless_turned_off(keys: Keys) -> None:
         ({"colour": "blue"}, "unknown option"),
     ],
 )
-def test_bad_tables_are_refused(keys: Keys, options: dict[str, Any], match: str) -> None:
+def test_bad_tables_are_refused(
+    keys: StaticRemoteKeys, options: dict[str, Any], match: str
+) -> None:
     with pytest.raises(ConfigurationError, match=match):
         make(keys, **options)
 
 
-def test_projects_are_required(keys: Keys) -> None:
+def test_projects_are_required(keys: StaticRemoteKeys) -> None:
     env = ProvisionerEnvironment(data_dir=Path("x"), issuers=frozenset({"tls"}), remote_keys=keys)
     with pytest.raises(ConfigurationError, match="projects must list"):
         GCPProvisioner.from_config("gce", {"type": "GCP", "name": "gce"}, env)
 
 
-def test_the_public_view_shows_no_allow_lists(keys: Keys) -> None:
+def test_the_public_view_shows_no_allow_lists(keys: StaticRemoteKeys) -> None:
     view = make(keys, zones=["europe-west1-b"], service_accounts=[ACCOUNT]).public_view()
     assert set(view) == {"type", "name", "issuer", "cloud", "durations"}
     assert (view["type"], view["name"], view["issuer"], view["cloud"]) == (
@@ -508,7 +492,9 @@ def test_reading_skips_other_tokens(google: Google) -> None:
     assert GCPProvisioner.read_credential(listed) is None
 
 
-def test_the_oidc_type_does_not_address_these_tokens_to_gcp(keys: Keys, google: Google) -> None:
+def test_the_oidc_type_does_not_address_these_tokens_to_gcp(
+    keys: StaticRemoteKeys, google: Google
+) -> None:
     token = google.token()
     reading = OIDCProvisioner.read_credential(token)
     # The OIDC type reads it as addressed to Google and the service account's client ID,

@@ -27,14 +27,14 @@ from cryptography.x509.oid import NameOID
 
 from engine.csr import CSRInfo, parse_csr
 from engine.errors import ConfigurationError, Forbidden, ServiceUnavailable, Unauthorized
-from engine.jose import PrivateKey, PublicKey, allowed_algorithms, sign_compact
+from engine.jose import PrivateKey, sign_compact
 from engine.names import SAN, SANKind
 from engine.template import CertificateTemplate
+from hosts.testing.keys import StaticRemoteKeys
 from plugins.api import (
     Assurance,
     AuthorizeContext,
     Credential,
-    OpenIDProvider,
     ProvisionerEnvironment,
     key_nonce,
 )
@@ -45,40 +45,10 @@ CLIENT = "devid-cli"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-class Keys:
-    """A stand-in for the host's RemoteKeys: the provider's keys by kid."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, PublicKey] = {}
-        self.down = False
-        self.asked: list[tuple[str, str | None, str]] = []
-
-    def provider(self, issuer: str) -> OpenIDProvider:
-        if self.down:
-            raise ServiceUnavailable(f"the OpenID provider {issuer} cannot be reached")
-        return OpenIDProvider(issuer=issuer, jwks_uri=issuer + "/jwks")
-
-    def key(
-        self,
-        jwks_uri: str,
-        kid: str | None,
-        alg: str,
-        *,
-        refresh_interval: timedelta = timedelta(minutes=1),
-    ) -> PublicKey:
-        self.asked.append((jwks_uri, kid, alg))
-        key = self.keys.get(kid or "")
-        if key is None:
-            raise Unauthorized(f"token key {kid!r} is not among the signing keys of {jwks_uri}")
-        if alg not in allowed_algorithms(key):
-            raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
-        return key
-
-
 class Provider:
     """The provider's side: its private keys, and ID tokens signed with them."""
 
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: StaticRemoteKeys) -> None:
         self.public = keys
         self.private: dict[str, PrivateKey] = {}
         self.add("rsa-1", rsa.generate_private_key(public_exponent=65537, key_size=2048))
@@ -116,16 +86,16 @@ class Provider:
 
 
 @pytest.fixture
-def keys() -> Keys:
-    return Keys()
+def keys() -> StaticRemoteKeys:
+    return StaticRemoteKeys()
 
 
 @pytest.fixture
-def provider(keys: Keys) -> Provider:
+def provider(keys: StaticRemoteKeys) -> Provider:
     return Provider(keys)
 
 
-def make(keys: Keys, **options: Any) -> OIDCProvisioner:
+def make(keys: StaticRemoteKeys, **options: Any) -> OIDCProvisioner:
     table: dict[str, Any] = {
         "type": "OIDC",
         "name": "corp",
@@ -178,7 +148,9 @@ def certificate_names(authorization: Any) -> tuple[str | None, tuple[SAN, ...]]:
 # --- what a valid token gets ------------------------------------------------------------------
 
 
-def test_a_verified_person_gets_their_email_and_subject_uri(keys: Keys, provider: Provider) -> None:
+def test_a_verified_person_gets_their_email_and_subject_uri(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     auth = sign(make(keys), provider.token())
     cn, sans = certificate_names(auth)
     assert cn == "alice@example.com"
@@ -193,7 +165,9 @@ def test_a_verified_person_gets_their_email_and_subject_uri(keys: Keys, provider
     assert auth.token.expires_at == NOW + timedelta(seconds=3600) + timedelta(seconds=60)
 
 
-def test_es256_and_eddsa_tokens_verify_when_configured(keys: Keys, provider: Provider) -> None:
+def test_es256_and_eddsa_tokens_verify_when_configured(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     provider.add("ed-1", ed25519.Ed25519PrivateKey.generate())
     prov = make(keys, algorithms=["ES256", "EdDSA"])
     sign(prov, provider.token(kid="ec-1"))
@@ -202,19 +176,19 @@ def test_es256_and_eddsa_tokens_verify_when_configured(keys: Keys, provider: Pro
         sign(prov, provider.token(kid="rsa-1"))
 
 
-def test_jti_names_the_token_use(keys: Keys, provider: Provider) -> None:
+def test_jti_names_the_token_use(keys: StaticRemoteKeys, provider: Provider) -> None:
     auth = sign(make(keys), provider.token({"jti": "abc-123"}))
     assert auth.token.token_id == "jti:abc-123"
     assert auth.token.provisioner == "corp"
 
 
-def test_subject_is_percent_encoded_in_its_uri(keys: Keys, provider: Provider) -> None:
+def test_subject_is_percent_encoded_in_its_uri(keys: StaticRemoteKeys, provider: Provider) -> None:
     auth = sign(make(keys), provider.token({"sub": "a b/c#d"}))
     _, sans = certificate_names(auth)
     assert SAN(SANKind.URI, f"{ISSUER}#{quote('a b/c#d', safe='')}") in sans
 
 
-def test_templates_make_the_configured_names(keys: Keys, provider: Provider) -> None:
+def test_templates_make_the_configured_names(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(
         keys,
         names=[
@@ -234,19 +208,25 @@ def test_templates_make_the_configured_names(keys: Keys, provider: Provider) -> 
     )
 
 
-def test_a_template_whose_claim_is_missing_is_left_out(keys: Keys, provider: Provider) -> None:
+def test_a_template_whose_claim_is_missing_is_left_out(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     prov = make(keys, names=["email", "uri:spiffe://corp/user/{preferred_username}"])
     _, sans = certificate_names(sign(prov, provider.token()))
     assert sans == (SAN(SANKind.EMAIL, "alice@example.com"),)
 
 
-def test_a_template_that_makes_a_bad_name_is_refused(keys: Keys, provider: Provider) -> None:
+def test_a_template_that_makes_a_bad_name_is_refused(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     prov = make(keys, names=["dns:{preferred_username}.people.example.com"])
     with pytest.raises(Forbidden, match="invalid"):
         sign(prov, provider.token({"preferred_username": "bad name!"}))
 
 
-def test_a_token_with_no_email_still_gets_its_subject(keys: Keys, provider: Provider) -> None:
+def test_a_token_with_no_email_still_gets_its_subject(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     auth = sign(make(keys), provider.token(drop=("email", "email_verified")))
     cn, sans = certificate_names(auth)
     assert cn == "248289761001"
@@ -256,12 +236,14 @@ def test_a_token_with_no_email_still_gets_its_subject(keys: Keys, provider: Prov
 # --- the CSR may ask for the person's names only -----------------------------------------------
 
 
-def test_a_csr_may_name_some_of_the_persons_names(keys: Keys, provider: Provider) -> None:
+def test_a_csr_may_name_some_of_the_persons_names(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     csr, _ = csr_for("alice@example.com", ("alice@example.com",))
     sign(make(keys), provider.token(), csr)
 
 
-def test_a_csr_naming_anything_else_is_refused(keys: Keys, provider: Provider) -> None:
+def test_a_csr_naming_anything_else_is_refused(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys)
     auth = sign(prov, provider.token(), csr_for("alice@example.com", ("bob@example.com",))[0])
     csr, _ = csr_for("alice@example.com", ("bob@example.com",))
@@ -275,7 +257,7 @@ def test_a_csr_naming_anything_else_is_refused(keys: Keys, provider: Provider) -
             validator.validate(csr2)
 
 
-def test_an_admin_gets_the_names_the_csr_asks(keys: Keys, provider: Provider) -> None:
+def test_an_admin_gets_the_names_the_csr_asks(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys, admins=["Alice@Example.com"], admin_names=["*.svc.example.com"])
     csr, _ = csr_for("api.svc.example.com", ("api.svc.example.com",))
     auth = sign(prov, provider.token(), csr)
@@ -290,7 +272,7 @@ def test_an_admin_gets_the_names_the_csr_asks(keys: Keys, provider: Provider) ->
     assert SAN(SANKind.EMAIL, "bob@example.com") in bob_sans
 
 
-def test_admins_by_subject(keys: Keys, provider: Provider) -> None:
+def test_admins_by_subject(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys, admins=["sub:robot-7"])
     csr, _ = csr_for("build.example.com", ("build.example.com",))
     auth = sign(prov, provider.token({"sub": "robot-7"}, drop=("email",)), csr)
@@ -300,20 +282,22 @@ def test_admins_by_subject(keys: Keys, provider: Provider) -> None:
 # --- refusals: the token -----------------------------------------------------------------------
 
 
-def test_a_forged_token_is_refused(keys: Keys, provider: Provider) -> None:
+def test_a_forged_token_is_refused(keys: StaticRemoteKeys, provider: Provider) -> None:
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(Unauthorized, match="signature does not verify"):
         sign(make(keys), provider.token(key=forger))
 
 
-def test_a_token_signed_with_an_unknown_key_is_refused(keys: Keys, provider: Provider) -> None:
+def test_a_token_signed_with_an_unknown_key_is_refused(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     forger = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(Unauthorized, match="not among the signing keys"):
         sign(make(keys), provider.token(kid="ec-9", key=forger))
 
 
 @pytest.mark.parametrize("alg", ["none", "HS256"])
-def test_none_and_hmac_are_never_read(keys: Keys, provider: Provider, alg: str) -> None:
+def test_none_and_hmac_are_never_read(keys: StaticRemoteKeys, provider: Provider, alg: str) -> None:
     token = provider.token()
     _, payload, _ = token.split(".")
     forged_header = (
@@ -324,7 +308,9 @@ def test_none_and_hmac_are_never_read(keys: Keys, provider: Provider, alg: str) 
     assert OIDCProvisioner.read_credential(f"{forged_header}.{payload}.") is None
 
 
-def test_expired_and_not_yet_valid_tokens_are_refused(keys: Keys, provider: Provider) -> None:
+def test_expired_and_not_yet_valid_tokens_are_refused(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     prov = make(keys)
     with pytest.raises(Unauthorized, match="expired"):
         sign(prov, provider.token(), now=NOW + timedelta(hours=1, minutes=2))
@@ -337,13 +323,15 @@ def test_expired_and_not_yet_valid_tokens_are_refused(keys: Keys, provider: Prov
         sign(prov, provider.token(drop=("iat",)))
 
 
-def test_a_token_that_lives_too_long_is_refused(keys: Keys, provider: Provider) -> None:
+def test_a_token_that_lives_too_long_is_refused(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys, max_token_lifetime="30m")
     with pytest.raises(Unauthorized, match="lifetime"):
         sign(prov, provider.token())
 
 
-def test_wrong_audience_issuer_and_azp_are_refused(keys: Keys, provider: Provider) -> None:
+def test_wrong_audience_issuer_and_azp_are_refused(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     prov = make(keys)
     # Another client's token addresses another provisioner: this one never takes it.
     reading = OIDCProvisioner.read_credential(provider.token({"aud": "someone-else"}))
@@ -375,7 +363,7 @@ def test_wrong_audience_issuer_and_azp_are_refused(keys: Keys, provider: Provide
         prov.authorize_sign(forced, csr_for()[0], AuthorizeContext(now=NOW, audiences=frozenset()))
 
 
-def test_a_nonce_binds_the_token_to_the_csr_key(keys: Keys, provider: Provider) -> None:
+def test_a_nonce_binds_the_token_to_the_csr_key(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys)
     csr, key = csr_for()
     sign(prov, provider.token({"nonce": nonce_of(key)}), csr)
@@ -391,7 +379,7 @@ def test_a_nonce_binds_the_token_to_the_csr_key(keys: Keys, provider: Provider) 
 # --- refusals: the person ----------------------------------------------------------------------
 
 
-def test_an_unverified_email_names_nothing(keys: Keys, provider: Provider) -> None:
+def test_an_unverified_email_names_nothing(keys: StaticRemoteKeys, provider: Provider) -> None:
     with pytest.raises(Forbidden, match="has not verified the email"):
         sign(make(keys), provider.token({"email_verified": False}))
     with pytest.raises(Forbidden, match="has not verified the email"):
@@ -403,7 +391,7 @@ def test_an_unverified_email_names_nothing(keys: Keys, provider: Provider) -> No
     assert sans == (SAN(SANKind.URI, f"{ISSUER}#248289761001"),)
 
 
-def test_domains_admit_only_their_emails(keys: Keys, provider: Provider) -> None:
+def test_domains_admit_only_their_emails(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys, domains=["Example.com"])
     sign(prov, provider.token())
     with pytest.raises(Forbidden, match=r"'example\.org' is not one"):
@@ -412,7 +400,7 @@ def test_domains_admit_only_their_emails(keys: Keys, provider: Provider) -> None
         sign(prov, provider.token(drop=("email",)))
 
 
-def test_groups_admit_only_their_members(keys: Keys, provider: Provider) -> None:
+def test_groups_admit_only_their_members(keys: StaticRemoteKeys, provider: Provider) -> None:
     prov = make(keys, groups=["engineering", "ops"])
     auth = sign(prov, provider.token())
     assert auth.policy.evidence["groups"] == ["engineering"]
@@ -424,13 +412,15 @@ def test_groups_admit_only_their_members(keys: Keys, provider: Provider) -> None
     sign(roles, provider.token({"roles": "ops"}))
 
 
-def test_renewal_is_off_unless_allowed(keys: Keys) -> None:
+def test_renewal_is_off_unless_allowed(keys: StaticRemoteKeys) -> None:
     with pytest.raises(Forbidden, match="sign in again"):
         make(keys).authorize_renew(None)  # type: ignore[arg-type]
     make(keys, allow_renewal=True).authorize_renew(None)  # type: ignore[arg-type]
 
 
-def test_a_provider_that_cannot_be_reached_is_a_503(keys: Keys, provider: Provider) -> None:
+def test_a_provider_that_cannot_be_reached_is_a_503(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     keys.down = True
     with pytest.raises(ServiceUnavailable):
         sign(make(keys), provider.token())
@@ -457,12 +447,14 @@ def test_a_provider_that_cannot_be_reached_is_a_503(keys: Keys, provider: Provid
         ({"colour": "blue"}, "unknown option"),
     ],
 )
-def test_bad_tables_are_refused(keys: Keys, options: dict[str, Any], match: str) -> None:
+def test_bad_tables_are_refused(
+    keys: StaticRemoteKeys, options: dict[str, Any], match: str
+) -> None:
     with pytest.raises(ConfigurationError, match=match):
         make(keys, **options)
 
 
-def test_the_public_view_tells_a_client_how_to_sign_in(keys: Keys) -> None:
+def test_the_public_view_tells_a_client_how_to_sign_in(keys: StaticRemoteKeys) -> None:
     view = make(keys, published_client_secret="not-secret", admins=["a@example.com"]).public_view()
     assert view["provider"] == ISSUER
     assert view["clientID"] == CLIENT
@@ -481,7 +473,9 @@ def test_reading_skips_what_is_not_an_id_token() -> None:
     assert OIDCProvisioner.read_credential(no_aud) is None
 
 
-def test_a_token_without_jti_is_remembered_by_its_hash(keys: Keys, provider: Provider) -> None:
+def test_a_token_without_jti_is_remembered_by_its_hash(
+    keys: StaticRemoteKeys, provider: Provider
+) -> None:
     token = provider.token()
     auth = sign(make(keys), token)
     assert auth.token.token_id == "sha256:" + hashlib.sha256(token.encode()).hexdigest()

@@ -15,11 +15,12 @@ from engine.errors import ProtocolError
 from engine.pipeline import SignRequest, prepare_certificate
 from engine.ports import CountingRandom, FrozenClock
 from fuzz.targets.oidc import ISSUER
-from tests.plugins.test_gcp_provisioner import NOW, Google, Keys, csr_for, ctx, make
+from hosts.testing.keys import StaticRemoteKeys
+from tests.plugins.test_gcp_provisioner import NOW, Google, csr_for, ctx, make
 
 from .mutations import json_values
 
-KEYS = Keys()
+KEYS = StaticRemoteKeys(discovery=False)
 GOOGLE = Google(KEYS)
 PROVISIONER = make(
     KEYS,
