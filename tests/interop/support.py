@@ -6,6 +6,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,8 @@ import pytest
 from cryptography import x509
 
 from hosts.testing.ports import free_ports as free_ports
-from hosts.testing.servers import clean_env
+from hosts.testing.servers import clean_env, run_devid
+from tests.conftest import REPO_ROOT
 
 if TYPE_CHECKING:
     from hosts.testing.challtestsrv import ChallTestSrv
@@ -138,3 +140,24 @@ def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
     assert result.returncode == 0, shown(result)
     return result
+
+
+def repository_like(workdir: Path, *, npm: bool = False) -> Path:
+    """*workdir* laid out like the repository where the docs run their blocks: ``.venv``
+    at its root (this interpreter's venv) and, with *npm*, the npm packages ``make
+    test`` installed (``node_modules``, ``package.json``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    if npm:
+        for name in ("node_modules", "package.json"):
+            (workdir / name).symlink_to(REPO_ROOT / name)
+    return workdir
+
+
+def quick_start_repository(workdir: Path, *, npm: bool = False) -> Path:
+    """:func:`repository_like`, with what ``make serve`` leaves behind (``data``, an
+    initialised CA) and the root the quick start fetched (``root.crt``)."""
+    repo = repository_like(workdir, npm=npm)
+    run_devid("init", "--data", repo / "data")
+    shutil.copy(repo / "data" / "certs" / "root_ca.crt", repo / "root.crt")
+    return repo

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import sys
 from pathlib import Path
 
 from cryptography import x509
 
-from hosts.testing.servers import devid_serve, run_devid
+from hosts.testing.servers import devid_serve
 from tests.conftest import REPO_ROOT
 
-from .support import client_env, free_ports, load_certificate, need, run_block, shown
+from .support import (
+    client_env,
+    free_ports,
+    load_certificate,
+    need,
+    quick_start_repository,
+    run_block,
+    shown,
+)
 
 DOC = REPO_ROOT / "docs" / "cloud.md"
 SECTION = "Try it with the loopback metadata server"
@@ -37,12 +43,8 @@ def sh_block() -> str:
 @need("curl", "openssl")
 def test_the_gcp_walkthrough_enrols_an_instance_once(tmp_path: Path) -> None:
     block = sh_block()
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    data, root = repo / "data", repo / "root.crt"
-    run_devid("init", "--data", data)
-    shutil.copy(data / "certs" / "root_ca.crt", root)
+    repo = quick_start_repository(tmp_path / "repo")
+    data = repo / "data"
     (port,) = free_ports(1)
     with devid_serve(data, tmp_path / "serve.log") as server:
         path = f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import sys
 from pathlib import Path
 
 import httpx
 from cryptography import x509
 
 from hosts.testing.processes import ManagedProcess
-from hosts.testing.servers import devid_serve, run_devid
+from hosts.testing.servers import devid_serve
 from tests.conftest import REPO_ROOT
 
-from .support import client_env, free_ports, load_certificate, need, run_block, shown
+from .support import (
+    client_env,
+    free_ports,
+    load_certificate,
+    need,
+    quick_start_repository,
+    run_block,
+    shown,
+)
 
 DOC = REPO_ROOT / "docs" / "oidc.md"
 SECTION = "Try it with oauth2-mock-server"
@@ -44,15 +50,9 @@ def test_the_walkthrough_has_its_blocks() -> None:
 @need("node", "npx", "curl", "openssl")
 def test_the_walkthrough_signs_in_and_gets_a_certificate(tmp_path: Path) -> None:
     provider_block, client_block = sh_blocks()
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    # Laid out like the repository: its venv and the npm packages make test installed.
-    (repo / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    (repo / "node_modules").symlink_to(REPO_ROOT / "node_modules")
-    (repo / "package.json").symlink_to(REPO_ROOT / "package.json")
-    data, root = repo / "data", repo / "root.crt"
-    run_devid("init", "--data", data)
-    shutil.copy(data / "certs" / "root_ca.crt", root)
+    # Laid out like the repository, with the npm packages make test installed.
+    repo = quick_start_repository(tmp_path / "repo", npm=True)
+    data = repo / "data"
     (port,) = free_ports(1)
     issuer = f"http://localhost:{port}"
 

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +40,8 @@ from .support import (
     free_ports,
     load_certificate,
     need,
+    quick_start_repository,
+    repository_like,
     run_block,
     shown,
 )
@@ -51,7 +52,6 @@ if TYPE_CHECKING:  # a plain import before registration defeats assert rewriting
 pytest_plugins = ["tests.swtpm"]
 
 README = REPO_ROOT / "README.md"
-VENV = Path(sys.executable).parent.parent
 LEGO_SECTION = "Get a certificate with lego"
 ENROL_SECTION = "Enrol the device (ACME device-attest-01)"
 SCEP_SECTION = "Enrol a device with SCEP"
@@ -70,13 +70,6 @@ def sh_blocks(title: str) -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```", section(title), flags=re.M | re.S)
 
 
-def repository_like(workdir: Path) -> Path:
-    """*workdir* with ``.venv`` where the README expects it (at the repository root)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / ".venv").symlink_to(VENV)
-    return workdir
-
-
 def test_readme_has_the_blocks() -> None:
     server, client = sh_blocks(LEGO_SECTION)
     assert "devid serve" in server and "--acme-http01-port" in server
@@ -90,10 +83,7 @@ def test_readme_has_the_blocks() -> None:
 @need("lego", "openssl", "pebble-challtestsrv")
 def test_get_a_certificate_with_lego(tmp_path: Path) -> None:
     server_block, client_block = sh_blocks(LEGO_SECTION)
-    repo = repository_like(tmp_path / "repo")
-    # What `make serve` leaves behind, and the root the quick start fetched.
-    run_devid("init", "--data", repo / "data")
-    shutil.copy(repo / "data" / "certs" / "root_ca.crt", repo / "root.crt")
+    repo = quick_start_repository(tmp_path / "repo")
 
     # The mock DNS listens on UDP too: every port is free for both, so all four differ.
     port, http01, dns, dns_admin = free_ports(4, udp=True)
@@ -182,11 +172,8 @@ def test_enrol_the_device(swtpm_cli: SwtpmCLI, tmp_path: Path) -> None:
 @need("openssl", "scepclient", "curl")
 def test_enrol_a_device_with_scep(tmp_path: Path) -> None:
     (block,) = sh_blocks(SCEP_SECTION)
-    repo = repository_like(tmp_path / "repo")
+    repo = quick_start_repository(tmp_path / "repo")
     data, root = repo / "data", repo / "root.crt"
-    # What `make serve` leaves behind, and the root the quick start fetched.
-    run_devid("init", "--data", data)
-    shutil.copy(data / "certs" / "root_ca.crt", root)
     log = tmp_path / "serve.log"
 
     with devid_serve(data, log) as server:
