@@ -30,6 +30,11 @@ Grouped by use:
   by the host), :func:`url_problem`, :data:`DISCOVERY_PATH`; :func:`key_nonce` (the
   ``nonce`` binding an ID token to a key) and :class:`NamesWithin` (a CSR may ask for some
   of an identity's names);
+- cloud instances: :func:`read_identity_request`, :func:`verify_identity_request` and
+  :class:`IdentityRequest` (an instance's evidence sent as one JWS signed by its CSR's
+  key, :mod:`plugins.identity_request`), :func:`instance_nonce` (a nonce binding a
+  cloud-signed document to a key and a CA provisioner), :func:`sha256_token_id` (a
+  credential used once by its content);
 - tokens: :class:`CompactJWS` (a parsed token), :func:`check_registered_claims`,
   :func:`check_token_times`, :func:`subject_and_sans`,
   :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
@@ -94,7 +99,13 @@ from .certificate_tokens import X5CToken, verify_certificate_token
 from .certpaths import check_roots, fingerprint, parse_x5c
 from .enrolment import CHALLENGE_METHODS, ChallengeQuery, SCEPEnrolling, SCEPRequest, Webhook
 from .hookspecs import hookimpl
-from .minting import key_nonce, mint_token, mint_x5c_token, x5c_header
+from .identity_request import (
+    IdentityRequest,
+    read_identity_request,
+    sha256_token_id,
+    verify_identity_request,
+)
+from .minting import instance_nonce, key_nonce, mint_token, mint_x5c_token, x5c_header
 from .options import Options, durations_view
 from .policy import (
     EKU_NAMES,
@@ -159,6 +170,7 @@ __all__ = [
     "Device",
     "DurationLimits",
     "Forbidden",
+    "IdentityRequest",
     "KeyType",
     "KeyTypeIn",
     "Lookup",
@@ -199,19 +211,23 @@ __all__ = [
     "durations_view",
     "fingerprint",
     "hookimpl",
+    "instance_nonce",
     "jose_token",
     "key_nonce",
     "mint_token",
     "mint_x5c_token",
     "parse_ekus",
     "parse_x5c",
+    "read_identity_request",
     "read_jose_credential",
     "registered_device",
     "require_active_device",
     "require_active_leaf",
+    "sha256_token_id",
     "sign_token_claims",
     "subject_and_sans",
     "url_problem",
     "verify_certificate_token",
+    "verify_identity_request",
     "x5c_header",
 ]

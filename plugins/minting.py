@@ -20,7 +20,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.jose import PrivateKey, b64url_encode, jwk_from_public_key, jwk_thumbprint, sign_compact
 
-__all__ = ["key_nonce", "mint_token", "mint_x5c_token", "sign_token_claims", "x5c_header"]
+__all__ = [
+    "IDENTITY_REQUEST_LIFETIME",
+    "IDENTITY_REQUEST_TYPE",
+    "instance_nonce",
+    "key_nonce",
+    "mint_identity_request",
+    "mint_token",
+    "mint_x5c_token",
+    "sign_token_claims",
+    "x5c_header",
+]
 
 
 def key_nonce(spki_der: bytes) -> str:
@@ -130,3 +140,53 @@ def mint_x5c_token(
         csr_der=csr_der,
     )
     return sign_compact(claims, key, headers={"x5c": x5c_header(chain)})
+
+
+#: The JWS ``typ`` of an instance identity request (:func:`mint_identity_request`).
+IDENTITY_REQUEST_TYPE = "devid-instance-identity+jwt"
+#: How long an instance identity request is valid.
+IDENTITY_REQUEST_LIFETIME = timedelta(minutes=5)
+#: How many decimal digits :func:`instance_nonce` has (what Azure's metadata server takes).
+INSTANCE_NONCE_DIGITS = 10
+
+
+def instance_nonce(spki_der: bytes, audience: str) -> str:
+    """The nonce an instance asks its cloud to sign into an identity document, binding
+    the document to one key and one CA provisioner: ten decimal digits (the form Azure's
+    attested-data endpoint takes) drawn from the SHA-256 of the key's
+    SubjectPublicKeyInfo (DER) and the request's *audience* (``<sign URL>#<name>``).
+
+    The CA recomputes it from the CSR and the request and refuses a document that carries
+    another, so a document copied on its way cannot certify another key, nor be taken to
+    another CA or provisioner. Ten digits are about 33 bits: finding another key with the
+    same nonce takes some 5·10⁹ key generations on average, within the document's
+    lifetime (hours) and before the instance itself uses it.
+    """
+    digest = hashlib.sha256(b"devid instance nonce\x00" + audience.encode() + b"\x00" + spki_der)
+    value = int.from_bytes(digest.digest()[:8], "big") % 10**INSTANCE_NONCE_DIGITS
+    return f"{value:0{INSTANCE_NONCE_DIGITS}d}"
+
+
+def mint_identity_request(
+    key: PrivateKey,
+    *,
+    audience: str,
+    cloud: str,
+    evidence: dict[str, object],
+    now: datetime,
+    lifetime: timedelta = IDENTITY_REQUEST_LIFETIME,
+) -> str:
+    """An instance identity request: a compact JWS signed by *key*, the key the CSR sent
+    with it certifies, carrying what the instance's cloud signed (*evidence*, under the
+    member named *cloud*: ``"aws"``, ``"azure"``), for *audience* (``<CA sign URL>#<provisioner>``),
+    valid from *now* for *lifetime* (at most :data:`IDENTITY_REQUEST_LIFETIME`)."""
+    if lifetime > IDENTITY_REQUEST_LIFETIME:
+        raise ValueError(f"an identity request lives at most {IDENTITY_REQUEST_LIFETIME}")
+    issued = int(now.timestamp())
+    claims: dict[str, object] = {
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + int(lifetime.total_seconds()),
+        cloud: evidence,
+    }
+    return sign_compact(claims, key, headers={"typ": IDENTITY_REQUEST_TYPE})
