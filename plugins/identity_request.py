@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from engine.csr import CSRInfo
 from engine.errors import ProtocolError, Unauthorized
@@ -84,7 +85,10 @@ def verify_identity_request(
     jws: CompactJWS = jose_token(credential)
     if jws.header.get("typ") != IDENTITY_REQUEST_TYPE:
         raise Unauthorized(f"the credential is not an instance identity request ({cloud})")
-    claims = jws.verify(csr.public_key)
+    key = csr.public_key
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise Unauthorized("the CSR's key cannot sign an identity request (RSA, EC or Ed25519)")
+    claims = jws.verify(key)
     audience = claims.get("aud")
     expected = sorted(f"{a}#{provisioner}" for a in ctx.audiences)
     if not isinstance(audience, str) or audience not in expected:
