@@ -1,0 +1,336 @@
+"""plugins.signed_data: CMS SignedData as AWS and Azure sign instance documents, built
+here with the tests' own keys (asn1crypto), and hostile variants of it.
+
+The builders (:func:`sign_cms`, :func:`key_carrier`) are shared with the AWS
+provisioner's tests and property tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from engine.errors import BadRequest, Unauthorized
+from plugins.signed_data import MAX_SIGNED_DATA_BYTES, read_signed_data
+
+SigningKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey | ec.EllipticCurvePrivateKey
+
+_HASH = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+_SIGNATURE_OID = {
+    "rsa": "1.2.840.113549.1.1.1",
+    "dsa": "1.2.840.10040.4.1",
+    "ecdsa": "1.2.840.10045.2.1",
+}
+SIGNING_TIME = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+def key_carrier(key: SigningKey, name: str = "Test Cloud") -> x509.Certificate:
+    """A self-signed certificate carrying *key*'s public key (DSA keys are signed with
+    SHA-256, as cryptography allows)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _family(key: SigningKey) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    return "dsa" if isinstance(key, dsa.DSAPrivateKey) else "ecdsa"
+
+
+def _sign(key: SigningKey, data: bytes, digest: str) -> bytes:
+    algorithm = _HASH[digest]()
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), algorithm)
+    if isinstance(key, dsa.DSAPrivateKey):
+        return key.sign(data, algorithm)
+    return key.sign(data, ec.ECDSA(algorithm))
+
+
+def sign_cms(
+    content: bytes,
+    key: SigningKey,
+    certificate: x509.Certificate,
+    *,
+    digest: str = "sha256",
+    digest_oid: str | None = None,
+    signature_oid: str | None = None,
+    attributes: bool = True,
+    message_digest: bytes | None = None,
+    content_type: str = "data",
+    embed: tuple[x509.Certificate, ...] = (),
+    by_key_identifier: bool = False,
+    indefinite: bool = False,
+) -> bytes:
+    """A ContentInfo/SignedData over *content* signed by *key*, the way AWS signs its
+    instance identity document (signed attributes contentType, signingTime,
+    messageDigest; the signer named by issuer and serial number; no certificates), with
+    the variations the keywords ask for. *indefinite* gives the outer SEQUENCEs
+    indefinite lengths (BER, as AWS sends)."""
+    tbs = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))["tbs_certificate"]
+    if by_key_identifier:
+        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        sid = cms.SignerIdentifier({"subject_key_identifier": ski.value.digest})
+    else:
+        sid = cms.SignerIdentifier(
+            {
+                "issuer_and_serial_number": {
+                    "issuer": tbs["issuer"],
+                    "serial_number": tbs["serial_number"],
+                }
+            }
+        )
+    digest_algorithm = algos.DigestAlgorithm({"algorithm": digest_oid or digest})
+    signer: dict[str, object] = {
+        "version": "v1",
+        "sid": sid,
+        "digest_algorithm": digest_algorithm,
+        "signature_algorithm": {"algorithm": signature_oid or _SIGNATURE_OID[_family(key)]},
+    }
+    if attributes:
+        signed = cms.CMSAttributes(
+            [
+                cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
+                cms.CMSAttribute(
+                    {"type": "signing_time", "values": [cms.Time({"utc_time": SIGNING_TIME})]}
+                ),
+                cms.CMSAttribute(
+                    {
+                        "type": "message_digest",
+                        "values": [message_digest or hashlib.new(digest, content).digest()],
+                    }
+                ),
+            ]
+        )
+        signer["signed_attrs"] = signed
+        signer["signature"] = _sign(key, signed.dump(), digest)
+    else:
+        signer["signature"] = _sign(key, content, digest)
+    signed_data: dict[str, object] = {
+        "version": "v1",
+        "digest_algorithms": [digest_algorithm],
+        "encap_content_info": {"content_type": "data", "content": content},
+        "signer_infos": [cms.SignerInfo(signer)],
+    }
+    if embed:
+        signed_data["certificates"] = [
+            cms.CertificateChoices(
+                name="certificate",
+                value=asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)),
+            )
+            for c in embed
+        ]
+    info = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+    der: bytes = info.dump()
+    return _indefinite(der) if indefinite else der
+
+
+def _indefinite(der: bytes) -> bytes:
+    """*der* with the ContentInfo's and the SignedData's SEQUENCE headers (and the
+    [0] EXPLICIT between them) in BER's indefinite-length form."""
+    info = cms.ContentInfo.load(der)
+    signed_data = info["content"]
+    inner = b"\x30\x80" + signed_data.contents + b"\x00\x00"
+    explicit = b"\xa0\x80" + inner + b"\x00\x00"
+    return b"\x30\x80" + info["content_type"].dump() + explicit + b"\x00\x00"
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def dsa_key() -> dsa.DSAPrivateKey:
+    return dsa.generate_private_key(key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+DOCUMENT = b'{\n  "accountId" : "123456789012",\n  "region" : "eu-west-1"\n}'
+
+
+@pytest.mark.parametrize("digest", ["sha1", "sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("attributes", [True, False])
+def test_rsa_signatures_verify(rsa_key: rsa.RSAPrivateKey, digest: str, attributes: bool) -> None:
+    certificate = key_carrier(rsa_key)
+    signed = read_signed_data(
+        sign_cms(DOCUMENT, rsa_key, certificate, digest=digest, attributes=attributes)
+    )
+    assert signed.content == DOCUMENT
+    assert signed.digest_algorithm == digest
+    assert signed.certificates == ()
+    assert signed.signer_certificate() is None
+    signed.verify(rsa_key.public_key())
+
+
+def test_dsa_sha1_as_aws_pkcs7(dsa_key: dsa.DSAPrivateKey) -> None:
+    certificate = key_carrier(dsa_key)
+    signed = read_signed_data(sign_cms(DOCUMENT, dsa_key, certificate, digest="sha1"))
+    signed.verify(dsa_key.public_key())
+
+
+def test_ecdsa(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    certificate = key_carrier(ec_key)
+    read_signed_data(sign_cms(DOCUMENT, ec_key, certificate, digest="sha384")).verify(
+        ec_key.public_key()
+    )
+
+
+def test_ber_indefinite_lengths_are_read(rsa_key: rsa.RSAPrivateKey) -> None:
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key), indefinite=True)
+    assert der[:2] == b"\x30\x80"
+    signed = read_signed_data(der)
+    assert signed.content == DOCUMENT
+    signed.verify(rsa_key.public_key())
+
+
+def test_signature_oid_as_digest_algorithm_as_azure_names_it(rsa_key: rsa.RSAPrivateKey) -> None:
+    certificate = key_carrier(rsa_key)
+    der = sign_cms(
+        DOCUMENT,
+        rsa_key,
+        certificate,
+        digest_oid="1.2.840.113549.1.1.11",
+        attributes=False,
+        embed=(certificate,),
+    )
+    signed = read_signed_data(der)
+    assert signed.digest_algorithm == "sha256"
+    assert signed.signer_certificate() == certificate
+    signed.verify(rsa_key.public_key())
+
+
+def test_signer_certificate_by_key_identifier_among_others(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    certificate = key_carrier(rsa_key)
+    other = key_carrier(ec_key, "Other")
+    der = sign_cms(
+        DOCUMENT, rsa_key, certificate, embed=(other, certificate), by_key_identifier=True
+    )
+    signed = read_signed_data(der)
+    assert signed.certificates == (other, certificate)
+    assert signed.signer_certificate() == certificate
+    by_issuer = read_signed_data(sign_cms(DOCUMENT, rsa_key, certificate, embed=(other,)))
+    assert by_issuer.signer_certificate() is None
+
+
+def test_another_key_is_refused(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    signed = read_signed_data(sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key)))
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(Unauthorized, match="does not verify"):
+        signed.verify(other.public_key())
+    with pytest.raises(Unauthorized, match="RSA signature cannot be checked"):
+        signed.verify(ec_key.public_key())
+
+
+def test_changed_content_is_refused(rsa_key: rsa.RSAPrivateKey) -> None:
+    for attributes in (True, False):
+        der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key), attributes=attributes)
+        changed = der.replace(b"123456789012", b"123456789013")
+        assert changed != der
+        signed = read_signed_data(changed)
+        with pytest.raises(Unauthorized):
+            signed.verify(rsa_key.public_key())
+
+
+def test_message_digest_must_be_the_contents(rsa_key: rsa.RSAPrivateKey) -> None:
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key), message_digest=b"\x00" * 32)
+    with pytest.raises(Unauthorized, match="messageDigest"):
+        read_signed_data(der).verify(rsa_key.public_key())
+
+
+def test_content_type_attribute_must_be_data(rsa_key: rsa.RSAPrivateKey) -> None:
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key), content_type="signed_data")
+    with pytest.raises(BadRequest, match="contentType"):
+        read_signed_data(der)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"digest_oid": "1.2.840.113549.2.5"}, "digest algorithm 1.2.840.113549.2.5"),
+        ({"signature_oid": "1.2.840.113549.1.1.10"}, "signature algorithm 1.2.840.113549.1.1.10"),
+        ({"signature_oid": "1.2.840.113549.1.1.5"}, "disagree"),
+    ],
+)
+def test_unsupported_algorithms(
+    rsa_key: rsa.RSAPrivateKey, keywords: dict[str, str], message: str
+) -> None:
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key), **keywords)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match=message):
+        read_signed_data(der)
+
+
+def test_not_signed_data_or_no_content(rsa_key: rsa.RSAPrivateKey) -> None:
+    data = cms.ContentInfo({"content_type": "data", "content": core.OctetString(b"x")}).dump()
+    with pytest.raises(BadRequest, match="not SignedData"):
+        read_signed_data(data)
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key))
+    info = cms.ContentInfo.load(der)
+    info["content"]["encap_content_info"] = {"content_type": "data"}
+    with pytest.raises(BadRequest, match="detached"):
+        read_signed_data(info.dump(force=True))
+    info = cms.ContentInfo.load(der)
+    signer = info["content"]["signer_infos"][0]
+    info["content"]["signer_infos"] = [signer, signer]
+    with pytest.raises(BadRequest, match="2 signers"):
+        read_signed_data(info.dump(force=True))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x30", b"\x30\x00", b"junk" * 10, b"\x30\x80", b"\x04\x03abc", b"\x30\x03\x06\x01\x00"],
+)
+def test_malformed_bytes_are_bad_requests(data: bytes) -> None:
+    with pytest.raises(BadRequest):
+        read_signed_data(data)
+
+
+def test_size_is_bounded(rsa_key: rsa.RSAPrivateKey) -> None:
+    der = sign_cms(b"x" * (MAX_SIGNED_DATA_BYTES + 1), rsa_key, key_carrier(rsa_key))
+    with pytest.raises(BadRequest, match="larger than"):
+        read_signed_data(der)
+
+
+def test_trailing_bytes_are_refused(rsa_key: rsa.RSAPrivateKey) -> None:
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key))
+    with pytest.raises(BadRequest, match="malformed"):
+        read_signed_data(der + b"\x00")
+
+
+def test_every_truncation_is_a_bad_request(rsa_key: rsa.RSAPrivateKey) -> None:
+    der = sign_cms(DOCUMENT, rsa_key, key_carrier(rsa_key), embed=(key_carrier(rsa_key),))
+    for size in range(len(der)):
+        with pytest.raises(BadRequest):
+            read_signed_data(der[:size])
