@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,8 @@ def register(sub: Any) -> None:
         "certificate. With --provisioner NAME, the CA's provisioner NAME does, by its type:\n"
         "- OIDC: devid signs you in with its OpenID provider (as `devid login` does; --token\n"
         "  then takes an ID token obtained elsewhere), and the CA adds your identity's names;\n"
-        "- GCP: on a Compute Engine instance, devid fetches the instance's identity token\n"
-        "  from the metadata server (--metadata-url), and the CA names the instance.",
+        "- GCP, AWS, Azure: on a cloud instance, devid fetches the instance's identity from\n"
+        "  the cloud's metadata server (--metadata-url), and the CA names the instance.",
         epilog="examples:\n  devid ca certificate alice@example.com alice.crt alice.key \\\n"
         "    --provisioner corp --ca-url https://ca.example.com:8443 --root root_ca.crt\n"
         "  devid ca certificate web-1 web-1.crt web-1.key --provisioner gcp \\\n"
@@ -69,14 +70,15 @@ def register(sub: Any) -> None:
         default=None,
         metavar="NAME",
         help="get the certificate through the CA's provisioner NAME: sign in (OIDC), or the"
-        " instance's identity (GCP)",
+        " instance's identity (GCP, AWS, Azure)",
     )
     p.add_argument(
         "--metadata-url",
         default=None,
         metavar="URL",
-        help="the cloud's metadata server, for a GCP provisioner (default"
-        " $DEVID_GCP_METADATA_URL, else http://metadata.google.internal)",
+        help="the cloud's metadata server, for a cloud provisioner (default, by the"
+        " provisioner's type: $DEVID_GCP_METADATA_URL, else http://metadata.google.internal;"
+        " $DEVID_AWS_METADATA_URL or $DEVID_AZURE_METADATA_URL, else http://169.254.169.254)",
     )
     p.add_argument(
         "--san",
@@ -201,32 +203,42 @@ def _credential_for(
     args: argparse.Namespace, client: CAClient, key: CertificateIssuerPrivateKeyTypes
 ) -> str:
     """The credential the CA's provisioner ``args.provisioner`` takes, by its type in the
-    CA's view of it: a cloud instance's identity from the metadata server (GCP), or an
-    ID token from signing in (OIDC)."""
-    from agent.cloud import CLOUD_TYPES, gcp_audience, gcp_identity_token
+    CA's view of it: a cloud instance's identity from the metadata server (GCP, AWS,
+    Azure: :func:`agent.cloud.instance_credential`, an AWS or Azure one signed by *key*,
+    the key the CSR certifies), or an ID token from signing in (OIDC)."""
+    from agent.cloud import CLOUD_TYPES, instance_credential
 
     name = str(args.provisioner)
     views = client.provisioners()
     view = next((v for v in views if v.get("name") == name), None)
     usable = (*_SIGN_IN_TYPES, *sorted(CLOUD_TYPES))
     if view is None:
-        known = ", ".join(sorted(str(v.get("name")) for v in views if v.get("type") in usable))
+        known = sorted(str(v.get("name")) for v in views if v.get("type") in usable)
+        present = {v.get("type") for v in views}
+        kinds = [k for k in usable if k in _SIGN_IN_TYPES or k in present]
         raise CAClientError(
             f"the CA has no provisioner named {name!r}"
-            + (f" (its {' and '.join(usable)} provisioners: {known})" if known else "")
+            + (f" (its {_listed(kinds, 'and')} provisioners: {', '.join(known)})" if known else "")
         )
     kind = view.get("type")
-    if kind == "GCP":
-        return gcp_identity_token(gcp_audience(client.ca_url, name), args.metadata_url)
+    if kind in CLOUD_TYPES:
+        return instance_credential(view, client.ca_url, key, args.metadata_url)
     if kind not in _SIGN_IN_TYPES:
         raise CAClientError(
             f"provisioner {name!r} is of type {kind!r}: --provisioner gets a certificate"
-            f" through a provisioner of type {' or '.join(usable)}; for this one, pass --token"
-            " without --provisioner"
+            f" through a provisioner of type {_listed(usable, 'or')}; for this one, pass"
+            " --token without --provisioner"
         )
     from hosts.cli.login_commands import sign_in
 
     return sign_in(args, client, name, key)
+
+
+def _listed(names: Sequence[str], conjunction: str) -> str:
+    """``A``, ``A and B``, ``A, B and C`` (or *conjunction*)."""
+    if len(names) < 2:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 def cmd_renew(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from hosts.store import Stores, open_sqlite
 from .common import add_data_options, ca_data_dir
 
 #: The provisioner types that record an instance's first certificate.
-FIRST_USE_TYPES = ("GCP",)
+FIRST_USE_TYPES = ("GCP", "AWS", "Azure")
 #: The used token that records an instance's first certificate: this prefix and its ID.
 INSTANCE_TOKEN = "instance:"
 #: The audit log's action for a forgotten instance.
@@ -85,13 +85,15 @@ def _provisioner(config: Config, name: str) -> Mapping[str, Any]:
     if table is not None and table.get("type") in FIRST_USE_TYPES:
         return table
     known = ", ".join(sorted(str(t.get("name")) for t in tables)) or "none"
+    kinds = [k for k in FIRST_USE_TYPES if any(t.get("type") == k for t in tables)]
     what = (
         f"no provisioner named {name!r}"
         if table is None
         else f"provisioner {name!r} is of type {table.get('type')!r}, not a cloud provisioner"
     )
     raise CloudCommandError(
-        f"{what} in {config.data_dir}: the cloud provisioners ({', '.join(FIRST_USE_TYPES)})"
+        f"{what} in {config.data_dir}: the cloud provisioners"
+        f" ({', '.join(kinds or FIRST_USE_TYPES)})"
         f" there: {known}"
     )
 
