@@ -132,9 +132,10 @@ FIRST_USE_REMEMBERED = timedelta(days=36525)
 DEFAULT_EKUS = ("clientAuth", "serverAuth")
 NO_PATTERNS = NamePatterns()
 
-#: The most characters of a document, and of a form's base64 text, read at all.
+#: The most characters of a document, and of a form's base64 text, read at all (a
+#: request is at most 16 KiB anyway: engine.jose.MAX_TOKEN_BYTES).
 MAX_DOCUMENT_CHARS = 16 * 1024
-MAX_SIGNATURE_CHARS = 100_000
+MAX_SIGNATURE_CHARS = 16 * 1024
 #: The region whose private DNS names end in ``ec2.internal``.
 LEGACY_DNS_REGION = "us-east-1"
 
@@ -193,7 +194,7 @@ def read_region_certificates(text: str, where: str, form: str) -> dict[str, tupl
                 raise ConfigurationError(
                     f"{where}: line {number}: no certificate follows '# certificate for {region}'"
                 )
-            if not _REGION.match(match.group(1)):
+            if not _REGION.fullmatch(match.group(1)):
                 raise ConfigurationError(
                     f"{where}: line {number}: {match.group(1)!r} is not an AWS region"
                 )
@@ -333,7 +334,7 @@ class Document:
             raise Unauthorized("the instance identity document is not a JSON object")
         self.facts: dict[str, Any] = facts
         region = facts.get("region")
-        if not isinstance(region, str) or not _REGION.match(region):
+        if not isinstance(region, str) or not _REGION.fullmatch(region):
             raise Unauthorized("the instance identity document names no AWS region")
         self.region = region
 
@@ -354,14 +355,14 @@ class Document:
                 ("instance_type", "instanceType"),
                 ("image_id", "imageId"),
             )
-            if isinstance(value := self.facts.get(key), str) and _DESCRIPTIVE.match(value)
+            if isinstance(value := self.facts.get(key), str) and _DESCRIPTIVE.fullmatch(value)
         }
 
     def _text(self, key: str, form: re.Pattern[str] | None = None) -> str:
         value = self.facts.get(key)
         if not isinstance(value, str) or not value:
             raise Unauthorized(f"the instance identity document has no {key}")
-        if form is not None and not form.match(value):
+        if form is not None and not form.fullmatch(value):
             raise Forbidden(f"{key} {value!r} is not one this CA can use")
         return value
 
@@ -443,11 +444,11 @@ class AWSProvisioner(Provisioner):
         if "accounts" not in options or not accounts:
             raise ConfigurationError(f"{where}: accounts must list the AWS account IDs it admits")
         for account in accounts:
-            if not _ACCOUNT_ID.match(account):
+            if not _ACCOUNT_ID.fullmatch(account):
                 raise ConfigurationError(f"{where}: account {account!r} is not 12 digits")
         regions = _string_list(opts, "regions")
         for region in regions:
-            if not _REGION.match(region):
+            if not _REGION.fullmatch(region):
                 raise ConfigurationError(f"{where}: region {region!r} is not an AWS region")
         forms = _string_list(opts, "forms") if "forms" in options else DEFAULT_FORMS
         unknown = sorted(set(forms) - set(FORMS))

@@ -7,6 +7,7 @@ provisioner's tests and property tests.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.errors import BadRequest, Unauthorized
 from plugins.signed_data import MAX_SIGNED_DATA_BYTES, read_signed_data
+from tests.vectors_path import VECTORS
 
 SigningKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -334,3 +336,35 @@ def test_every_truncation_is_a_bad_request(rsa_key: rsa.RSAPrivateKey) -> None:
     for size in range(len(der)):
         with pytest.raises(BadRequest):
             read_signed_data(der[:size])
+
+
+def _real_aws_pkcs7() -> tuple[bytes, x509.Certificate]:
+    """AWS's real pkcs7 signature (BER, chunked content, DSA/SHA-1) and the certificate
+    it verifies with (tests/vectors/cloud/aws/pkcs7_us-east-1.pem)."""
+    text = (VECTORS / "cloud" / "aws" / "pkcs7_us-east-1.pem").read_text()
+    body = text.split("-----BEGIN PKCS7-----")[1].split("-----END PKCS7-----")[0]
+    return base64.b64decode("".join(body.split())), x509.load_pem_x509_certificate(text.encode())
+
+
+def test_a_real_aws_pkcs7_signature_verifies() -> None:
+    der, certificate = _real_aws_pkcs7()
+    assert der[:2] == b"\x30\x80"
+    signed = read_signed_data(der)
+    assert signed.digest_algorithm == "sha1"
+    assert signed.certificates == ()
+    assert signed.content.startswith(b'{\n  "privateIp" : "172.30.0.252",')
+    assert b'"instanceId" : "i-f79fe56c"' in signed.content
+    signed.verify(certificate.public_key())  # type: ignore[arg-type]
+
+
+def test_a_changed_real_aws_pkcs7_signature_fails() -> None:
+    der, certificate = _real_aws_pkcs7()
+    key = certificate.public_key()
+    for position in (der.index(b"t2.micro"), len(der) - 12):
+        changed = bytearray(der)
+        changed[position] ^= 1
+        with pytest.raises((Unauthorized, BadRequest)):
+            read_signed_data(bytes(changed)).verify(key)  # type: ignore[arg-type]
+    other = dsa.generate_private_key(key_size=1024).public_key()
+    with pytest.raises(Unauthorized, match="does not verify"):
+        read_signed_data(der).verify(other)
