@@ -84,8 +84,12 @@ class TestPKI:
     __test__ = False
 
     def __init__(
-        self, signer_names: Sequence[str] = ("metadata.azure.com",), label: str = "Test"
+        self,
+        signer_names: Sequence[str] = ("metadata.azure.com",),
+        label: str = "Test",
+        now: datetime = NOW,
     ) -> None:
+        self.now = now
         self.root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.root = self._ca(f"{label} Root", self.root_key, None, None)
         self.intermediate_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -95,8 +99,8 @@ class TestPKI:
         self.signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.signer = self.leaf(self.signer_key, signer_names)
 
-    @staticmethod
     def _ca(
+        self,
         name: str,
         key: rsa.RSAPrivateKey,
         issuer: x509.Certificate | None,
@@ -108,8 +112,8 @@ class TestPKI:
             .issuer_name(issuer.subject if issuer else _name(name))
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - timedelta(days=365))
-            .not_valid_after(NOW + timedelta(days=3650))
+            .not_valid_before(self.now - timedelta(days=365))
+            .not_valid_after(self.now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -133,7 +137,7 @@ class TestPKI:
         key: rsa.RSAPrivateKey,
         names: Sequence[str],
         *,
-        not_after: datetime = NOW + timedelta(days=300),
+        not_after: datetime | None = None,
         ekus: Sequence[x509.ObjectIdentifier] = (
             ExtendedKeyUsageOID.SERVER_AUTH,
             ExtendedKeyUsageOID.CLIENT_AUTH,
@@ -146,8 +150,8 @@ class TestPKI:
             .issuer_name(self.intermediate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - timedelta(days=30))
-            .not_valid_after(not_after)
+            .not_valid_before(self.now - timedelta(days=30))
+            .not_valid_after(not_after or self.now + timedelta(days=300))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
@@ -207,7 +211,9 @@ class Device:
                 x509.SubjectAlternativeName([SAN.parse(s).to_general_name() for s in sans]),
                 critical=False,
             )
-        self.csr = parse_csr(builder.sign(self.key, hashes.SHA256()).public_bytes(Encoding.DER))
+        request = builder.sign(self.key, hashes.SHA256())
+        self.csr = parse_csr(request.public_bytes(Encoding.DER))
+        self.csr_pem = request.public_bytes(Encoding.PEM).decode()
 
     def nonce(self, audience: str = AUDIENCE) -> str:
         spki = self.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
