@@ -12,7 +12,7 @@ instance fetched for one CA and provisioner is refused by any other.
   without it did not come from a metadata server (a captive portal, a proxy) and is
   refused.
 - **AWS**: the instance asks EC2's metadata service (IMDSv2: a session token first) for
-  its instance identity document and one of its signed forms, the first the CA's
+  its instance identity document signed in one of its forms, the first the CA's
   provisioner lists (:func:`aws_identity_evidence`).
 - **Azure**: the instance asks Azure's metadata service for its managed identity's
   access token for the provisioner's resource and, when the provisioner wants it, the
@@ -259,10 +259,13 @@ def _token_text(body: bytes, base: str) -> str:
 def aws_identity_evidence(
     form: str, metadata_url: str | None = None, *, timeout: float = TIMEOUT
 ) -> dict[str, str]:
-    """The instance identity document and its signed *form* (``signature``, ``pkcs7``,
+    """The instance identity document signed in *form* (``signature``, ``pkcs7``,
     ``rsa2048``) from EC2's metadata service at *metadata_url* (see
-    :func:`aws_metadata_url`), through an IMDSv2 session token: the ``"aws"`` evidence of
-    an instance identity request, ``{"document": ..., form: ...}``, each as served.
+    :func:`aws_metadata_url`), through an IMDSv2 session token of
+    :data:`AWS_TOKEN_TTL` seconds: the ``"aws"`` evidence of an instance identity
+    request, each member as served: ``{"document": ..., "signature": ...}``, or
+    ``{form: ...}`` for the SignedData forms, whose content is the document (sent apart,
+    it would have to equal that content byte for byte).
 
     Raises :class:`CloudError` when the service does not answer within *timeout*,
     refuses, or answers with something that is not a document or its signature.
@@ -274,8 +277,23 @@ def aws_identity_evidence(
     base = aws_metadata_url(metadata_url)
     with _client(timeout) as http:
         token = _aws_session_token(http, base, timeout)
-        document = _aws_get(http, base, token, "document", timeout)
+        document = None
+        if form == "signature":
+            document = _aws_get(http, base, token, "document", timeout)
+            _check_document(document, base)
         signed = _aws_get(http, base, token, form, timeout)
+    try:
+        if not base64.b64decode("".join(signed.split()), validate=True):
+            raise ValueError("empty")
+    except (ValueError, binascii.Error):
+        raise CloudError(
+            f"the metadata server at {base} answered a {form} that is not base64"
+        ) from None
+    return {form: signed} if document is None else {"document": document, form: signed}
+
+
+def _check_document(document: str, base: str) -> None:
+    """Refuse what is not an instance identity document (the CA checks it in full)."""
     try:
         facts = json.loads(document)
     except ValueError:
@@ -287,14 +305,6 @@ def aws_identity_evidence(
             f"the metadata server at {base} answered something that is not an instance"
             " identity document"
         )
-    try:
-        if not base64.b64decode("".join(signed.split()), validate=True):
-            raise ValueError("empty")
-    except (ValueError, binascii.Error):
-        raise CloudError(
-            f"the metadata server at {base} answered a {form} that is not base64"
-        ) from None
-    return {"document": document, form: signed}
 
 
 def _aws_session_token(http: httpx.Client, base: str, timeout: float) -> str:

@@ -551,9 +551,10 @@ class AWSMetadataServer(_LoopbackServer):
             )
         return _base64_lines(der)
 
-    def evidence(self, form: str, *, with_document: bool = True) -> dict[str, str]:
-        """The ``"aws"`` member an instance sends for *form* (the document and the
-        signed form, as the client fetches them)."""
+    def evidence(self, form: str, *, with_document: bool = False) -> dict[str, str]:
+        """The ``"aws"`` member an instance sends for *form*, as ``agent.cloud`` makes it:
+        the document and its ``signature``, or the SignedData form alone (with
+        *with_document*, the document too)."""
         document = self.document()
         if form == "signature":
             return {"document": document, "signature": self.sign(form, document)}

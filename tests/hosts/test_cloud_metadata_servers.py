@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
+from engine.errors import Unauthorized
 from engine.jose import parse_compact, public_key_from_jwk
 from hosts.testing.metadata import (
     AWS_IDENTITY_PATH,
@@ -37,6 +38,7 @@ from hosts.testing.metadata import (
     AzureInstance,
     AzureMetadataServer,
 )
+from plugins.signed_data import read_signed_data
 
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN = "X-aws-ec2-metadata-token"
@@ -290,6 +292,13 @@ def test_the_pkcs7_forms_verify_with_openssl_and_the_certificate_file(
     )
     assert wrong.returncode != 0
 
+    # The CA's reader agrees.
+    content = read_signed_data(der)
+    assert content.content == document.encode() and content.certificates == ()
+    content.verify(public)
+    with pytest.raises(Unauthorized):
+        content.verify(aws.certificate("signature").public_key())
+
     signed = asn1_cms.ContentInfo.load(der)["content"]
     assert signed["encap_content_info"]["content"].native == document.encode()
     assert not signed["certificates"]  # no certificate embedded
@@ -321,8 +330,8 @@ def test_a_document_of_the_tests_own_is_signed_in_any_form(aws: AWSMetadataServe
     key = aws.certificate("signature").public_key()
     assert isinstance(key, rsa.RSAPublicKey)
     key.verify(signature, text.encode(), padding.PKCS1v15(), hashes.SHA256())
-    evidence = aws.evidence("pkcs7", with_document=False)
-    assert set(evidence) == {"pkcs7"}
+    assert set(aws.evidence("pkcs7")) == {"pkcs7"}
+    assert set(aws.evidence("rsa2048", with_document=True)) == {"document", "rsa2048"}
     assert set(aws.evidence("signature")) == {"document", "signature"}
     with pytest.raises(ValueError, match="no form 'pkcs1'"):
         aws.sign("pkcs1")
@@ -476,6 +485,9 @@ def test_the_attested_document_is_signed_as_azure_signs_it(
     assert signer["signature_algorithm"]["algorithm"].dotted == "1.2.840.113549.1.1.1"
     key = signer_certificate.public_key()
     assert isinstance(key, rsa.RSAPublicKey)
+    content = read_signed_data(der)  # the CA's reader agrees
+    assert content.signer_certificate() == azure.signer
+    content.verify(key)
     key.verify(signer["signature"].native, content_of(der), padding.PKCS1v15(), hashes.SHA256())
     # The chain: root -> intermediate -> signer, in the files the server writes.
     roots = x509.load_pem_x509_certificates(azure.roots_file(tmp_path).read_bytes())
