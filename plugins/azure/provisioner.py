@@ -48,16 +48,20 @@ How each piece is bound. The access token says which machine it is (its resource
 which Azure signs into the token of that machine's own identity), and its audience is the
 resource of this CA's app registration, so a token a machine gets for another service is
 refused. The token is not bound to the CSR's key: any process on the machine may ask
-IMDS for it. The attested document binds the request to the key: its nonce, ten decimal
-digits (about 33 bits) drawn from the SHA-256 of the CSR's public key and of
-``<sign URL>#<provisioner>``, makes a document copied on its way useless for another
-key (finding another key with the same nonce takes some 5·10⁹ key generations on
-average, within the document's lifetime of hours) and for another CA or provisioner;
-the document's ``subscriptionId`` ties it to the token's machine, and its ``vmId``
-(unique to the machine, for good) is what trust on first use remembers. Without the
-attested document (``attested_document = false``), anyone holding a copy of a machine's
-token could certify another key with it until trust on first use has recorded the
-machine; keep the attested document wherever the machine can reach IMDS.
+IMDS for it. The attested document binds the request to the key and to this CA
+provisioner: its nonce is ten decimal digits (the form IMDS takes) drawn from the SHA-256
+of the CSR's public key and of ``<sign URL>#<provisioner>``, so a document asked for
+another CA or provisioner is refused outright, and one copied on its way is of use for
+another key only to someone who also holds the machine's token and finds a key with the
+same nonce. Ten digits are about 33 bits: that search takes some 10¹⁰ key derivations
+(hours of one core's time, less with many), within the document's six-hour lifetime and
+before the machine's own request is recorded; it keeps copies from casual reuse, and
+trust on first use (below) is what keeps a machine to one key. The document's
+``subscriptionId`` ties it to the token's machine, and its ``vmId`` (unique to the
+machine, for good) is what trust on first use remembers. Without the attested document
+(``attested_document = false``), anyone holding a copy of a machine's token could
+certify a key of their own with it until trust on first use has recorded the machine;
+keep the attested document wherever the machine can reach IMDS.
 
 Trust on first use (``trust_on_first_use``, the default): the request is recorded as
 used for the machine (``instance:<vmId>``; ``instance:<resource ID, lowercased>``
@@ -279,7 +283,12 @@ def _intermediates(certificates: Iterable[x509.Certificate], where: str) -> None
 
 
 def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
-    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+    """Whether *cert* is valid at *now* (False for a validity cryptography cannot read:
+    it reads the fields of an embedded certificate only when first used)."""
+    try:
+        return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+    except _MALFORMED:
+        return False
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate, below: int) -> bool:
@@ -315,11 +324,14 @@ def chain_to_root(
     it valid at *now*, at most :data:`MAX_CHAIN_LINKS` signatures long; Unauthorized if
     there is none."""
     if not _valid_at(signer, now):
-        raise Unauthorized(
-            "the attested document's signer certificate is not valid now"
-            f" ({signer.not_valid_before_utc.isoformat()} to"
-            f" {signer.not_valid_after_utc.isoformat()})"
-        )
+        try:
+            period = (
+                f" ({signer.not_valid_before_utc.isoformat()} to"
+                f" {signer.not_valid_after_utc.isoformat()})"
+            )
+        except _MALFORMED:
+            period = ""
+        raise Unauthorized(f"the attested document's signer certificate is not valid now{period}")
 
     def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
         current = path[-1]
