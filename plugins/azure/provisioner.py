@@ -291,9 +291,38 @@ def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
         return False
 
 
+#: Signature checks of one CA certificate by another (an intermediate by its root), by the
+#: two certificates (equal exactly when their DER is): every document signed under that
+#: intermediate repeats them. A signer's own signature is always checked.
+_CA_LINKS: dict[tuple[x509.Certificate, x509.Certificate], bool] = {}
+_CA_LINKS_MAX = 256
+
+
+def _signed(child: x509.Certificate, parent: x509.Certificate, *, child_is_ca: bool) -> bool:
+    if not child_is_ca:
+        return _verifies(child, parent)
+    key = (child, parent)
+    known = _CA_LINKS.get(key)
+    if known is None:
+        known = _verifies(child, parent)
+        if len(_CA_LINKS) >= _CA_LINKS_MAX:
+            _CA_LINKS.clear()
+        _CA_LINKS[key] = known
+    return known
+
+
+def _verifies(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(parent)
+    except (InvalidSignature, UnsupportedAlgorithm, *_MALFORMED):
+        return False
+    return True
+
+
 def _issued_by(child: x509.Certificate, parent: x509.Certificate, below: int) -> bool:
     """Whether CA *parent* signed *child*, with *below* CA certificates under *child* on
-    the path (for *parent*'s path length constraint). Fails closed."""
+    the path (*child* is one of them unless it is the signer), for *parent*'s path length
+    constraint. Fails closed."""
     try:
         if child.issuer != parent.subject:
             return False
@@ -308,10 +337,9 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate, below: int) ->
             usage = None
         if usage is not None and not usage.key_cert_sign:
             return False
-        child.verify_directly_issued_by(parent)
-    except (x509.ExtensionNotFound, InvalidSignature, UnsupportedAlgorithm, *_MALFORMED):
+    except (x509.ExtensionNotFound, *_MALFORMED):
         return False
-    return True
+    return _signed(child, parent, child_is_ca=below > 0)
 
 
 def chain_to_root(

@@ -1118,3 +1118,39 @@ def test_reading_skips_other_tokens(azure: Azure) -> None:
     assert AzureProvisioner.read_credential(aws) is None
     reading = AzureProvisioner.read_credential(azure.request(device))
     assert reading is not None and reading.provisioner == "azure"
+
+
+def test_an_intermediate_of_the_same_name_under_another_root_is_refused(
+    keys: StaticRemoteKeys, azure: Azure, data_dir: Path
+) -> None:
+    prov = make(keys, data_dir, intermediates=None)
+    device = Device()
+    real = [azure.pki.signer, azure.pki.intermediate]
+    sign(
+        prov,
+        azure.request(device, attested=azure.attested(device.nonce(), certificates=real)),
+        device,
+    )
+    # An impostor names itself as the real intermediate and its root as the real root,
+    # and certifies a metadata.azure.com key of its own: after the real chain verified
+    # (and its link to the root is remembered), the impostor's still does not.
+    impostor = TestPKI()
+    impostor.root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    impostor.root = impostor._ca(
+        azure.pki.root.subject.rfc4514_string()[3:], impostor.root_key, None, None
+    )
+    impostor.intermediate = impostor._ca(
+        azure.pki.intermediate.subject.rfc4514_string()[3:],
+        impostor.intermediate_key,
+        impostor.root,
+        impostor.root_key,
+    )
+    impostor.signer = impostor.leaf(impostor.signer_key, ("metadata.azure.com",))
+    attested = azure.attested(
+        device.nonce(),
+        key=impostor.signer_key,
+        certificate=impostor.signer,
+        certificates=[impostor.signer, impostor.intermediate],
+    )
+    with pytest.raises(Unauthorized, match="does not chain to a trusted root"):
+        sign(prov, azure.request(device, attested=attested), device)
