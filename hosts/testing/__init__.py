@@ -13,9 +13,10 @@ place:
   TLS, and a host served inside a trio nursery of the caller;
 - :mod:`hosts.testing.challtestsrv`: pebble-challtestsrv (Debian ``pebble``) as
   a mock DNS server, with a client for its management API;
-- :mod:`hosts.testing.metadata`: a loopback stand-in for a GCP instance's metadata
-  server (identity tokens signed with its own key, and their JWK set), which no real
-  peer can be here.
+- :mod:`hosts.testing.metadata`: loopback stand-ins for GCP's, AWS's (IMDSv2) and
+  Azure's instance metadata services (identity tokens, documents and attested data
+  signed with their own keys, and the JWK sets and certificate files to trust them),
+  which no real peer can be here.
 
 The plugin test kit, for a devid plugin's own tests (docs/plugins.md):
 
