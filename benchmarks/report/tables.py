@@ -7,6 +7,7 @@ from typing import Any
 
 from .accounts import accounts_table
 from .acme import acme_tables
+from .cloud import cloud_table
 from .fleet import fleet_tables
 from .format import (
     CLIENT_SATURATED,
@@ -239,6 +240,9 @@ def host_tables(results: dict[str, Any]) -> list[Table]:
     oidc = results.get("oidc")
     if oidc and oidc.get("inprocess"):
         tables.append(oidc_table(oidc))
+    cloud = results.get("cloud")
+    if cloud and cloud.get("inprocess"):
+        tables.append(cloud_table(cloud))
     scaling = results.get("scaling")
     if scaling and scaling.get("workers"):
         params = scaling["parameters"]
