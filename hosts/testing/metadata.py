@@ -643,8 +643,9 @@ class AzureInstance:
     #: The managed identity's client (application) ID: the token's appid.
     client_id: str = "3c9f0e4b-8d27-4a6e-b1f5-7e2d6c9a0b48"
     sku: str = "22_04-lts-gen2"
+    #: The marketplace plan (``name``, ``product``, ``publisher``; empty for most images).
     plan: Mapping[str, str] = attrs.field(
-        factory=lambda: {"name": "", "product": "", "publisher": ""}
+        factory=lambda: {"name": "", "product": "", "publisher": ""}, hash=False
     )
     license_type: str = ""
 
