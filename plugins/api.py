@@ -34,7 +34,8 @@ Grouped by use:
   :class:`IdentityRequest` (an instance's evidence sent as one JWS signed by its CSR's
   key, :mod:`plugins.identity_request`), :func:`instance_nonce` (a nonce binding a
   cloud-signed document to a key and a CA provisioner), :func:`sha256_token_id` (a
-  credential used once by its content);
+  credential used once by its content); :func:`read_signed_data` and
+  :class:`SignedContent` (a CMS SignedData a third party signed, read and verified);
 - tokens: :class:`CompactJWS` (a parsed token), :func:`check_registered_claims`,
   :func:`check_token_times`, :func:`subject_and_sans`,
   :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
@@ -130,6 +131,7 @@ from .provisioner import (
     require_active_leaf,
 )
 from .remote import DISCOVERY_PATH, OpenIDProvider, RemoteKeys, url_problem
+from .signed_data import SignedContent, read_signed_data
 from .tokens import (
     LEEWAY,
     TokenTimes,
@@ -195,6 +197,7 @@ __all__ = [
     "SetKeyUsage",
     "SetSubjectAndSANs",
     "SignPolicy",
+    "SignedContent",
     "TemplateModifier",
     "TokenMinter",
     "TokenTimes",
@@ -220,6 +223,7 @@ __all__ = [
     "parse_x5c",
     "read_identity_request",
     "read_jose_credential",
+    "read_signed_data",
     "registered_device",
     "require_active_device",
     "require_active_leaf",

@@ -110,10 +110,10 @@ from plugins.api import (
     durations_view,
     parse_ekus,
     read_identity_request,
+    read_signed_data,
     sha256_token_id,
     verify_identity_request,
 )
-from plugins.signed_data import read_signed_data
 
 #: The evidence member of an instance identity request.
 CLOUD = "aws"

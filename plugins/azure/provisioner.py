@@ -145,11 +145,11 @@ from plugins.api import (
     jose_token,
     parse_ekus,
     read_identity_request,
+    read_signed_data,
     sha256_token_id,
     url_problem,
     verify_identity_request,
 )
-from plugins.signed_data import read_signed_data
 
 #: The member of an identity request holding Azure's evidence.
 CLOUD = "azure"

@@ -44,7 +44,6 @@ carry the ``cloud-instance`` assurance marker, and are renewed by their key
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -85,6 +84,7 @@ from plugins.api import (
     durations_view,
     jose_token,
     parse_ekus,
+    sha256_token_id,
     url_problem,
 )
 
@@ -416,9 +416,10 @@ class GCPProvisioner(Provisioner):
                 token_id="instance:" + instance.instance_id,
                 expires_at=now + FIRST_USE_REMEMBERED,
             )
-        digest = hashlib.sha256(credential.text.encode()).hexdigest()
         return TokenUse(
-            provisioner=self.name, token_id="sha256:" + digest, expires_at=expires + LEEWAY
+            provisioner=self.name,
+            token_id=sha256_token_id(credential.text),
+            expires_at=expires + LEEWAY,
         )
 
     def authorize_sign(
