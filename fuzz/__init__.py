@@ -26,4 +26,5 @@ TARGETS = (
     "acme_validation",
     "scep",
     "oidc",
+    "cloud",
 )

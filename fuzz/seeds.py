@@ -584,6 +584,7 @@ def write_all() -> list[Path]:
     envelopes()
     scep()
     oidc()
+    cloud()
     return sorted(p for p in CORPUS_DIR.iterdir() if p.is_dir())
 
 
@@ -910,3 +911,222 @@ def oidc() -> None:
     }
     for name, lines in cache_headers.items():
         write(target.CACHE_HEADERS, f"headers-{name}", lines)
+
+
+def cloud() -> None:
+    """The keys and certificates of the cloud target (fuzz/fixtures/cloud/: AWS's
+    signing keys and ``certificates.<form>`` files, Azure's test root, intermediate and
+    metadata.azure.com signer, the key Entra ID's and Google's tokens are signed with)
+    and its seeds: valid inputs of every form and each cloud, and refusals at each check
+    (accounts, regions, instance ages, nonces, times, subscriptions, resource groups,
+    identities that are not a virtual machine's, audiences, tenants, projects)."""
+    import importlib
+
+    from cryptography.hazmat.primitives.asymmetric import dsa
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    from hosts.testing.metadata import AZURE_SIGNER_NAME, AZURE_TIME_FORMAT, _certificate
+
+    def private(name: str, key: rsa.RSAPrivateKey | dsa.DSAPrivateKey) -> None:
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        _fixture("cloud", name, pem)
+
+    def pem(*certificates: x509.Certificate) -> bytes:
+        return b"".join(c.public_bytes(Encoding.PEM) for c in certificates)
+
+    aws_rsa = rsa.generate_private_key(65537, 2048)
+    aws_dsa = dsa.generate_private_key(key_size=1024)
+    private("aws-rsa.key", aws_rsa)
+    private("aws-dsa.key", aws_dsa)
+    aws_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Amazon Web Services LLC"),
+        ]
+    )
+    # us-east-1 and eu-west-1 are admitted; ap-southeast-2 has a certificate but is not.
+    for form, key in (("signature", aws_rsa), ("rsa2048", aws_rsa), ("pkcs7", aws_dsa)):
+        certificate = pem(_certificate(aws_name, key, aws_name, key, now=NOW, ca=False))
+        text = b"".join(
+            f"# certificate for {region}\n".encode() + certificate
+            for region in ("us-east-1", "eu-west-1", "ap-southeast-2")
+        )
+        _fixture("cloud", f"aws-{form}.pem", text)
+    root_key, intermediate_key, signer_key = (rsa.generate_private_key(65537, 2048) for _ in "abc")
+    root_name = _name("Fuzz Azure Root CA")
+    intermediate_name = _name("Fuzz Azure TLS Issuing CA")
+    root = _certificate(root_name, root_key, root_name, root_key, now=NOW, ca=True)
+    intermediate = _certificate(
+        intermediate_name, intermediate_key, root_name, root_key, now=NOW, ca=True
+    )
+    signer = _certificate(
+        _name(AZURE_SIGNER_NAME),
+        signer_key,
+        intermediate_name,
+        intermediate_key,
+        now=NOW,
+        ca=False,
+        dns_name=AZURE_SIGNER_NAME,
+    )
+    _fixture("cloud", "azure-roots.pem", pem(root))
+    _fixture("cloud", "azure-intermediates.pem", pem(intermediate))
+    _fixture("cloud", "azure-signer.pem", pem(signer))
+    private("azure-signer.key", signer_key)
+    private("token.key", rsa.generate_private_key(65537, 2048))
+    target = importlib.reload(importlib.import_module("fuzz.targets.cloud"))
+
+    def write(form: int, name: str, data: bytes) -> None:
+        _write("cloud", name, bytes([form]) + data)
+
+    def stamp(moment: Any) -> str:
+        return str(moment.strftime(AZURE_TIME_FORMAT))
+
+    hour = timedelta(hours=1)
+    aws_facts: dict[str, Any] = {
+        "valid": {},
+        "eu-west-1": {"region": "eu-west-1", "availabilityZone": "eu-west-1b"},
+        "other-account": {"accountId": "210987654321"},
+        "region-not-admitted": {"region": "ap-southeast-2"},
+        "region-without-certificate": {"region": "sa-east-1"},
+        "no-region": {"region": None},
+        "old-instance": {"pendingTime": (NOW - 2 * hour).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "future-instance": {"pendingTime": (NOW + hour).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "bad-pending-time": {"pendingTime": "2025-02-30T00:00:00Z"},
+        "bad-ip": {"privateIp": "10.0.0.256"},
+        "no-instance-id": {"instanceId": None},
+        "bad-instance-id": {"instanceId": "i-XYZ"},
+        "descriptive": {"instanceType": "odd type!", "imageId": "ami-1", "architecture": 1},
+    }
+    for name, value in aws_facts.items():
+        write(target.AWS_FACTS, f"aws-facts-{name}", _json(value))
+    write(target.AWS_FACTS, "aws-facts-array", b"[1]")
+
+    def document(**changes: Any) -> bytes:
+        return str(target.ec2_layout(target.merged(target.BASE_FACTS, changes))).encode()
+
+    signed = {
+        "rsa2048-valid": (0, target.aws_signed_data("rsa2048", document())),
+        "pkcs7-valid": (1, target.aws_signed_data("pkcs7", document())),
+        "rsa2048-eu-west-1": (0, target.aws_signed_data("rsa2048", document(region="eu-west-1"))),
+        "pkcs7-other-account": (
+            1,
+            target.aws_signed_data("pkcs7", document(accountId="210987654321")),
+        ),
+        "pkcs7-as-rsa2048": (0, target.aws_signed_data("pkcs7", document())),
+    }
+    for name, (choice, der) in signed.items():
+        write(target.AWS_SIGNED_DATA, f"aws-{name}", bytes([choice]) + der)
+    azure_documents: dict[str, Any] = {
+        "valid": {},
+        "other-nonce": {"nonce": "0123456789"},
+        "expired": {
+            "timeStamp": {"createdOn": stamp(NOW - 8 * hour), "expiresOn": stamp(NOW - 2 * hour)}
+        },
+        "future": {
+            "timeStamp": {"createdOn": stamp(NOW + 2 * hour), "expiresOn": stamp(NOW + 8 * hour)}
+        },
+        "bad-time": {
+            "timeStamp": {"createdOn": "02/30/25 00:00:00 -0000", "expiresOn": stamp(NOW)}
+        },
+        "other-subscription": {"subscriptionId": "00000000-0000-0000-0000-000000000001"},
+        "uppercase": {
+            "subscriptionId": target.AZURE.subscription_id.upper(),
+            "vmId": target.AZURE.vm_id.upper(),
+        },
+        "no-vm-id": {"vmId": None},
+        "no-nonce": {"nonce": None},
+    }
+    for name, value in azure_documents.items():
+        write(target.AZURE_DOCUMENT, f"azure-document-{name}", _json(value))
+    write(target.AZURE_DOCUMENT, "azure-document-array", b"[1]")
+    now = int(NOW.timestamp())
+    mirid = target.AZURE.resource_id
+    azure_claims: dict[str, Any] = {
+        "valid": {},
+        "uppercase-mirid": {"xms_mirid": mirid.upper(), "tid": target.AZURE.tenant_id.upper()},
+        "other-resource": {"aud": "api://other"},
+        "other-tenant": {"tid": "00000000-0000-0000-0000-000000000001"},
+        "other-issuer": {"iss": "https://login.microsoftonline.com/other/v2.0"},
+        "expired": {"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200},
+        "long-lived": {"exp": now + 3 * 86400},
+        "no-exp": {"exp": None},
+        "no-mirid": {"xms_mirid": None},
+        "user-assigned": {
+            "xms_mirid": mirid.split("/providers/")[0]
+            + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared"
+        },
+        "scale-set": {"xms_mirid": mirid.replace("virtualMachines", "virtualMachineScaleSets")},
+        "other-group": {"xms_mirid": mirid.replace("my-group", "other-group")},
+    }
+    for name, value in azure_claims.items():
+        write(target.AZURE_CLAIMS, f"azure-claims-{name}", _json(value))
+    aws_document = document().decode()
+    evidence: dict[str, tuple[int, Any]] = {
+        "aws-signature": (
+            0,
+            {"document": aws_document, "signature": target.aws_signature(aws_document)},
+        ),
+        "aws-rsa2048-with-document": (
+            0,
+            {
+                "document": aws_document,
+                "rsa2048": _b64(target.aws_signed_data("rsa2048", document())),
+            },
+        ),
+        "aws-pkcs7": (0, {"pkcs7": _b64(target.aws_signed_data("pkcs7", document()))}),
+        "aws-two-forms": (
+            0,
+            {
+                "document": aws_document,
+                "signature": target.aws_signature(aws_document),
+                "rsa2048": _b64(target.aws_signed_data("rsa2048", document())),
+            },
+        ),
+        "aws-unknown-member": (0, {"document": aws_document, "nonce": "1"}),
+        "azure-valid": (1, {"access_token": target.ACCESS_TOKEN, "attested": target.ATTESTED}),
+        "azure-no-attested": (1, {"access_token": target.ACCESS_TOKEN}),
+        "azure-not-base64": (1, {"access_token": target.ACCESS_TOKEN, "attested": "%%"}),
+    }
+    for name, (choice, value) in evidence.items():
+        write(target.EVIDENCE, f"evidence-{name}", bytes([choice]) + _json(value))
+    aws_evidence = evidence["aws-signature"][1]
+    azure_evidence = evidence["azure-valid"][1]
+    tokens = {
+        "aws-request": target.identity_request("aws", aws_evidence),
+        "azure-request": target.identity_request("azure", azure_evidence),
+        "gcp": target.token(target.BASE_GCP_CLAIMS),
+        "gcp-for-aws": target.token({**target.BASE_GCP_CLAIMS, "aud": target.audience("aws")}),
+        "other-ca": target.sign_compact(
+            {
+                "aud": "https://other.example.com/1.0/sign#aws",
+                "iat": now,
+                "exp": now + 300,
+                "aws": aws_evidence,
+            },
+            target.CSR_KEY,
+            headers={"typ": target.IDENTITY_REQUEST_TYPE},
+        ),
+        "expired-request": target.sign_compact(
+            {"aud": target.audience("azure"), "iat": now - 900, "exp": now - 600, "azure": {}},
+            target.CSR_KEY,
+            headers={"typ": target.IDENTITY_REQUEST_TYPE},
+        ),
+        "not-jws": "not a token",
+    }
+    for name, token in tokens.items():
+        write(target.TOKEN, f"token-{name}", token.encode())
+    engine = target.BASE_GCP_CLAIMS["google"]["compute_engine"]
+    gcp_claims: dict[str, Any] = {
+        "valid": {},
+        "other-project": {"google": {"compute_engine": {**engine, "project_id": "other"}}},
+        "old-instance": {
+            "google": {
+                "compute_engine": {**engine, "instance_creation_timestamp": now - 7200},
+            }
+        },
+        "other-audience": {"aud": "https://other.example.com/1.0/sign#gcp"},
+        "no-compute-engine": {"google": None},
+        "expired": {"exp": now - 60, "iat": now - 3660},
+    }
+    for name, value in gcp_claims.items():
+        write(target.GCP_CLAIMS, f"gcp-claims-{name}", _json(value))
