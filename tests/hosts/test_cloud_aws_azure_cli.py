@@ -6,7 +6,10 @@ the managed identity token and attested document for Azure), wraps it in an inst
 identity request signed by the new key, and asks ``devid serve`` on both hosts, whose
 provisioners trust the servers' certificate files and JWK set. Trust on first use: a
 second certificate is refused, ``devid cloud forget`` lifts that once, and the instance
-renews over mTLS.
+renews over mTLS. Then what an anonymous client can send to ``POST /1.0/sign`` itself:
+replays, documents of other accounts, tenants and subscriptions, stale instances, forged
+documents, tokens for another resource, documents for another key and requests for
+another CA are each refused with a clear 4xx and a JSON body, on both hosts.
 
 Every test uses instance IDs of its own: the CA (one per host) remembers each instance's
 first certificate for the whole module.
@@ -16,18 +19,24 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import ssl
 import tomllib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import tomli_w
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from agent.caclient import make_csr
 from hosts.testing.metadata import (
     AWSInstance,
     AWSMetadataServer,
@@ -35,6 +44,7 @@ from hosts.testing.metadata import (
     AzureMetadataServer,
 )
 from hosts.testing.servers import HOSTS, DevidServer, clean_env, devid_serve, run_devid
+from plugins.minting import instance_nonce, mint_identity_request
 from tests.conftest import CA
 from tests.hosts.cloud_scripted import nothing_listening
 
@@ -90,7 +100,8 @@ def clouds() -> Iterator[Clouds]:
 
 def add_provisioners(data_dir: Path, clouds: Clouds) -> None:
     """``aws`` (forms rsa2048 and signature) and ``aws-pkcs7`` (DSA only) admit the
-    account; ``aws-other`` another one. ``azure`` wants the attested document,
+    account; ``aws-other`` another one; ``aws-fresh`` instances launched in the last ten
+    minutes, each document used once (no trust on first use). ``azure`` wants the attested document,
     ``azure-token`` does not; ``azure-other`` admits another subscription."""
     files = data_dir / "cloud"
     certificates = {
@@ -117,6 +128,13 @@ def add_provisioners(data_dir: Path, clouds: Clouds) -> None:
             {**aws, "name": "aws", "accounts": [ACCOUNT]},
             {**aws, "name": "aws-pkcs7", "accounts": [ACCOUNT], "forms": ["pkcs7"]},
             {**aws, "name": "aws-other", "accounts": ["210987654321"]},
+            {
+                **aws,
+                "name": "aws-fresh",
+                "accounts": [ACCOUNT],
+                "max_instance_age": "10m",
+                "trust_on_first_use": False,
+            },
             {**azure, "name": "azure", "subscriptions": [SUBSCRIPTION]},
             {**azure, "name": "azure-token", "attested_document": False},
             {**azure, "name": "azure-other", "subscriptions": [str(uuid.uuid4())]},
@@ -359,3 +377,156 @@ def test_no_metadata_service_is_a_clear_error(served: Served, tmp_path: Path) ->
                 check=False, timeout=COMMAND_TIMEOUT,
             )  # fmt: skip
         refused(result, f"devid: not on {cloud_name}: the metadata server at {nowhere}")
+
+
+# --- refusals over HTTP ---------------------------------------------------------------------
+#
+# What an anonymous client can send to POST /1.0/sign: each refusal is a clear 4xx with a
+# JSON body naming the reason, on both hosts, and leaves the instance's first certificate
+# to the instance.
+
+
+def post_sign(served: Served, key: ec.EllipticCurvePrivateKey, subject: str, ott: str) -> Any:
+    """``POST /1.0/sign`` with a CSR for *key* and *ott*; the response."""
+    csr = make_csr(key, subject, []).public_bytes(Encoding.PEM).decode()
+    context = ssl.create_default_context(cafile=str(served.root))
+    with httpx.Client(verify=context, timeout=COMMAND_TIMEOUT) as http:
+        return http.post(f"{served.server.url}/1.0/sign", json={"csr": csr, "ott": ott})
+
+
+def request_for(
+    served: Served,
+    key: ec.EllipticCurvePrivateKey,
+    provisioner: str,
+    cloud_name: str,
+    evidence: dict[str, Any],
+    *,
+    ca_url: str | None = None,
+) -> str:
+    """An identity request signed by *key* for *provisioner* of this CA (or *ca_url*)."""
+    audience = f"{ca_url or served.server.url}/1.0/sign#{provisioner}"
+    return mint_identity_request(
+        key, audience=audience, cloud=cloud_name, evidence=evidence, now=datetime.now(UTC)
+    )
+
+
+def refused_with(response: Any, status: int, *phrases: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert body["status"] == status and body["error"], body
+    for phrase in phrases:
+        assert phrase in body["message"], body
+
+
+def azure_evidence(
+    clouds: Clouds,
+    served: Served,
+    key: ec.EllipticCurvePrivateKey,
+    facts: AzureInstance,
+    *,
+    nonce_key: ec.EllipticCurvePrivateKey | None = None,
+    provisioner: str = "azure",
+    **token_claims: Any,
+) -> dict[str, str]:
+    """What a VM sends: a token for the CA's resource and an attested document over the
+    nonce of *nonce_key* (default *key*) and *provisioner*."""
+    spki = (
+        (nonce_key or key)
+        .public_key()
+        .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    nonce = instance_nonce(spki, f"{served.server.url}/1.0/sign#{provisioner}")
+    content = clouds.azure.attested_content(nonce, instance=facts)
+    return {
+        "access_token": clouds.azure.token(RESOURCE, instance=facts, **token_claims),
+        "attested": clouds.azure.attested(content=content),
+    }
+
+
+def test_an_aws_request_sent_twice_gets_one_certificate(served: Served, clouds: Clouds) -> None:
+    facts, key = ec2(), ec.generate_private_key(ec.SECP256R1())
+    evidence = {"rsa2048": clouds.aws.sign("rsa2048", clouds.aws.document(facts))}
+    ott = request_for(served, key, "aws", "aws", evidence)
+    assert post_sign(served, key, facts.instance_id, ott).status_code == 201
+    refused_with(post_sign(served, key, facts.instance_id, ott), 401, "already been used")
+    # The document of an enrolled instance, in a new request with another key: the
+    # instance already has its certificate (trust on first use).
+    thief = ec.generate_private_key(ec.SECP256R1())
+    stolen = request_for(served, thief, "aws", "aws", evidence)
+    refused_with(post_sign(served, thief, facts.instance_id, stolen), 401, "already been used")
+
+
+def test_aws_documents_of_other_accounts_stale_or_forged_are_refused(
+    served: Served, clouds: Clouds
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def send(provisioner: str, facts: AWSInstance, document: str | None = None) -> Any:
+        text = document if document is not None else clouds.aws.document(facts)
+        evidence = {"document": text, "signature": clouds.aws.sign("signature", text)}
+        if document is not None:  # signed as made, then changed
+            evidence["document"] = document.replace("t3.micro", "t3.large")
+        ott = request_for(served, key, provisioner, "aws", evidence)
+        return post_sign(served, key, facts.instance_id, ott)
+
+    other = ec2(account_id="210987654321")
+    refused_with(send("aws", other), 403, "AWS account 210987654321 is not one")
+    old = ec2(pending_time=datetime.now(UTC) - timedelta(hours=2))
+    refused_with(send("aws-fresh", old), 403, "longer ago than provisioner 'aws-fresh' admits")
+    facts = ec2()
+    refused_with(send("aws", facts, clouds.aws.document(facts)), 401, "does not verify")
+    elsewhere = request_for(
+        served, key, "aws", "aws",
+        {"rsa2048": clouds.aws.sign("rsa2048", clouds.aws.document(facts))},
+        ca_url="https://ca.elsewhere.example",
+    )  # fmt: skip
+    refused_with(post_sign(served, key, facts.instance_id, elsewhere), 401, "audience")
+    # None of that used the instance's first certificate.
+    ott = request_for(
+        served, key, "aws", "aws",
+        {"rsa2048": clouds.aws.sign("rsa2048", clouds.aws.document(facts))},
+    )  # fmt: skip
+    assert post_sign(served, key, facts.instance_id, ott).status_code == 201
+
+
+def test_without_trust_on_first_use_each_aws_document_is_used_once(
+    served: Served, clouds: Clouds
+) -> None:
+    facts = ec2(pending_time=datetime.now(UTC) - timedelta(minutes=1))
+    evidence = {"rsa2048": clouds.aws.sign("rsa2048", clouds.aws.document(facts))}
+    first, second = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    ott = request_for(served, first, "aws-fresh", "aws", evidence)
+    assert post_sign(served, first, facts.instance_id, ott).status_code == 201
+    replay = request_for(served, second, "aws-fresh", "aws", evidence)
+    refused_with(post_sign(served, second, facts.instance_id, replay), 401, "already been used")
+
+
+def test_azure_identities_of_other_tenants_resources_keys_or_subscriptions_are_refused(
+    served: Served, clouds: Clouds
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    facts = vm(vm_name="web-9")
+
+    def send(evidence: dict[str, str], provisioner: str = "azure") -> Any:
+        return post_sign(
+            served, key, "web-9", request_for(served, key, provisioner, "azure", evidence)
+        )
+
+    other_tenant = vm(vm_name="web-9", tenant_id=str(uuid.uuid4()))
+    refused_with(send(azure_evidence(clouds, served, key, other_tenant)), 401, "issuer")
+    management: dict[str, Any] = {"aud": "https://management.azure.com/"}
+    refused_with(send(azure_evidence(clouds, served, key, facts, **management)), 401, "audience")
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    refused_with(
+        send(azure_evidence(clouds, served, key, facts, nonce_key=other_key)), 401, "nonce"
+    )
+    refused_with(
+        send(azure_evidence(clouds, served, key, facts, provisioner="azure-other"), "azure-other"),
+        403,
+        SUBSCRIPTION,
+    )
+    # None of that used the VM's first certificate; a second one is refused.
+    evidence = azure_evidence(clouds, served, key, facts)
+    assert send(evidence).status_code == 201
+    refused_with(send(evidence), 401, "already been used")
