@@ -36,6 +36,8 @@ Grouped by use:
   cloud-signed document to a key and a CA provisioner), :func:`sha256_token_id` (a
   credential used once by its content); :func:`read_signed_data` and
   :class:`SignedContent` (a CMS SignedData a third party signed, read and verified);
+  once a cloud vouched for an instance: :func:`instance_names`, :func:`first_use`
+  (trust on first use, :data:`FIRST_USE_REMEMBERED`) and :func:`instance_policy`;
 - tokens: :class:`CompactJWS` (a parsed token), :func:`check_registered_claims`,
   :func:`check_token_times`, :func:`subject_and_sans`,
   :func:`csr_binding`, :func:`sign_token_claims`, :func:`read_jose_credential`,
@@ -106,6 +108,7 @@ from .identity_request import (
     sha256_token_id,
     verify_identity_request,
 )
+from .instances import FIRST_USE_REMEMBERED, first_use, instance_names, instance_policy
 from .minting import instance_nonce, key_nonce, mint_token, mint_x5c_token, x5c_header
 from .options import Options, durations_view
 from .policy import (
@@ -148,6 +151,7 @@ __all__ = [
     "CHALLENGE_METHODS",
     "DISCOVERY_PATH",
     "EKU_NAMES",
+    "FIRST_USE_REMEMBERED",
     "JWS_ALGORITHMS",
     "LEEWAY",
     "SAN",
@@ -213,8 +217,11 @@ __all__ = [
     "describe_ekus",
     "durations_view",
     "fingerprint",
+    "first_use",
     "hookimpl",
+    "instance_names",
     "instance_nonce",
+    "instance_policy",
     "jose_token",
     "key_nonce",
     "mint_token",

@@ -23,13 +23,14 @@ from typing import Any
 from engine.errors import DevidError
 from hosts.core.config import Config, load_config
 from hosts.store import Stores, open_sqlite
+from plugins.instances import INSTANCE_TOKEN_PREFIX
 
 from .common import add_data_options, ca_data_dir
 
 #: The provisioner types that record an instance's first certificate.
 FIRST_USE_TYPES = ("GCP", "AWS", "Azure")
 #: The used token that records an instance's first certificate: this prefix and its ID.
-INSTANCE_TOKEN = "instance:"
+INSTANCE_TOKEN = INSTANCE_TOKEN_PREFIX
 #: The audit log's action for a forgotten instance.
 FORGOTTEN = "cloud.instance_forgotten"
 

@@ -82,7 +82,6 @@ from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 from plugins.api import (
     LEEWAY,
     SAN,
-    Assurance,
     Authorization,
     AuthorizeContext,
     BadRequest,
@@ -92,22 +91,19 @@ from plugins.api import (
     DurationLimits,
     Forbidden,
     KeyType,
-    KeyTypeIn,
     NamePatterns,
-    NamesWithin,
     Options,
     Provisioner,
     ProvisionerEnvironment,
     ProvisionerRef,
     RenewAuthorization,
     RenewContext,
-    SetAssurance,
-    SetExtendedKeyUsage,
-    SetSubjectAndSANs,
-    SignPolicy,
     TokenUse,
     Unauthorized,
     durations_view,
+    first_use,
+    instance_names,
+    instance_policy,
     parse_ekus,
     read_identity_request,
     read_signed_data,
@@ -127,8 +123,6 @@ DEFAULT_DURATIONS = DurationLimits(
     minimum=timedelta(minutes=5), maximum=timedelta(days=30), default=timedelta(hours=24)
 )
 MAX_DURATION = timedelta(days=30)
-#: How long an instance's first use is remembered: for good, in practice.
-FIRST_USE_REMEMBERED = timedelta(days=36525)
 DEFAULT_EKUS = ("clientAuth", "serverAuth")
 NO_PATTERNS = NamePatterns()
 
@@ -552,24 +546,12 @@ class AWSProvisioner(Provisioner):
 
     def _names(self, document: Document, csr: CSRInfo) -> tuple[SAN, ...]:
         """The instance's names and the CSR's extra names ``allowed_names`` admits."""
-        own = document.sans()
-        extra = sorted(set(csr.sans) - set(own))
-        refused = [
-            str(s) for s in extra if not (self.allowed_names and self.allowed_names.allows_san(s))
-        ]
-        if refused:
-            raise Forbidden(
-                f"CSR names that instance {document.instance_id} may not have: {', '.join(refused)}"
-            )
-        return (*own, *extra)
+        who = f"instance {document.instance_id}"
+        return instance_names(document.sans(), csr, self.allowed_names, who)
 
     def _token_use(self, document: Document, raw: bytes, now: datetime) -> TokenUse:
         if self.trust_on_first_use:
-            return TokenUse(
-                provisioner=self.name,
-                token_id="instance:" + document.instance_id,
-                expires_at=now + FIRST_USE_REMEMBERED,
-            )
+            return first_use(self.name, document.instance_id, now)
         # One use per document, whatever form carries it, remembered until the document
         # is too old to be admitted.
         assert self.max_instance_age is not None
@@ -599,20 +581,14 @@ class AWSProvisioner(Provisioner):
             **document.descriptive,
             "token": use.token_id,
         }
-        policy = SignPolicy(
+        policy = instance_policy(
             provisioner=self.ref,
             issuer=self.issuer,
             durations=self.durations,
-            validators=(
-                KeyTypeIn(self.key_types),
-                NamesWithin(frozenset(sans), frozenset({document.instance_id})),
-            ),
-            modifiers=(
-                SetSubjectAndSANs(document.instance_id, sans),
-                SetExtendedKeyUsage(self.ekus),
-                SetAssurance(Assurance.CLOUD_INSTANCE),
-            ),
-            not_after_limit=None,
+            key_types=self.key_types,
+            ekus=self.ekus,
+            common_name=document.instance_id,
+            sans=sans,
             evidence=facts,
         )
         return Authorization(policy=policy, token=use)

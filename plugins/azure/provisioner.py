@@ -111,7 +111,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from plugins.api import (
     LEEWAY,
     SAN,
-    Assurance,
     Authorization,
     AuthorizeContext,
     ConfigurationError,
@@ -121,9 +120,7 @@ from plugins.api import (
     Forbidden,
     IdentityRequest,
     KeyType,
-    KeyTypeIn,
     NamePatterns,
-    NamesWithin,
     Options,
     Provisioner,
     ProvisionerEnvironment,
@@ -132,16 +129,15 @@ from plugins.api import (
     RenewAuthorization,
     RenewContext,
     ServiceUnavailable,
-    SetAssurance,
-    SetExtendedKeyUsage,
-    SetSubjectAndSANs,
-    SignPolicy,
     TokenUse,
     Unauthorized,
     check_roots,
     check_token_times,
     durations_view,
+    first_use,
+    instance_names,
     instance_nonce,
+    instance_policy,
     jose_token,
     parse_ekus,
     read_identity_request,
@@ -162,8 +158,6 @@ DEFAULT_DURATIONS = DurationLimits(
 MAX_DURATION = timedelta(days=30)
 #: Managed-identity tokens live up to 24 hours.
 MAX_TOKEN_LIFETIME = timedelta(hours=25)
-#: How long a machine's first use is remembered: for good, in practice.
-FIRST_USE_REMEMBERED = timedelta(days=36525)
 DEFAULT_EKUS = ("clientAuth", "serverAuth")
 NO_PATTERNS = NamePatterns()
 #: The most signature checks from the signer to a root (the signer, at most three
@@ -780,15 +774,7 @@ class AzureProvisioner(Provisioner):
 
     def _names(self, own: tuple[SAN, ...], vm_name: str, csr: CSRInfo) -> tuple[SAN, ...]:
         """The machine's names and the CSR's extra names ``allowed_names`` admits."""
-        extra = sorted(set(csr.sans) - set(own))
-        refused = [
-            str(s) for s in extra if not (self.allowed_names and self.allowed_names.allows_san(s))
-        ]
-        if refused:
-            raise Forbidden(
-                f"CSR names that virtual machine {vm_name!r} may not have: {', '.join(refused)}"
-            )
-        return (*own, *extra)
+        return instance_names(own, csr, self.allowed_names, f"virtual machine {vm_name!r}")
 
     def _token_use(
         self,
@@ -800,11 +786,7 @@ class AzureProvisioner(Provisioner):
     ) -> TokenUse:
         if self.trust_on_first_use:
             key = document.vm_id if document is not None else machine.resource_id.lower()
-            return TokenUse(
-                provisioner=self.name,
-                token_id="instance:" + key,
-                expires_at=now + FIRST_USE_REMEMBERED,
-            )
+            return first_use(self.name, key, now)
         if document is not None:
             return TokenUse(
                 provisioner=self.name,
@@ -853,20 +835,14 @@ class AzureProvisioner(Provisioner):
         }
         if document is not None:
             evidence_view["vm_id"] = document.vm_id
-        policy = SignPolicy(
+        policy = instance_policy(
             provisioner=self.ref,
             issuer=self.issuer,
             durations=self.durations,
-            validators=(
-                KeyTypeIn(self.key_types),
-                NamesWithin(frozenset(sans), frozenset({machine.name})),
-            ),
-            modifiers=(
-                SetSubjectAndSANs(machine.name, sans),
-                SetExtendedKeyUsage(self.ekus),
-                SetAssurance(Assurance.CLOUD_INSTANCE),
-            ),
-            not_after_limit=None,
+            key_types=self.key_types,
+            ekus=self.ekus,
+            common_name=machine.name,
+            sans=sans,
             evidence=evidence_view,
         )
         return Authorization(policy=policy, token=use)

@@ -52,7 +52,6 @@ from typing import Any, ClassVar
 from plugins.api import (
     LEEWAY,
     SAN,
-    Assurance,
     Authorization,
     AuthorizeContext,
     CompactJWS,
@@ -62,9 +61,7 @@ from plugins.api import (
     DurationLimits,
     Forbidden,
     KeyType,
-    KeyTypeIn,
     NamePatterns,
-    NamesWithin,
     Options,
     ProtocolError,
     Provisioner,
@@ -74,14 +71,13 @@ from plugins.api import (
     RenewAuthorization,
     RenewContext,
     ServiceUnavailable,
-    SetAssurance,
-    SetExtendedKeyUsage,
-    SetSubjectAndSANs,
-    SignPolicy,
     TokenUse,
     Unauthorized,
     check_token_times,
     durations_view,
+    first_use,
+    instance_names,
+    instance_policy,
     jose_token,
     parse_ekus,
     sha256_token_id,
@@ -110,8 +106,6 @@ DEFAULT_DURATIONS = DurationLimits(
 MAX_DURATION = timedelta(days=30)
 #: Google's identity tokens live one hour.
 MAX_TOKEN_LIFETIME = timedelta(hours=1) + LEEWAY
-#: How long an instance's first use is remembered: for good, in practice.
-FIRST_USE_REMEMBERED = timedelta(days=36525)
 DEFAULT_EKUS = ("clientAuth", "serverAuth")
 NO_PATTERNS = NamePatterns()
 
@@ -395,27 +389,14 @@ class GCPProvisioner(Provisioner):
 
     def _names(self, instance: Instance, csr: CSRInfo) -> tuple[SAN, ...]:
         """The instance's names and the CSR's extra names ``allowed_names`` admits."""
-        own = instance.sans()
-        extra = sorted(set(csr.sans) - set(own))
-        refused = [
-            str(s) for s in extra if not (self.allowed_names and self.allowed_names.allows_san(s))
-        ]
-        if refused:
-            raise Forbidden(
-                f"CSR names that instance {instance.instance_name!r} may not have:"
-                f" {', '.join(refused)}"
-            )
-        return (*own, *extra)
+        who = f"instance {instance.instance_name!r}"
+        return instance_names(instance.sans(), csr, self.allowed_names, who)
 
     def _token_use(
         self, credential: Credential, instance: Instance, expires: datetime, now: datetime
     ) -> TokenUse:
         if self.trust_on_first_use:
-            return TokenUse(
-                provisioner=self.name,
-                token_id="instance:" + instance.instance_id,
-                expires_at=now + FIRST_USE_REMEMBERED,
-            )
+            return first_use(self.name, instance.instance_id, now)
         return TokenUse(
             provisioner=self.name,
             token_id=sha256_token_id(credential.text),
@@ -443,20 +424,14 @@ class GCPProvisioner(Provisioner):
             "service_account": account,
             "token": use.token_id,
         }
-        policy = SignPolicy(
+        policy = instance_policy(
             provisioner=self.ref,
             issuer=self.issuer,
             durations=self.durations,
-            validators=(
-                KeyTypeIn(self.key_types),
-                NamesWithin(frozenset(sans), frozenset({instance.instance_name})),
-            ),
-            modifiers=(
-                SetSubjectAndSANs(instance.instance_name, sans),
-                SetExtendedKeyUsage(self.ekus),
-                SetAssurance(Assurance.CLOUD_INSTANCE),
-            ),
-            not_after_limit=None,
+            key_types=self.key_types,
+            ekus=self.ekus,
+            common_name=instance.instance_name,
+            sans=sans,
             evidence=evidence,
         )
         return Authorization(policy=policy, token=use)
