@@ -24,6 +24,13 @@ What it accepts, and nothing else:
 - an RSA PKCS #1 v1.5, DSA or ECDSA signature, as the key given to ``verify`` is (the
   SignerInfo's signature algorithm must belong to that key's family and, where it names
   a hash, name the digest algorithm's).
+
+How it reads: the strict DER shapes clouds send (Azure's attested document, AWS's
+``rsa2048``) are read with the project's own DER reader (:mod:`engine.der`), which costs
+a fraction of a full ASN.1 parse on every identity request; anything else (BER, such as
+AWS's real ``pkcs7``, other structures, and every input that is refused) is read by
+asn1crypto, whose refusal messages the caller sees. Both give every input the same
+answer; the tests check that on real documents and thousands of variants of them.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from engine import der as _der
 from engine.errors import BadRequest, ProtocolError, Unauthorized
 
 __all__ = ["MAX_SIGNED_DATA_BYTES", "SignedContent", "read_signed_data"]
@@ -263,6 +271,190 @@ def _read(der: bytes) -> SignedContent:
     )
 
 
+class _NotFast(Exception):
+    """The fast reader does not handle these bytes; the general reader decides."""
+
+
+def _by_encoding(by_oid: dict[str, T]) -> dict[bytes, T]:
+    """*by_oid* keyed by each OID's DER encoding (tag and length included)."""
+    return {_der.object_identifier(oid): value for oid, value in by_oid.items()}
+
+
+_ID_DATA_DER = _der.object_identifier(_ID_DATA)
+_ID_SIGNED_DATA_DER = _der.object_identifier(_ID_SIGNED_DATA)
+_CONTENT_TYPE_DER = _der.object_identifier(_CONTENT_TYPE)
+_MESSAGE_DIGEST_DER = _der.object_identifier(_MESSAGE_DIGEST)
+_DIGESTS_DER = _by_encoding(_DIGESTS)
+_SIGNATURES_DER = _by_encoding(_SIGNATURES)
+#: Signed attributes the fast reader steps over (their values are not read by either
+#: reader): signingTime, smimeCapabilities, signingCertificate(V2), cmsAlgorithmProtection.
+_OTHER_ATTRIBUTES_DER = frozenset(
+    _der.object_identifier(oid)
+    for oid in (
+        "1.2.840.113549.1.9.5",
+        "1.2.840.113549.1.9.15",
+        "1.2.840.113549.1.9.16.2.12",
+        "1.2.840.113549.1.9.16.2.47",
+        "1.2.840.113549.1.9.52",
+    )
+)
+_NULL = b"\x05\x00"
+
+
+def _element(data: bytes, offset: int, tag: int) -> tuple[bytes, int]:
+    """The value of the strict-DER element of *tag* at *offset* (a one-byte tag, a
+    definite length in its shortest form) and the offset after it; _NotFast otherwise."""
+    try:
+        found, value, end = _der.read_tlv(data, offset)
+    except BadRequest:
+        raise _NotFast from None
+    size = len(value)
+    header = end - offset - size
+    if found != tag or header != (2 if size < 0x80 else 2 + (size.bit_length() + 7) // 8):
+        raise _NotFast
+    return value, end
+
+
+def _elements(data: bytes, tag: int) -> list[tuple[bytes, bytes]]:
+    """The elements of *tag* that *data* consists of: each one's whole encoding and
+    value."""
+    out: list[tuple[bytes, bytes]] = []
+    offset = 0
+    while offset < len(data):
+        value, end = _element(data, offset, tag)
+        out.append((data[offset:end], value))
+        offset = end
+    return out
+
+
+def _algorithm(data: bytes, offset: int) -> tuple[bytes, int]:
+    """An AlgorithmIdentifier: its OID's encoding (absent or NULL parameters only)."""
+    body, end = _element(data, offset, 0x30)
+    _, position = _element(body, 0, 0x06)
+    if body[position:] not in (b"", _NULL):
+        raise _NotFast
+    return body[:position], end
+
+
+def _fast_read(data: bytes) -> SignedContent:
+    """Read *data* as :func:`_read` does, for the strict DER forms clouds send (one
+    SignerInfo, X.509 certificates only, no CRLs or unsigned attributes): the same
+    SignedContent for every input it accepts. Anything else, every refusal included, is
+    _NotFast, and :func:`_read` gives the answer (and its message)."""
+    info, end = _element(data, 0, 0x30)
+    if end != len(data):
+        raise _NotFast
+    _, position = _element(info, 0, 0x06)
+    if info[:position] != _ID_SIGNED_DATA_DER:
+        raise _NotFast
+    explicit, position = _element(info, position, 0xA0)
+    if position != len(info):
+        raise _NotFast
+    signed_data, position = _element(explicit, 0, 0x30)
+    if position != len(explicit):
+        raise _NotFast
+    _, position = _element(signed_data, 0, 0x02)  # version
+    _, position = _element(signed_data, position, 0x31)  # digestAlgorithms
+    encapsulated, position = _element(signed_data, position, 0x30)
+    choices: list[bytes] = []
+    if signed_data[position : position + 1] == b"\xa0":
+        certificate_set, position = _element(signed_data, position, 0xA0)
+        choices = [whole for whole, _ in _elements(certificate_set, 0x30)]
+        if len(choices) > MAX_CERTIFICATES:
+            raise _NotFast
+    signer_infos, position = _element(signed_data, position, 0x31)
+    if position != len(signed_data):
+        raise _NotFast
+    _, inner = _element(encapsulated, 0, 0x06)
+    if encapsulated[:inner] != _ID_DATA_DER:
+        raise _NotFast
+    wrapped, inner = _element(encapsulated, inner, 0xA0)
+    content, end = _element(wrapped, 0, 0x04)
+    if inner != len(encapsulated) or end != len(wrapped):
+        raise _NotFast
+    signer, end = _element(signer_infos, 0, 0x30)
+    if end != len(signer_infos):
+        raise _NotFast
+    _, position = _element(signer, 0, 0x02)  # version
+    sid, position = _fast_signer_id(signer, position)
+    digest, position = _algorithm(signer, position)
+    if digest not in _DIGESTS_DER:
+        raise _NotFast
+    signed_attributes: bytes | None = None
+    message_digest: bytes | None = None
+    if signer[position : position + 1] == b"\xa0":
+        attributes, position = _element(signer, position, 0xA0)
+        message_digest = _fast_attributes(attributes)
+        signed_attributes = _der.tlv(0x31, attributes)
+    signature_algorithm, position = _algorithm(signer, position)
+    if signature_algorithm not in _SIGNATURES_DER:
+        raise _NotFast
+    signature, position = _element(signer, position, 0x04)
+    if position != len(signer):
+        raise _NotFast
+    digest_algorithm = _DIGESTS_DER[digest]
+    family, named_hash = _SIGNATURES_DER[signature_algorithm]
+    if named_hash is not None and named_hash != digest_algorithm:
+        raise _NotFast
+    try:
+        certificates = [x509.load_der_x509_certificate(choice) for choice in choices]
+        signer_index = next((i for i, c in enumerate(certificates) if _names(c, sid)), None)
+    except Exception:  # cryptography refuses a certificate (lazily too): _read words it
+        raise _NotFast from None
+    return SignedContent(
+        content=content,
+        certificates=tuple(certificates),
+        digest_algorithm=digest_algorithm,
+        family=family,
+        signature=signature,
+        signed_attributes=signed_attributes,
+        message_digest=message_digest,
+        signer_index=signer_index,
+    )
+
+
+def _fast_signer_id(signer: bytes, offset: int) -> tuple[_SignerId, int]:
+    """The SignerInfo's sid at *offset* (issuer and serial number, or a subject key
+    identifier: [0] IMPLICIT OCTET STRING) and the offset after it."""
+    if signer[offset : offset + 1] == b"\x80":
+        identifier, after = _element(signer, offset, 0x80)
+        return _SignerId(key_identifier=identifier), after
+    body, after = _element(signer, offset, 0x30)
+    _, position = _element(body, 0, 0x30)
+    serial, end = _element(body, position, 0x02)
+    if end != len(body) or not serial:
+        raise _NotFast
+    issuer = body[:position]
+    return _SignerId(issuer_der=issuer, serial=int.from_bytes(serial, "big", signed=True)), after
+
+
+def _fast_attributes(attributes: bytes) -> bytes:
+    """Check the signed attributes' contentType (exactly one, id-data) and find their one
+    messageDigest, stepping over the other attributes :data:`_OTHER_ATTRIBUTES_DER` names."""
+    content_types: list[bytes] = []
+    message_digests: list[bytes] = []
+    for _, body in _elements(attributes, 0x30):
+        _, position = _element(body, 0, 0x06)
+        values, end = _element(body, position, 0x31)
+        if end != len(body):
+            raise _NotFast
+        kind = body[:position]
+        if kind == _CONTENT_TYPE_DER:
+            content_types.append(values)
+        elif kind == _MESSAGE_DIGEST_DER:
+            message_digests.append(values)
+        elif kind not in _OTHER_ATTRIBUTES_DER:
+            raise _NotFast
+    if len(content_types) != 1 or len(message_digests) != 1:
+        raise _NotFast
+    if content_types[0] != _ID_DATA_DER:
+        raise _NotFast
+    digest, end = _element(message_digests[0], 0, 0x04)
+    if end != len(message_digests[0]):
+        raise _NotFast
+    return digest
+
+
 def read_signed_data(der: bytes) -> SignedContent:
     """Read a ContentInfo holding SignedData (see the module docstring for what is
     accepted). BadRequest, with a message saying what is wrong, for anything else; no
@@ -274,4 +466,14 @@ def read_signed_data(der: bytes) -> SignedContent:
         raise BadRequest("the SignedData is empty")
     if len(data) > MAX_SIGNED_DATA_BYTES:
         raise BadRequest(f"the SignedData is larger than {MAX_SIGNED_DATA_BYTES} bytes")
+    try:
+        return _fast_read(data)
+    except _NotFast:
+        return _read_general(data)
+
+
+def _read_general(data: bytes) -> SignedContent:
+    """The general reader (asn1crypto: BER as well as DER, every structure and every
+    refusal's message): what :func:`read_signed_data` answers for the bytes the fast
+    reader leaves to it."""
     return _reading("the SignedData", lambda: _read(data))

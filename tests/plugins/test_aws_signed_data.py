@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from asn1crypto import algos, cms, core
@@ -20,8 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from engine.errors import BadRequest, Unauthorized
-from plugins.signed_data import MAX_SIGNED_DATA_BYTES, read_signed_data
+from engine import der
+from engine.errors import BadRequest, ProtocolError, Unauthorized
+from hosts.testing.metadata import AWS_FORMS, AWSMetadataServer, AzureMetadataServer
+from plugins import signed_data
+from plugins.signed_data import MAX_SIGNED_DATA_BYTES, SignedContent, read_signed_data
 from tests.vectors_path import VECTORS
 
 SigningKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -368,3 +374,274 @@ def test_a_changed_real_aws_pkcs7_signature_fails() -> None:
     other = dsa.generate_private_key(key_size=1024).public_key()
     with pytest.raises(Unauthorized, match="does not verify"):
         read_signed_data(der).verify(other)
+
+
+# --- the fast reader and the general one give every input the same answer ---------------
+
+Node = tuple[int, bytes, list["Node"] | None]
+Reader = Callable[[bytes], SignedContent]
+PublicKey = rsa.RSAPublicKey | dsa.DSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def _tree(data: bytes) -> list[Node]:
+    """*data* (DER) as nodes: tag, value, and the children of a constructed value that
+    reads as DER elements (None otherwise)."""
+    nodes: list[Node] = []
+    offset = 0
+    while offset < len(data):
+        tag, value, offset = der.read_tlv(data, offset)
+        children: list[Node] | None = None
+        if tag & 0x20:
+            try:
+                children = _tree(value)
+            except BadRequest:
+                children = None
+        nodes.append((tag, value, children))
+    return nodes
+
+
+def _paths(nodes: list[Node], here: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = []
+    for index, (_, _, children) in enumerate(nodes):
+        out.append((*here, index))
+        if children is not None:
+            out.extend(_paths(children, (*here, index)))
+    return out
+
+
+Edit = Callable[[list[tuple[int, bytes]], int], list[bytes]]
+
+
+def _encode(
+    nodes: list[Node], target: tuple[int, ...], edit: Edit, here: tuple[int, ...] = ()
+) -> bytes:
+    """*nodes* encoded again, *edit* rewriting the target's siblings (tag and body each);
+    every enclosing length follows."""
+    items = [
+        (tag, value if children is None else _encode(children, target, edit, (*here, index)))
+        for index, (tag, value, children) in enumerate(nodes)
+    ]
+    if target[:-1] == here and target[-1] < len(items):
+        return b"".join(edit(items, target[-1]))
+    return b"".join(der.tlv(tag, body) for tag, body in items)
+
+
+def _replacing(replacement: Callable[[int, bytes], list[bytes]]) -> Edit:
+    """An edit putting *replacement* (of the target's tag and body) in the target's place."""
+
+    def edit(items: list[tuple[int, bytes]], at: int) -> list[bytes]:
+        out: list[bytes] = []
+        for position, (tag, body) in enumerate(items):
+            out.extend(replacement(tag, body) if position == at else [der.tlv(tag, body)])
+        return out
+
+    return edit
+
+
+def _retagging(tag: int) -> Edit:
+    return _replacing(lambda _, body: [der.tlv(tag, body)])
+
+
+def _swap(items: list[tuple[int, bytes]], at: int) -> list[bytes]:
+    encoded = [der.tlv(tag, body) for tag, body in items]
+    if at + 1 < len(encoded):
+        encoded[at], encoded[at + 1] = encoded[at + 1], encoded[at]
+    return encoded
+
+
+_TAGS = (0x02, 0x04, 0x05, 0x06, 0x24, 0x30, 0x31, 0x80, 0x81, 0xA0, 0xA1, 0xA2, 0xA3, 0x1F)
+_ELEMENT_EDITS: tuple[Callable[[int, bytes], list[bytes]], ...] = (
+    lambda tag, body: [],
+    lambda tag, body: [der.tlv(tag, body)] * 2,
+    lambda tag, body: [der.tlv(tag, body), b"\x05\x00"],
+    lambda tag, body: [bytes([tag, 0x82]) + len(body).to_bytes(2, "big") + body],
+    lambda tag, body: [bytes([tag, 0x80]) + body + b"\x00\x00"],
+    lambda tag, body: [der.tlv(0x24, der.tlv(0x04, body[:1]) + der.tlv(0x04, body[1:]))],
+    lambda tag, body: [bytes([0x24, 0x80]) + der.tlv(0x04, body) + b"\x00\x00"],
+    lambda tag, body: [der.tlv(tag, body + b"\x00")],
+    lambda tag, body: [der.tlv(tag, body[:-1])],
+    lambda tag, body: [der.tlv(tag, b"")],
+    lambda tag, body: [der.tlv(tag, b"\x00" + body)],
+    lambda tag, body: [bytes([tag | 0x1F, 0x01]) + der.tlv(0, body)[1:]],
+)
+
+
+def _variants(data: bytes, seed: int, count: int) -> list[bytes]:
+    """*count* variants of *data*: each element of a DER *data* retagged, removed,
+    doubled, followed by an extra element, swapped with the next, its length long-form or
+    indefinite, an OCTET STRING chunked, its value shortened, lengthened or emptied (every
+    enclosing length kept right); and bytes changed, inserted, removed or cut anywhere."""
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    try:
+        nodes = _tree(data)
+    except BadRequest:
+        nodes = []
+    paths = _paths(nodes)
+    edits: list[Edit] = [_swap]
+    edits += [_retagging(tag) for tag in _TAGS]
+    edits += [_replacing(replacement) for replacement in _ELEMENT_EDITS]
+    if paths:
+        for _ in range(count * 3 // 4):
+            out.append(_encode(nodes, rng.choice(paths), rng.choice(edits)))
+    while len(out) < count:
+        position = rng.randrange(len(data))
+        choice = rng.randrange(4)
+        if choice == 0:
+            out.append(data[:position] + bytes([rng.randrange(256)]) + data[position + 1 :])
+        elif choice == 1:
+            out.append(data[:position] + bytes([rng.randrange(256)]) + data[position:])
+        elif choice == 2:
+            out.append(data[:position] + data[position + 1 :])
+        else:
+            out.append(data[:position])
+    return out
+
+
+def _answer(reader: Reader, data: bytes, keys: tuple[PublicKey, ...]) -> tuple[object, ...]:
+    """All a reader's answer shows: the refusal (type and message), or every part of the
+    SignedContent and what verifying it with each of *keys* gives."""
+    try:
+        signed = reader(data)
+    except ProtocolError as exc:
+        return ("refused", type(exc).__name__, str(exc))
+    verdicts: list[object] = []
+    for key in keys:
+        try:
+            signed.verify(key)
+            verdicts.append("verifies")
+        except ProtocolError as exc:
+            verdicts.append((type(exc).__name__, str(exc)))
+    signer = signed.signer_certificate()
+    return (
+        "read",
+        signed.content,
+        tuple(c.public_bytes(Encoding.DER) for c in signed.certificates),
+        signed.digest_algorithm,
+        None if signer is None else signer.public_bytes(Encoding.DER),
+        signed._family,
+        signed._signature,
+        signed._signed_attributes,
+        signed._message_digest,
+        signed._signer_index,
+        tuple(verdicts),
+    )
+
+
+def _fast_or_none(data: bytes) -> SignedContent | None:
+    """The fast reader's answer, or None where it leaves the bytes to the general reader
+    (nothing else may come out of it)."""
+    try:
+        return signed_data._fast_read(data)
+    except signed_data._NotFast:
+        return None
+
+
+def _assert_same_answers(data: bytes, keys: tuple[PublicKey, ...], *, seed: int, count: int) -> int:
+    """Both readers agree on *data* and *count* variants of it (and read_signed_data
+    answers as the general reader); how many of them the fast reader read itself."""
+    fast = 0
+    for sample in [data, *_variants(data, seed, count)]:
+        if not sample or len(sample) > MAX_SIGNED_DATA_BYTES:
+            continue
+        general = _answer(signed_data._read_general, sample, keys)
+        assert _answer(read_signed_data, sample, keys) == general, sample.hex()
+        if _fast_or_none(sample) is not None:
+            fast += 1
+            assert _answer(signed_data._fast_read, sample, keys) == general, sample.hex()
+    return fast
+
+
+def _real_azure(name: str) -> tuple[bytes, PublicKey]:
+    der_bytes = (VECTORS / "cloud" / "azure" / name).read_bytes()
+    signer = read_signed_data(der_bytes).signer_certificate()
+    assert signer is not None
+    key = signer.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    return der_bytes, key
+
+
+@pytest.mark.parametrize("name", ["attested_regular.p7", "attested_govcloud.p7"])
+def test_fast_reader_answers_as_the_general_one_for_real_azure_documents(
+    name: str, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    data, key = _real_azure(name)
+    assert _fast_or_none(data) is not None
+    keys = (key, rsa_key.public_key(), ec_key.public_key())
+    assert _assert_same_answers(data, keys, seed=len(data), count=1500) > 0
+
+
+def test_fast_reader_answers_as_the_general_one_for_the_real_aws_pkcs7(
+    dsa_key: dsa.DSAPrivateKey, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    data, certificate = _real_aws_pkcs7()
+    assert _fast_or_none(data) is None  # BER: the general reader's
+    key = certificate.public_key()
+    assert isinstance(key, dsa.DSAPublicKey)
+    _assert_same_answers(data, (key, dsa_key.public_key(), rsa_key.public_key()), seed=7, count=400)
+
+
+@pytest.mark.parametrize("form", AWS_FORMS)
+def test_fast_reader_answers_as_the_general_one_for_the_aws_metadata_server(
+    form: str, rsa_key: rsa.RSAPrivateKey, dsa_key: dsa.DSAPrivateKey
+) -> None:
+    server = AWSMetadataServer()
+    data = base64.b64decode(server.sign(form))
+    keys = (server.key(form).public_key(), rsa_key.public_key(), dsa_key.public_key())
+    fast = _assert_same_answers(data, keys, seed=len(form), count=1500)
+    if form != "signature":
+        assert _fast_or_none(data) is not None
+        assert fast > 0
+
+
+def test_fast_reader_answers_as_the_general_one_for_the_azure_metadata_server(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    server = AzureMetadataServer()
+    data = base64.b64decode(server.attested("20261130-080000"))
+    assert _fast_or_none(data) is not None
+    key = server.signer.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    keys = (key, rsa_key.public_key(), ec_key.public_key())
+    assert _assert_same_answers(data, keys, seed=3, count=1500) > 0
+
+
+@pytest.mark.parametrize(
+    "keywords",
+    [
+        {},
+        {"attributes": False},
+        {"by_key_identifier": True, "embed": "both"},
+        {"embed": "other"},
+        {"digest": "sha512"},
+        {"digest_oid": "1.2.840.113549.1.1.11", "attributes": False, "embed": "signer"},
+        {"message_digest": b"\x00" * 32},
+        {"content_type": "signed_data"},
+        {"signature_oid": "1.2.840.113549.1.1.5"},
+        {"indefinite": True},
+    ],
+)
+def test_fast_reader_answers_as_the_general_one_for_built_signed_data(
+    keywords: dict[str, Any],
+    rsa_key: rsa.RSAPrivateKey,
+    ec_key: ec.EllipticCurvePrivateKey,
+    dsa_key: dsa.DSAPrivateKey,
+) -> None:
+    certificate = key_carrier(rsa_key)
+    other = key_carrier(ec_key, "Other")
+    embed = {"both": (other, certificate), "other": (other,), "signer": (certificate,)}
+    if "embed" in keywords:
+        keywords = {**keywords, "embed": embed[keywords["embed"]]}
+    data = sign_cms(DOCUMENT, rsa_key, certificate, **keywords)
+    keys = (rsa_key.public_key(), ec_key.public_key(), dsa_key.public_key())
+    _assert_same_answers(data, keys, seed=len(data), count=300)
+
+
+def test_fast_reader_and_ecdsa_and_dsa_signers(
+    ec_key: ec.EllipticCurvePrivateKey, dsa_key: dsa.DSAPrivateKey, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    for key in (ec_key, dsa_key):
+        data = sign_cms(DOCUMENT, key, key_carrier(key), digest="sha256")
+        assert _fast_or_none(data) is not None
+        keys = (key.public_key(), rsa_key.public_key())
+        _assert_same_answers(data, keys, seed=11, count=200)
