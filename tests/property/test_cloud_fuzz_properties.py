@@ -104,6 +104,74 @@ def test_every_seed_runs() -> None:
         cloud.test_one_input(data)
 
 
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        (
+            "aws",
+            {
+                "accounts": [cloud.AWS.account_id],
+                "forms": ["signature", "rsa2048", "pkcs7"],
+                "certificates": {
+                    "signature": "aws-signature.pem",
+                    "rsa2048": "aws-rsa2048.pem",
+                    "pkcs7": "aws-pkcs7.pem",
+                },
+                "max_instance_age": "1h",
+                "trust_on_first_use": False,
+            },
+        ),
+        (
+            "azure",
+            {
+                "tenant_id": cloud.AZURE.tenant_id,
+                "resource": cloud.RESOURCE,
+                "roots": ["azure-roots.pem"],
+                "intermediates": ["azure-intermediates.pem"],
+                "trust_on_first_use": False,
+            },
+        ),
+        (
+            "azure",
+            {
+                "tenant_id": cloud.AZURE.tenant_id,
+                "resource": cloud.RESOURCE,
+                "attested_document": False,
+                "trust_on_first_use": False,
+            },
+        ),
+        (
+            "azure",
+            {
+                "tenant_id": cloud.AZURE.tenant_id,
+                "resource": cloud.RESOURCE,
+                "attested_document": False,
+            },
+        ),
+    ],
+)
+def test_the_corpus_through_other_configurations(
+    name: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without trust on first use (one use per document or token, remembered until it
+    expires) and without the attested document, every input of the corpus still gives
+    a ProtocolError or a certificate."""
+    cls = type(cloud.PROVISIONERS[name])
+    configured = {**options, "allowed_names": ["*.svc.example.com"]}
+    provisioner = cls.from_config(name, configured, cloud._ENV)
+    monkeypatch.setitem(cloud.PROVISIONERS, name, provisioner)
+    for data in corpus_inputs("cloud"):
+        cloud.test_one_input(data)
+    if name == "aws":
+        document = cloud.ec2_layout(cloud.BASE_FACTS)
+        evidence = {"document": document, "signature": cloud.aws_signature(document)}
+    else:
+        evidence = {"access_token": cloud.ACCESS_TOKEN, "attested": cloud.ATTESTED}
+    expected = "instance:" if options.get("trust_on_first_use", True) else "sha256:"
+    for _, authorization in _authorizations(cloud.identity_request(name, evidence)):
+        assert authorization.token.token_id.startswith(expected)
+
+
 # --- any bytes, any mutation of the corpus ---------------------------------------------------
 
 
