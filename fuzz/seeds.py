@@ -1013,6 +1013,8 @@ def cloud() -> None:
             target.aws_signed_data("pkcs7", document(accountId="210987654321")),
         ),
         "pkcs7-as-rsa2048": (0, target.aws_signed_data("pkcs7", document())),
+        # Azure's shape: no signed attributes, the signer's certificate embedded.
+        "rsa2048-embedded-signer": (0, base64.b64decode(target.ATTESTED)),
     }
     for name, (choice, der) in signed.items():
         write(target.AWS_SIGNED_DATA, f"aws-{name}", bytes([choice]) + der)

@@ -49,6 +49,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
@@ -89,7 +90,7 @@ from plugins.aws import AWSProvisioner
 from plugins.azure import AzureProvisioner
 from plugins.gcp import GCPProvisioner
 from plugins.minting import IDENTITY_REQUEST_TYPE, instance_nonce
-from plugins.signed_data import read_signed_data
+from plugins.signed_data import SignedContent, _fast_read, _NotFast, _read_general, read_signed_data
 
 AWS_FACTS, AWS_SIGNED_DATA, AZURE_DOCUMENT, AZURE_CLAIMS, EVIDENCE, TOKEN, GCP_CLAIMS = range(7)
 FORMS = 7
@@ -421,10 +422,33 @@ def aws_facts(data: bytes) -> None:
     sign_with(identity_request("aws", evidence))
 
 
+class ReadersDisagree(AssertionError):
+    """plugins.signed_data's strict DER reader read a SignedData otherwise than its
+    general reader does (they must give the same SignedContent)."""
+
+
+def read_signed(der: bytes) -> SignedContent | None:
+    """``read_signed_data`` of *der*; where its strict DER reader answered, the general
+    reader must answer the same."""
+    signed = attempt(read_signed_data, der)
+    if signed is None:
+        return None
+    try:
+        fast = _fast_read(der)
+    except _NotFast:
+        return signed
+    general = attempt(_read_general, der)
+    if general is None:
+        raise ReadersDisagree("the strict DER reader read what the general reader refuses")
+    if attrs.asdict(fast, recurse=False) != attrs.asdict(general, recurse=False):
+        raise ReadersDisagree("the strict DER reader read another SignedContent")
+    return signed
+
+
 def aws_signed(data: bytes) -> None:
     form = "pkcs7" if data[:1] and data[0] % 2 else "rsa2048"
     der = data[1:]
-    signed = attempt(read_signed_data, der)
+    signed = read_signed(der)
     if signed is not None:
         attempt(signed.signer_certificate)
         attempt(signed.verify, FORM_KEYS[form])

@@ -345,6 +345,7 @@ def _attested_der() -> bytes:
 
 @given(mutated([_attested_der()]))
 def test_any_change_of_an_attested_document(der: bytes) -> None:
+    cloud.read_signed(der)
     evidence = {"access_token": cloud.ACCESS_TOKEN, "attested": cloud._base64_lines(der)}
     cloud.test_one_input(bytes([cloud.EVIDENCE, 1]) + json.dumps(evidence).encode())
 
