@@ -80,6 +80,12 @@ ARGS = [
     "4",
     "--oidc-n",
     "3",
+    "--cloud-concurrency",
+    "2",
+    "--cloud-requests",
+    "4",
+    "--cloud-n",
+    "3",
 ]
 
 Run = tuple[int, Path, dict[str, Any]]
@@ -158,6 +164,7 @@ def test_top_level_and_machine(run: Run) -> None:
         "accounts",
         "scep",
         "oidc",
+        "cloud",
         "scaling",
         "attestation",
         "soak",
@@ -586,6 +593,8 @@ def test_help_explains_every_figure() -> None:
         "--device-attest-n",
         "--device-attest-validations",
         "--device-attest-concurrency",
+        "--cloud-n",
+        "--cloud-host",
         "--no-plot",
     ):
         assert figure in text, figure
