@@ -203,10 +203,23 @@ def _names(certificate: x509.Certificate, sid: _SignerId) -> bool:
         except x509.ExtensionNotFound:
             return False
         return hmac.compare_digest(ski.value.digest, sid.key_identifier)
-    return (
-        certificate.serial_number == sid.serial
-        and certificate.issuer.public_bytes() == sid.issuer_der
-    )
+    return certificate.serial_number == sid.serial and _issuer_der(certificate) == sid.issuer_der
+
+
+def _issuer_der(certificate: x509.Certificate) -> bytes:
+    """The certificate's issuer Name as its TBS part holds it (DER), read without
+    decoding the name (cryptography warns about attribute lengths RFC 5280's upper bounds
+    exclude, and a certificate in a SignedData is anyone's)."""
+    tbs = certificate.tbs_certificate_bytes
+    _, body, _ = _der.read_tlv(tbs)
+    offset = 0
+    tag, _, offset = _der.read_tlv(body, offset)
+    if tag == 0xA0:  # [0] version
+        tag, _, offset = _der.read_tlv(body, offset)  # serialNumber
+    _, _, offset = _der.read_tlv(body, offset)  # signature algorithm
+    start = offset
+    _, _, offset = _der.read_tlv(body, offset)  # issuer
+    return body[start:offset]
 
 
 def _read(der: bytes) -> SignedContent:
