@@ -145,6 +145,7 @@ from .tokens import (
     read_jose_credential,
     sign_token_claims,
     subject_and_sans,
+    verify_remote_token,
 )
 
 __all__ = [
@@ -240,5 +241,6 @@ __all__ = [
     "url_problem",
     "verify_certificate_token",
     "verify_identity_request",
+    "verify_remote_token",
     "x5c_header",
 ]

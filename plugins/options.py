@@ -40,6 +40,13 @@ class Options:
             raise ConfigurationError(f"{self.where}: option {key!r} must be a non-empty string")
         return value
 
+    def strings(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+        """A list of non-empty strings (*default* when the key is absent)."""
+        value = self.get(key, list(default))
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigurationError(f"{self.where}: {key!r} must be a list of non-empty strings")
+        return tuple(value)
+
     def boolean(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):

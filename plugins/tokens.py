@@ -7,19 +7,20 @@ which a device imports without this module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
-from engine.errors import ProtocolError, Unauthorized
+from engine.errors import ProtocolError, ServiceUnavailable, Unauthorized
 from engine.jose import CompactJWS, b64url_decode, parse_compact
 from engine.names import SAN
 from engine.policy import CSRDigestIs
 
 from .base import Credential
 from .minting import sign_token_claims as sign_token_claims
+from .remote import RemoteKeys
 
 LEEWAY = timedelta(seconds=60)
 MAX_JTI_LENGTH = 256
@@ -170,3 +171,43 @@ def jose_token(credential: Credential | str) -> CompactJWS:
             return credential.reading
         return parse_jose(credential.text)
     return parse_jose(credential)
+
+
+#: The longest ``kid`` a token may name (the key sets devid reads use short ones).
+MAX_KID_CHARS = 256
+
+
+def verify_remote_token(
+    jws: CompactJWS,
+    remote_keys: RemoteKeys | None,
+    *,
+    algorithms: Collection[str],
+    refresh_interval: timedelta,
+    what: str,
+    whose: str,
+    provisioner: str,
+    jwks_uri: str | None = None,
+    issuer: str | None = None,
+) -> dict[str, Any]:
+    """The claims of *jws* (*what*: "ID token", "access token") once its signature verifies
+    with the key its ``kid`` names in a third party's JWK set, fetched by the host:
+    *jwks_uri*, or that of the OpenID provider *issuer*'s discovery document. Unauthorized
+    for an algorithm not in *algorithms* or an unusable ``kid``; ServiceUnavailable when
+    the host cannot fetch keys (*whose*: "Google's signing keys") or the key cannot be had."""
+    alg = jws.alg
+    if alg not in algorithms:
+        raise Unauthorized(
+            f"{what} algorithm {alg!r} is not one provisioner {provisioner!r} accepts"
+            f" ({', '.join(algorithms)})"
+        )
+    if remote_keys is None:
+        raise ServiceUnavailable(f"this CA cannot fetch {whose} here")
+    kid = jws.header.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS):
+        raise Unauthorized(f"{what} kid must be a short string")
+    if jwks_uri is None:
+        if issuer is None:
+            raise ValueError("verify_remote_token needs a jwks_uri or an issuer")
+        jwks_uri = remote_keys.provider(issuer).jwks_uri
+    key = remote_keys.key(jwks_uri, kid, alg, refresh_interval=refresh_interval)
+    return jws.verify(key)

@@ -223,13 +223,6 @@ def bundled_certificates(form: str) -> dict[str, tuple[RegionKey, ...]]:
     return read_region_certificates(text, f"plugins/aws/certificates/{name}", form)
 
 
-def _string_list(opts: Options, key: str) -> tuple[str, ...]:
-    value = opts.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigurationError(f"{opts.where}: {key!r} must be a list of non-empty strings")
-    return tuple(value)
-
-
 def _decode_base64(text: str, what: str) -> bytes:
     """Standard base64 as the metadata service serves it (line breaks allowed)."""
     try:
@@ -434,17 +427,17 @@ class AWSProvisioner(Provisioner):
         opts = Options(where, options)
         if "#" in name:
             raise ConfigurationError(f"{where}: an AWS provisioner's name may not contain '#'")
-        accounts = _string_list(opts, "accounts")
+        accounts = opts.strings("accounts")
         if "accounts" not in options or not accounts:
             raise ConfigurationError(f"{where}: accounts must list the AWS account IDs it admits")
         for account in accounts:
             if not _ACCOUNT_ID.fullmatch(account):
                 raise ConfigurationError(f"{where}: account {account!r} is not 12 digits")
-        regions = _string_list(opts, "regions")
+        regions = opts.strings("regions")
         for region in regions:
             if not _REGION.fullmatch(region):
                 raise ConfigurationError(f"{where}: region {region!r} is not an AWS region")
-        forms = _string_list(opts, "forms") if "forms" in options else DEFAULT_FORMS
+        forms = opts.strings("forms") if "forms" in options else DEFAULT_FORMS
         unknown = sorted(set(forms) - set(FORMS))
         if not forms or unknown:
             raise ConfigurationError(
@@ -469,7 +462,7 @@ class AWSProvisioner(Provisioner):
             max_instance_age=max_age,
             trust_on_first_use=opts.boolean("trust_on_first_use", True),
             allowed_names=NamePatterns.parse(
-                list(_string_list(opts, "allowed_names")), f"{where}: allowed_names"
+                list(opts.strings("allowed_names")), f"{where}: allowed_names"
             ),
             durations=durations,
             key_types=opts.key_types(),

@@ -70,7 +70,6 @@ from plugins.api import (
     RemoteKeys,
     RenewAuthorization,
     RenewContext,
-    ServiceUnavailable,
     TokenUse,
     Unauthorized,
     check_token_times,
@@ -82,6 +81,7 @@ from plugins.api import (
     parse_ekus,
     sha256_token_id,
     url_problem,
+    verify_remote_token,
 )
 
 #: The only algorithm Google signs identity tokens with.
@@ -121,13 +121,6 @@ MAX_EMAIL_LENGTH = 254
 def instance_uri(project_id: str, zone: str, instance_id: str) -> str:
     """The URI SAN naming one instance: ``gce://PROJECT/ZONE/INSTANCE_ID``."""
     return f"gce://{project_id}/{zone}/{instance_id}"
-
-
-def _string_list(opts: Options, key: str) -> tuple[str, ...]:
-    value = opts.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigurationError(f"{opts.where}: {key!r} must be a list of non-empty strings")
-    return tuple(value)
 
 
 class Instance:
@@ -232,7 +225,7 @@ class GCPProvisioner(Provisioner):
         opts = Options(where, options)
         if "#" in name:
             raise ConfigurationError(f"{where}: a GCP provisioner's name may not contain '#'")
-        projects = _string_list(opts, "projects")
+        projects = opts.strings("projects")
         if "projects" not in options or not projects:
             raise ConfigurationError(f"{where}: projects must list the project IDs it admits")
         jwks_url = opts.string("jwks_url", DEFAULT_JWKS_URL)
@@ -255,15 +248,15 @@ class GCPProvisioner(Provisioner):
             issuer=opts.issuer(env.issuers),
             projects=frozenset(projects),
             remote_keys=env.remote_keys,
-            zones=frozenset(_string_list(opts, "zones")),
-            service_accounts=frozenset(a.lower() for a in _string_list(opts, "service_accounts")),
+            zones=frozenset(opts.strings("zones")),
+            service_accounts=frozenset(a.lower() for a in opts.strings("service_accounts")),
             max_instance_age=max_age,
             trust_on_first_use=opts.boolean("trust_on_first_use", True),
             jwks_url=jwks_url,
             token_issuer=opts.string("token_issuer", DEFAULT_TOKEN_ISSUER),
             key_refresh_interval=refresh,
             allowed_names=NamePatterns.parse(
-                list(_string_list(opts, "allowed_names")), f"{where}: allowed_names"
+                list(opts.strings("allowed_names")), f"{where}: allowed_names"
             ),
             durations=durations,
             key_types=opts.key_types(),
@@ -309,17 +302,16 @@ class GCPProvisioner(Provisioner):
 
     def _verified_claims(self, jws: CompactJWS) -> dict[str, Any]:
         """The token's claims once its signature verifies with one of Google's keys."""
-        if jws.alg != ALGORITHM:
-            raise Unauthorized(f"instance identity token algorithm {jws.alg!r} is not {ALGORITHM}")
-        if self.remote_keys is None:
-            raise ServiceUnavailable("this CA cannot fetch Google's signing keys here")
-        kid = jws.header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > 256):
-            raise Unauthorized("instance identity token kid must be a short string")
-        key = self.remote_keys.key(
-            self.jwks_url, kid, ALGORITHM, refresh_interval=self.key_refresh_interval
+        return verify_remote_token(
+            jws,
+            self.remote_keys,
+            algorithms=(ALGORITHM,),
+            refresh_interval=self.key_refresh_interval,
+            what="instance identity token",
+            whose="Google's signing keys",
+            provisioner=self.name,
+            jwks_uri=self.jwks_url,
         )
-        return jws.verify(key)
 
     def _check_addressing(self, claims: Mapping[str, Any], ctx: AuthorizeContext) -> None:
         if claims.get("iss") != self.token_issuer:

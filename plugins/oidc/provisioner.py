@@ -68,7 +68,6 @@ from plugins.api import (
     RemoteKeys,
     RenewAuthorization,
     RenewContext,
-    ServiceUnavailable,
     SetAssurance,
     SetExtendedKeyUsage,
     SetSubjectAndSANs,
@@ -81,6 +80,7 @@ from plugins.api import (
     key_nonce,
     parse_ekus,
     url_problem,
+    verify_remote_token,
 )
 
 from .names import Identity, NameTemplate, common_name, fields_of, identity_names, is_text
@@ -118,13 +118,6 @@ def _client_of(claims: Mapping[str, Any]) -> str | None:
     if isinstance(aud, list) and aud and isinstance(aud[0], str) and aud[0]:
         return aud[0]
     return None
-
-
-def _string_list(opts: Options, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-    value = opts.get(key, list(default))
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigurationError(f"{opts.where}: {key!r} must be a list of non-empty strings")
-    return tuple(value)
 
 
 class OIDCProvisioner(Provisioner):
@@ -201,18 +194,18 @@ class OIDCProvisioner(Provisioner):
                 f"{where}: provider must be the provider's issuer URL (https://…, no query or"
                 f" fragment): {problem or provider}"
             )
-        algorithms = _string_list(opts, "algorithms", DEFAULT_ALGORITHMS)
+        algorithms = opts.strings("algorithms", DEFAULT_ALGORITHMS)
         unknown = sorted(set(algorithms) - set(SUPPORTED_ALGORITHMS))
         if unknown or not algorithms:
             raise ConfigurationError(
                 f"{where}: algorithms {', '.join(unknown) or '[]'} not supported; use some of"
                 f" {', '.join(SUPPORTED_ALGORITHMS)}"
             )
-        scopes = _string_list(opts, "scopes", DEFAULT_SCOPES)
+        scopes = opts.strings("scopes", DEFAULT_SCOPES)
         if "openid" not in scopes:
             raise ConfigurationError(f"{where}: scopes must include openid")
         names = tuple(
-            NameTemplate.parse(entry, where) for entry in _string_list(opts, "names", DEFAULT_NAMES)
+            NameTemplate.parse(entry, where) for entry in opts.strings("names", DEFAULT_NAMES)
         )
         if not names:
             raise ConfigurationError(f"{where}: names must list at least one name")
@@ -245,15 +238,15 @@ class OIDCProvisioner(Provisioner):
             scopes=scopes,
             names=names,
             common_name=cn,
-            domains=frozenset(d.lower() for d in _string_list(opts, "domains")),
-            groups=frozenset(_string_list(opts, "groups")),
+            domains=frozenset(d.lower() for d in opts.strings("domains")),
+            groups=frozenset(opts.strings("groups")),
             groups_claim=groups_claim,
             admins=frozenset(
                 a if a.startswith(ADMIN_SUBJECT_PREFIX) else a.lower()
-                for a in _string_list(opts, "admins")
+                for a in opts.strings("admins")
             ),
             admin_names=NamePatterns.parse(
-                list(_string_list(opts, "admin_names")), f"{where}: admin_names"
+                list(opts.strings("admin_names")), f"{where}: admin_names"
             ),
             require_email_verified=opts.boolean("require_email_verified", True),
             require_nonce=opts.boolean("require_nonce", False),
@@ -311,22 +304,16 @@ class OIDCProvisioner(Provisioner):
 
     def _verified_claims(self, jws: CompactJWS) -> dict[str, Any]:
         """The token's claims once its signature verifies with the provider's key."""
-        alg = jws.alg
-        if alg not in self.algorithms:
-            raise Unauthorized(
-                f"ID token algorithm {alg!r} is not one provisioner {self.name!r} accepts"
-                f" ({', '.join(self.algorithms)})"
-            )
-        if self.remote_keys is None:
-            raise ServiceUnavailable("this CA cannot fetch OpenID provider keys here")
-        kid = jws.header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > 256):
-            raise Unauthorized("ID token kid must be a short string")
-        provider = self.remote_keys.provider(self.provider)
-        key = self.remote_keys.key(
-            provider.jwks_uri, kid, alg, refresh_interval=self.key_refresh_interval
+        return verify_remote_token(
+            jws,
+            self.remote_keys,
+            algorithms=self.algorithms,
+            refresh_interval=self.key_refresh_interval,
+            what="ID token",
+            whose="OpenID provider keys",
+            provisioner=self.name,
+            issuer=self.provider,
         )
-        return jws.verify(key)
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
         if claims.get("iss") != self.provider:
