@@ -1,4 +1,5 @@
-"""Keys a provisioner needs from elsewhere: an OpenID provider's metadata and signing keys.
+"""Keys a provisioner needs from elsewhere: an OpenID provider's metadata and signing keys,
+and the certificates of intermediate CAs a third party's certificate names (AIA).
 
 A provisioner never fetches anything. One whose credentials are signed by a key that
 lives with a third party (an OpenID provider's ID tokens, a cloud's identity tokens)
@@ -6,9 +7,12 @@ asks the host for it through :class:`RemoteKeys`, which it receives in
 :class:`plugins.provisioner.ProvisionerEnvironment` (``remote_keys``). The host fetches
 over HTTPS, caches what it fetched for as long as the provider's cache headers say, and
 fetches a key set again when a token names a key it does not know, at most once per
-``refresh_interval``; while a provider is down, the keys already known stay usable.
+``refresh_interval``; while a provider is down, the keys already known stay usable. A
+certificate named by a URL (an AIA ``caIssuers`` URL, often plain ``http://``) is fetched
+once and kept for a day: it is only a candidate, trusted for nothing until a provisioner
+has chained it to its roots; the provisioner decides which hosts it may come from.
 
-Both methods block (they may fetch): the host calls ``authorize_*`` in a worker thread.
+Every method blocks (they may fetch): the host calls ``authorize_*`` in a worker thread.
 """
 
 from __future__ import annotations
@@ -81,6 +85,12 @@ class RemoteKeys(Protocol):
     when a token names a key the set does not hold (after one refresh), or a key that
     does not fit its algorithm; ``ServiceUnavailable`` (503) when what is needed was
     never fetched and cannot be fetched now.
+
+    ``certificate(url)`` is the DER of the one certificate served at *url* (``http://``
+    or ``https://``; PEM is converted to DER), fetched once and cached by URL;
+    ``ServiceUnavailable`` says why when it cannot be had (no answer, not a certificate,
+    too large). The host checks nothing about what the certificate says, nor the URL's
+    host: the caller allows hosts and verifies the certificate before relying on it.
     """
 
     def provider(self, issuer: str) -> OpenIDProvider:
@@ -101,4 +111,10 @@ class RemoteKeys(Protocol):
         set does not hold has the set fetched again, unless that was done less than
         *refresh_interval* ago.
         """
+        ...
+
+    def certificate(self, url: str) -> bytes:
+        """The DER of the certificate served at *url* (``http://`` or ``https://``),
+        from the cache when it was fetched before; ServiceUnavailable when it cannot be
+        had (a failed fetch is tried again only after a back-off)."""
         ...

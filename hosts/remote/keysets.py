@@ -1,4 +1,5 @@
-"""The host's cache of OpenID provider metadata and JWK sets (:class:`RemoteKeySets`).
+"""The host's cache of OpenID provider metadata, JWK sets and CA certificates
+(:class:`RemoteKeySets`).
 
 Every URL fetched (an issuer's discovery document, a ``jwks_uri``) is ``https://``, or
 ``http://`` to a loopback host for development and tests; redirects are not followed.
@@ -15,6 +16,13 @@ reason, and the next attempt waits ``min_ttl``; with nothing held, the failure i
 never has every request wait on a fetch of its own). A JWK set is also fetched again
 when a token names a key it does not hold, at most once per ``refresh_interval`` (the
 caller's), since anyone can send such a token.
+
+A certificate asked for by URL (:meth:`RemoteKeySets.certificate`, an AIA ``caIssuers``
+URL a provisioner has allowed) may be ``http://`` to any host: what it says counts only
+once the provisioner has verified its signature. Its answer must be ``200``, at most
+``certificate_max_bytes`` and one certificate (DER, or PEM, returned as DER); it is kept
+for ``certificate_ttl`` whatever the cache headers say (a certificate at a URL does not
+change), and a failure is retried after ``retry_after`` as above.
 
 Each URL has its own lock: while one thread fetches, the others asking for that URL
 wait and take its result, success or failure, instead of fetching themselves. No lock
@@ -33,9 +41,12 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.errors import BadRequest, ServiceUnavailable, Unauthorized
 from engine.jose import PublicKey, allowed_algorithms, json_value, public_key_from_jwk
@@ -58,6 +69,11 @@ _OPTIONAL_ENDPOINTS = (
     "token_endpoint",
     "device_authorization_endpoint",
 )
+_CERTIFICATE_HEADERS = {
+    "accept": "application/pkix-cert, application/x-x509-ca-cert, application/x-pem-file, */*",
+    "accept-encoding": "identity",
+    "user-agent": "devid",
+}
 _LONGEST_LOCATION = 200
 
 
@@ -88,10 +104,14 @@ class _Cached(Generic[T]):
         self,
         url: str,
         unavailable: str,
-        parse: Callable[[dict[str, Any]], T],
+        parse: Callable[[Any], T],
         describe: Callable[[T], str],
+        *,
+        certificate: bool = False,
     ) -> None:
         self.url = url
+        #: A certificate (the body as bytes, kept for ``certificate_ttl``), not JSON.
+        self.certificate = certificate
         self.unavailable = unavailable
         self.parse = parse
         self.describe = describe
@@ -125,11 +145,15 @@ class RemoteKeySets:
         min_ttl: timedelta = timedelta(minutes=1),
         max_ttl: timedelta = timedelta(hours=24),
         retry_after: timedelta = timedelta(seconds=10),
+        certificate_ttl: timedelta = timedelta(hours=24),
+        certificate_max_bytes: int = 64 << 10,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
+        if certificate_max_bytes < 1:
+            raise ValueError("certificate_max_bytes must be positive")
         if not timedelta(0) <= min_ttl <= max_ttl:
             raise ValueError("min_ttl must be at least zero and at most max_ttl")
         #: Where time comes from (the CA's clock; tests move it).
@@ -142,11 +166,14 @@ class RemoteKeySets:
         self._min_ttl = min_ttl
         self._retry_after = retry_after
         self._max_ttl = max_ttl
-        # Guards the client and the two tables (never held during I/O).
+        self._certificate_ttl = certificate_ttl
+        self._certificate_max_bytes = certificate_max_bytes
+        # Guards the client and the three tables (never held during I/O).
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._providers: dict[str, _Cached[OpenIDProvider]] = {}
         self._key_sets: dict[str, _Cached[tuple[_Key, ...]]] = {}
+        self._certificates: dict[str, _Cached[bytes]] = {}
 
     # --- RemoteKeys ---------------------------------------------------------------------
 
@@ -209,6 +236,26 @@ class RemoteKeySets:
         if failure is not None:
             raise ServiceUnavailable(f"{missing}, and the set cannot be fetched again: {failure}")
         raise Unauthorized(missing)
+
+    def certificate(self, url: str) -> bytes:
+        """The DER of the certificate served at *url*, ``http://`` or ``https://`` to any
+        host (see :meth:`plugins.remote.RemoteKeys.certificate`: the caller allows the
+        host and verifies the certificate); ServiceUnavailable when it cannot be had."""
+        with self._lock:
+            cached = self._certificates.get(url)
+        if cached is None:
+            _check_certificate_url(url)  # a URL in the table has passed it
+            new: _Cached[bytes] = _Cached(
+                url,
+                f"the certificate at {url} cannot be fetched",
+                _parse_certificate,
+                _describe_certificate,
+                certificate=True,
+            )
+            with self._lock:
+                cached = self._certificates.setdefault(url, new)
+        der, _ = self._current(cached)
+        return der
 
     def close(self) -> None:
         """Close the HTTP client's connections."""
@@ -274,8 +321,14 @@ class RemoteKeySets:
         count while it ran takes its outcome."""
         cached.attempted = now
         try:
-            document, headers = self._get(cached.url)
-            value = cached.parse(document)
+            if cached.certificate:
+                body, _ = self._body(cached.url, self._certificate_max_bytes, _CERTIFICATE_HEADERS)
+                value = cached.parse(body)
+                ttl = self._certificate_ttl
+            else:
+                document, headers = self._get(cached.url)
+                value = cached.parse(document)
+                ttl = self._ttl(headers, now)
         except _FetchFailed as failed:
             cached.attempts += 1
             cached.failure = failed.reason
@@ -290,7 +343,6 @@ class RemoteKeySets:
                     _span(self._min_ttl),
                 )
             return
-        ttl = self._ttl(headers, now)
         cached.value = value
         cached.fetched = now
         cached.expires = now + ttl
@@ -343,20 +395,33 @@ class RemoteKeySets:
 
     def _get(self, url: str) -> tuple[dict[str, Any], httpx.Headers]:
         """GET *url*: its body as a JSON object and the response's headers."""
+        body, headers = self._body(url, self._max_bytes, _REQUEST_HEADERS)
+        try:
+            document = json_value(body, "the answer")
+        except BadRequest as exc:
+            raise _FetchFailed(exc.detail) from None
+        if not isinstance(document, dict):
+            raise _FetchFailed(f"the answer is a JSON {_json_type(document)}, not an object")
+        return document, headers
+
+    def _body(
+        self, url: str, max_bytes: int, request_headers: dict[str, str]
+    ) -> tuple[bytes, httpx.Headers]:
+        """GET *url*: its body, at most *max_bytes*, and the response's headers."""
         client = self._http()
         deadline = time.monotonic() + self._timeout
-        too_large = f"the answer is larger than {_size(self._max_bytes)}"
+        too_large = f"the answer is larger than {_size(max_bytes)}"
         try:
-            with client.stream("GET", url, headers=_REQUEST_HEADERS) as response:
+            with client.stream("GET", url, headers=request_headers) as response:
                 if response.status_code != 200:
                     raise _FetchFailed(_status_reason(response))
                 declared = _digits(response.headers.get("content-length"))
-                if declared is not None and declared > self._max_bytes:
+                if declared is not None and declared > max_bytes:
                     raise _FetchFailed(too_large)
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
-                    if len(body) > self._max_bytes:
+                    if len(body) > max_bytes:
                         raise _FetchFailed(too_large)
                     if time.monotonic() > deadline:
                         raise _FetchFailed(f"no complete answer within {self._timeout:g} s")
@@ -367,13 +432,7 @@ class RemoteKeySets:
             raise _FetchFailed(
                 f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             ) from None
-        try:
-            document = json_value(bytes(body), "the answer")
-        except BadRequest as exc:
-            raise _FetchFailed(exc.detail) from None
-        if not isinstance(document, dict):
-            raise _FetchFailed(f"the answer is a JSON {_json_type(document)}, not an object")
-        return document, headers
+        return bytes(body), headers
 
 
 # --- documents --------------------------------------------------------------------------
@@ -465,6 +524,31 @@ def _select(keys: tuple[_Key, ...], kid: str | None, alg: str, url: str) -> Publ
     raise Unauthorized(f"token key {kid!r} of {url} cannot be used with {alg}")
 
 
+def _parse_certificate(body: bytes) -> bytes:
+    """The DER of the one certificate *body* holds (DER, or PEM with exactly one)."""
+    if body.lstrip().startswith(b"-----BEGIN"):
+        try:
+            found = x509.load_pem_x509_certificates(body)
+        except ValueError:
+            raise _FetchFailed("the answer is not a PEM certificate") from None
+        if len(found) != 1:
+            raise _FetchFailed(f"the answer holds {len(found)} certificates, not one")
+        return found[0].public_bytes(Encoding.DER)
+    try:
+        x509.load_der_x509_certificate(body)
+    except ValueError:
+        raise _FetchFailed("the answer is not a certificate (DER or PEM)") from None
+    return body
+
+
+def _describe_certificate(der: bytes) -> str:
+    try:
+        subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        return "a certificate"
+    return f"the certificate of {subject!r}"
+
+
 # --- helpers ----------------------------------------------------------------------------
 
 
@@ -481,6 +565,28 @@ def _check_url(url: str, what: str) -> None:
         raise ServiceUnavailable(f"{what} {url} is not a URL: {exc}") from None
     if not parsed.host or parsed.userinfo or parsed.scheme not in ("https", "http"):
         raise ServiceUnavailable(f"{what} {url} is not a URL keys may be fetched from")
+
+
+def _check_certificate_url(url: str) -> None:
+    """``http://`` or ``https://`` with a host and no credentials (any host: the caller
+    allows hosts), read the same way by the HTTP client; else ServiceUnavailable."""
+    what = "certificate URL"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        raise ServiceUnavailable(f"{what} {url!r} is not a URL") from None
+    if not url.isascii() or not host or parts.scheme not in ("http", "https") or not port_ok:
+        raise ServiceUnavailable(f"{what} {url!r} is not an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ServiceUnavailable(f"{what} {url!r} carries credentials")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ServiceUnavailable(f"{what} {url!r} is not a URL: {exc}") from None
+    if not parsed.host or parsed.userinfo or parsed.scheme not in ("https", "http"):
+        raise ServiceUnavailable(f"{what} {url!r} is not a URL a certificate may be fetched from")
 
 
 def _status_reason(response: httpx.Response) -> str:

@@ -13,8 +13,8 @@
 - :func:`self_signed_certificate`: the throw-away certificate a SCEP client signs its
   first request with;
 - :class:`StaticRemoteKeys`: a stand-in for the host's :class:`plugins.api.RemoteKeys`
-  handing out given public keys by ``kid``, for testing a provisioner type whose
-  credentials a third party signs, without a provider.
+  handing out given public keys by ``kid`` and given certificates by URL, for testing a
+  provisioner type whose credentials a third party signs, without a provider.
 
 None of it needs a CA; the tokens of a CA's own ``admin`` provisioner come from
 :meth:`hosts.testing.ca.LocalCA.mint_token`.
@@ -207,6 +207,10 @@ class StaticRemoteKeys:
     ``provider(issuer)`` answers a discovery document naming *jwks_uri* (default: the
     issuer's ``/jwks``); with ``discovery=False`` it fails the test instead, for a type
     that must not read one.
+
+    ``certificate(url)`` answers ``certificates[url]`` (DER; PEM is converted to DER, as
+    the host does), ``ServiceUnavailable`` for a URL not in it or while ``down``; every
+    URL asked for is recorded in ``asked_certificates``.
     """
 
     def __init__(self, *, discovery: bool = True) -> None:
@@ -214,6 +218,8 @@ class StaticRemoteKeys:
         self.down = False
         self.discovery = discovery
         self.asked: list[tuple[str, str | None, str]] = []
+        self.certificates: dict[str, bytes] = {}
+        self.asked_certificates: list[str] = []
 
     def provider(self, issuer: str) -> OpenIDProvider:
         if not self.discovery:
@@ -239,3 +245,14 @@ class StaticRemoteKeys:
         if alg not in allowed_algorithms(key):
             raise Unauthorized(f"algorithm {alg!r} is not allowed for this key")
         return key
+
+    def certificate(self, url: str) -> bytes:
+        self.asked_certificates.append(url)
+        if self.down:
+            raise ServiceUnavailable(f"the certificate at {url} cannot be fetched: down")
+        found = self.certificates.get(url)
+        if found is None:
+            raise ServiceUnavailable(f"the certificate at {url} cannot be fetched: HTTP 404")
+        if found.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(found).public_bytes(Encoding.DER)
+        return found
