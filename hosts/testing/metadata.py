@@ -53,7 +53,11 @@ writes the certificate of that key in the format of the AWS provisioner's
   ``metadata.azure.com`` embedded), chained to a test root through an intermediate
   (:meth:`~AzureMetadataServer.roots_file`, :meth:`~AzureMetadataServer.intermediates_file`);
 - ``GET /common/discovery/keys``: the JWK set of the token key, for an Azure
-  provisioner's ``jwks_url``.
+  provisioner's ``jwks_url``;
+- ``GET /pki/<name>.crt`` (with ``aia=True``): the DER of an intermediate CA, at the
+  URL the AIA caIssuers of the certificate it issued names; with ``middle_ca=True`` the
+  chain is Microsoft's shape, root → ``devid Test TLS RSA Root G2`` → issuing CA →
+  signer (:attr:`~AzureMetadataServer.pki_requests` records what was fetched).
 
 The metadata paths answer only a request with ``Metadata: true`` (400 otherwise) and an
 ``api-version``.
@@ -90,7 +94,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from engine.jose import jwk_from_public_key, sign_compact
 
@@ -664,7 +668,10 @@ class AzureMetadataServer(_LoopbackServer):
 
     *instance* may be replaced while it serves; *now* (default: the system clock) dates
     tokens, attested documents and the certificates. *signer_name* is the DNS name of
-    the attested documents' signer certificate.
+    the attested documents' signer certificate. With *middle_ca*, the issuing CA is
+    issued by a middle CA (``devid Test TLS RSA Root G2``) the root issued, as
+    Microsoft's are; with *aia*, the signer and each intermediate name their issuer's
+    certificate in an AIA caIssuers URL on this server (``/pki/<name>.crt``, DER).
     """
 
     server_header = "IMDS/150.870.65.1325"
@@ -676,7 +683,11 @@ class AzureMetadataServer(_LoopbackServer):
         port: int = 0,
         now: Callable[[], datetime] | None = None,
         signer_name: str = AZURE_SIGNER_NAME,
+        middle_ca: bool = False,
+        aia: bool = False,
     ) -> None:
+        # Bound first: the AIA URLs name the port.
+        super().__init__(port, "azure-metadata")
         self.instance = instance if instance is not None else AzureInstance()
         self._now: Callable[[], datetime] = now if now is not None else _system_now
         self._lock = threading.Lock()
@@ -689,9 +700,33 @@ class AzureMetadataServer(_LoopbackServer):
         root_name = _cn("devid Test Azure Root CA")
         intermediate_name = _cn("devid Test Azure TLS Issuing CA 01")
         self.root = _certificate(root_name, root_key, root_name, root_key, now=moment, ca=True)
+        #: The certificates ``/pki/<name>.crt`` serves, by name (with *aia*).
+        self.pki: dict[str, x509.Certificate] = {}
+        #: The names of the ``/pki/`` certificates fetched, in order.
+        self.pki_requests: list[str] = []
+        #: The middle CA between the root and the issuing CA (with *middle_ca*).
+        self.middle: x509.Certificate | None = None
+        parent_name, parent_key = root_name, root_key
+        if middle_ca:
+            middle_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            middle_name = _cn("devid Test TLS RSA Root G2")
+            self.middle = _certificate(
+                middle_name, middle_key, root_name, root_key, now=moment, ca=True
+            )
+            parent_name, parent_key = middle_name, middle_key
         self.intermediate = _certificate(
-            intermediate_name, intermediate_key, root_name, root_key, now=moment, ca=True
+            intermediate_name,
+            intermediate_key,
+            parent_name,
+            parent_key,
+            now=moment,
+            ca=True,
+            aia=self._aia("middle", aia and self.middle is not None),
         )
+        if aia:
+            self.pki["issuing"] = self.intermediate
+            if self.middle is not None:
+                self.pki["middle"] = self.middle
         self.signer = _certificate(
             _cn(signer_name),
             signer_key,
@@ -700,13 +735,25 @@ class AzureMetadataServer(_LoopbackServer):
             now=moment,
             ca=False,
             dns_name=signer_name,
+            aia=self._aia("issuing", aia),
         )
         self._signer_key = signer_key
         #: The resources tokens were asked for, in order.
         self.resources: list[str] = []
         #: The nonces attested documents were asked for, in order (None: none given).
         self.nonces: list[str | None] = []
-        super().__init__(port, "azure-metadata")
+
+    def _aia(self, name: str, wanted: bool) -> str | None:
+        return self.pki_url(name) if wanted else None
+
+    def pki_url(self, name: str) -> str:
+        """The URL ``/pki/<name>.crt`` on this server (``issuing``, ``middle``)."""
+        return f"{self.url}/pki/{name}.crt"
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The intermediate CAs, the issuing CA first."""
+        return (self.intermediate,) if self.middle is None else (self.intermediate, self.middle)
 
     # --- tokens -------------------------------------------------------------------------------
 
@@ -828,13 +875,21 @@ class AzureMetadataServer(_LoopbackServer):
         return _write_pem(Path(directory) / "azure-roots.pem", [self.root])
 
     def intermediates_file(self, directory: Path) -> Path:
-        """Write the intermediate (PEM) into *directory* as ``azure-intermediates.pem``;
+        """Write the intermediates (PEM) into *directory* as ``azure-intermediates.pem``;
         its path (an Azure provisioner's ``intermediates``)."""
-        return _write_pem(Path(directory) / "azure-intermediates.pem", [self.intermediate])
+        return _write_pem(Path(directory) / "azure-intermediates.pem", list(self.intermediates))
 
     # --- serving ------------------------------------------------------------------------------
 
     def respond(self, request: _Request) -> _Reply:
+        if request.path.startswith("/pki/") and request.path.endswith(".crt"):
+            name = request.path[len("/pki/") : -len(".crt")]
+            served = self.pki.get(name)
+            if served is None or request.method != "GET":
+                return 404, {"Content-Type": "text/plain"}, b"Not found"
+            with self._lock:
+                self.pki_requests.append(name)
+            return 200, {"Content-Type": "application/pkix-cert"}, served.public_bytes(Encoding.DER)
         status, body = self._answer(request)
         headers = {"Content-Type": "application/json; charset=utf-8"}
         return status, headers, json.dumps(body).encode()
@@ -894,9 +949,11 @@ def _certificate(
     now: datetime,
     ca: bool,
     dns_name: str | None = None,
+    aia: str | None = None,
 ) -> x509.Certificate:
     """A certificate for *key*, issued by *issuer_key*, valid from a day before *now*:
-    ten years for a CA or a self-signed one, a year for another."""
+    ten years for a CA or a self-signed one, a year for another; *aia* is the URL of its
+    issuer's certificate (AIA caIssuers)."""
     public = key.public_key()
     lifetime = timedelta(days=3650 if ca or issuer == subject else 365)
     builder = (
@@ -928,6 +985,18 @@ def _certificate(
                 decipher_only=False,
             ),
             critical=True,
+        )
+    if aia is not None:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(aia),
+                    )
+                ]
+            ),
+            critical=False,
         )
     if dns_name is not None:
         builder = builder.add_extension(

@@ -31,7 +31,8 @@ identity that is not a virtual machine's: 403):
   identity names its own resource, which many machines may share);
 - with ``attested_document`` (the default): the SignedData embeds its signer's
   certificate, which chains through intermediates (the bundled ones, those of
-  ``intermediates`` and those the SignedData embeds) to a root (the bundled ones, or
+  ``intermediates``, those the SignedData embeds and those fetched from the AIA URLs of
+  ``intermediate_hosts``, below) to a root (the bundled ones, or
   ``roots`` in their place) with every certificate valid now; the signer is a TLS server
   certificate of Azure's metadata service (``metadata.azure.com``, ``metadata.azure.us``,
   ``metadata.azure.cn``, ``metadata.microsoftazure.de``, or a region's name under one of
@@ -72,13 +73,25 @@ machine) with ``devid cloud forget``. Without it, each attested document (each a
 token, without the attested document) is used once, remembered by its SHA-256 until it
 expires.
 
-Azure's metadata service certificates are issued by intermediate CAs Microsoft rotates;
-the bundled intermediates are those of the documents devid is tested against, and the
-roots are DigiCert Global Root G2 and Baltimore CyberTrust Root (expired in May 2025,
-kept so that documents signed under it can be checked at their own time; a root that is
-not valid now verifies nothing). An operator adds Azure's current intermediate CAs with
-``intermediates`` (PEM files, paths relative to the data directory) when a signer
-chains through one devid does not bundle, and may replace the roots with ``roots``.
+Azure's metadata service certificates are issued by intermediate CAs Microsoft rotates
+without notice (today DigiCert Global Root G2 → Microsoft TLS RSA Root G2 → an issuing CA
+→ the signer), and the attested document embeds only the signer. The bundled
+intermediates are those of the documents devid is tested against, and the roots are
+DigiCert Global Root G2 and Baltimore CyberTrust Root (expired in May 2025, kept so that
+documents signed under it can be checked at their own time; a root that is not valid now
+verifies nothing). When the signer does not chain through the intermediates held, and
+``fetch_intermediates`` is on (the default), the intermediates missing are fetched through
+the host (:meth:`plugins.api.RemoteKeys.certificate`, cached a day) from the AIA
+``caIssuers`` URLs (``http://`` or ``https://``) of the signer, then of each certificate
+fetched, at most :data:`MAX_FETCHES` per request, and only from the hosts of
+``intermediate_hosts`` (default ``www.microsoft.com`` and ``cacerts.digicert.com``, where
+Microsoft publishes its CA certificates; port 80 or 443, any port for a loopback host):
+a URL on another host is never fetched. A fetched certificate is only a candidate: it
+counts only if it is a CA certificate and the path through it reaches a configured root
+with every certificate valid now, as above. A fetch that fails is a 503 only when no
+path is found otherwise. An operator may still add intermediate CAs with ``intermediates``
+(PEM files, paths relative to the data directory), and may replace the roots with
+``roots``.
 
 The certificate names the machine: its common name is the virtual machine's name, its
 SANs the URI ``azure://SUBSCRIPTION/RESOURCE_GROUP/NAME`` (the resource group
@@ -94,6 +107,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,12 +115,13 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import attrs
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from plugins.api import (
     LEEWAY,
@@ -167,6 +182,12 @@ MAX_CHAIN_LINKS = 4
 MAX_ACCESS_TOKEN_CHARS = 16 * 1024
 MAX_ATTESTED_CHARS = 90 * 1024
 MAX_NONCE_CHARS = 64
+#: The most certificates fetched from AIA URLs for one request.
+MAX_FETCHES = 3
+#: Where Microsoft publishes the CA certificates of Azure's services ("Azure Certificate
+#: Authority details"); an AIA URL on another host is not fetched.
+DEFAULT_INTERMEDIATE_HOSTS = ("www.microsoft.com", "cacerts.digicert.com")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 #: The bundled trust: the roots and intermediates of Azure's metadata service.
 BUNDLED_ROOTS = ("digicert_global_root_g2.pem", "baltimore_cybertrust_root.pem")
@@ -206,6 +227,25 @@ def _guid(value: Any) -> str | None:
         return None
     lowered = value.lower()
     return lowered if _GUID.fullmatch(lowered) else None
+
+
+def _host_name(host: str) -> bool:
+    """Whether *host* is a bare host name or IP address (what a URL's host may be)."""
+    if _is_ipv6(host):
+        return True
+    if not host.isascii() or any(c in host for c in "/:@?#[]%\\ "):
+        return False
+    try:
+        return urlsplit(f"http://{host}/").hostname == host.lower()
+    except ValueError:
+        return False
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def _string_list(opts: Options, key: str) -> tuple[str, ...]:
@@ -381,6 +421,122 @@ def chain_to_root(
     return path
 
 
+def ca_issuers(cert: x509.Certificate) -> list[str]:
+    """The ``http://`` and ``https://`` AIA caIssuers URIs of *cert*, in its order (none
+    when it has none or they cannot be read)."""
+    try:
+        access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, *_MALFORMED):
+        return []
+    found = []
+    for description in access:
+        location = description.access_location
+        if description.access_method != AuthorityInformationAccessOID.CA_ISSUERS:
+            continue
+        if not isinstance(location, x509.UniformResourceIdentifier):
+            continue
+        uri = location.value
+        if uri.lower().startswith(("http://", "https://")) and uri not in found:
+            found.append(uri)
+    return found
+
+
+def _fetched_certificate(data: bytes) -> x509.Certificate | None:
+    """The CA certificate *data* holds (DER or PEM), or None when it holds none."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
+    except _MALFORMED:
+        return None
+    return cert if _is_ca(cert) else None
+
+
+@attrs.frozen
+class IntermediateFetcher:
+    """Fetches the intermediate CAs a signer's AIA names, through the host's
+    :class:`plugins.api.RemoteKeys`, from the *hosts* allowed only (see the module
+    docstring)."""
+
+    remote_keys: RemoteKeys
+    hosts: frozenset[str]
+
+    def host_problem(self, url: str) -> str | None:
+        """Why *url* may not be fetched, or None: its host must be one of ``hosts``,
+        on port 80 or 443 (any port for a loopback host), with no credentials."""
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+            port = parts.port
+        except ValueError:
+            return f"{url!r} is not a URL"
+        refused = f"not fetching {url!r}: its host is not in the provisioner's intermediate_hosts"
+        if parts.scheme.lower() not in ("http", "https") or host not in self.hosts:
+            return refused
+        if parts.username is not None or parts.password is not None:
+            return f"not fetching {url!r}: it carries credentials"
+        if port is not None and port not in (80, 443) and host not in _LOOPBACK_HOSTS:
+            return f"not fetching {url!r}: only ports 80 and 443 are fetched from"
+        return None
+
+    def chain(
+        self,
+        signer: x509.Certificate,
+        pool: Sequence[x509.Certificate],
+        roots: Sequence[x509.Certificate],
+        now: datetime,
+        refused: Unauthorized,
+    ) -> list[x509.Certificate]:
+        """A path from *signer* to one of *roots* through *pool* and the CA certificates
+        fetched from the AIA URLs of *signer* and then of each certificate fetched, at
+        most :data:`MAX_FETCHES`. Unauthorized (*refused*'s reason, and the URLs not
+        fetched) when there is none; ServiceUnavailable when there is none and a fetch
+        failed."""
+        candidates = list(pool)
+        reading = [signer]
+        asked: set[str] = set()
+        not_fetched: list[str] = []
+        failures: list[str] = []
+        fetches = 0
+        while reading and fetches < MAX_FETCHES:
+            for url in ca_issuers(reading.pop(0)):
+                if url in asked:
+                    continue
+                asked.add(url)
+                problem = self.host_problem(url)
+                if problem is not None:
+                    not_fetched.append(problem)
+                    continue
+                if fetches >= MAX_FETCHES:
+                    break
+                fetches += 1
+                try:
+                    data = self.remote_keys.certificate(url)
+                except ServiceUnavailable as exc:
+                    failures.append(exc.detail)
+                    continue
+                found = _fetched_certificate(data)
+                if found is None:
+                    continue
+                if found in candidates:  # held already: what it lacks is above it
+                    reading.append(found)
+                    continue
+                candidates.append(found)
+                try:
+                    return chain_to_root(signer, candidates, roots, now)
+                except Unauthorized:
+                    reading.append(found)
+        if failures:
+            raise ServiceUnavailable(
+                f"{refused.detail}; the intermediate CAs its AIA names cannot be fetched:"
+                f" {'; '.join(failures)}"
+            )
+        if not_fetched:
+            raise Unauthorized(f"{refused.detail}; {'; '.join(not_fetched)}")
+        raise refused
+
+
 def metadata_service_name(name: str) -> bool:
     """Whether *name* is a DNS name of Azure's metadata service (``metadata.azure.com``,
     ``metadata.azure.us``, ``metadata.azure.cn``, ``metadata.microsoftazure.de``, or a
@@ -465,13 +621,15 @@ def verify_attested_document(
     roots: Sequence[x509.Certificate],
     intermediates: Sequence[x509.Certificate],
     now: datetime,
+    fetcher: IntermediateFetcher | None = None,
 ) -> AttestedDocument:
     """Verify an attested document (DER SignedData) at *now*: its signer's certificate,
     embedded, chains to one of *roots* through *intermediates* (and any other certificate
     it embeds) and is Azure's metadata service's; the signature verifies; the content is
     a document of the form Azure makes that has not expired and was not made in the
     future. Its nonce is returned, not judged. Unauthorized (BadRequest for a SignedData
-    that cannot be read) otherwise."""
+    that cannot be read) otherwise. With a *fetcher*, a signer that does not chain has
+    the intermediates its AIA names fetched (:meth:`IntermediateFetcher.chain`)."""
     signed = read_signed_data(der)
     signer = signed.signer_certificate()
     if signer is None:
@@ -479,7 +637,12 @@ def verify_attested_document(
     if signed.digest_algorithm == "sha1":
         raise Unauthorized("the attested document is signed with SHA-1")
     pool = [*intermediates, *(c for c in signed.certificates if c != signer)]
-    path = chain_to_root(signer, pool, roots, now)
+    try:
+        path = chain_to_root(signer, pool, roots, now)
+    except Unauthorized as refused:
+        if fetcher is None or not _valid_at(signer, now):
+            raise
+        path = fetcher.chain(signer, pool, roots, now, refused)
     _check_signer(signer)
     try:
         key = signer.public_key()
@@ -582,6 +745,8 @@ class AzureProvisioner(Provisioner):
         attested_document: bool = True,
         roots: Sequence[x509.Certificate] | None = None,
         intermediates: Sequence[x509.Certificate] = (),
+        fetch_intermediates: bool = True,
+        intermediate_hosts: Iterable[str] = DEFAULT_INTERMEDIATE_HOSTS,
         trust_on_first_use: bool = True,
         jwks_url: str = DEFAULT_JWKS_URL,
         token_issuer: str | None = None,
@@ -609,6 +774,11 @@ class AzureProvisioner(Provisioner):
             list(bundled_roots() if roots is None else roots), f"provisioner {name!r}"
         )
         self.intermediates = (*intermediates, *bundled_intermediates())
+        self.fetch_intermediates = fetch_intermediates
+        self.intermediate_hosts = frozenset(h.lower() for h in intermediate_hosts)
+        self._fetcher: IntermediateFetcher | None = None
+        if fetch_intermediates and remote_keys is not None:
+            self._fetcher = IntermediateFetcher(remote_keys, self.intermediate_hosts)
         self.trust_on_first_use = trust_on_first_use
         self.jwks_url = jwks_url
         self.token_issuer = token_issuer or f"https://sts.windows.net/{tenant}/"
@@ -657,6 +827,15 @@ class AzureProvisioner(Provisioner):
             env.data_dir, _string_list(opts, "intermediates"), f"{where}: intermediates"
         )
         _intermediates(intermediates, f"{where}: intermediates")
+        hosts: tuple[str, ...] = DEFAULT_INTERMEDIATE_HOSTS
+        if opts.get("intermediate_hosts") is not None:
+            hosts = _string_list(opts, "intermediate_hosts")
+            bad = [h for h in hosts if not _host_name(h)]
+            if bad:
+                raise ConfigurationError(
+                    f"{where}: intermediate_hosts: {bad[0]!r} is not a host name or IP address"
+                    " (no scheme, port or path)"
+                )
         token_issuer = opts.get("token_issuer")
         if token_issuer is not None and (not isinstance(token_issuer, str) or not token_issuer):
             raise ConfigurationError(f"{where}: option 'token_issuer' must be a non-empty string")
@@ -671,6 +850,8 @@ class AzureProvisioner(Provisioner):
             attested_document=opts.boolean("attested_document", True),
             roots=roots,
             intermediates=intermediates,
+            fetch_intermediates=opts.boolean("fetch_intermediates", True),
+            intermediate_hosts=hosts,
             trust_on_first_use=opts.boolean("trust_on_first_use", True),
             jwks_url=jwks_url,
             token_issuer=token_issuer,
@@ -748,7 +929,7 @@ class AzureProvisioner(Provisioner):
     ) -> AttestedDocument:
         der = _decode_attested(evidence.get("attested"))
         document = verify_attested_document(
-            der, roots=self.roots, intermediates=self.intermediates, now=now
+            der, roots=self.roots, intermediates=self.intermediates, now=now, fetcher=self._fetcher
         )
         spki = csr.spki or csr.public_key.public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo
@@ -858,11 +1039,14 @@ class AzureProvisioner(Provisioner):
 
 __all__ = [
     "DEFAULT_DURATIONS",
+    "DEFAULT_INTERMEDIATE_HOSTS",
     "AttestedDocument",
     "AzureProvisioner",
+    "IntermediateFetcher",
     "VirtualMachine",
     "bundled_intermediates",
     "bundled_roots",
+    "ca_issuers",
     "chain_to_root",
     "instance_uri",
     "metadata_service_name",
