@@ -88,10 +88,11 @@ fetched, at most :data:`MAX_FETCHES` per request, and only from the hosts of
 Microsoft publishes its CA certificates; port 80 or 443, any port for a loopback host):
 a URL on another host is never fetched. A fetched certificate is only a candidate: it
 counts only if it is a CA certificate and the path through it reaches a configured root
-with every certificate valid now, as above. A fetch that fails is a 503 only when no
-path is found otherwise. An operator may still add intermediate CAs with ``intermediates``
-(PEM files, paths relative to the data directory), and may replace the roots with
-``roots``.
+with every certificate valid now, as above; those of the last path found are offered
+to later requests first (as candidates still), so they chain without asking the host. A
+fetch that fails is a 503 only when no path is found otherwise. An operator may still
+add intermediate CAs with ``intermediates`` (PEM files, paths relative to the data
+directory), and may replace the roots with ``roots``.
 
 The certificate names the machine: its common name is the virtual machine's name, its
 SANs the URI ``azure://SUBSCRIPTION/RESOURCE_GROUP/NAME`` (the resource group
@@ -184,6 +185,8 @@ MAX_ATTESTED_CHARS = 90 * 1024
 MAX_NONCE_CHARS = 64
 #: The most certificates fetched from AIA URLs for one request.
 MAX_FETCHES = 3
+#: The most fetched certificates a provisioner keeps offering as candidates.
+MAX_LEARNED = 8
 #: Where Microsoft publishes the CA certificates of Azure's services ("Azure Certificate
 #: Authority details"); an AIA URL on another host is not fetched.
 DEFAULT_INTERMEDIATE_HOSTS = ("www.microsoft.com", "cacerts.digicert.com")
@@ -453,14 +456,21 @@ def _fetched_certificate(data: bytes) -> x509.Certificate | None:
     return cert if _is_ca(cert) else None
 
 
-@attrs.frozen
+@attrs.define
 class IntermediateFetcher:
     """Fetches the intermediate CAs a signer's AIA names, through the host's
     :class:`plugins.api.RemoteKeys`, from the *hosts* allowed only (see the module
-    docstring)."""
+    docstring).
+
+    ``learned`` holds the fetched certificates of the last path found (at most
+    :data:`MAX_LEARNED`): later requests offer them as candidates first, so a signer of
+    the same CA chains without asking the host again. They are candidates like any
+    other: a path through one must still reach a root with every certificate valid now.
+    """
 
     remote_keys: RemoteKeys
     hosts: frozenset[str]
+    learned: tuple[x509.Certificate, ...] = ()
 
     def host_problem(self, url: str) -> str | None:
         """Why *url* may not be fetched, or None: its host must be one of ``hosts``,
@@ -524,9 +534,15 @@ class IntermediateFetcher:
                     continue
                 candidates.append(found)
                 try:
-                    return chain_to_root(signer, candidates, roots, now)
+                    path = chain_to_root(signer, candidates, roots, now)
                 except Unauthorized:
                     reading.append(found)
+                    continue
+                fetched = [c for c in path[1:-1] if c not in pool]
+                kept = [c for c in self.learned if c not in fetched]
+                # One assignment: a thread reading ``learned`` sees the old or new tuple.
+                self.learned = (*fetched, *kept)[:MAX_LEARNED]
+                return path
         if failures:
             raise ServiceUnavailable(
                 f"{refused.detail}; the intermediate CAs its AIA names cannot be fetched:"
@@ -636,7 +652,8 @@ def verify_attested_document(
         raise Unauthorized("the attested document does not embed its signer's certificate")
     if signed.digest_algorithm == "sha1":
         raise Unauthorized("the attested document is signed with SHA-1")
-    pool = [*intermediates, *(c for c in signed.certificates if c != signer)]
+    learned = fetcher.learned if fetcher is not None else ()
+    pool = [*intermediates, *learned, *(c for c in signed.certificates if c != signer)]
     try:
         path = chain_to_root(signer, pool, roots, now)
     except Unauthorized as refused:

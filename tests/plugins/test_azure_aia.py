@@ -104,6 +104,23 @@ def test_the_chain_is_completed_from_two_levels_of_fetched_certificates(
     assert keys.asked_certificates == [imds.pki_url("issuing"), imds.pki_url("middle")]
 
 
+def test_a_path_found_is_offered_to_later_requests_without_asking_again(
+    keys: StaticRemoteKeys, imds: AzureMetadataServer
+) -> None:
+    prov = provisioner(keys, imds)
+    sign(prov, imds)
+    sign(prov, imds)
+    assert keys.asked_certificates == [imds.pki_url("issuing"), imds.pki_url("middle")]
+    # Still only candidates: under other roots, they lead nowhere and nothing is issued.
+    other = AzureMetadataServer(AzureInstance(), middle_ca=True)
+    try:
+        prov.roots = (other.root,)
+        with pytest.raises(Unauthorized, match="does not chain to a trusted root"):
+            sign(prov, imds)
+    finally:
+        other.stop()
+
+
 def test_the_aia_of_a_fetched_certificate_already_held_is_followed(
     keys: StaticRemoteKeys, imds: AzureMetadataServer
 ) -> None:
