@@ -161,6 +161,7 @@ from plugins.api import (
     sha256_token_id,
     url_problem,
     verify_identity_request,
+    verify_remote_token,
 )
 
 #: The member of an identity request holding Azure's evidence.
@@ -249,13 +250,6 @@ def _is_ipv6(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
     except ValueError:
         return False
-
-
-def _string_list(opts: Options, key: str) -> tuple[str, ...]:
-    value = opts.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigurationError(f"{opts.where}: {key!r} must be a list of non-empty strings")
-    return tuple(value)
 
 
 # --- trust anchors ---------------------------------------------------------------------
@@ -821,7 +815,7 @@ class AzureProvisioner(Provisioner):
         if _guid(tenant_id) is None:
             raise ConfigurationError(f"{where}: tenant_id must be the tenant's GUID")
         resource = opts.string("resource")
-        subscriptions = _string_list(opts, "subscriptions")
+        subscriptions = opts.strings("subscriptions")
         bad = [s for s in subscriptions if _guid(s) is None]
         if bad:
             raise ConfigurationError(f"{where}: subscriptions: {bad[0]!r} is not a GUID")
@@ -837,16 +831,16 @@ class AzureProvisioner(Provisioner):
             raise ConfigurationError(f"{where}: durations.max may be at most 30d")
         roots: tuple[x509.Certificate, ...] | None = None
         if opts.get("roots") is not None:
-            roots = _load_certificates(env.data_dir, _string_list(opts, "roots"), f"{where}: roots")
+            roots = _load_certificates(env.data_dir, opts.strings("roots"), f"{where}: roots")
             if not roots:
                 raise ConfigurationError(f"{where}: roots must list PEM files of root certificates")
         intermediates = _load_certificates(
-            env.data_dir, _string_list(opts, "intermediates"), f"{where}: intermediates"
+            env.data_dir, opts.strings("intermediates"), f"{where}: intermediates"
         )
         _intermediates(intermediates, f"{where}: intermediates")
         hosts: tuple[str, ...] = DEFAULT_INTERMEDIATE_HOSTS
         if opts.get("intermediate_hosts") is not None:
-            hosts = _string_list(opts, "intermediate_hosts")
+            hosts = opts.strings("intermediate_hosts")
             bad = [h for h in hosts if not _host_name(h)]
             if bad:
                 raise ConfigurationError(
@@ -863,7 +857,7 @@ class AzureProvisioner(Provisioner):
             resource=resource,
             remote_keys=env.remote_keys,
             subscriptions=frozenset(subscriptions),
-            resource_groups=frozenset(_string_list(opts, "resource_groups")),
+            resource_groups=frozenset(opts.strings("resource_groups")),
             attested_document=opts.boolean("attested_document", True),
             roots=roots,
             intermediates=intermediates,
@@ -874,7 +868,7 @@ class AzureProvisioner(Provisioner):
             token_issuer=token_issuer,
             key_refresh_interval=refresh,
             allowed_names=NamePatterns.parse(
-                list(_string_list(opts, "allowed_names")), f"{where}: allowed_names"
+                list(opts.strings("allowed_names")), f"{where}: allowed_names"
             ),
             durations=durations,
             key_types=opts.key_types(),
@@ -914,18 +908,16 @@ class AzureProvisioner(Provisioner):
             raise Unauthorized("the Azure evidence has no managed-identity access_token")
         if len(token) > MAX_ACCESS_TOKEN_CHARS:
             raise Unauthorized("the Azure evidence's access_token is too large")
-        jws = jose_token(token)
-        if jws.alg != ALGORITHM:
-            raise Unauthorized(f"access token algorithm {jws.alg!r} is not {ALGORITHM}")
-        if self.remote_keys is None:
-            raise ServiceUnavailable("this CA cannot fetch Entra ID's signing keys here")
-        kid = jws.header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > 256):
-            raise Unauthorized("access token kid must be a short string")
-        key = self.remote_keys.key(
-            self.jwks_url, kid, ALGORITHM, refresh_interval=self.key_refresh_interval
+        claims = verify_remote_token(
+            jose_token(token),
+            self.remote_keys,
+            algorithms=(ALGORITHM,),
+            refresh_interval=self.key_refresh_interval,
+            what="access token",
+            whose="Entra ID's signing keys",
+            provisioner=self.name,
+            jwks_uri=self.jwks_url,
         )
-        claims = jws.verify(key)
         if claims.get("iss") != self.token_issuer:
             raise Unauthorized(
                 f"access token issuer {claims.get('iss')!r} is not {self.token_issuer!r}"
