@@ -3,7 +3,7 @@
 Each kind has a small protocol of its own (:class:`CertificateStore`,
 :class:`TokenStore`, :class:`DeviceStore`, :class:`AttestationSessionStore`,
 :class:`ACMEStore`, :class:`DeviceAccountStore`, :class:`AuditStore`,
-:class:`SCEPStore`), and code asks
+:class:`SCEPStore`, :class:`OperatorStore`), and code asks
 for the ones it uses.
 :class:`Stores` holds one of each; it is what the CA holds. Every write is committed
 before the call returns, so a record the caller has seen written survives the process
@@ -19,6 +19,7 @@ from .audit import AuditEvent, AuditQuery, AuditStore
 from .bundle import Stores
 from .certificates import CertificateStore
 from .devices import DeviceStore
+from .operators import ROLES, Operator, OperatorStore
 from .records import CertificateRecord, Revocation, UsedToken, certificate_device
 from .scep import (
     ISSUED,
@@ -37,6 +38,7 @@ __all__ = [
     "ISSUED",
     "PENDING",
     "REJECTED",
+    "ROLES",
     "TRANSACTION_STATES",
     "ACMEStore",
     "AttestationSessionStore",
@@ -48,6 +50,8 @@ __all__ = [
     "DatabaseReport",
     "DeviceAccountStore",
     "DeviceStore",
+    "Operator",
+    "OperatorStore",
     "Revocation",
     "SCEPChallenge",
     "SCEPStore",

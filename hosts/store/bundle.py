@@ -11,6 +11,7 @@ from .acme import ACMEStore
 from .audit import AuditStore
 from .certificates import CertificateStore
 from .devices import DeviceStore
+from .operators import OperatorStore
 from .scep import SCEPStore
 from .sessions import AttestationSessionStore
 from .tokens import TokenStore
@@ -34,6 +35,7 @@ class Stores:
     accounts: DeviceAccountStore
     audit: AuditStore
     scep: SCEPStore
+    operators: OperatorStore
     #: Releases the backend (connections, locks); what :meth:`close` calls.
     closer: Callable[[], None] = attrs.field(repr=False)
 

@@ -19,6 +19,7 @@ from .certificates import SQLiteCertificates
 from .database import WRITER_LOCK_SUFFIX, Database
 from .devices import SQLiteDevices
 from .migrations import upgrade
+from .operators import SQLiteOperators
 from .scep import SQLiteSCEP
 from .schema import SCHEMA_VERSION
 from .sessions import SQLiteSessions
@@ -34,6 +35,7 @@ __all__ = [
     "SQLiteAudit",
     "SQLiteCertificates",
     "SQLiteDevices",
+    "SQLiteOperators",
     "SQLiteSCEP",
     "SQLiteSessions",
     "SQLiteTokens",
@@ -70,5 +72,6 @@ def open_sqlite(path: Path, *, synchronous: str = "full") -> Stores:
         accounts=SQLiteAccounts(database),
         audit=audit,
         scep=SQLiteSCEP(database, certificates),
+        operators=SQLiteOperators(database),
         closer=database.close,
     )

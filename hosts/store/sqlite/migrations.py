@@ -16,7 +16,7 @@ from engine.errors import ConfigurationError
 
 from ..records import certificate_device
 from .database import Database
-from .schema import SCEP, SCHEMA_VERSION, STATEMENTS
+from .schema import OPERATORS, SCEP, SCHEMA_VERSION, STATEMENTS
 
 # --- 1 -> 2 --------------------------------------------------------------------------
 
@@ -203,12 +203,22 @@ def _to_5(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# --- 5 -> 6 --------------------------------------------------------------------------
+
+
+def _to_6(db: sqlite3.Connection) -> None:
+    """The operator UI's local accounts: table operators, empty."""
+    for statement in OPERATORS:
+        db.execute(statement)
+
+
 #: The step to each version from the one before it.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _to_2,
     3: _to_3,
     4: _to_4,
     5: _to_5,
+    6: _to_6,
 }
 
 # Every version from the first to the current one has its step.

@@ -18,11 +18,13 @@ inventory and those events.
 5, SCEP: ``scep_transactions`` (each enrolment under its client's transactionID, listed
 by status and time) and ``scep_challenges`` (one-time challenge passwords, by their
 SHA-256 only).
+6, ``operators``: the operator UI's local accounts (role, argon2id password hash, TOTP
+secret and the last TOTP step accepted).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: The audit log as schema 4 has it (schema 3 also had an index by actor and one by action).
 AUDIT_EVENTS = (
@@ -71,6 +73,20 @@ SCEP = (
     used_at REAL,
     used_by TEXT,
     PRIMARY KEY (provisioner, challenge_sha256)
+) WITHOUT ROWID""",
+)
+
+#: The operator accounts, as schema 6 added them (the step to 6 creates them from here).
+OPERATORS = (
+    """CREATE TABLE operators (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    password_hash TEXT NOT NULL,
+    totp_secret TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    last_totp_step INTEGER
 ) WITHOUT ROWID""",
 )
 
@@ -181,4 +197,5 @@ STATEMENTS = (
 )""",
     *AUDIT_EVENTS,
     *SCEP,
+    *OPERATORS,
 )

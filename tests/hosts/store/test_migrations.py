@@ -655,7 +655,7 @@ def test_a_past_database_becomes_a_current_one_with_every_record(tmp_path: Path,
         )
     finally:
         stores.close()
-    assert user_version(path) == SCHEMA_VERSION == 5
+    assert user_version(path) == SCHEMA_VERSION == 6
     assert schema_of(path) == fresh_schema(tmp_path)
     # Opened again, there is nothing left to do and nothing changes.
     before = schema_of(path)
