@@ -33,6 +33,7 @@ per-user data directory):
   devid admin certificate  an admin client certificate (TLS CA) for the admin API
   devid audit       the audit log (who changed what, what was refused): list, export
   devid cloud       cloud instances' trust on first use: list, forget
+  devid ui user     the operator UI's local accounts: add, remove, reset, list
   devid backup      a consistent copy of the data directory, taken while the CA runs
   devid restore     check a backup and restore it into a data directory
 
@@ -92,6 +93,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "cloud",
         "cloud instances' trust on first use: list, forget",
         "hosts.cli.cloud_commands",
+    ),
+    (
+        "ui",
+        "the operator UI: its local operator accounts (user add, remove, reset, list)",
+        "hosts.cli.ui_commands",
     ),
     (
         "backup",
