@@ -17,7 +17,7 @@ from engine.ports import FrozenClock
 from hosts.service.audit import Auditor
 from hosts.service.operators import Operators
 from hosts.store import open_sqlite
-from hosts.testing.servers import clean_env, run_devid
+from hosts.testing.servers import clean_env, devid_serve, run_devid
 from plugins.manager import PluginManager
 from tests.conftest import CA
 
@@ -156,3 +156,16 @@ def test_help_names_the_commands_and_where_the_password_comes_from() -> None:
         assert command in top
     add = run_devid("ui", "user", "add", "--help", timeout=COMMAND_TIMEOUT).stdout
     assert "--password-file" in add and "DEVID_UI_PASSWORD" in add and "viewer" in add
+
+
+def test_the_commands_work_while_the_server_runs(ca: CA, tmp_path: Path) -> None:
+    env = clean_env(DEVID_PASSWORD=ca.password.decode())
+    with devid_serve(ca.data_dir, tmp_path / "serve.log", host="raw", root=ca.root_path, env=env):
+        added = ui(ca, "add", "ops", "--role", "operator", DEVID_UI_PASSWORD=PASSWORD)
+        _, secret = secret_of(added.stdout)
+        assert [line.split()[:2] for line in ui(ca, "list").stdout.splitlines()] == [
+            ["ops", "operator"]
+        ]
+        assert verify(ca, "ops", PASSWORD, secret)
+        ui(ca, "remove", "ops")
+        assert "no operators" in ui(ca, "list").stdout
