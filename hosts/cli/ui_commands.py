@@ -204,6 +204,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
     if not args.password and not args.totp:
         raise UICommandError("nothing to reset: give --password, --totp or both")
+    if args.password_file is not None and not args.password:
+        raise UICommandError("--password-file gives the new password of --password; add it")
     username = str(args.username)
     password = check_password(_password(args)) if args.password else None
     with _operators(args) as operators:

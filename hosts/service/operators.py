@@ -95,8 +95,9 @@ class Operators:
         self.auditor = auditor
         self.clock = clock
         self.hasher = hasher or PasswordHasher()
-        # Hashed against when the username is unknown, so that the answer takes as long.
-        self._absent = self.hasher.hash("no such operator, never a password")
+        # Verified against when the username is unknown, so that the answer takes as
+        # long as for a wrong password (made at the first such sign-in).
+        self._absent: str | None = None
 
     def _enrolment(self, operator: Operator) -> Enrolment:
         uri = _totp(operator.totp_secret).provisioning_uri(
@@ -165,6 +166,8 @@ class Operators:
         told)."""
         operator = self.store.get_operator(username)
         if operator is None:
+            if self._absent is None:
+                self._absent = self.hasher.hash("no such operator, never a password")
             with contextlib.suppress(VerificationError):
                 self.hasher.verify(self._absent, password)
             return None

@@ -142,6 +142,10 @@ def test_refusals_are_clear(ca: CA) -> None:
     refused(ui(ca, "remove", "nobody", check=False), "no operator named 'nobody'")
     refused(ui(ca, "reset", "nobody", "--totp", check=False), "no operator named 'nobody'")
     refused(ui(ca, "reset", "nobody", check=False), "nothing to reset: give --password, --totp")
+    refused(
+        ui(ca, "reset", "nobody", "--totp", "--password-file", "/dev/null", check=False),
+        "--password-file gives the new password of --password",
+    )
     ui(ca, "add", "alice", "--role", "viewer", DEVID_UI_PASSWORD=PASSWORD)
     refused(
         ui(ca, "add", "alice", "--role", "admin", check=False, DEVID_UI_PASSWORD=PASSWORD),
