@@ -9,9 +9,12 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from engine.pipeline import Issuer
 
 FUZZ_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = FUZZ_DIR / "corpus"
@@ -111,3 +114,34 @@ def corpus(target: str) -> Iterator[Path]:
 def text(data: bytes) -> str:
     """Bytes as the str a JSON string could carry (invalid UTF-8 becomes U+FFFD)."""
     return data.decode("utf-8", "replace")
+
+
+def issuing_ca(seed: int, name: str) -> Issuer:
+    """A self-signed P-256 issuing CA derived from *seed* (the same for every run), valid a
+    day before :data:`NOW` to a year after it, as an ``engine.pipeline.Issuer`` named
+    ``tls``: what the targets that run the signing pipeline sign with."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from engine.pipeline import Issuer
+    from engine.signer import SoftwareSigner
+
+    key = ec.derive_private_key(seed, ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issuer(name="tls", certificate=certificate, signer=SoftwareSigner(key))

@@ -63,11 +63,10 @@ from cryptography.x509.oid import NameOID
 from engine.csr import CSRInfo, parse_csr
 from engine.jose import PublicKey, json_value, jwk_from_public_key, sign_compact
 from engine.names import SAN
-from engine.pipeline import Issuer, prepare_certificate
 from engine.pipeline import SignRequest as PipelineRequest
+from engine.pipeline import prepare_certificate
 from engine.ports import CountingRandom, FrozenClock
-from engine.signer import SoftwareSigner
-from fuzz.harness import FIXTURES_DIR, NOW, attempt, text
+from fuzz.harness import FIXTURES_DIR, NOW, attempt, issuing_ca, text
 from hosts.remote.keysets import _Key, _parse_key_set, _select
 from hosts.testing.metadata import (
     AZURE_ATTESTED_LIFETIME,
@@ -237,21 +236,7 @@ CSRS = (
     _csr("api.svc.example.com", ("api.svc.example.com",)),  # an extra name allowed_names admits
 )
 
-_CA_KEY = ec.derive_private_key(0x0CA_C10D, ec.SECP256R1())
-_CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fuzz Cloud Issuing CA")])
-_CA_CERTIFICATE = (
-    x509.CertificateBuilder()
-    .subject_name(_CA_NAME)
-    .issuer_name(_CA_NAME)
-    .public_key(_CA_KEY.public_key())
-    .serial_number(1)
-    .not_valid_before(NOW - timedelta(days=1))
-    .not_valid_after(NOW + timedelta(days=365))
-    .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    .add_extension(x509.SubjectKeyIdentifier.from_public_key(_CA_KEY.public_key()), False)
-    .sign(_CA_KEY, hashes.SHA256())
-)
-ISSUER = Issuer(name="tls", certificate=_CA_CERTIFICATE, signer=SoftwareSigner(_CA_KEY))
+ISSUER = issuing_ca(0x0CA_C10D, "Fuzz Cloud Issuing CA")
 CLOCK = FrozenClock(NOW)
 RANDOM = CountingRandom(b"cloud")
 
